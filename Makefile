@@ -1,0 +1,45 @@
+# Two commands do everything on a fresh machine with Python 3.11 and make:
+#   make run    install, then ingest the bundled sample and write this month's alerts and report
+#   make test   install, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PORT ?= 3000
+
+.PHONY: install run test ui bench lock clean
+
+install: $(VENV)/.installed
+
+# uv is bootstrapped into the project venv with pip; if that fails (no index for it), plain pip installs the same lock.
+$(VENV)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv 2>/dev/null; then \
+		echo "installing with uv"; \
+		$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock -e . ; \
+	else \
+		echo "uv unavailable: installing with pip"; \
+		$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock -e . ; \
+	fi
+	touch $@
+
+run: install
+	$(BIN)/sahel run $(ARGS)
+
+# pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+ui: install
+	mkdir -p .dagster_home
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+bench: install
+	$(BIN)/python -m sahel_pipeline.benchmark $(ARGS)
+
+# Re-resolve the pinned dependency set after editing pyproject.toml.
+lock: $(VENV)/.installed
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -o requirements.lock
+
+clean:
+	rm -rf $(VENV) .dagster_home data/outputs

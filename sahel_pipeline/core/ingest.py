@@ -1,0 +1,300 @@
+"""Ingest: every CSV under the raw folders -> one canonical event table, with revisions and deletions applied.
+
+Files are read once: each is normalised into a cache keyed by its content hash, and a manifest records what each file
+held, so a re-run on the same files reads nothing and a weekly file adds only its own events. The merge itself is
+recomputed from the cached files every time, so the table is always a function of the files present:
+
+* the same event id in several files (ACLED re-publishes corrected events with a newer `timestamp`) keeps the newest
+  revision; equal revisions go to the file that sorts last. Nothing is counted twice.
+* an ACLED deletions file (`event_id_cnty`, `deleted_timestamp`) removes events whose revision is not newer than the
+  deletion.
+* rows of an extract without ids that match an event of an export with ids (same source, date, location, event type
+  and fatalities) are reported as overlaps and not kept twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+
+from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CONTENT_COLUMNS, QUARANTINE_SCHEMA
+from sahel_pipeline.core.sources import SourceError, SourceFile, empty_events, read_source_file
+from sahel_pipeline.core.validation import quarantine_invalid_rows
+
+# Bump when normalisation changes, so cached files are read again.
+PARSER_VERSION = "1"
+OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
+
+MANIFEST_SCHEMA: dict[str, pl.DataType] = {
+    "file": pl.String(),
+    "path": pl.String(),
+    "sha256": pl.String(),
+    "size_bytes": pl.Int64(),
+    "layout": pl.String(),
+    "rows": pl.Int64(),
+    "events": pl.Int64(),
+    "deletions": pl.Int64(),
+    "quarantined_rows": pl.Int64(),
+    "read_this_run": pl.Boolean(),
+    "notes": pl.String(),
+    "error": pl.String(),
+}
+
+Log = Callable[[str], None]
+
+
+@dataclass
+class IngestResult:
+    events: pl.DataFrame
+    quarantine: pl.DataFrame
+    manifest: pl.DataFrame
+    overlaps: pl.DataFrame  # id-less rows reported as the same event as one with an id
+    stats: dict[str, int] = field(default_factory=dict)
+
+    def unreadable_files(self) -> pl.DataFrame:
+        return self.manifest.filter(pl.col("error").is_not_null())
+
+
+def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """(path, display name) of every CSV under the given folders or files, in a stable order.
+
+    The display name is the path relative to the folder it was found in, and file order decides ties between equal
+    revisions: name weekly files so that they sort by date (e.g. acled_2024-05-13.csv).
+    """
+    found: list[tuple[Path, str]] = []
+    for given in paths:
+        root = Path(given)
+        if root.is_file():
+            found.append((root, root.name))
+        elif root.is_dir():
+            found.extend(
+                (p, p.relative_to(root).as_posix())
+                for p in sorted(root.rglob("*"))
+                if p.is_file() and p.suffix.lower() == ".csv"
+            )
+        else:
+            raise FileNotFoundError(f"raw data path does not exist: {root}")
+    return sorted(found, key=lambda item: item[1])
+
+
+def resolve_raw_files(raw_paths: list[str | Path], fallback: Path, log: Log) -> list[tuple[Path, str]]:
+    """The CSVs under raw_paths; the bundled sample when the default raw folder holds none."""
+    existing = [p for p in raw_paths if Path(p).exists()]
+    files = find_csv_files(existing)
+    if files:
+        return files
+    missing = [str(p) for p in raw_paths if not Path(p).exists()]
+    log(
+        f"no CSV files under {', '.join(map(str, raw_paths))}"
+        + (f" ({', '.join(missing)} missing)" if missing else "")
+        + f": using the bundled synthetic sample in {fallback}"
+    )
+    return find_csv_files([fallback])
+
+
+def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: Log = print) -> IngestResult:
+    """Read (or take from the cache) every file, then merge them into the canonical table."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    previous = _load_manifest(cache_dir)
+    entries: list[dict] = []
+    event_frames: list[pl.DataFrame] = []
+    deletion_frames: list[pl.DataFrame] = []
+    quarantine_frames: list[pl.DataFrame] = []
+    for order, (path, name) in enumerate(files):
+        stat = path.stat()
+        known = previous.get(name)
+        if known and known["size_bytes"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
+            digest = known["sha256"]
+        else:
+            digest = _sha256(path)
+        entry = {"file": name, "path": str(path), "sha256": digest, "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        key = hashlib.sha256(f"{PARSER_VERSION}\0{name}\0{digest}".encode()).hexdigest()[:32]
+        cached = _read_cache(cache_dir, key)
+        entry["read_this_run"] = cached is None
+        if cached is None:
+            log(f"reading {name} ({stat.st_size / 1e6:.1f} MB)")
+            try:
+                source = read_source_file(path, name)
+            except SourceError as err:
+                log(f"cannot read {name}: {err}")
+                entries.append({**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0,
+                                "quarantined_rows": 0, "notes": "", "error": str(err)})
+                continue
+            cached = _write_cache(cache_dir, key, source)
+        events, deletions, quarantine, info = cached
+        entries.append({**entry, **info, "error": None})
+        event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
+        deletion_frames.append(deletions)
+        quarantine_frames.append(quarantine)
+    read_now = sum(e["read_this_run"] for e in entries)
+    log(f"{len(entries)} files: {read_now} read, {len(entries) - read_now} unchanged since the last run (cached)")
+    _save_manifest(cache_dir, entries)
+
+    result = consolidate(event_frames, deletion_frames, quarantine_frames, today)
+    manifest = _manifest_frame(entries, result.quarantine)
+    result.manifest = manifest
+    result.stats.update(files=len(entries), files_read_this_run=read_now, rows_read=int(manifest["rows"].sum()))
+    log(
+        f"canonical events: {result.events.height:,} ({result.stats['quarantined_rows']:,} rows quarantined, "
+        f"{result.stats['revised_events']:,} revised, {result.stats['deleted_events']:,} deleted, "
+        f"{result.stats['overlapping_rows']:,} overlaps)"
+    )
+    return result
+
+
+def consolidate(
+    event_frames: list[pl.DataFrame],
+    deletion_frames: list[pl.DataFrame],
+    quarantine_frames: list[pl.DataFrame],
+    today: dt.date,
+) -> IngestResult:
+    """Merge normalised files (given in file order, with `_file_order`) into canonical events.
+
+    Validation first (bad rows to quarantine), then newest revisions, deletions, and overlaps of id-less extracts.
+    """
+    all_events = pl.concat(event_frames, how="vertical_relaxed") if event_frames else _no_events()
+    valid, invalid = quarantine_invalid_rows(all_events, today)
+    quarantine = pl.concat([*quarantine_frames, invalid], how="vertical_relaxed").select(list(QUARANTINE_SCHEMA))
+    events, revised, superseded = keep_newest_revisions(valid)
+    deletions = pl.concat(deletion_frames) if deletion_frames else _no_deletions()
+    events, deleted = apply_deletions(events, deletions)
+    events, overlaps = drop_overlapping_extract_rows(events)
+    stats = {
+        "events": events.height,
+        "quarantined_rows": quarantine.select("source_file", "source_row").unique().height,
+        "quarantine_problems": quarantine.height,
+        "revised_events": revised,
+        "superseded_versions": superseded,
+        "deleted_events": deleted,
+        "overlapping_rows": overlaps.height,
+    }
+    return IngestResult(events.select(CANONICAL_COLUMNS), quarantine, pl.DataFrame(schema=MANIFEST_SCHEMA), overlaps, stats)
+
+
+def keep_newest_revisions(events: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    """One row per event id: the highest revision, ties to the later file.
+
+    Returns the events, how many ids had versions with different content (revised), and how many rows were replaced.
+    """
+    repeated = events["event_id"].is_duplicated()
+    if not repeated.any():
+        return events, 0, 0
+    versions = events.filter(repeated)
+    newest = versions.sort(["revision", "_file_order"], nulls_last=False).unique("event_id", keep="last", maintain_order=True)
+    revised = (
+        versions.group_by("event_id")
+        .agg(pl.struct(CONTENT_COLUMNS).hash().n_unique().alias("n"))
+        .filter(pl.col("n") > 1)
+        .height
+    )
+    return pl.concat([events.filter(~repeated), newest]), revised, versions.height - newest.height
+
+
+def apply_deletions(events: pl.DataFrame, deletions: pl.DataFrame) -> tuple[pl.DataFrame, int]:
+    """Remove deleted events, unless the event was re-published after its deletion (a newer revision)."""
+    if deletions.height == 0:
+        return events, 0
+    latest = deletions.group_by("event_id").agg(pl.col("deleted_at").max())
+    marked = events.join(latest, on="event_id", how="left")
+    gone = pl.col("deleted_at").is_not_null() & (pl.col("revision").is_null() | (pl.col("revision") <= pl.col("deleted_at")))
+    kept = marked.filter(~gone).drop("deleted_at")
+    return kept, events.height - kept.height
+
+
+def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Rows with derived ids that describe an event already present with a real id of the same source.
+
+    Matching is on date, location, event type and fatalities, counted: if the export has two such events and the
+    extract three, two extract rows overlap and the third is kept. Actor names are left out of the key because ACLED
+    renames actors between releases (the same attack is by 'Islamic State (Greater Sahara)' in one file and 'Islamic
+    State (Sahel)' in a later one).
+    """
+    derived = events.filter(pl.col("event_id_derived"))
+    if derived.height == 0 or derived.height == events.height:
+        return events, events.clear().select("event_id")
+    keyed = events.with_columns(_location_key=pl.col("location").str.to_lowercase().str.strip_chars())
+    with_ids = keyed.filter(~pl.col("event_id_derived")).group_by(OVERLAP_KEY).agg(_matches=pl.len())
+    candidates = (
+        keyed.filter(pl.col("event_id_derived"))
+        .with_columns(_nth=pl.int_range(pl.len()).over(OVERLAP_KEY))
+        .join(with_ids, on=OVERLAP_KEY, how="left")
+    )
+    overlapping = candidates.filter(pl.col("_nth") < pl.col("_matches").fill_null(0))
+    kept = events.join(overlapping.select("event_id"), on="event_id", how="anti")
+    return kept, overlapping.select("event_id", "source_file", "source_row", "event_date", "location", "event_type", "fatalities")
+
+
+# --- cache and manifest ---------------------------------------------------------------------------------------------
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read_cache(cache_dir: Path, key: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict] | None:
+    info_path = cache_dir / f"{key}.json"
+    if not info_path.exists():
+        return None
+    info = json.loads(info_path.read_text())
+    return tuple(pl.read_parquet(cache_dir / f"{key}.{part}.parquet") for part in ("events", "deletions", "quarantine")) + (info,)  # type: ignore[return-value]
+
+
+def _write_cache(cache_dir: Path, key: str, source: SourceFile) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+    info = {
+        "layout": source.layout,
+        "rows": source.rows,
+        "events": source.events.height,
+        "deletions": source.deletions.height,
+        "notes": "; ".join(source.notes),
+    }
+    for part, frame in (("events", source.events), ("deletions", source.deletions), ("quarantine", source.quarantine)):
+        frame.write_parquet(cache_dir / f"{key}.{part}.parquet", compression="lz4")
+    # The info file is written last: its presence means the cache entry is complete.
+    tmp = cache_dir / f"{key}.json.tmp"
+    tmp.write_text(json.dumps(info))
+    os.replace(tmp, cache_dir / f"{key}.json")
+    return source.events, source.deletions, source.quarantine, info
+
+
+def _load_manifest(cache_dir: Path) -> dict[str, dict]:
+    path = cache_dir / "manifest.json"
+    if not path.exists():
+        return {}
+    return {entry["file"]: entry for entry in json.loads(path.read_text())}
+
+
+def _save_manifest(cache_dir: Path, entries: list[dict]) -> None:
+    tmp = cache_dir / "manifest.json.tmp"
+    tmp.write_text(json.dumps(entries, indent=1, default=str))
+    os.replace(tmp, cache_dir / "manifest.json")
+
+
+def _manifest_frame(entries: list[dict], quarantine: pl.DataFrame) -> pl.DataFrame:
+    per_file = quarantine.group_by("source_file").agg(quarantined_rows=pl.struct("source_row").n_unique())
+    frame = pl.DataFrame(
+        [{k: e.get(k) for k in MANIFEST_SCHEMA if k != "quarantined_rows"} for e in entries],
+        schema={k: v for k, v in MANIFEST_SCHEMA.items() if k != "quarantined_rows"},
+    )
+    frame = frame.join(per_file, left_on="file", right_on="source_file", how="left").with_columns(
+        pl.col("quarantined_rows").fill_null(0).cast(pl.Int64)
+    )
+    return frame.select(list(MANIFEST_SCHEMA))
+
+
+def _no_events() -> pl.DataFrame:
+    return empty_events().with_columns(_file_order=pl.lit(0, pl.Int32))
+
+
+def _no_deletions() -> pl.DataFrame:
+    return pl.DataFrame(schema={"event_id": pl.String(), "deleted_at": pl.Int64()})

@@ -1,0 +1,560 @@
+"""Source adapters: read one ACLED or UCDP CSV, recognise its layout from the header, normalise it to the canonical schema.
+
+Reading is strict about the file's shape (every record must have as many fields as the header) and lenient about its
+values: a value that does not parse becomes null next to its raw text, so that validation can quarantine the row with
+the value that failed instead of the run crashing or the row vanishing.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from sahel_pipeline.core.reference import UCDP_VIOLENCE_TYPES, acled_country_name, country_from_file_name
+from sahel_pipeline.core.schema import (
+    CANONICAL_COLUMNS,
+    CANONICAL_SCHEMA,
+    CONTENT_COLUMNS,
+    QUARANTINE_SCHEMA,
+    RAW_TEXT_COLUMNS,
+)
+
+
+class SourceError(ValueError):
+    """A file that cannot be read at all; the message names the file and what was expected of it."""
+
+
+# Layouts, recognised from lower-cased header names. Order matters: the first layout whose columns are present wins.
+ACLED_EVENT_COLUMNS = ("event_date", "event_type", "actor1", "fatalities")
+LAYOUTS: dict[str, tuple[str, ...]] = {
+    "acled_deletions": ("event_id_cnty", "deleted_timestamp"),
+    "ucdp_ged": ("id", "date_start", "side_a", "side_b", "type_of_violence"),
+    "acled": ("event_id_cnty", *ACLED_EVENT_COLUMNS, "actor2"),
+    "acled_monadic": ("event_id_cnty", *ACLED_EVENT_COLUMNS),
+    "acled_extract": ACLED_EVENT_COLUMNS,
+}
+LAYOUT_DESCRIPTIONS = {
+    "acled": "an ACLED export",
+    "acled_monadic": "an ACLED monadic export (one row per actor)",
+    "acled_extract": "an ACLED extract without event ids",
+    "ucdp_ged": "a UCDP GED file (and a deaths column: best or best_est)",
+    "acled_deletions": "an ACLED deletions file",
+}
+
+ACLED_DATE_FORMATS = ("%Y-%m-%d", "%d %B %Y", "%d %b %Y", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%B-%Y")
+UCDP_DATE_FORMATS = ("%Y-%m-%d", "%m/%d/%Y", "%d/%m/%Y")
+# Formats that read the same text as different dates: never fall back from one to the other.
+_AMBIGUOUS_TWINS = {"%d/%m/%Y": "%m/%d/%Y", "%m/%d/%Y": "%d/%m/%Y"}
+_TIME_OF_DAY = r"[ T]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?$"
+_ADMIN_SUFFIX = r"(?i)\s+(region|province|prefecture|department|governorate|state|district)$"
+
+
+@dataclass
+class RawTable:
+    """A CSV's records as text, before any meaning is given to them."""
+
+    header: list[str]
+    frame: pl.DataFrame  # one String column per header name, plus source_row
+    bad_rows: pl.DataFrame  # records that do not have the header's number of fields, as quarantine rows
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SourceFile:
+    """One file read and normalised: canonical events, deletions, and the rows it could not take."""
+
+    path: str
+    layout: str
+    rows: int  # data records in the file
+    events: pl.DataFrame  # canonical columns plus raw text of parsed columns
+    deletions: pl.DataFrame  # event_id, deleted_at (only for deletions files)
+    quarantine: pl.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def read_source_file(path: str | Path, display_name: str | None = None) -> SourceFile:
+    """Read, recognise and normalise one CSV. Raises SourceError when the file has no usable layout."""
+    path = Path(path)
+    name = display_name or path.name
+    raw = read_csv_text(path, name)
+    if not raw.header:
+        return _empty_source(name, "empty", raw.notes)
+    layout = detect_layout(raw.header, name)
+    columns = {h.lower(): h for h in raw.header}
+    frame = raw.frame.rename({orig: low for low, orig in columns.items() if orig != low})
+    if frame.height == 0:
+        raw.notes.append("header only: no data rows")
+    if layout == "acled_deletions":
+        deletions, quarantine = normalise_deletions(frame, name)
+        return SourceFile(
+            name, layout, raw.frame.height + raw.bad_rows.height, empty_events(),
+            deletions, pl.concat([raw.bad_rows, quarantine]), raw.notes,
+        )
+    if layout == "ucdp_ged":
+        events = normalise_ucdp(frame, name)
+    else:
+        events = normalise_acled(frame, name, layout, raw.notes)
+    collapse = collapse_actor_rows if layout == "acled_monadic" else resolve_duplicate_ids
+    events, conflicts, duplicate_notes = collapse(events)
+    raw.notes.extend(duplicate_notes)
+    return SourceFile(
+        name, layout, raw.frame.height + raw.bad_rows.height, events,
+        _empty_deletions(), pl.concat([raw.bad_rows, conflicts]), raw.notes,
+    )
+
+
+# --- reading text -------------------------------------------------------------------------------------------------
+
+
+def read_csv_text(path: Path, name: str) -> RawTable:
+    """Every record of a CSV as text. Records with the wrong number of fields become quarantine rows, not errors."""
+    notes: list[str] = []
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    if head.startswith(b"\xef\xbb\xbf"):
+        notes.append("UTF-8 byte-order mark removed")
+        head = head[3:]
+    if not head.strip():
+        notes.append("empty file: no header and no rows")
+        return RawTable([], pl.DataFrame(), _empty_quarantine(), notes)
+    header_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+    try:
+        header_text = header_line.decode("utf-8")
+    except UnicodeDecodeError:
+        header_text = header_line.decode("latin-1")
+    header = [h.strip() for h in next(csv.reader([header_text]))]
+    if len({h.lower() for h in header}) != len(header):
+        raise SourceError(f"{name}: the header repeats a column name: {', '.join(header)}")
+
+    source: str | io.BytesIO = str(path)
+    try:
+        table, bad = _read_records(source, header)
+    except pa.ArrowInvalid as err:
+        if "UTF8" not in str(err):
+            raise SourceError(f"{name}: cannot be parsed as CSV: {err}") from err
+        source, encoding = _reencode(path.read_bytes())
+        notes.append(f"not UTF-8 ({str(err).split(':')[0]}): decoded as {encoding}")
+        table, bad = _read_records(source, header)
+    extra = _uniform_trailing_extra(bad, len(header), table.num_rows)
+    if extra:
+        # UCDP GED downloads end every data row with a separator the header lacks: an empty, nameless field.
+        padded = header + [f"_unnamed_{i}" for i in range(extra)]
+        table, bad = _read_records(source, padded)
+        unnamed = pl.from_arrow(table.select(padded[len(header):]))
+        if unnamed.select(pl.any_horizontal(pl.all().str.len_bytes() > 0).any()).item():
+            raise SourceError(
+                f"{name}: every row has {len(padded)} fields but the header names {len(header)}, and the extra "
+                f"fields are not empty, so the columns cannot be matched to the header"
+            )
+        table = table.drop_columns(padded[len(header):])
+        notes.append(f"every row ends with {extra} empty field(s) the header does not name: ignored")
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    frame = frame.with_columns(
+        *(pl.col(h).replace("", None) for h in header),
+        source_row=_good_row_numbers(frame.height, bad),
+    )
+    return RawTable(header, frame, _bad_record_quarantine(bad, header, name), notes)
+
+
+def _reencode(data: bytes) -> tuple[io.BytesIO, str]:
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        return io.BytesIO(data.decode("cp1252").encode("utf-8")), "Windows-1252"
+    except UnicodeDecodeError:
+        return io.BytesIO(data.decode("latin-1").encode("utf-8")), "Latin-1"
+
+
+def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
+    """Parse records with pyarrow; the ones with a wrong field count are returned apart with their record number."""
+
+    def parse(use_threads: bool) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
+        bad: list[tuple[int | None, int, str]] = []
+
+        def keep_aside(row: pacsv.InvalidRow) -> str:
+            bad.append((row.number, row.actual_columns, row.text))
+            return "skip"
+
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+        table = pacsv.read_csv(
+            source,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=use_threads),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_aside),
+            convert_options=pacsv.ConvertOptions(
+                column_types={n: pa.large_string() for n in names},
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+        return table, bad
+
+    table, bad = parse(use_threads=True)
+    if bad:  # pyarrow only knows record numbers when it parses on one thread
+        table, bad = parse(use_threads=False)
+    return table, bad
+
+
+def _uniform_trailing_extra(bad: list[tuple[int | None, int, str]], n_header: int, n_good: int) -> int:
+    if not bad or n_good:
+        return 0
+    extras = {actual - n_header for _, actual, _ in bad}
+    return extras.pop() if len(extras) == 1 and next(iter(extras)) > 0 else 0
+
+
+def _good_row_numbers(n_good: int, bad: list[tuple[int | None, int, str]]) -> pl.Series:
+    # Record numbers count the header as row 1; rows set aside leave gaps in the numbering of the good ones.
+    skipped = np.array(sorted(number for number, _, _ in bad if number is not None), dtype=np.int64)
+    numbers = np.arange(2, n_good + len(skipped) + 2, dtype=np.int64)
+    return pl.Series("source_row", np.setdiff1d(numbers, skipped, assume_unique=True)[:n_good])
+
+
+def _bad_record_quarantine(bad: list[tuple[int | None, int, str]], header: list[str], name: str) -> pl.DataFrame:
+    rows = []
+    for number, actual, text in bad:
+        n = len(header)
+        if actual < n:
+            column = header[actual] if actual >= 0 else header[0]
+            reason = (
+                f"row has {actual} fields, the header has {n}: it stops before column '{column}' "
+                "(truncated line or missing separator)"
+            )
+        else:
+            column = f"(after {header[-1]})"
+            reason = f"row has {actual} fields, the header has {n}: {actual - n} unexpected extra field(s)"
+        rows.append(
+            {
+                "source_file": name,
+                "source_row": number,
+                "event_id": None,
+                "column": column,
+                "value": text[:500],
+                "reason": reason,
+                "record": json.dumps({"raw_line": text}, ensure_ascii=False),
+            }
+        )
+    return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA) if rows else _empty_quarantine()
+
+
+# --- layouts -------------------------------------------------------------------------------------------------------
+
+
+def detect_layout(header: list[str], name: str) -> str:
+    lower = {h.lower() for h in header}
+    for layout, required in LAYOUTS.items():
+        if set(required) <= lower and (layout != "ucdp_ged" or lower & {"best", "best_est"}):
+            return layout
+    expected = "; ".join(f"{LAYOUT_DESCRIPTIONS[k]}: {', '.join(v)}" for k, v in LAYOUTS.items())
+    raise SourceError(
+        f"{name}: unrecognised layout. Columns found: {', '.join(header)}. Expected one of -- {expected}"
+    )
+
+
+def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str]) -> pl.DataFrame:
+    """ACLED export, monadic export or id-less extract -> canonical columns."""
+    present = set(frame.columns)
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).str.strip_chars() if column in present else pl.lit(None, pl.String)
+
+    if "country" in present:
+        country = text("country")
+    else:
+        inferred = country_from_file_name(name)
+        country = pl.lit(inferred, pl.String)
+        notes.append(
+            f"no country column: country '{inferred}' taken from the file name"
+            if inferred
+            else "no country column and the file name names no single country: rows are quarantined"
+        )
+    event_type = text("event_type")
+    actor2 = text("actor2")
+    civilian_targeting = (
+        text("civilian_targeting").str.to_lowercase().str.contains("civilian").fill_null(False)
+        if "civilian_targeting" in present
+        else (event_type == "Violence against civilians") | actor2.str.starts_with("Civilians").fill_null(False)
+    )
+    disorder = text("disorder_type") if "disorder_type" in present else _disorder_from_event_type(event_type)
+    events = frame.select(
+        event_id=pl.lit("ACLED:") + text("event_id_cnty") if layout != "acled_extract" else pl.lit(None, pl.String),
+        event_id_derived=pl.lit(layout == "acled_extract"),
+        source=pl.lit("ACLED"),
+        event_date=parse_dates(text("event_date"), _best_date_format(frame, "event_date", ACLED_DATE_FORMATS), ACLED_DATE_FORMATS),
+        country=country,
+        admin1=text("admin1"),
+        admin2=text("admin2"),
+        location=text("location"),
+        latitude=_to_float(text("latitude")),
+        longitude=_to_float(text("longitude")),
+        disorder_type=disorder,
+        event_type=event_type,
+        sub_event_type=text("sub_event_type"),
+        actor1=text("actor1"),
+        assoc_actor_1=text("assoc_actor_1"),
+        actor2=actor2,
+        assoc_actor_2=text("assoc_actor_2"),
+        civilian_targeting=civilian_targeting,
+        fatalities=_to_whole_number(text("fatalities")),
+        notes=text("notes"),
+        revision=_to_unix_seconds(text("timestamp")),
+        source_file=pl.lit(name),
+        source_row=pl.col("source_row"),
+        **{raw: text(col) for col, raw in RAW_TEXT_COLUMNS.items()},
+    )
+    if layout == "acled_extract":
+        events = events.with_columns(event_id=derive_event_ids(events))
+    return events
+
+
+def normalise_ucdp(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """UCDP GED -> canonical columns: sides become actors, type_of_violence becomes ACLED's event types."""
+    deaths = "best" if "best" in frame.columns else "best_est"
+    violence = pl.col("type_of_violence").str.strip_chars()
+    countries = frame["country"].drop_nulls().unique()
+    country_map = {c: acled_country_name(c) for c in countries}
+    ucdp_date = pl.col("date_start").str.strip_chars().str.replace(_TIME_OF_DAY, "")
+    optional = set(frame.columns)
+
+    def text(column: str) -> pl.Expr:
+        return pl.col(column).str.strip_chars() if column in optional else pl.lit(None, pl.String)
+
+    return frame.select(
+        event_id=pl.lit("UCDP:") + pl.col("id").str.strip_chars(),
+        event_id_derived=pl.lit(False),
+        source=pl.lit("UCDP"),
+        event_date=parse_dates(ucdp_date, _best_date_format(frame.with_columns(date_start=ucdp_date), "date_start", UCDP_DATE_FORMATS), UCDP_DATE_FORMATS),
+        country=pl.col("country").str.strip_chars().replace(country_map),
+        admin1=text("adm_1").str.replace(_ADMIN_SUFFIX, ""),
+        admin2=text("adm_2").str.replace(_ADMIN_SUFFIX, ""),
+        location=text("where_coordinates"),
+        latitude=_to_float(text("latitude")),
+        longitude=_to_float(text("longitude")),
+        disorder_type=pl.lit("Political violence"),
+        event_type=violence.replace_strict({k: v[0] for k, v in UCDP_VIOLENCE_TYPES.items()}, default=None),
+        sub_event_type=violence.replace_strict({k: v[1] for k, v in UCDP_VIOLENCE_TYPES.items()}, default=None),
+        actor1=text("side_a"),
+        assoc_actor_1=pl.lit(None, pl.String),
+        actor2=text("side_b"),
+        assoc_actor_2=pl.lit(None, pl.String),
+        civilian_targeting=(violence == "3").fill_null(False),
+        fatalities=_to_whole_number(text(deaths)),
+        notes=text("source_headline"),
+        revision=pl.lit(None, pl.Int64),
+        source_file=pl.lit(name),
+        source_row=pl.col("source_row"),
+        _raw_event_date=text("date_start"),
+        _raw_fatalities=text(deaths),
+        _raw_latitude=text("latitude"),
+        _raw_longitude=text("longitude"),
+    )
+
+
+def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """ACLED deletions file -> (event_id, deleted_at); rows without a usable id or timestamp are quarantined."""
+    parsed = frame.select(
+        event_id=pl.lit("ACLED:") + pl.col("event_id_cnty").str.strip_chars(),
+        deleted_at=_to_unix_seconds(pl.col("deleted_timestamp").str.strip_chars()),
+        source_row=pl.col("source_row"),
+        _raw=pl.col("deleted_timestamp"),
+    )
+    bad = parsed.filter(pl.col("event_id").is_null() | pl.col("deleted_at").is_null())
+    quarantine = bad.select(
+        source_file=pl.lit(name),
+        source_row=pl.col("source_row"),
+        event_id=pl.col("event_id"),
+        column=pl.when(pl.col("event_id").is_null()).then(pl.lit("event_id_cnty")).otherwise(pl.lit("deleted_timestamp")),
+        value=pl.col("_raw"),
+        reason=pl.when(pl.col("event_id").is_null())
+        .then(pl.lit("deletion without an event id"))
+        .otherwise(pl.lit("deleted_timestamp is not a Unix time or a date")),
+        record=pl.struct(event_id=pl.col("event_id"), deleted_timestamp=pl.col("_raw")).struct.json_encode(),
+    )
+    good = parsed.filter(pl.col("event_id").is_not_null() & pl.col("deleted_at").is_not_null())
+    return good.select("event_id", "deleted_at", "source_row").with_columns(source_file=pl.lit(name)), quarantine
+
+
+# --- values --------------------------------------------------------------------------------------------------------
+
+
+def _best_date_format(frame: pl.DataFrame, column: str, formats: tuple[str, ...]) -> str:
+    """The format that parses most of a sample of the column (ties go to the earlier format in the list)."""
+    sample = frame.get_column(column).drop_nulls().str.strip_chars().head(5000)
+    if sample.is_empty():
+        return formats[0]
+    parsed = [sample.str.to_date(f, strict=False).null_count() for f in formats]
+    return formats[int(np.argmin(parsed))]
+
+
+def parse_dates(raw: pl.Expr, best: str, formats: tuple[str, ...]) -> pl.Expr:
+    """Parse with the file's own format first, then any other unambiguous one; unparseable text becomes null."""
+    fallbacks = [f for f in formats if f != best and f != _AMBIGUOUS_TWINS.get(best)]
+    return pl.coalesce([raw.str.to_date(f, strict=False) for f in (best, *fallbacks)])
+
+
+def _disorder_from_event_type(event_type: pl.Expr) -> pl.Expr:
+    return (
+        pl.when(event_type.is_in(["Protests", "Riots"]))
+        .then(pl.lit("Demonstrations"))
+        .when(event_type == "Strategic developments")
+        .then(pl.lit("Strategic developments"))
+        .when(event_type.is_not_null())
+        .then(pl.lit("Political violence"))
+    )
+
+
+def _to_float(raw: pl.Expr) -> pl.Expr:
+    return raw.cast(pl.Float64, strict=False)
+
+
+def _to_whole_number(raw: pl.Expr) -> pl.Expr:
+    number = raw.cast(pl.Float64, strict=False)
+    return pl.when(number == number.floor()).then(number.cast(pl.Int64))
+
+
+def _to_unix_seconds(raw: pl.Expr) -> pl.Expr:
+    as_number = raw.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+    as_datetime = raw.str.to_datetime(strict=False, time_unit="us").dt.epoch("s")
+    return pl.coalesce(as_number, as_datetime)
+
+
+def derive_event_ids(events: pl.DataFrame) -> pl.Series:
+    """Stable ids for rows that came without one: a hash of the row's content, numbered when rows repeat exactly."""
+    content = [c for c in CONTENT_COLUMNS if c not in ("event_id",)]
+    keys = events.select(
+        pl.concat_str(
+            [pl.col(c).cast(pl.String).fill_null("") for c in content if c not in ("source", "event_date")]
+            + [pl.col("_raw_event_date").fill_null("")],
+            separator="\x1f",
+        ).alias("key")
+    )["key"]
+    digests = pl.Series([hashlib.blake2b(k.encode(), digest_size=8).hexdigest() for k in keys], dtype=pl.String)
+    occurrence = pl.DataFrame({"d": digests}).select(pl.int_range(pl.len()).over("d").alias("n"))["n"]
+    return pl.Series(
+        "event_id",
+        [f"ACLED~{d}" if n == 0 else f"ACLED~{d}-{n + 1}" for d, n in zip(digests, occurrence)],
+        dtype=pl.String,
+    )
+
+
+# --- duplicates within one file ------------------------------------------------------------------------------------
+
+_ACTOR_COLUMNS = ("actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting")
+
+
+def collapse_actor_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """Monadic exports list an event once per actor: the first row's actor is actor1, the next ones actor2 and beyond.
+
+    Rows of one event must agree on everything but the actor; when they do not, all of them are quarantined.
+    """
+    without_id = events.filter(pl.col("event_id").is_null())  # quarantined by validation, not merged here
+    events = events.filter(pl.col("event_id").is_not_null())
+    shared = [c for c in CONTENT_COLUMNS if c not in _ACTOR_COLUMNS] + ["revision"]
+    per_event = events.group_by("event_id", maintain_order=True).agg(
+        pl.struct(shared).n_unique().alias("_versions"),
+        pl.len().alias("_rows"),
+    )
+    conflicting = per_event.filter(pl.col("_versions") > 1)
+    bad = events.join(conflicting.select("event_id"), on="event_id", how="semi")
+    good = events.join(conflicting.select("event_id"), on="event_id", how="anti")
+    others = [c for c in good.columns if c not in _ACTOR_COLUMNS and c != "event_id"]
+    actors, assocs = pl.col("_actors"), pl.col("_assocs")
+    collapsed = (
+        good.group_by("event_id", maintain_order=True)
+        .agg(*[pl.col(c).first() for c in others], _actors=pl.col("actor1"), _assocs=pl.col("assoc_actor_1"))
+        .with_columns(
+            actor1=actors.list.get(0),
+            assoc_actor_1=assocs.list.get(0),
+            actor2=actors.list.get(1, null_on_oob=True),
+            assoc_actor_2=pl.concat_list(assocs.list.slice(1, 1), actors.list.slice(2), assocs.list.slice(2))
+            .list.drop_nulls()
+            .list.join("; "),
+        )
+        .with_columns(assoc_actor_2=pl.when(pl.col("assoc_actor_2") != "").then(pl.col("assoc_actor_2")))
+        .with_columns(
+            civilian_targeting=(pl.col("event_type") == "Violence against civilians")
+            | pl.col("actor2").str.starts_with("Civilians").fill_null(False),
+        )
+        .select(good.columns)
+    )
+    notes = [f"monadic export: {good.height} actor rows collapsed into {collapsed.height} events"]
+    if bad.height:
+        notes.append(f"{bad.height} rows of {conflicting.height} events disagree on more than the actor: quarantined")
+    collapsed = pl.concat([collapsed, without_id])
+    return collapsed, _conflict_quarantine(bad, "its rows disagree on more than the actor"), notes
+
+
+def resolve_duplicate_ids(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
+    """One id twice in one file: exact repeats collapse, a newer revision wins, a same-revision conflict is quarantined."""
+    without_id = events.filter(pl.col("event_id").is_null())  # quarantined by validation, not merged here
+    events = events.filter(pl.col("event_id").is_not_null())
+    if events["event_id"].n_unique() == events.height:
+        return pl.concat([events, without_id]), _empty_quarantine(), []
+    content_hash = pl.struct(CONTENT_COLUMNS).hash()
+    ranked = events.with_columns(
+        _newest=pl.col("revision").fill_null(-1) == pl.col("revision").fill_null(-1).max().over("event_id"),
+        _hash=content_hash,
+    )
+    newest = ranked.filter(pl.col("_newest"))
+    versions = newest.group_by("event_id").agg(pl.col("_hash").n_unique().alias("_versions"))
+    conflicting = versions.filter(pl.col("_versions") > 1).select("event_id")
+    bad = newest.join(conflicting, on="event_id", how="semi").drop("_newest", "_hash")
+    kept = (
+        newest.join(conflicting, on="event_id", how="anti")
+        .unique("event_id", keep="first", maintain_order=True)
+        .drop("_newest", "_hash")
+    )
+    notes = []
+    if superseded := events.height - newest.height:
+        notes.append(f"{superseded} older revisions of events re-published in the same file: superseded")
+    if repeats := newest.height - bad.height - kept.height:
+        notes.append(f"{repeats} exact repeats of a row: counted once")
+    if bad.height:
+        notes.append(f"{bad.height} rows share an event id and revision but differ: quarantined")
+    return pl.concat([kept, without_id]), _conflict_quarantine(bad, "same event id and revision, different content"), notes
+
+
+def _conflict_quarantine(bad: pl.DataFrame, why: str) -> pl.DataFrame:
+    if bad.height == 0:
+        return _empty_quarantine()
+    return bad.select(
+        source_file=pl.col("source_file"),
+        source_row=pl.col("source_row"),
+        event_id=pl.col("event_id"),
+        column=pl.lit("event_id"),
+        value=pl.col("event_id"),
+        reason=pl.format("event id appears {} times in this file: {}", pl.len().over("event_id"), pl.lit(why)),
+        record=record_json(bad),
+    )
+
+
+def record_json(events: pl.DataFrame) -> pl.Expr:
+    """The row as JSON, with the raw text of parsed columns, so nothing of a quarantined row is lost."""
+    keep = [c for c in CANONICAL_COLUMNS if c not in ("source_file", "source_row") and c in events.columns]
+    keep += [c for c in RAW_TEXT_COLUMNS.values() if c in events.columns]
+    return pl.struct([pl.col(c).cast(pl.String) for c in keep]).struct.json_encode()
+
+
+def _empty_quarantine() -> pl.DataFrame:
+    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
+
+
+def empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema={**CANONICAL_SCHEMA, **{raw: pl.String() for raw in RAW_TEXT_COLUMNS.values()}})
+
+
+def _empty_deletions() -> pl.DataFrame:
+    return pl.DataFrame(schema={"event_id": pl.String(), "deleted_at": pl.Int64(), "source_row": pl.Int64(), "source_file": pl.String()})
+
+
+def _empty_source(name: str, layout: str, notes: list[str]) -> SourceFile:
+    return SourceFile(name, layout, 0, empty_events(), _empty_deletions(), _empty_quarantine(), notes)
