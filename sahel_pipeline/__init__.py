@@ -1,0 +1,6 @@
+"""sahel_pipeline: an early-warning pipeline for armed-conflict analysts."""
+
+from pathlib import Path
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = PROJECT_DIR / "data" / "sample"

@@ -203,53 +203,56 @@ def gx_columns(today: dt.date) -> list[str]:
     return sorted({config["column"] for config in expectation_configs(today)})
 
 
-def gx_frame(events: pl.DataFrame, today: dt.date):
-    needed = gx_columns(today)
-    date = pl.col("event_date")
-    frame = events.with_columns(
-        (date.dt.year().cast(pl.Int64) * 10000 + date.dt.month().cast(pl.Int64) * 100 + date.dt.day().cast(pl.Int64))
-        .alias(GX_DATE_COLUMN)
-    )
-    return frame.select(needed).to_pandas()
+def validate_with_great_expectations(events: pl.LazyFrame | pl.DataFrame, today: dt.date) -> ValidationSummary:
+    """Run the GX suites: the table's columns (on zero rows), then every rule's expectations on the columns they read.
 
-
-def validate_with_great_expectations(events: pl.DataFrame, today: dt.date) -> ValidationSummary:
-    """Run the GX suite: the table's columns and types, then every rule's expectations on the columns they need."""
+    A LazyFrame is only collected for the columns GX needs.
+    """
     import great_expectations as gx
 
+    lazy = events.lazy()
+    schema = lazy.collect_schema()
     context = _gx_context()
     schema_suite = _suite(
         context,
         "canonical_events_schema",
         [{"type": "ExpectTableColumnsToMatchSet", "column_set": CANONICAL_COLUMNS, "exact_match": True}],
     )
-    value_suite = _suite(context, "canonical_events_values", expectation_configs(today))
+    batches = [(schema_suite, pl.DataFrame(schema=schema).to_pandas())]
+    rows = 0
+    if set(CANONICAL_COLUMNS) <= set(schema.names()):  # otherwise the value expectations cannot be evaluated
+        date = pl.col("event_date")
+        values = (
+            lazy.with_columns(
+                (date.dt.year().cast(pl.Int64) * 10000 + date.dt.month().cast(pl.Int64) * 100 + date.dt.day().cast(pl.Int64))
+                .alias(GX_DATE_COLUMN)
+            )
+            .select(gx_columns(today))
+            .collect()
+        )
+        rows = values.height
+        batches.append((_suite(context, "canonical_events_values", expectation_configs(today)), values.to_pandas()))
     outcomes: list[ExpectationOutcome] = []
     success = True
-    for suite, frame in (
-        (schema_suite, events.head(0).to_pandas()),
-        (value_suite, gx_frame(events, today) if set(CANONICAL_COLUMNS) <= set(events.columns) else None),
-    ):
-        if frame is None:  # the schema already failed: the value expectations cannot be evaluated
-            continue
+    for suite, frame in batches:
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=suite.name, data=_batch_definition(context, suite.name), suite=suite)
         )
         result = definition.run(batch_parameters={"dataframe": frame}, result_format="SUMMARY")
         success &= bool(result.success)
         outcomes.extend(_outcome(r) for r in result.results)
-    dtype_problems = _dtype_problems(events)
+    dtype_problems = _dtype_problems(schema)
     outcomes.extend(
         ExpectationOutcome("polars dtype", column, False, 0, [problem]) for column, problem in dtype_problems.items()
     )
-    return ValidationSummary(success and not dtype_problems, events.height, outcomes)
+    return ValidationSummary(success and not dtype_problems, rows, outcomes)
 
 
-def _dtype_problems(events: pl.DataFrame) -> dict[str, str]:
+def _dtype_problems(schema: pl.Schema) -> dict[str, str]:
     return {
-        column: f"{events.schema[column]} instead of {dtype}"
+        column: f"{schema[column]} instead of {dtype}"
         for column, dtype in CANONICAL_SCHEMA.items()
-        if column in events.columns and events.schema[column] != dtype
+        if column in schema and schema[column] != dtype
     }
 
 

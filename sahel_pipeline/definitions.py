@@ -1,0 +1,26 @@
+"""The code location: every asset, check, job, schedule and sensor of sahel_pipeline."""
+
+import dagster as dg
+
+from sahel_pipeline.defs import ingest
+from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
+from sahel_pipeline.defs.resources import PipelineSettings
+
+
+def build_definitions(settings: PipelineSettings) -> dg.Definitions:
+    """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI use their own."""
+    return dg.Definitions(
+        assets=[ingest.ingested_events],
+        asset_checks=[
+            ingest.raw_files_are_readable,
+            ingest.canonical_events_pass_great_expectations,
+            ingest.quarantine_share_is_small,
+        ],
+        resources={"settings": settings, "io_manager": PolarsParquetIOManager(settings=settings)},
+    )
+
+
+# Paths come from SAHEL_RAW_PATHS and SAHEL_OUTPUT_DIR, read when a run starts (`dagster dev` loads them from .env).
+defs = build_definitions(
+    PipelineSettings(raw_paths=dg.EnvVar("SAHEL_RAW_PATHS"), output_dir=dg.EnvVar("SAHEL_OUTPUT_DIR"))
+)

@@ -1,0 +1,125 @@
+"""Ingest assets: raw CSVs -> canonical events and quarantined rows, guarded by Great Expectations checks."""
+
+import polars as pl
+
+import dagster as dg
+
+from sahel_pipeline.core.ingest import ingest
+from sahel_pipeline.core.validation import validate_with_great_expectations
+from sahel_pipeline.defs.metadata import markdown_table, table_preview
+from sahel_pipeline.defs.resources import PipelineSettings
+
+GROUP = "ingest"
+QUARANTINE_WARN_SHARE = 0.01
+
+
+@dg.multi_asset(
+    outs={
+        "raw_file_manifest": dg.AssetOut(
+            description="Every raw file read: its hash, layout, row counts, quarantined rows and notes.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+        "canonical_events": dg.AssetOut(
+            description="One row per conflict event from every source, newest revision, deletions applied.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+        "quarantined_events": dg.AssetOut(
+            description="Rows that broke a validation rule, with file, row, column, value and reason.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+    },
+)
+def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
+    """Read new or changed CSVs under the raw folders, then merge all of them into canonical events."""
+    files = settings.raw_files(context.log.info)
+    result = ingest(files, settings.ingest_cache, settings.today(), log=context.log.info)
+    stats = result.stats
+    yield dg.MaterializeResult(
+        asset_key="raw_file_manifest",
+        value=result.manifest,
+        metadata={
+            "files": stats["files"],
+            "files_read_this_run": stats["files_read_this_run"],
+            "unreadable_files": result.unreadable_files().height,
+            "files_table": dg.MetadataValue.md(
+                markdown_table(result.manifest.select("file", "layout", "rows", "events", "quarantined_rows", "notes", "error"))
+            ),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="canonical_events",
+        value=result.events,
+        metadata={
+            "dagster/row_count": result.events.height,
+            "rows_read": stats["rows_read"],
+            "quarantined_rows": stats["quarantined_rows"],
+            "revised_events": stats["revised_events"],
+            "superseded_versions": stats["superseded_versions"],
+            "deleted_events": stats["deleted_events"],
+            "overlapping_extract_rows": stats["overlapping_rows"],
+            "events_by_source": dg.MetadataValue.md(
+                markdown_table(result.events.group_by("source", "country").len("events").sort("source", "country"))
+            ),
+            "preview": table_preview(result.events.drop("notes")),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="quarantined_events",
+        value=result.quarantine,
+        metadata={
+            "dagster/row_count": result.quarantine.height,
+            "quarantined_rows": stats["quarantined_rows"],
+            "reasons": dg.MetadataValue.md(
+                markdown_table(result.quarantine.group_by("column", "reason").len("rows").sort("rows", descending=True))
+            ),
+            "preview": table_preview(result.quarantine.drop("record")),
+        },
+    )
+
+
+@dg.asset_check(asset="raw_file_manifest", blocking=True, description="Every CSV under the raw folders has a known layout.")
+def raw_files_are_readable(raw_file_manifest: pl.DataFrame) -> dg.AssetCheckResult:
+    unreadable = raw_file_manifest.filter(pl.col("error").is_not_null())
+    return dg.AssetCheckResult(
+        passed=unreadable.height == 0,
+        description="; ".join(unreadable["error"].to_list()) or None,
+        metadata={"unreadable_files": unreadable.height, "files": raw_file_manifest.height},
+    )
+
+
+@dg.asset_check(
+    asset="canonical_events",
+    blocking=True,
+    description="Great Expectations suite: columns, unique non-null ids, dates 1997..today, fatalities, countries, "
+    "coordinates and ACLED event types.",
+)
+def canonical_events_pass_great_expectations(
+    context: dg.AssetCheckExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings
+) -> dg.AssetCheckResult:
+    summary = validate_with_great_expectations(canonical_events, settings.today())
+    context.log.info(f"Great Expectations: {len(summary.failures())} of {len(summary.outcomes)} expectations failed")
+    return dg.AssetCheckResult(
+        passed=summary.success,
+        metadata={
+            "rows_validated": summary.rows,
+            "expectations": len(summary.outcomes),
+            "failed_expectations": len(summary.failures()),
+            "summary": dg.MetadataValue.md(summary.to_markdown()),
+        },
+    )
+
+
+@dg.asset_check(
+    asset="quarantined_events",
+    additional_ins={"raw_file_manifest": dg.AssetIn("raw_file_manifest")},
+    description=f"Warns when more than {QUARANTINE_WARN_SHARE:.0%} of the rows read were quarantined.",
+)
+def quarantine_share_is_small(quarantined_events: pl.DataFrame, raw_file_manifest: pl.DataFrame) -> dg.AssetCheckResult:
+    rows_read = int(raw_file_manifest["rows"].sum())
+    quarantined = quarantined_events.select("source_file", "source_row").unique().height
+    share = quarantined / rows_read if rows_read else 0.0
+    return dg.AssetCheckResult(
+        passed=share <= QUARANTINE_WARN_SHARE,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"quarantined_rows": quarantined, "rows_read": rows_read, "share": round(share, 4)},
+    )

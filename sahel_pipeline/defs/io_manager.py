@@ -1,0 +1,54 @@
+"""A small Parquet IO manager for Polars frames (dagster-polars does not work with Polars 2)."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.defs.resources import PipelineSettings
+
+
+class PolarsParquetIOManager(dg.ConfigurableIOManager):
+    """Stores each asset as `<output_dir>/warehouse/<asset key>.parquet`, or `.../<asset key>/<partition>.parquet`.
+
+    Inputs annotated `pl.LazyFrame` are scanned rather than read, so a consumer that needs a few columns of a large
+    table reads only those.
+    """
+
+    settings: PipelineSettings
+
+    def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
+        folder = Path(self.settings.warehouse, *context.asset_key.path)
+        if context.has_asset_partitions:
+            keys = context.asset_partition_keys
+            if len(keys) != 1:
+                raise dg.DagsterInvariantViolationError(
+                    f"{context.asset_key.to_user_string()}: load or store one partition at a time, not {len(keys)}"
+                )
+            return folder / f"{keys[0]}.parquet"
+        return folder.with_name(folder.name + ".parquet")
+
+    def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None) -> None:
+        if obj is None:
+            return
+        path = self._path(context)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        # Written aside and renamed, so a reader (or a concurrent run) never sees half a file.
+        if isinstance(obj, pl.LazyFrame):
+            obj.sink_parquet(tmp, compression="zstd")
+        else:
+            obj.write_parquet(tmp, compression="zstd")
+        os.replace(tmp, path)
+        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+
+    def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
+        path = self._path(context)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"{context.asset_key.to_user_string()} has not been materialized yet (no {path}); materialize it first"
+            )
+        if context.dagster_type.typing_type is pl.LazyFrame:
+            return pl.scan_parquet(path)
+        return pl.read_parquet(path)

@@ -1,0 +1,184 @@
+"""Ingest: snapshots, revisions, deletions, the manifest and cache, overlaps, and the real files together."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import shutil
+from collections import Counter
+
+import polars as pl
+import pytest
+
+from sahel_pipeline.core.ingest import find_csv_files, ingest
+from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
+
+HEADER = "event_id_cnty,event_date,event_type,sub_event_type,actor1,actor2,country,admin1,location,fatalities,timestamp"
+T0, T1, T2 = 1_715_000_000, 1_715_600_000, 1_716_000_000
+
+
+def snapshot(rows: list[tuple]) -> str:
+    return "\n".join([HEADER] + [",".join(map(str, r)) for r in rows]) + "\n"
+
+
+# Snapshot A, then B: B corrects E2's fatalities and E3's date with a newer timestamp and adds E6 and E7.
+SNAPSHOT_A = [
+    ("NIG1", "2024-05-01", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Ayorou", 3, T0),
+    ("NIG2", "2024-05-02", "Violence against civilians", "Attack", "Islamic State (Sahel)", "Civilians (Niger)", "Niger", "Tillaberi", "Tera", 5, T0),
+    ("NIG3", "2024-05-03", "Battles", "Armed clash", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Makalondi", 2, T0),
+    ("NIG4", "2024-05-04", "Protests", "Peaceful protest", "Protesters (Niger)", "", "Niger", "Niamey", "Niamey", 0, T0),
+    ("NIG5", "2024-05-05", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tahoua", "Tillia", 0, T0),
+]
+SNAPSHOT_B = [
+    SNAPSHOT_A[0],
+    ("NIG2", "2024-05-02", "Violence against civilians", "Attack", "Islamic State (Sahel)", "Civilians (Niger)", "Niger", "Tillaberi", "Tera", 7, T1),
+    ("NIG3", "2024-05-06", "Battles", "Armed clash", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Makalondi", 2, T1),
+    SNAPSHOT_A[3],
+    SNAPSHOT_A[4],
+    ("NIG6", "2024-05-09", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Ayorou", 11, T1),
+    ("NIG7", "2024-05-10", "Explosions/Remote violence", "Remote explosive/landmine/IED", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Dosso", "Dosso", 1, T1),
+]
+# NIG4 deleted after its last revision: gone. NIG6 'deleted' before the revision we hold: it was re-published, kept.
+DELETIONS = f"event_id_cnty,deleted_timestamp\nNIG4,{T2}\nNIG6,{T0}\n"
+
+
+def table(result) -> dict[str, tuple]:
+    return {
+        r["event_id"]: (r["event_date"], r["fatalities"], r["revision"])
+        for r in result.events.iter_rows(named=True)
+    }
+
+
+def expected(rows: list[tuple]) -> dict[str, tuple]:
+    return {f"ACLED:{r[0]}": (dt.date.fromisoformat(r[1]), r[9], r[10]) for r in rows}
+
+
+def run(raw, cache):
+    return ingest(find_csv_files([raw]), cache, TODAY, log=lambda _: None)
+
+
+def test_snapshot_then_revised_snapshot_then_deletions_event_by_event(tmp_path):
+    raw, cache = tmp_path / "raw", tmp_path / "cache"
+    raw.mkdir()
+    (raw / "acled_niger_2024-05-06.csv").write_text(snapshot(SNAPSHOT_A))
+    first = run(raw, cache)
+    assert table(first) == expected(SNAPSHOT_A)
+
+    (raw / "acled_niger_2024-05-13.csv").write_text(snapshot(SNAPSHOT_B))
+    second = run(raw, cache)
+    assert table(second) == expected(SNAPSHOT_B)  # exactly B: corrections replace, nothing counted twice
+    assert second.stats["files_read_this_run"] == 1  # only the new weekly file was read
+    assert second.stats["revised_events"] == 2  # NIG2 and NIG3
+    assert second.stats["superseded_versions"] == 5  # the five events of A now also in B
+
+    (raw / "acled_deletions_2024-05-14.csv").write_text(DELETIONS)
+    third = run(raw, cache)
+    after_deletions = expected([r for r in SNAPSHOT_B if r[0] != "NIG4"])
+    assert table(third) == after_deletions
+    assert third.stats["deleted_events"] == 1
+
+    rerun = run(raw, cache)
+    assert rerun.stats["files_read_this_run"] == 0
+    assert rerun.events.equals(third.events)
+    assert rerun.manifest.drop("read_this_run").equals(third.manifest.drop("read_this_run"))
+
+
+def test_newest_revision_wins_whatever_order_the_files_sort_in(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "z_older_snapshot.csv").write_text(snapshot(SNAPSHOT_A))
+    (raw / "a_newer_snapshot.csv").write_text(snapshot(SNAPSHOT_B))
+    assert table(run(raw, tmp_path / "cache")) == expected(SNAPSHOT_B)
+
+
+def test_a_then_b_equals_b_alone(tmp_path):
+    both, only_b = tmp_path / "both", tmp_path / "only_b"
+    both.mkdir()
+    only_b.mkdir()
+    (both / "acled_1.csv").write_text(snapshot(SNAPSHOT_A))
+    (both / "acled_2.csv").write_text(snapshot(SNAPSHOT_B))
+    (only_b / "acled_2.csv").write_text(snapshot(SNAPSHOT_B))
+    from_both = run(both, tmp_path / "c1").events.sort("event_id")
+    from_b = run(only_b, tmp_path / "c2").events.sort("event_id")
+    assert from_both.equals(from_b)
+
+
+def test_changed_file_is_read_again_and_unchanged_ones_come_from_the_cache(tmp_path):
+    raw, cache = tmp_path / "raw", tmp_path / "cache"
+    raw.mkdir()
+    (raw / "a.csv").write_text(snapshot(SNAPSHOT_A[:2]))
+    (raw / "b.csv").write_text(snapshot(SNAPSHOT_A[2:]))
+    run(raw, cache)
+    (raw / "b.csv").write_text(snapshot(SNAPSHOT_A[2:] + SNAPSHOT_B[5:]))
+    result = run(raw, cache)
+    assert result.manifest.select("file", "read_this_run").rows() == [("a.csv", False), ("b.csv", True)]
+    assert result.events.height == 7
+
+
+def test_same_event_in_an_id_less_extract_is_reported_as_overlap_not_counted_twice(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "acled_niger_export.csv").write_text(snapshot(SNAPSHOT_A))
+    (raw / "acled_niger_extract.csv").write_text(
+        "EVENT_DATE,EVENT_TYPE,ACTOR1,ACTOR2,LOCATION,FATALITIES\n"
+        "2024-05-01,Battles,Islamic State (Greater Sahara),Military Forces of Niger (2021-2023),Ayorou,3\n"  # = NIG1
+        "2024-05-02,Violence against civilians,Islamic State (Sahel),Civilians (Niger),Tera,5\n"  # = NIG2
+        "2024-05-02,Violence against civilians,Islamic State (Sahel),Civilians (Niger),Tera,5\n"  # a second such event
+        "2024-05-20,Battles,Islamic State (Sahel),Military Forces of Niger (2023-),Ayorou,1\n"  # new
+    )
+    result = run(raw, tmp_path / "cache")
+    assert result.stats["overlapping_rows"] == 2
+    assert result.events.height == 5 + 2
+    assert result.overlaps["location"].to_list() == ["Ayorou", "Tera"]
+
+
+@requires_real_data
+def test_all_real_files_together(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for name in ("acled_burkina_1997-2020.csv", "acled_burkina_1997-2023_subset-columns.csv",
+                 "acled_mali_2017-2020_actor-rows.csv", "ucdp_ged_burkina_2016-2023.csv"):
+        shutil.copy(real_file(name), raw / name)
+    result = run(raw, tmp_path / "cache")
+
+    # Overlaps counted independently: extract rows matching export rows on date, location, type and fatalities.
+    def keys(name, date_col, fmt, cols):
+        with open(raw / name, newline="", encoding="utf-8") as fh:
+            return Counter(
+                (dt.datetime.strptime(r[date_col], fmt).date(), *(r[c].strip().lower() if c.lower() == "location" else r[c] for c in cols))
+                for r in csv.DictReader(fh)
+            )
+
+    export = keys("acled_burkina_1997-2020.csv", "event_date", "%d %B %Y", ["location", "event_type", "fatalities"])
+    extract = keys("acled_burkina_1997-2023_subset-columns.csv", "EVENT_DATE", "%Y-%m-%d", ["LOCATION", "EVENT_TYPE", "FATALITIES"])
+    overlap = sum(min(n, export[k]) for k, n in extract.items())
+    assert result.stats["overlapping_rows"] == overlap > 2500
+    assert result.events.height == 3010 + 8527 - overlap + 3314 + 1504
+    assert result.quarantine.height == 0
+    by_source = dict(result.events.group_by("source").len().iter_rows())
+    assert by_source == {"ACLED": 3010 + 8527 - overlap + 3314, "UCDP": 1504}
+    assert result.events["event_id"].n_unique() == result.events.height
+
+
+@pytest.mark.parametrize("given", ["file", "folder"])
+def test_find_csv_files_takes_folders_and_single_files(tmp_path, given):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.CSV").write_text(HEADER)
+    (tmp_path / "a.csv").write_text(HEADER)
+    (tmp_path / "notes.md").write_text("not data")
+    found = find_csv_files([tmp_path / "a.csv"] if given == "file" else [tmp_path])
+    names = [name for _, name in found]
+    assert names == (["a.csv"] if given == "file" else ["a.csv", "sub/b.CSV"])
+
+
+def test_missing_raw_path_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="raw data path does not exist"):
+        find_csv_files([tmp_path / "nowhere"])
+
+
+def test_revision_metadata_counts_when_one_file_repeats_an_event(tmp_path):
+    path = tmp_path / "acled_niger.csv"
+    path.write_text(snapshot([SNAPSHOT_A[0], SNAPSHOT_A[0], SNAPSHOT_B[1], SNAPSHOT_A[1]]))
+    source_notes = ingest([(path, path.name)], tmp_path / "cache", TODAY, log=lambda _: None).manifest["notes"][0]
+    assert "1 older revisions" in source_notes and "1 exact repeats" in source_notes
+    assert pl.read_csv(path).height == 4

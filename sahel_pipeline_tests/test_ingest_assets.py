@@ -1,0 +1,71 @@
+"""Ingest assets in Dagster: materialized into a temporary folder, with their checks and metadata."""
+
+from __future__ import annotations
+
+import shutil
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.defs import ingest as ingest_defs
+from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
+from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline_tests.conftest import BAD_FILES
+
+INGEST = [
+    ingest_defs.ingested_events,
+    ingest_defs.raw_files_are_readable,
+    ingest_defs.canonical_events_pass_great_expectations,
+    ingest_defs.quarantine_share_is_small,
+]
+
+
+def materialize_ingest(settings: PipelineSettings) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        INGEST,
+        resources={"settings": settings, "io_manager": PolarsParquetIOManager(settings=settings)},
+        raise_on_error=False,
+    )
+
+
+def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
+    settings = PipelineSettings(raw_paths=str(sample_dir), output_dir=str(tmp_path), sample_fallback=False)
+    result = materialize_ingest(settings)
+    assert result.success
+    assert checks(result) == {
+        "raw_files_are_readable": True,
+        "canonical_events_pass_great_expectations": True,
+        "quarantine_share_is_small": True,
+    }
+    events = pl.read_parquet(tmp_path / "warehouse" / "canonical_events.parquet")
+    metadata = {
+        m.asset_key.to_user_string(): m.materialization.metadata for m in result.get_asset_materialization_events()
+    }
+    assert metadata["canonical_events"]["dagster/row_count"].value == events.height
+    assert metadata["canonical_events"]["deleted_events"].value == 5
+    assert metadata["raw_file_manifest"]["files"].value == 3
+
+
+def test_default_raw_folder_without_csv_falls_back_to_the_sample(tmp_path):
+    settings = PipelineSettings(raw_paths=str(tmp_path / "raw"), output_dir=str(tmp_path / "out"))
+    (tmp_path / "raw").mkdir()
+    result = materialize_ingest(settings)
+    assert result.success
+    manifest = pl.read_parquet(tmp_path / "out" / "warehouse" / "raw_file_manifest.parquet")
+    assert all("SYNTHETIC" in name for name in manifest["file"])
+
+
+def test_unreadable_file_fails_the_blocking_check_with_its_message(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(BAD_FILES / "unknown_layout.csv", raw)
+    shutil.copy(BAD_FILES / "bom.csv", raw)
+    settings = PipelineSettings(raw_paths=str(raw), output_dir=str(tmp_path / "out"), sample_fallback=False)
+    result = materialize_ingest(settings)
+    evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_files_are_readable")
+    assert not evaluation.passed
+    assert evaluation.description.startswith("unknown_layout.csv: unrecognised layout")

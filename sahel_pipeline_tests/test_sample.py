@@ -1,0 +1,36 @@
+"""The bundled sample is what the generator makes, is labelled synthetic, and ingests as the generator says."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sahel_pipeline.core.ingest import find_csv_files, ingest
+from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_sample
+from sahel_pipeline_tests.conftest import TODAY
+
+
+def test_committed_sample_is_reproduced_by_the_generator(tmp_path, sample_dir):
+    write_sample(tmp_path)
+    committed = sorted(p.name for p in sample_dir.glob("*.csv"))
+    assert committed == sorted(p.name for p in tmp_path.glob("*.csv"))
+    for name in committed:
+        assert (tmp_path / name).read_bytes() == (sample_dir / name).read_bytes(), name
+
+
+def test_sample_is_labelled_synthetic_and_in_acled_layout(sample_dir):
+    export = pl.read_csv(sample_dir / "acled_sahel_2017-2024_SYNTHETIC.csv", infer_schema=False)
+    assert export.columns == ACLED_EXPORT_COLUMNS
+    assert export["notes"].str.starts_with("SYNTHETIC EVENT").all()
+    assert all("SYNTHETIC" in p.name for p in sample_dir.glob("*.csv"))
+    assert export["event_date"].str.contains(r"^\d{2} [A-Z][a-z]+ \d{4}$").all()  # "15 May 2024", as exports write it
+
+
+def test_sample_ingests_with_its_revisions_and_deletions(tmp_path, sample_dir):
+    planted = write_sample(tmp_path / "again")
+    result = ingest(find_csv_files([sample_dir]), tmp_path / "cache", TODAY, log=lambda _: None)
+    assert result.quarantine.height == 0
+    assert result.stats["revised_events"] == planted["revised"]
+    assert result.stats["deleted_events"] == planted["deleted"]
+    assert result.events.height == planted["events"]
+    assert result.events["country"].unique().sort().to_list() == ["Burkina Faso", "Mali", "Niger"]
+    assert result.events["event_date"].dt.year().unique().sort().to_list() == list(range(2017, 2025))
