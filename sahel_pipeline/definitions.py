@@ -2,7 +2,7 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import ingest
+from sahel_pipeline.defs import ingest, panels
 from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -10,11 +10,13 @@ from sahel_pipeline.defs.resources import PipelineSettings
 def build_definitions(settings: PipelineSettings) -> dg.Definitions:
     """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI use their own."""
     return dg.Definitions(
-        assets=[ingest.ingested_events],
+        assets=[ingest.ingested_events, panels.monthly_panels],
         asset_checks=[
             ingest.raw_files_are_readable,
             ingest.canonical_events_pass_great_expectations,
             ingest.quarantine_share_is_small,
+            panels.country_panel_counts_every_event_once,
+            panels.group_panel_is_zero_filled,
         ],
         resources={"settings": settings, "io_manager": PolarsParquetIOManager(settings=settings)},
     )

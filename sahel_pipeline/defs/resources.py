@@ -4,11 +4,12 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import dagster as dg
 from pydantic import Field
 
-from sahel_pipeline import SAMPLE_DIR
+from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
 from sahel_pipeline.core.ingest import find_csv_files, resolve_raw_files
 
 
@@ -23,6 +24,18 @@ class PipelineSettings(dg.ConfigurableResource):
     sample_fallback: bool = Field(
         default=True,
         description="Use the bundled synthetic sample when the raw folders hold no CSV (off when paths are given).",
+    )
+
+    alias_table: str = Field(
+        default=str(ALIAS_TABLE), description="CSV mapping raw actor names to canonical armed-group ids."
+    )
+    group_role: Literal["perpetrator", "any"] = Field(
+        default="perpetrator",
+        description="Count a group's events as perpetrator (actor1, assoc_actor_1) or as any party (either side).",
+    )
+    ambiguous_attribution: Literal["separate", "each"] = Field(
+        default="separate",
+        description="'X and/or Y' events: their own series (separate) or counted for each group named (each).",
     )
 
     def raw_path_list(self) -> list[Path]:

@@ -1,0 +1,165 @@
+"""Armed-group resolution: raw actor names -> canonical group ids through an alias table analysts can edit.
+
+ACLED renames groups over time ("Islamic State (Greater Sahara)" became "Islamic State (Sahel)"), UCDP names them
+differently again ("IS"), and a group's units appear under their own names ("Katiba Macina" for JNIM). The alias table
+(`data/actor_aliases.csv`) maps each spelling to one short, stable id. An alias can be limited to one source and to
+some countries: UCDP's "IS" is ISSP in the central Sahel but ISWAP around Lake Chad.
+
+Actors that are not in the table keep their own name as their group, so nothing disappears. "X and/or Y" labels,
+where ACLED could not attribute an event, resolve each side and by default become their own series ("JNIM/ISSP").
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import polars as pl
+
+Role = Literal["perpetrator", "any"]
+Ambiguity = Literal["separate", "each"]
+
+ROLE_COLUMNS: dict[str, list[str]] = {
+    "perpetrator": ["actor1", "assoc_actor_1"],
+    "any": ["actor1", "assoc_actor_1", "actor2", "assoc_actor_2"],
+}
+ALIAS_COLUMNS = ["alias", "group_id", "group_name", "source", "countries"]
+AMBIGUOUS_SEPARATOR = " and/or "
+ANY = "*"
+
+
+class AliasTableError(ValueError):
+    """The alias table cannot be used; the message names the file, line and what is wrong."""
+
+
+def load_alias_table(path: str | Path) -> pl.DataFrame:
+    """Read and check the alias table: one lookup row per (alias, source, country), `*` meaning any."""
+    path = Path(path)
+    table = pl.read_csv(path, infer_schema=False)
+    missing = [c for c in ALIAS_COLUMNS if c not in table.columns]
+    if missing:
+        raise AliasTableError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(ALIAS_COLUMNS)}")
+    table = table.with_row_index("line", offset=2)
+    blank = table.filter(pl.col("alias").is_null() | pl.col("group_id").is_null())
+    if blank.height:
+        raise AliasTableError(f"{path}: line {blank['line'][0]} has no alias or no group_id")
+    lookup = (
+        table.select(
+            "line",
+            alias_key=pl.col("alias").str.strip_chars().str.to_lowercase(),
+            group_id=pl.col("group_id").str.strip_chars(),
+            group_name=pl.coalesce(pl.col("group_name").str.strip_chars(), pl.col("group_id").str.strip_chars()),
+            source=pl.coalesce(pl.col("source").str.strip_chars().str.to_uppercase(), pl.lit(ANY)),
+            country=pl.coalesce(pl.col("countries").str.split(";"), pl.lit([ANY])),
+        )
+        .explode("country")
+        .with_columns(pl.col("country").str.strip_chars())
+    )
+    clashes = lookup.group_by("alias_key", "source", "country").agg(pl.col("group_id").n_unique(), pl.col("line"))
+    clashes = clashes.filter(pl.col("group_id") > 1)
+    if clashes.height:
+        row = clashes.row(0, named=True)
+        raise AliasTableError(
+            f"{path}: lines {', '.join(map(str, sorted(row['line'])))} map '{row['alias_key']}' to different groups "
+            f"for source {row['source']} and country {row['country']}"
+        )
+    names = lookup.group_by("group_id").agg(pl.col("group_name").n_unique().alias("n"), pl.col("line").min())
+    if names.filter(pl.col("n") > 1).height:
+        row = names.filter(pl.col("n") > 1).row(0, named=True)
+        raise AliasTableError(f"{path}: group {row['group_id']} has more than one group_name (first at line {row['line']})")
+    return lookup.drop("line").unique()
+
+
+def actor_mentions(events: pl.LazyFrame, role: Role) -> pl.LazyFrame:
+    """One row per (event, actor name) for the actor columns of the role; associated actors are split on '; '."""
+    columns = ROLE_COLUMNS[role]
+    return (
+        events.select(
+            "event_id", "source", "country",
+            # a null in any list would null the whole concatenation: empty text splits into [""] and is dropped below
+            actor=pl.concat_list([pl.col(c).fill_null("").str.split("; ") for c in columns]),
+        )
+        .explode("actor")
+        .with_columns(pl.col("actor").str.strip_chars())
+        .filter(pl.col("actor").is_not_null() & (pl.col("actor") != ""))
+        .unique(["event_id", "actor"])
+    )
+
+
+def resolve_groups(mentions: pl.LazyFrame, aliases: pl.DataFrame, ambiguous: Ambiguity = "separate") -> pl.LazyFrame:
+    """(event, actor) -> (event, group): group_id, group_name, whether the alias table knew the actor, ambiguity.
+
+    An alias limited to a source or to countries wins over a general one.
+    """
+    parts = mentions.with_columns(
+        _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
+        is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
+    ).explode("_parts").with_columns(_key=pl.col("_parts").str.strip_chars().str.to_lowercase())
+    lookup = aliases.lazy()
+    resolved = parts
+    # From the most specific alias row to the most general; the first match wins.
+    for i, (source_any, country_any) in enumerate(((False, False), (True, False), (False, True), (True, True))):
+        candidates = lookup.filter(
+            (pl.col("source") == ANY) if source_any else (pl.col("source") != ANY),
+            (pl.col("country") == ANY) if country_any else (pl.col("country") != ANY),
+        )
+        on_left = ["_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
+        on_right = ["alias_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
+        resolved = resolved.join(
+            candidates.select(*on_right, pl.col("group_id").alias(f"_id{i}"), pl.col("group_name").alias(f"_name{i}")),
+            left_on=on_left, right_on=on_right, how="left",
+        )
+    part_id = pl.coalesce([pl.col(f"_id{i}") for i in range(4)])
+    resolved = resolved.with_columns(
+        _part_known=part_id.is_not_null(),
+        _part_id=pl.coalesce(part_id, pl.col("_parts").str.strip_chars()),
+        _part_name=pl.coalesce(pl.coalesce([pl.col(f"_name{i}") for i in range(4)]), pl.col("_parts").str.strip_chars()),
+    )
+    if ambiguous == "each":
+        groups = resolved.select(
+            "event_id", "source", "country", "actor", "is_ambiguous",
+            group_id=pl.col("_part_id"), group_name=pl.col("_part_name"), known=pl.col("_part_known"),
+        )
+    else:
+        groups = (
+            resolved.group_by("event_id", "source", "country", "actor", "is_ambiguous")
+            .agg(
+                pl.col("_part_id").unique().sort().alias("_ids"),
+                pl.col("_part_known").all().alias("known"),
+                pl.col("_part_name").first().alias("_single_name"),
+            )
+            .with_columns(
+                group_id=pl.col("_ids").list.join("/"),
+                group_name=pl.when(pl.col("_ids").list.len() > 1)
+                .then(pl.col("_ids").list.join(" and/or ") + pl.lit(" (unattributed)"))
+                .otherwise(pl.col("_single_name")),
+                # "Katiba Macina and/or JNIM" is simply JNIM: only several distinct groups make a label ambiguous
+                is_ambiguous=pl.col("_ids").list.len() > 1,
+            )
+            .drop("_ids", "_single_name")
+        )
+    return groups
+
+
+def event_groups(events: pl.LazyFrame, aliases: pl.DataFrame, role: Role = "perpetrator", ambiguous: Ambiguity = "separate") -> pl.LazyFrame:
+    """One row per (event, group): an event by Katiba Macina with JNIM associated counts once for JNIM."""
+    groups = resolve_groups(actor_mentions(events, role), aliases, ambiguous)
+    return groups.unique(["event_id", "group_id"], keep="first", maintain_order=False)
+
+
+def unmapped_actors(groups: pl.LazyFrame, events: pl.LazyFrame) -> pl.DataFrame:
+    """Actor names the alias table does not know, with their events and when they were first and last seen."""
+    dates = events.select("event_id", "event_date")
+    return (
+        groups.filter(~pl.col("known"))
+        .join(dates, on="event_id")
+        .group_by("actor", "source")
+        .agg(
+            events=pl.len(),
+            countries=pl.col("country").unique().sort().str.join("; "),
+            first_seen=pl.col("event_date").min(),
+            last_seen=pl.col("event_date").max(),
+        )
+        .sort("events", descending=True)
+        .collect()
+    )

@@ -1,0 +1,112 @@
+"""Panel assets: monthly event counts and fatalities per armed group x country and per country, zero-filled."""
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.core.groups import load_alias_table
+from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels
+from sahel_pipeline.defs.metadata import markdown_table, table_preview
+from sahel_pipeline.defs.resources import PipelineSettings
+
+GROUP = "panels"
+NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as new
+
+
+@dg.multi_asset(
+    outs={
+        "group_month_panel": dg.AssetOut(
+            description="Events, violent events, fatalities and civilian targeting per armed group x country x month.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+        "country_month_panel": dg.AssetOut(
+            description="Events, violent events, fatalities and civilian targeting per country x month.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+        "group_admin1_month_panel": dg.AssetOut(
+            description="The same indicators per armed group x country x admin1 x month: where a rise happens.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+    },
+    ins={"canonical_events": dg.AssetIn()},
+)
+def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings):
+    """Resolve actors to armed groups through the alias table and count events per month, per source."""
+    aliases = load_alias_table(settings.alias_table)
+    panels = build_panels(canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution)
+    coverage = panels.coverage
+    context.log.info(
+        f"panels: {panels.group_month.height:,} group-month rows, {panels.country_month.height:,} country-month rows; "
+        f"{panels.unmapped.height:,} actor names not in the alias table"
+    )
+    latest = panels.group_month.filter(pl.col("month") == pl.col("month").max().over("source"))
+    top_groups = latest.sort("violent_events", descending=True).head(15)
+    source_end = coverage.group_by("source").agg(pl.col("last_day").max())
+    new_actors = panels.unmapped.join(source_end, on="source").filter(
+        pl.col("first_seen") > pl.col("last_day").dt.offset_by(f"-{NEW_ACTOR_MONTHS}mo")
+    )
+    yield dg.MaterializeResult(
+        asset_key="group_month_panel",
+        value=panels.group_month,
+        metadata={
+            "dagster/row_count": panels.group_month.height,
+            "series": panels.group_month.select("source", "group_id", "country").unique().height,
+            "group_role": settings.group_role,
+            "ambiguous_attribution": settings.ambiguous_attribution,
+            "coverage": dg.MetadataValue.md(markdown_table(coverage)),
+            "partial_months": dg.MetadataValue.md(markdown_table(_partial_months(panels.country_month))),
+            "latest_month_top_groups": table_preview(top_groups.drop("group_name"), rows=15),
+            "unmapped_actor_names": panels.unmapped.height,
+            "unmapped_actors_top": dg.MetadataValue.md(markdown_table(panels.unmapped.head(25))),
+            "new_unmapped_actors": dg.MetadataValue.md(markdown_table(new_actors.drop("last_day"))),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="country_month_panel",
+        value=panels.country_month,
+        metadata={
+            "dagster/row_count": panels.country_month.height,
+            "preview": table_preview(panels.country_month.sort("month", descending=True), rows=12),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key="group_admin1_month_panel",
+        value=panels.group_admin1_month,
+        metadata={"dagster/row_count": panels.group_admin1_month.height},
+    )
+
+
+def _partial_months(country_month: pl.DataFrame) -> pl.DataFrame:
+    return country_month.filter(pl.col("partial")).select("source", "month", "days_covered").unique().sort("source")
+
+
+@dg.asset_check(
+    asset="country_month_panel",
+    additional_ins={"canonical_events": dg.AssetIn()},
+    blocking=True,
+    description="Every canonical event is counted exactly once in the country panel of its source.",
+)
+def country_panel_counts_every_event_once(country_month_panel: pl.DataFrame, canonical_events: pl.LazyFrame) -> dg.AssetCheckResult:
+    events = canonical_events.group_by("source").agg(pl.len().alias("events")).collect()
+    panel = country_month_panel.group_by("source").agg(pl.col("events").sum().alias("panel_events"))
+    compared = events.join(panel, on="source", how="full", coalesce=True).fill_null(0)
+    return dg.AssetCheckResult(
+        passed=bool((compared["events"] == compared["panel_events"]).all()),
+        metadata={"by_source": dg.MetadataValue.md(markdown_table(compared))},
+    )
+
+
+@dg.asset_check(
+    asset="group_month_panel",
+    description="Zero-filled: every series has one row for every month of its source's coverage.",
+)
+def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheckResult:
+    per_series = group_month_panel.group_by("source", "group_id", "country").agg(
+        rows=pl.len(), first=pl.col("month").min(), last=pl.col("month").max()
+    )
+    expected_rows = (pl.col("last").dt.year() - pl.col("first").dt.year()) * 12 + pl.col("last").dt.month() - pl.col("first").dt.month() + 1
+    gaps = per_series.filter(pl.col("rows") != expected_rows)
+    return dg.AssetCheckResult(
+        passed=gaps.height == 0,
+        metadata={"series": per_series.height, "series_with_gaps": gaps.height, "indicators": ", ".join(INDICATORS)},
+    )
+
