@@ -112,11 +112,12 @@ def sahel_actors() -> list[Actor]:
     """The sample's actors. Planted escalations: ISSP in Niger x3 from 2024-10 (Tillaberi), JNIM in Niger 0 -> 9 in 2024-01."""
     actors: list[Actor] = []
     for country, rate in (("Mali", 9.0), ("Burkina Faso", 7.0), ("Niger", 5.0)):
-        plants = [("2024-10", "2024-12", 3.2, "Tillaberi")] if country == "Niger" else []
+        plants = [("2024-10", "2024-12", 3.0, "Tillaberi")] if country == "Niger" else []
         admins = {"Niger": {"Tillaberi": 0.6, "Tahoua": 0.3, "Dosso": 0.1},
                   "Mali": {"Menaka": 0.5, "Gao": 0.4, "Timbuktu": 0.1},
                   "Burkina Faso": {"Sahel": 0.7, "Est": 0.2, "Centre-Nord": 0.1}}[country]
-        actors.append(Actor(ISSP_NAMES, "jihadist", country, rate, admins, plants=plants))
+        steady = 10.0 if country == "Niger" else 4.0  # the planted series is steadier, so its rise is unambiguous
+        actors.append(Actor(ISSP_NAMES, "jihadist", country, rate, admins, dispersion=steady, plants=plants))
     for country, rate in (("Mali", 22.0), ("Burkina Faso", 20.0), ("Niger", 0.15)):
         admins = {"Mali": {"Mopti": 0.5, "Segou": 0.3, "Timbuktu": 0.2},
                   "Burkina Faso": {"Nord": 0.3, "Boucle du Mouhoun": 0.3, "Centre-Nord": 0.2, "Est": 0.2},
@@ -158,8 +159,9 @@ def simulate_counts(actors: list[Actor], months: list[str], rng: np.random.Gener
     for i, actor in enumerate(actors):
         means[i, : month_index.get(actor.active_from, 0)] = 0.0
         for first, last, factor, _ in actor.plants:
-            # a planted rise is a multiple of the series' base rate, without the noise and drift that could hide it
-            means[i, month_index[first] : month_index[last] + 1] = actor.rate * factor
+            # a planted rise multiplies the series' level, without the month-to-month noise that could hide it
+            planted = slice(month_index[first], month_index[last] + 1)
+            means[i, planted] = rates[i, planted] * factor
     return rng.poisson(means)
 
 

@@ -67,7 +67,10 @@ def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
     ]
     country = panels.country_month.filter(pl.col("source") == "ACLED")
     assert country["events"].to_list() == [2, 0, 0, 1]
-    assert panels.group_admin1_month.filter(pl.col("group_id") == "ISSP", pl.col("source") == "ACLED")["admin1"].to_list() == ["Tillaberi"]
+    admin1 = panels.admin1_month.filter(pl.col("source") == "ACLED")
+    assert admin1.filter(pl.col("group_id") == "ISSP")["admin1"].to_list() == ["Tillaberi"]
+    country_admin1 = admin1.filter(pl.col("level") == "country").select("admin1", "month", "events").rows()
+    assert country_admin1 == [("Tillaberi", dt.date(2024, 1, 1), 2), ("Tillaberi", dt.date(2024, 4, 1), 1)]
     assert panels.unmapped["actor"].to_list() == ["Protesters (Niger)"]
 
 

@@ -1,9 +1,10 @@
 """Monthly panels: counts per armed group x country x month and per country x month, zero-filled, per source.
 
 Sources are never added together (ACLED and UCDP count events differently), so `source` is a dimension of every
-panel. A series runs from its source's first month to the last day its data cover, and a month with no events is a
-row with zeros. What a country's data cover is read from the files that hold it: the last event date of each file, so
-a global export covers every country to its end, and a file for one country covers that country only. The last month
+panel. A series runs over the months its data cover, and a month with no events is a row with zeros. What a country's
+data cover is read from the files that hold it (their first and last event dates): a global export covers every
+country over its whole span, a file for one country covers that country only, so that months before a file begins are
+not read as zeros. The last month
 is usually still open: `days_covered` says how many of its days the data cover and `partial` marks it, so that models
 scale their expectation instead of reading half a month as a drop.
 """
@@ -36,7 +37,7 @@ COUNTRY_KEYS = ["source", "country"]
 class Panels:
     group_month: pl.DataFrame  # source, group_id, group_name, country, month, indicators, days_covered, partial
     country_month: pl.DataFrame  # source, country, month, indicators, days_covered, partial
-    group_admin1_month: pl.DataFrame  # source, group_id, country, admin1, month, indicators (months with events only)
+    admin1_month: pl.DataFrame  # source, level, group_id, country, admin1, month, indicators (months with events only)
     coverage: pl.DataFrame  # source, country, first_month, last_day
     unmapped: pl.DataFrame  # actors the alias table does not know
 
@@ -51,16 +52,16 @@ def indicator_sums() -> list[pl.Expr]:
 
 
 def data_coverage(events: pl.LazyFrame) -> pl.DataFrame:
-    """Per source and country: the source's first month, and the last day of the files that hold the country."""
-    file_ends = events.group_by("source", "source_file").agg(file_last_day=pl.col("event_date").max())
+    """Per source and country, the span of the files that hold the country: first month and last day."""
+    file_spans = events.group_by("source", "source_file").agg(
+        file_first_day=pl.col("event_date").min(), file_last_day=pl.col("event_date").max()
+    )
     return (
         events.select("source", "country", "source_file")
         .unique()
-        .join(file_ends, on=["source", "source_file"])
+        .join(file_spans, on=["source", "source_file"])
         .group_by("source", "country")
-        .agg(last_day=pl.col("file_last_day").max())
-        .join(events.group_by("source").agg(first_month=pl.col("event_date").min().dt.month_start()), on="source")
-        .select("source", "country", "first_month", "last_day")
+        .agg(first_month=pl.col("file_first_day").min().dt.month_start(), last_day=pl.col("file_last_day").max())
         .sort("source", "country")
         .collect()
     )
@@ -84,17 +85,25 @@ def build_panels(
     group_month = group_month.select(*GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial")
 
     country_month = zero_filled(events.group_by(*COUNTRY_KEYS, "month").agg(indicator_sums()), COUNTRY_KEYS, coverage)
+    admin1 = pl.concat(
+        [
+            attributed.group_by(*GROUP_KEYS, "admin1", "month").agg(indicator_sums()).with_columns(level=pl.lit("group")),
+            events.group_by(*COUNTRY_KEYS, "admin1", "month")
+            .agg(indicator_sums())
+            .with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String)),
+        ],
+        how="diagonal",
+    )
     admin1 = (
-        attributed.with_columns(pl.col("admin1").fill_null("(unknown)"))
-        .group_by(*GROUP_KEYS, "admin1", "month")
-        .agg(indicator_sums())
-        .sort(*GROUP_KEYS, "month", "admin1")
+        admin1.with_columns(pl.col("admin1").fill_null("(unknown)"))
+        .select("source", "level", "group_id", "country", "admin1", "month", *INDICATORS)
+        .sort("source", "level", "group_id", "country", "month", "admin1", nulls_last=True)
         .collect()
     )
     return Panels(
         group_month=group_month.sort(*GROUP_KEYS, "month"),
         country_month=country_month.sort(*COUNTRY_KEYS, "month"),
-        group_admin1_month=admin1,
+        admin1_month=admin1,
         coverage=coverage,
         unmapped=unmapped_actors(groups, events),
     )

@@ -22,8 +22,8 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
             description="Events, violent events, fatalities and civilian targeting per country x month.",
             group_name=GROUP, kinds={"polars", "parquet"},
         ),
-        "group_admin1_month_panel": dg.AssetOut(
-            description="The same indicators per armed group x country x admin1 x month: where a rise happens.",
+        "admin1_month_panel": dg.AssetOut(
+            description="The same indicators per admin1 x month, for each group and for the whole country: where a rise happens.",
             group_name=GROUP, kinds={"polars", "parquet"},
         ),
     },
@@ -69,9 +69,9 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
         },
     )
     yield dg.MaterializeResult(
-        asset_key="group_admin1_month_panel",
-        value=panels.group_admin1_month,
-        metadata={"dagster/row_count": panels.group_admin1_month.height},
+        asset_key="admin1_month_panel",
+        value=panels.admin1_month,
+        metadata={"dagster/row_count": panels.admin1_month.height},
     )
 
 

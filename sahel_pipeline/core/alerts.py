@@ -1,0 +1,180 @@
+"""Escalation alerts: the alert rule applied to model scores, and one plain sentence per alert.
+
+The rule (thresholds in `ModelConfig`):
+
+* a month **exceeds** when its count reaches the indicator's minimum (5 events, 10 fatalities) and the probability of
+  a count at least as high under the baseline model is below 1% (it is above the 99% bound);
+* a rise is **sustained** when the recent window holds at least the minimum count and the lower end of the rate
+  ratio's 95% interval is at least 1.5;
+* an alert is raised when either holds. One point each for: exceeding, exceeding at 0.1%, sustained, sustained with
+  the interval's lower end at least 3. Severity is low (1 point), medium (2) or high (3-4);
+* an alert is **continuing** when one of the two previous months also exceeded the same bound, else **new**.
+
+A zero or near-zero baseline is judged by the model's probability and the minimum count, not by a percentage change:
+0 -> 1 is never an alert, 0 -> 8 can be.
+"""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.panels import INDICATOR_LABELS
+from sahel_pipeline.core.scoring import index_month, month_index
+
+ALERT_COLUMNS = [
+    "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
+    "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
+]
+ALERT_SCHEMA: dict[str, pl.DataType] = {
+    "month": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
+    "group_name": pl.String(), "indicator": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(),
+    "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
+    "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "explanation": pl.String(),
+}
+SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
+
+
+def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
+    """Scores with `alert`, `severity` and `status` columns; series that were not modelled never alert."""
+    if "p_value" not in scores.columns:
+        return scores.with_columns(alert=pl.lit(False), severity=pl.lit(None, pl.String), status=pl.lit(None, pl.String))
+    min_count = pl.col("indicator").replace_strict(config.min_counts, default=5)
+    enough_now = pl.col("observed") >= min_count
+    exceeds = (enough_now & (pl.col("p_value") < config.alert_p)).fill_null(False)
+    strong = (enough_now & (pl.col("p_value") < config.strong_p)).fill_null(False)
+    sustained = ((pl.col("recent_sum") >= min_count) & (pl.col("rate_ratio_low") >= config.rr_alert_low)).fill_null(False)
+    steep = (sustained & (pl.col("rate_ratio_low") >= config.rr_strong_low)).fill_null(False)
+    points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
+    return scores.with_columns(
+        alert=exceeds | sustained,
+        severity=pl.when(points >= 3).then(pl.lit("high")).when(points == 2).then(pl.lit("medium")).when(points == 1).then(pl.lit("low")),
+        status=pl.when(~(exceeds | sustained))
+        .then(pl.lit(None, pl.String))
+        .when(pl.col("previous_exceedances") > 0)
+        .then(pl.lit("continuing"))
+        .otherwise(pl.lit("new")),
+    )
+
+
+def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, top: int = 3) -> pl.DataFrame:
+    """Admin1 units that hold most of each alert's rise: recent-window count above the baseline-rate expectation.
+
+    Units are taken by largest excess until they hold half of the total positive excess (at most `top`).
+    """
+    keys = ["source", "level", "group_id", "country", "indicator", "month"]
+    if alerts.height == 0:
+        return pl.DataFrame(schema={**{k: alerts.schema[k] for k in keys}, "where": pl.String()})
+    months = alerts.select(keys).unique().with_columns(
+        recent_start=pl.col("month").map_elements(lambda m: index_month(month_index(m) - config.recent_months + 1), return_dtype=pl.Date),
+        baseline_start=pl.col("month").map_elements(lambda m: index_month(month_index(m) - config.window_months + 1), return_dtype=pl.Date),
+    )
+    long = admin1.unpivot(
+        index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count"
+    ).rename({"month": "admin1_month"})
+    joined = months.join(long, on=["source", "level", "group_id", "country", "indicator"], nulls_equal=True).filter(
+        pl.col("admin1_month").is_between(pl.col("baseline_start"), pl.col("month"))
+    )
+    recent = pl.col("admin1_month") >= pl.col("recent_start")
+    per_unit = (
+        joined.group_by(*keys, "admin1")
+        .agg(recent=pl.col("count").filter(recent).sum(), baseline=pl.col("count").filter(~recent).sum())
+        .with_columns(excess=pl.col("recent") - pl.col("baseline") * config.recent_months / config.baseline_months)
+        .filter(pl.col("excess") > 0)
+        .sort(*keys, "excess", descending=[False] * len(keys) + [True], nulls_last=True)
+        .with_columns(
+            share_before=(pl.col("excess").cum_sum() - pl.col("excess")).over(keys) / pl.col("excess").sum().over(keys),
+            rank=pl.int_range(pl.len()).over(keys),
+        )
+        .filter((pl.col("share_before") < 0.5) & (pl.col("rank") < top))
+    )
+    return per_unit.group_by(keys).agg(
+        where=pl.format("{} (+{})", pl.col("admin1"), pl.col("excess").round(0).cast(pl.Int64)).str.join(", ")
+    )
+
+
+def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
+    """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first."""
+    ruled = apply_alert_rule(scores, config)
+    alerts = ruled.filter(pl.col("alert"))
+    if alerts.height == 0:
+        return pl.DataFrame(schema=ALERT_SCHEMA)
+    alerts = alerts.join(
+        rise_locations(alerts, admin1, config),
+        on=["source", "level", "group_id", "country", "indicator", "month"], how="left", nulls_equal=True,
+    )
+    rows = []
+    for row in alerts.iter_rows(named=True):
+        rows.append(
+            {
+                "month": f"{row['month']:%Y-%m}",
+                "source": row["source"],
+                "country": row["country"],
+                "group": row["group_id"] or "",
+                "group_name": row["group_name"] or "",
+                "indicator": row["indicator"],
+                "observed": row["observed"],
+                "expected": round(row["expected"], 2),
+                "upper": row["upper"],
+                "p_value": row["p_value"],
+                "rate_ratio": _finite(row["rate_ratio"]),
+                "rate_ratio_low": _finite(row["rate_ratio_low"]),
+                "rate_ratio_high": _finite(row["rate_ratio_high"]),
+                "severity": row["severity"],
+                "status": row["status"],
+                "explanation": explain(row, config),
+            }
+        )
+    return (
+        pl.DataFrame(rows, schema=ALERT_SCHEMA)
+        .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
+        .sort("_order", "p_value")
+        .drop("_order")
+    )
+
+
+def explain(row: dict, config: ModelConfig) -> str:
+    """One sentence an analyst can paste into a brief."""
+    who = f"{row['group_name']} in {row['country']}" if row.get("group_id") else row["country"]
+    label = INDICATOR_LABELS.get(row["indicator"], row["indicator"].replace("_", " "))
+    month = row["month"]
+    days = row.get("days_covered")
+    when = f"the first {days} days of {month:%B %Y}" if row.get("partial") else f"{month:%B %Y}"
+    text = (
+        f"{who} ({row['source']}): {row['observed']} {label} in {when} against {_number(row['expected'])} expected "
+        f"(99% bound {row['upper']})"
+    )
+    window = f"the last {_words(config.recent_months)} months"
+    if row["rate_ratio_method"] == "exact" and row["rate_ratio"] == math.inf:
+        text += f"; {window} hold {row['recent_sum']} {label} against none in the {config.baseline_months} months before."
+    else:
+        text += (
+            f"; {window} run at {row['rate_ratio']:.1f}x [{row['rate_ratio_low']:.1f}-{_bound(row['rate_ratio_high'])}] "
+            "the baseline rate."
+        )
+    if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
+        text += (
+            f" Since {row['break_label']} ({row['break_month']:%B %Y}) the rate is {row['break_rate_ratio']:.1f}x "
+            f"[{row['break_low']:.1f}-{_bound(row['break_high'])}] the rate before."
+        )
+    if row.get("where"):
+        text += f" Most of the rise is in {row['where']}."
+    return text
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _bound(value: float) -> str:
+    return "inf" if not math.isfinite(value) else f"{value:.1f}"
+
+
+def _number(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
+
+
+def _words(n: int) -> str:
+    return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}.get(n, str(n))

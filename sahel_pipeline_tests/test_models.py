@@ -1,0 +1,161 @@
+"""Count models on data with known truth: planted rises, stable series, zero baselines, equidispersion."""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+from scipy import stats
+
+from sahel_pipeline.core.alerts import apply_alert_rule
+from sahel_pipeline.core.models import Break, ModelConfig, Predictive, SeriesTask, rate_ratio, score_series
+
+CONFIG = ModelConfig()
+
+
+def negbin(rng, mu, alpha, n):
+    return rng.poisson(rng.gamma(1 / alpha, mu * alpha, n)) if alpha > 0 else rng.poisson(mu, n)
+
+
+def task(counts, indicator="events", exposure=None, country="Niger", first_month=dt.date(2020, 1, 1)) -> SeriesTask:
+    counts = np.asarray(counts, dtype=float)
+    start = (first_month.year - 1970) * 12 + first_month.month - 1
+    return SeriesTask(("s",), indicator, country, np.arange(start, start + len(counts)), counts,
+                      np.ones(len(counts)) if exposure is None else np.asarray(exposure, dtype=float))
+
+
+def scored(tasks: list[SeriesTask], config: ModelConfig = CONFIG) -> pl.DataFrame:
+    rows = []
+    for t in tasks:
+        score, _ = score_series(t, config)
+        rows.append({"indicator": t.indicator, **score})
+    return apply_alert_rule(pl.DataFrame(rows, infer_schema_length=None), config)
+
+
+def test_planted_threefold_rise_is_flagged_and_its_interval_covers_three():
+    rng = np.random.default_rng(2024)
+    series = [np.concatenate([negbin(rng, 8, 0.15, 36), negbin(rng, 24, 0.15, 3)]) for _ in range(200)]
+    result = scored([task(s) for s in series])
+    covers = (result["rate_ratio_low"] <= 3) & (result["rate_ratio_high"] >= 3)
+    assert result["alert"].mean() >= 0.65  # a 3-month x3 rise on a bursty baseline: power measured at 0.75
+    assert covers.mean() >= 0.85  # nominal 0.95; measured 0.89 (36 baseline months estimate the dispersion)
+    assert 2.5 < result["rate_ratio"].median() < 3.5
+    # and one clean case, start to finish
+    clean = scored([task([8, 7, 9, 8, 6, 10, 8, 9, 7, 8, 9, 8] * 3 + [22, 25, 27])]).row(0, named=True)
+    assert clean["alert"] and clean["severity"] == "high"
+    assert clean["rate_ratio_low"] < 3 < clean["rate_ratio_high"]
+
+
+def test_stable_series_alert_at_about_the_nominal_rate_over_many_years():
+    rng = np.random.default_rng(7)
+    tasks = []
+    for _ in range(12):  # twelve series of 20 years, scored at every month after the first 39
+        series = negbin(rng, 10, 0.2, 240)
+        tasks += [task(series[: m + 1]) for m in range(39, 240)]
+    result = scored(tasks)
+    rate = result["alert"].mean()
+    assert 0.002 < rate < 0.025, rate  # nominal 1% per series-month; measured about 1.5%
+    assert (result["p_value"] < 0.05).mean() == pytest.approx(0.05, abs=0.02)  # exceedance p-values are calibrated
+
+
+def test_zero_to_one_is_not_an_alert_but_zero_to_eight_is():
+    quiet = [0] * 38
+    one, eight = scored([task(quiet + [1]), task(quiet + [8])]).iter_rows(named=True)
+    assert one["model"] == eight["model"] == "zero-baseline"
+    assert not one["alert"]
+    assert eight["alert"] and eight["p_value"] < 1e-6
+    assert math.isinf(eight["rate_ratio"]) and eight["rate_ratio_low"] > 1  # exact interval when the baseline is empty
+
+
+def test_poisson_fallback_on_equidispersed_data_and_negbin_on_overdispersed():
+    rng = np.random.default_rng(3)
+    poisson = scored([task(rng.poisson(12, 39)) for _ in range(100)])
+    overdispersed = scored([task(negbin(rng, 12, 0.5, 39)) for _ in range(100)])
+    assert (poisson["model"] == "poisson").mean() >= 0.85
+    assert (overdispersed["model"] == "negbin").mean() >= 0.85
+    assert overdispersed.filter(pl.col("model") == "negbin")["alpha"].median() == pytest.approx(0.5, rel=0.4)
+
+
+def test_partial_month_is_judged_on_the_days_it_covers():
+    counts = [10] * 38 + [5]
+    half = task(counts, exposure=[1.0] * 38 + [15 / 31])
+    full = task(counts)
+    partial_score, full_score = (score_series(t, CONFIG)[0] for t in (half, full))
+    assert partial_score["expected"] == pytest.approx(10 * 15 / 31, rel=0.05)
+    assert partial_score["partial"] and partial_score["days_covered"] == 15
+    assert partial_score["p_value"] > 0.3  # 5 in half a month is normal, not a drop and not a rise
+    assert full_score["expected"] == pytest.approx(10, rel=0.05)
+
+
+def test_past_outbreak_in_the_baseline_is_down_weighted():
+    calm = [5, 6, 4, 5, 5, 6, 5, 4, 6, 5, 5, 5] * 3
+    with_spike = calm.copy()
+    with_spike[10] = 60  # one earlier outbreak
+    base = score_series(task(calm + [5, 5, 14]), CONFIG)[0]
+    spiked = score_series(task(with_spike + [5, 5, 14]), CONFIG)[0]
+    assert spiked["downweighted"] >= 1
+    assert spiked["upper"] <= base["upper"] + 3  # the spike does not raise the bar for ever
+    assert spiked["p_value"] < 0.01
+
+
+def test_trend_is_kept_only_when_significant_and_not_extrapolating():
+    rising = [round(5 * 1.04**m) for m in range(39)]  # projected to M, the trend exceeds every baseline month
+    within = rising.copy()
+    within[33] = 30  # one baseline month above the projection: the trend no longer extrapolates
+    flat = [5, 6, 4, 5] * 9 + [5, 6, 4]
+    rising_score, within_score, flat_score = (score_series(task(s), CONFIG)[0] for s in (rising, within, flat))
+    assert rising_score["trend_per_year"] == 1.0
+    assert within_score["trend_per_year"] > 1.3
+    assert flat_score["trend_per_year"] == 1.0
+
+
+def test_rate_ratio_is_the_ratio_of_window_means_with_a_wald_interval():
+    base, recent = np.array([4.0, 6, 5, 5, 3, 7] * 6), np.array([15.0, 12, 18])
+    ratio = rate_ratio(base, np.ones(36), recent, np.ones(3), alpha=0.0)
+    assert ratio.ratio == pytest.approx(recent.mean() / base.mean())
+    se = math.sqrt(1 / recent.sum() + 1 / base.sum())  # Poisson: var(log mean) = 1 / count
+    assert ratio.low == pytest.approx(ratio.ratio * math.exp(-1.96 * se), rel=1e-4)
+    assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-4)
+
+
+def test_break_date_rate_ratio_after_a_coup():
+    config = ModelConfig(breaks=(Break("Niger", dt.date(2023, 7, 26), "the July 2023 coup"),))
+    counts = [5] * 43 + [15] * 11  # 2020-01 .. 2024-06: x3 from August 2023, the month after the coup
+    score = score_series(task(counts), config)[0]
+    assert score["break_label"] == "the July 2023 coup"
+    assert score["break_month"] == dt.date(2023, 7, 1)
+    assert score["break_rate_ratio"] == pytest.approx(3.0, rel=0.02)
+    assert score["break_low"] > 2
+
+
+def test_forecasts_give_three_months_with_nested_intervals():
+    rng = np.random.default_rng(5)
+    score, forecasts = score_series(task(negbin(rng, 20, 0.1, 48)), CONFIG)
+    assert [f["horizon"] for f in forecasts] == [1, 2, 3]
+    for f in forecasts:
+        assert f["lo95"] <= f["lo80"] <= f["median"] <= f["hi80"] <= f["hi95"]
+        assert 10 < f["expected"] < 35
+
+
+@pytest.mark.parametrize("mu, se, alpha", [(7.0, 0.0, 0.0), (7.0, 0.0, 0.3), (150.0, 0.2, 1.5), (0.02, 1.0, 0.0)])
+def test_predictive_distribution_matches_scipy(mu, se, alpha):
+    predictive = Predictive(mu, se, alpha)
+    dispersion = alpha + se**2
+    reference = stats.poisson(mu) if dispersion == 0 else stats.nbinom(1 / dispersion, 1 / (1 + dispersion * mu))
+    grid = np.arange(0, 60)
+    assert np.allclose(predictive.cdf(grid), reference.cdf(grid), atol=1e-6)
+    for q in (0.025, 0.5, 0.99):
+        assert predictive.quantile(q) == reference.ppf(q)
+    assert predictive.sf_at_least(12) == pytest.approx(reference.sf(11), rel=1e-6)
+    observed = 9
+    crps = sum((reference.cdf(k) - (k >= observed)) ** 2 for k in range(0, 20_000))
+    assert predictive.crps(observed) == pytest.approx(crps, rel=1e-3)
+
+
+def test_short_history_and_failed_fits_are_reported_not_raised():
+    score, forecasts = score_series(task([3, 4, 5, 6, 7]), CONFIG)
+    assert score["model"] == "skipped" and "short history" in score["note"]
+    assert forecasts == []
