@@ -2,15 +2,23 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import ingest, panels
+from sahel_pipeline.defs import alerts, automation, backtest, ingest, models, panels
 from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
-from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
-def build_definitions(settings: PipelineSettings) -> dg.Definitions:
-    """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI use their own."""
+def build_definitions(settings: PipelineSettings, model_settings: ModelSettings | None = None) -> dg.Definitions:
+    """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI their own."""
     return dg.Definitions(
-        assets=[ingest.ingested_events, panels.monthly_panels],
+        assets=[
+            ingest.ingested_events,
+            panels.monthly_panels,
+            *models.SERIES_SCORES,
+            models.series_forecasts,
+            alerts.escalation_alerts,
+            alerts.alert_report,
+            backtest.forecast_backtest,
+        ],
         asset_checks=[
             ingest.raw_files_are_readable,
             ingest.canonical_events_pass_great_expectations,
@@ -18,7 +26,15 @@ def build_definitions(settings: PipelineSettings) -> dg.Definitions:
             panels.country_panel_counts_every_event_once,
             panels.group_panel_is_zero_filled,
         ],
-        resources={"settings": settings, "io_manager": PolarsParquetIOManager(settings=settings)},
+        jobs=[automation.weekly_escalation_job, automation.backtest_job],
+        schedules=[automation.weekly_escalation_schedule],
+        sensors=[automation.raw_files_sensor],
+        resources={
+            "settings": settings,
+            "models": model_settings or ModelSettings(),
+            "io_manager": PolarsParquetIOManager(settings=settings),
+        },
+        executor=dg.multiprocess_executor,
     )
 
 

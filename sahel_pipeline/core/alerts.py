@@ -4,8 +4,9 @@ The rule (thresholds in `ModelConfig`):
 
 * a month **exceeds** when its count reaches the indicator's minimum (5 events, 10 fatalities) and the probability of
   a count at least as high under the baseline model is below 1% (it is above the 99% bound);
-* a rise is **sustained** when the recent window holds at least the minimum count and the lower end of the rate
-  ratio's 95% interval is at least 1.5;
+* a rise is **sustained** when the recent window holds at least the minimum count, in at least two of its months
+  (one month's burst is the first rule's business), and the lower end of the rate ratio's 95% interval is at least
+  1.5;
 * an alert is raised when either holds. One point each for: exceeding, exceeding at 0.1%, sustained, sustained with
   the interval's lower end at least 3. Severity is low (1 point), medium (2) or high (3-4);
 * an alert is **continuing** when one of the two previous months also exceeded the same bound, else **new**.
@@ -45,7 +46,11 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     enough_now = pl.col("observed") >= min_count
     exceeds = (enough_now & (pl.col("p_value") < config.alert_p)).fill_null(False)
     strong = (enough_now & (pl.col("p_value") < config.strong_p)).fill_null(False)
-    sustained = ((pl.col("recent_sum") >= min_count) & (pl.col("rate_ratio_low") >= config.rr_alert_low)).fill_null(False)
+    sustained = (
+        (pl.col("recent_sum") >= min_count)
+        & (pl.col("recent_active_months") >= 2)
+        & (pl.col("rate_ratio_low") >= config.rr_alert_low)
+    ).fill_null(False)
     steep = (sustained & (pl.col("rate_ratio_low") >= config.rr_strong_low)).fill_null(False)
     points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
     return scores.with_columns(
@@ -155,12 +160,14 @@ def explain(row: dict, config: ModelConfig) -> str:
             "the baseline rate."
         )
     if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
+        label = row["break_label"]
+        dated = label if f"{row['break_month']:%B %Y}" in label else f"{label} ({row['break_month']:%B %Y})"
         text += (
-            f" Since {row['break_label']} ({row['break_month']:%B %Y}) the rate is {row['break_rate_ratio']:.1f}x "
+            f" Since {dated} the rate is {row['break_rate_ratio']:.1f}x "
             f"[{row['break_low']:.1f}-{_bound(row['break_high'])}] the rate before."
         )
     if row.get("where"):
-        text += f" Most of the rise is in {row['where']}."
+        text += f" Most of the rise is in {row['where']}, against the baseline rate over those {_words(config.recent_months)} months."
     return text
 
 
@@ -173,6 +180,8 @@ def _bound(value: float) -> str:
 
 
 def _number(value: float) -> str:
+    if value < 0.1:
+        return f"{value:.2f}"
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 

@@ -23,10 +23,12 @@ Everything works on plain numpy arrays; `score_series` is the unit of work a pro
 from __future__ import annotations
 
 import calendar
+import csv
 import datetime as dt
 import math
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import statsmodels.api as sm
@@ -40,6 +42,16 @@ class Break:
     country: str
     date: dt.date
     label: str
+
+
+def load_breaks(path: str | Path) -> tuple[Break, ...]:
+    """Dated events from a CSV with columns country, date (YYYY-MM-DD) and label."""
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    missing = {"country", "date", "label"} - set(rows[0] if rows else {"country", "date", "label"})
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+    return tuple(Break(r["country"].strip(), dt.date.fromisoformat(r["date"].strip()), r["label"].strip()) for r in rows)
 
 
 @dataclass(frozen=True)
@@ -62,11 +74,17 @@ class ModelConfig:
     forecast_half_life: float = 2.0  # chosen on the UCDP Burkina Faso backtest (1.5-2 best), not on the ACLED files
     horizons: int = 3
     breaks: tuple[Break, ...] = ()
+    max_break_age_months: int = 60  # breaks further back than this are not compared
 
     @property
     def window_months(self) -> int:
         """Months of history a score needs: the baseline plus the recent window (which ends with the as-of month)."""
         return self.baseline_months + self.recent_months
+
+    @property
+    def history_months(self) -> int:
+        """Months read per series: the windows, and a baseline before the oldest break that can still be compared."""
+        return max(self.window_months, self.max_break_age_months + self.baseline_months) if self.breaks else self.window_months
 
     def min_count(self, indicator: str) -> int:
         return self.min_counts.get(indicator, 5)
@@ -335,6 +353,7 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
         "days_covered": round(exposure[-1] * days_in_month),
         "partial": bool(exposure[-1] < 1),
         "recent_sum": int(y[recent].sum()),
+        "recent_active_months": int((y[recent] > 0).sum()),
         "baseline_months": n_baseline,
         "baseline_mean": float(y[baseline].sum() / exposure[baseline].sum()) if n_baseline else math.nan,
     }

@@ -48,37 +48,43 @@ def shard_of(country: str, shards: int) -> int:
     return zlib.crc32(country.encode()) % shards
 
 
-def series_long(group_panel: pl.DataFrame, country_panel: pl.DataFrame, month: dt.date, indicators: list[str]) -> pl.LazyFrame:
-    """Both panels up to `month`, one row per (series key, month) with the indicator as a column value."""
-    group = group_panel.lazy().with_columns(level=pl.lit("group"))
-    country = country_panel.lazy().with_columns(
-        level=pl.lit("country"), group_id=pl.lit(None, pl.String), group_name=pl.lit(None, pl.String)
-    )
+def series_long(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, first: dt.date, month: dt.date, indicators: list[str]) -> pl.LazyFrame:
+    """Both panels from `first` to `month`, one row per (series key, month) with the indicator as a column value."""
+    country = country_panel.with_columns(group_id=pl.lit(None, pl.String), group_name=pl.lit(None, pl.String))
     columns = ["source", "level", "group_id", "group_name", "country", "month", "days_covered", *indicators]
-    both = pl.concat([group.select(columns), country.select(columns)])
-    return (
-        both.filter(pl.col("month") <= month)
-        .unpivot(index=columns[:7], on=indicators, variable_name="indicator", value_name="count")
+    both = pl.concat(
+        [group_panel.with_columns(level=pl.lit("group")).select(columns), country.with_columns(level=pl.lit("country")).select(columns)]
+    )
+    return both.filter(pl.col("month").is_between(first, month)).unpivot(
+        index=columns[:7], on=indicators, variable_name="indicator", value_name="count"
     )
 
 
 def build_tasks(
-    group_panel: pl.DataFrame,
-    country_panel: pl.DataFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
     month: dt.date,
     config: ModelConfig,
     indicators: list[str] = INDICATORS,
     shard: tuple[int, int] | None = None,
 ) -> tuple[list[SeriesTask], pl.DataFrame]:
-    """Series to fit at `month`, and the ones skipped with a reason (sparse, or no data for the month)."""
-    long = series_long(group_panel, country_panel, month, indicators)
+    """Series to fit at `month`, and the ones skipped with a reason (sparse, or no data for the month).
+
+    Only the months the models can use are read: the baseline and recent windows, and the period a configured break
+    date may reach back to.
+    """
+    group_panel, country_panel = group_panel.lazy(), country_panel.lazy()
     if shard is not None:
         k, n = shard
-        countries = pl.concat([group_panel["country"], country_panel["country"]]).unique().to_list()
-        long = long.filter(pl.col("country").is_in([c for c in countries if shard_of(c, n) == k]))
+        countries = pl.concat([group_panel.select("country"), country_panel.select("country")]).unique().collect()
+        mine = [c for c in countries["country"].to_list() if shard_of(c, n) == k]
+        group_panel = group_panel.filter(pl.col("country").is_in(mine))
+        country_panel = country_panel.filter(pl.col("country").is_in(mine))
+    first = index_month(month_index(month) - config.history_months + 1)
     window_start = index_month(month_index(month) - config.window_months + 1)
     series = (
-        long.sort("month")
+        series_long(group_panel, country_panel, first, month, indicators)
+        .sort("month")
         .group_by(SERIES_KEYS)
         .agg(
             months=pl.col("month"),
@@ -166,8 +172,8 @@ def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
 
 
 def score_month(
-    group_panel: pl.DataFrame,
-    country_panel: pl.DataFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
     month: dt.date,
     config: ModelConfig,
     pool: Executor | None = None,

@@ -1,8 +1,9 @@
 """Ingest assets: raw CSVs -> canonical events and quarantined rows, guarded by Great Expectations checks."""
 
-import polars as pl
+import datetime as dt
 
 import dagster as dg
+import polars as pl
 
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.validation import validate_with_great_expectations
@@ -25,6 +26,10 @@ QUARANTINE_WARN_SHARE = 0.01
         ),
         "quarantined_events": dg.AssetOut(
             description="Rows that broke a validation rule, with file, row, column, value and reason.",
+            group_name=GROUP, kinds={"polars", "parquet"},
+        ),
+        "ingest_summary": dg.AssetOut(
+            description="One row of ingest figures for reports: files, rows read, events, quarantined, revised, deleted.",
             group_name=GROUP, kinds={"polars", "parquet"},
         ),
     },
@@ -75,6 +80,8 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "preview": table_preview(result.quarantine.drop("record")),
         },
     )
+    summary = pl.DataFrame([{**stats, "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}])
+    yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={"figures": table_preview(summary)})
 
 
 @dg.asset_check(asset="raw_file_manifest", blocking=True, description="Every CSV under the raw folders has a known layout.")

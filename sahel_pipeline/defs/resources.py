@@ -1,16 +1,20 @@
-"""Configuration shared by the assets: where raw files are read and outputs written."""
+"""Configuration shared by the assets: where raw files are read and outputs written, and how series are modelled."""
 
+import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
 from sahel_pipeline.core.ingest import find_csv_files, resolve_raw_files
+from sahel_pipeline.core.models import ModelConfig, load_breaks
+from sahel_pipeline.core.scoring import worker_pool
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -64,3 +68,43 @@ class PipelineSettings(dg.ConfigurableResource):
     @staticmethod
     def today() -> dt.date:
         return dt.datetime.now(dt.UTC).date()
+
+
+class ModelSettings(dg.ConfigurableResource):
+    """The count models and the alert rule. Defaults are the ones the README documents and the tests measure."""
+
+    baseline_months: int = Field(default=36, description="Months of the baseline window.")
+    recent_months: int = Field(default=3, description="Months of the recent window (ending with the month scored).")
+    alert_p: float = Field(default=0.01, description="A month exceeds when P(count at least this high) is below this.")
+    rr_alert_low: float = Field(default=1.5, description="A rise is sustained when the rate ratio's lower 95% bound reaches this.")
+    forecast_half_life: float = Field(default=2.0, description="Half-life in months of the forecast's local level.")
+    break_dates: str = Field(default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none.")
+    known_escalations: str = Field(default=str(KNOWN_ESCALATIONS), description="CSV of known escalation episodes for the backtest.")
+    backtest_months: int = Field(default=36, description="Origins of the rolling backtest: this many months up to the data's end.")
+    workers: int = Field(default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out).")
+
+    _pool: Executor | None = PrivateAttr(default=None)
+
+    def config(self) -> ModelConfig:
+        return ModelConfig(
+            baseline_months=self.baseline_months,
+            recent_months=self.recent_months,
+            alert_p=self.alert_p,
+            rr_alert_low=self.rr_alert_low,
+            forecast_half_life=self.forecast_half_life,
+            breaks=load_breaks(self.break_dates) if self.break_dates else (),
+        )
+
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["ModelSettings"]:
+        # One pool for the whole run: starting worker processes costs about a second.
+        with worker_pool(self.workers) as pool:
+            self._pool = pool
+            try:
+                yield self
+            finally:
+                self._pool = None
+
+    @property
+    def pool(self) -> Executor | None:
+        return self._pool

@@ -1,0 +1,201 @@
+"""`sahel`: run the pipeline, read the alerts, run the backtest, from a terminal.
+
+    sahel run [--raw PATH ...] [--out DIR] [--month YYYY-MM | --from YYYY-MM --to YYYY-MM] [--workers N]
+    sahel alerts [--month YYYY-MM] [--out DIR]
+    sahel backtest [--raw PATH ...] [--out DIR] [--workers N]
+
+`run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
+for (by default the latest month the data cover in full). Errors are one line and a non-zero exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import re
+import sys
+import textwrap
+from pathlib import Path
+
+import polars as pl
+
+EXIT_USAGE, EXIT_FAILED = 2, 1
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class CliError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+    def __init__(self, message: str, status: int = EXIT_USAGE):
+        super().__init__(message)
+        self.status = status
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from sahel_pipeline.defs.runner import RunFailed
+
+    try:
+        return args.command(args)
+    except CliError as err:
+        print(f"sahel: error: {err}", file=sys.stderr)
+        return err.status
+    except RunFailed as err:
+        print(f"sahel: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("sahel: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # output piped into `head` and the like
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - Python's recommended way to silence the final flush
+        return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="sahel", description="Early-warning pipeline for armed-conflict analysts.")
+    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest}")
+
+    def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
+        if raw:
+            sub.add_argument("--raw", nargs="+", metavar="PATH",
+                             help="folders or CSV files to ingest (default: data/raw, or the bundled sample when it holds no CSV)")
+        sub.add_argument("--out", default="data/outputs", metavar="DIR", help="where outputs go (default: data/outputs)")
+
+    run = commands.add_parser("run", help="ingest, model and write alerts and reports for month partitions")
+    common(run)
+    when = run.add_mutually_exclusive_group()
+    when.add_argument("--month", metavar="YYYY-MM", help="one month (default: the latest month the data cover in full)")
+    when.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of a range (with --to)")
+    run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of a range (with --from)")
+    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)")
+    run.set_defaults(command=command_run)
+
+    alerts = commands.add_parser("alerts", help="print a month's alerts table")
+    common(alerts, raw=False)
+    alerts.add_argument("--month", metavar="YYYY-MM", help="default: the latest month with alerts written")
+    alerts.set_defaults(command=command_alerts)
+
+    backtest = commands.add_parser("backtest", help="rolling-origin backtest of forecasts and alerts")
+    common(backtest)
+    backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    backtest.set_defaults(command=command_backtest)
+    return top
+
+
+# --- run ------------------------------------------------------------------------------------------------------------
+
+
+def command_run(args: argparse.Namespace) -> int:
+    if (args.first is None) != (args.last is None):
+        raise CliError("--from and --to go together")
+    months = _months(args)
+    runner = _runner(args)
+    upstream = runner.materialize_upstream()
+    if not months:
+        months = [_latest_complete_month(runner.settings)]
+        print(f"month: {months[0]} (the latest month the data cover in full)")
+    for month in months:
+        runner.materialize_month(month)
+    _print_run_summary(upstream, runner.settings.output_path, months)
+    return 0
+
+
+def _months(args: argparse.Namespace) -> list[str]:
+    for value in (args.month, args.first, args.last):
+        if value is not None and not MONTH.match(value):
+            raise CliError(f"bad month '{value}': expected YYYY-MM, e.g. 2023-10")
+    if args.month:
+        return [args.month]
+    if args.first:
+        first, last = (dt.datetime.strptime(v, "%Y-%m").date() for v in (args.first, args.last))
+        if first > last:
+            raise CliError(f"--from {args.first} is after --to {args.last}")
+        months = []
+        while first <= last:
+            months.append(f"{first:%Y-%m}")
+            first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
+        return months
+    return []
+
+
+def _runner(args: argparse.Namespace):
+    from sahel_pipeline.defs.runner import Runner
+
+    raw = args.raw or []
+    for path in raw:
+        if not Path(path).exists():
+            raise CliError(f"raw data path does not exist: {path}")
+    return Runner(raw, Path(args.out), workers=max(1, getattr(args, "workers", 1)))
+
+
+def _latest_complete_month(settings) -> str:
+    from sahel_pipeline.defs.backtest import last_complete_month
+
+    panel = pl.read_parquet(settings.warehouse / "country_month_panel.parquet")
+    if panel.height == 0:
+        raise CliError("no events were ingested: nothing to score", EXIT_FAILED)
+    return f"{last_complete_month(panel):%Y-%m}"
+
+
+def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
+    print(f"events: {upstream['events']:,} from {upstream['files']} files ({upstream['rows_read']:,} rows read, "
+          f"{upstream['quarantined_rows']:,} quarantined, {upstream['revised_events']:,} revised, "
+          f"{upstream['deleted_events']:,} deleted)")
+    for month in months:
+        alerts = pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema=False)
+        by = dict(alerts.group_by("severity").len().iter_rows())
+        counts = ", ".join(f"{by.get(s, 0)} {s}" for s in ("high", "medium", "low"))
+        print(f"{month}: {alerts.height} alerts ({counts}); report: {out / 'reports' / f'{month}.html'}")
+
+
+# --- alerts ---------------------------------------------------------------------------------------------------------
+
+
+def command_alerts(args: argparse.Namespace) -> int:
+    folder = Path(args.out) / "alerts"
+    if args.month and not MONTH.match(args.month):
+        raise CliError(f"bad month '{args.month}': expected YYYY-MM, e.g. 2023-10")
+    written = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if not written:
+        raise CliError(f"no alerts written under {folder}: run `sahel run` first", EXIT_FAILED)
+    path = folder / f"{args.month}.csv" if args.month else written[-1]
+    if not path.exists():
+        months = ", ".join(p.stem for p in written[-6:])
+        raise CliError(f"no alerts for {args.month} under {folder} (written: {months})", EXIT_FAILED)
+    print(format_alerts(pl.read_csv(path, infer_schema=False), path.stem))
+    return 0
+
+
+def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
+    if alerts.height == 0:
+        return f"{month}: no alerts."
+    lines = [f"{month}: {alerts.height} alerts", ""]
+    for row in alerts.iter_rows(named=True):
+        who = row["group"] or "(country)"
+        ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
+        lines.append(f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
+                     f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}")
+        lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
+        lines.append("")
+    return "\n".join(lines)
+
+
+# --- backtest -------------------------------------------------------------------------------------------------------
+
+
+def command_backtest(args: argparse.Namespace) -> int:
+    runner = _runner(args)
+    runner.materialize_upstream()
+    runner.materialize_backtest()
+    folder = runner.settings.output_path / "backtest"
+    with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=200, fmt_str_lengths=40, float_precision=2, tbl_hide_dataframe_shape=True):
+        print(pl.read_csv(folder / "summary.csv"))
+        print(pl.read_csv(folder / "alert_rates.csv"))
+        print(pl.read_csv(folder / "episodes.csv").drop("description"))
+    print(f"backtest tables: {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,335 @@
+"""The monthly alert report: a self-contained HTML page and a Markdown twin, with matplotlib plots.
+
+For each alert, most severe first: its sentence, the series over the last four years (observed counts, the
+baseline expectation, the 99% bound for the month, the baseline and recent windows shaded, the next three months'
+forecast with 80% and 95% intervals), and the admin1 units where the rise happened. Then the forecasts of the
+alerted series and of every country, and a data-quality section (events read, quarantined, revised, deleted).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import polars as pl  # noqa: E402
+
+from sahel_pipeline.core.models import ModelConfig  # noqa: E402
+from sahel_pipeline.core.panels import INDICATOR_LABELS  # noqa: E402
+from sahel_pipeline.core.scoring import index_month, month_index  # noqa: E402
+
+SERIES = ["source", "level", "group_id", "country", "indicator"]
+HISTORY_MONTHS = 48
+SEVERITY_COLOURS = {"high": "#b2182b", "medium": "#ef8a62", "low": "#f4c542"}
+
+
+@dataclass
+class ReportInputs:
+    month: dt.date
+    alerts: pl.DataFrame  # the analysts' alert table
+    scores: pl.DataFrame  # every series' score at the month (with alert columns)
+    forecasts: pl.DataFrame  # every modelled series' forecasts
+    history: pl.DataFrame  # SERIES + month + count, for the alerted series and every country
+    admin1: pl.DataFrame  # SERIES + month + admin1 + count, for the alerted series
+    data_quality: dict[str, int | str]
+    quarantine_reasons: pl.DataFrame  # column, reason, rows
+    config: ModelConfig
+
+
+def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date) -> pl.DataFrame:
+    """Counts of the wanted series (SERIES columns) over the HISTORY_MONTHS up to `month`, long format."""
+    first = index_month(month_index(month) - HISTORY_MONTHS + 1)
+    indicators = list(INDICATOR_LABELS)
+    frames = []
+    for panel, level in ((group_panel, "group"), (country_panel, "country")):
+        if level == "country":
+            panel = panel.with_columns(group_id=pl.lit(None, pl.String))
+        frames.append(
+            panel.filter(pl.col("month").is_between(first, month))
+            .select("source", "group_id", "country", "month", *indicators)
+            .with_columns(level=pl.lit(level))
+            .unpivot(index=["source", "level", "group_id", "country", "month"], variable_name="indicator", value_name="count")
+        )
+    return pl.concat(frames).join(wanted.lazy().select(SERIES).unique(), on=SERIES, nulls_equal=True).collect()
+
+
+def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
+    first = index_month(month_index(month) - config.window_months + 1)
+    return (
+        admin1_panel.filter(pl.col("month").is_between(first, month))
+        .unpivot(index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count")
+        .join(wanted.lazy().select(SERIES).unique(), on=SERIES, nulls_equal=True)
+        .collect()
+    )
+
+
+def alert_series(alerts: pl.DataFrame) -> pl.DataFrame:
+    """The series key of each alert row (level from whether a group is named)."""
+    return alerts.with_columns(
+        level=pl.when(pl.col("group") == "").then(pl.lit("country")).otherwise(pl.lit("group")),
+        group_id=pl.when(pl.col("group") == "").then(pl.lit(None, pl.String)).otherwise(pl.col("group")),
+    )
+
+
+# --- plots ----------------------------------------------------------------------------------------------------------
+
+
+def _png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, config: ModelConfig, title: str) -> bytes:
+    """Observed counts, baseline expectation, 99% bound at the month, windows, and the next months' forecast."""
+    month = score["month"]
+    history = history.sort("month")
+    months, counts = history["month"].to_list(), history["count"].to_list()
+    fig, ax = plt.subplots(figsize=(7.5, 2.9))
+    ax.bar(months, counts, width=25, color="#4d4d4d", label="observed", zorder=2)
+    m = month_index(month)
+    baseline_start, recent_start = index_month(m - config.window_months + 1), index_month(m - config.recent_months + 1)
+    ax.axvspan(baseline_start, recent_start, color="#ececec", label="baseline window", zorder=0)
+    ax.axvspan(recent_start, index_month(m + 1), color="#fde0c5", label="recent window", zorder=0)
+    expected = score.get("expected")
+    if expected is not None and not math.isnan(expected):
+        trend = score.get("trend_per_year") or 1.0
+        line_months = [index_month(i) for i in range(m - config.window_months + 1, m + 1)]
+        full_month_expected = expected / max(score.get("days_covered", 31) / _days(month), 1e-9)
+        ax.plot(line_months, [full_month_expected * trend ** ((month_index(d) - m) / 12) for d in line_months],
+                color="#2166ac", lw=1.8, label="expected", zorder=3)
+        ax.plot([month], [score["upper"]], marker="_", markersize=18, mew=2.5, color="#b2182b", ls="none", label="99% bound", zorder=4)
+    if forecasts.height:
+        f = forecasts.sort("target_month")
+        ax.errorbar(f["target_month"].to_list(), f["median"].to_list(),
+                    yerr=[(f["median"] - f["lo95"]).to_list(), (f["hi95"] - f["median"]).to_list()],
+                    fmt="none", ecolor="#92c5de", elinewidth=6, alpha=0.7, label="forecast 95%")
+        ax.errorbar(f["target_month"].to_list(), f["median"].to_list(),
+                    yerr=[(f["median"] - f["lo80"]).to_list(), (f["hi80"] - f["median"]).to_list()],
+                    fmt="o", color="#2166ac", ecolor="#2166ac", elinewidth=2, markersize=4, label="forecast 80%")
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_ylabel(INDICATOR_LABELS.get(score["indicator"], score["indicator"]), fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, ncols=4, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
+    ax.set_ylim(0, max([*counts, score.get("upper") or 0, *(forecasts["hi95"].to_list() if forecasts.height else [])]) * 1.1 + 1)
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def plot_admin1(admin1: pl.DataFrame, month: dt.date, config: ModelConfig) -> bytes | None:
+    """Recent-window count per admin1 unit against what the baseline rate would give."""
+    recent_start = index_month(month_index(month) - config.recent_months + 1)
+    per_unit = (
+        admin1.group_by("admin1")
+        .agg(
+            recent=pl.col("count").filter(pl.col("month") >= recent_start).sum(),
+            expected=pl.col("count").filter(pl.col("month") < recent_start).sum() * config.recent_months / config.baseline_months,
+        )
+        .filter((pl.col("recent") > 0) | (pl.col("expected") > 0.5))
+        .sort("recent", descending=True)
+        .head(8)
+    )
+    if per_unit.height == 0:
+        return None
+    fig, ax = plt.subplots(figsize=(7.5, 0.45 * per_unit.height + 0.9))
+    units = per_unit["admin1"].to_list()[::-1]
+    y = range(len(units))
+    ax.barh([i + 0.2 for i in y], per_unit["recent"].to_list()[::-1], height=0.4, color="#d6604d", label=f"last {config.recent_months} months")
+    ax.barh([i - 0.2 for i in y], per_unit["expected"].to_list()[::-1], height=0.4, color="#bababa", label="at the baseline rate")
+    ax.set_yticks(list(y), units, fontsize=8)
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=7, frameon=False, loc="lower right")
+    ax.spines[["top", "right"]].set_visible(False)
+    return _png(fig)
+
+
+def _days(month: dt.date) -> int:
+    return (index_month(month_index(month) + 1) - month).days
+
+
+# --- documents ------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Figure:
+    name: str
+    png: bytes
+    caption: str
+
+
+@dataclass
+class AlertSection:
+    alert: dict
+    figures: list[Figure]
+    forecast_rows: list[dict]
+
+
+def build_sections(inputs: ReportInputs) -> list[AlertSection]:
+    sections = []
+    keyed = alert_series(inputs.alerts)
+    for n, alert in enumerate(keyed.iter_rows(named=True), 1):
+        key = {k: alert[k] for k in SERIES}
+        match = [pl.col(k).eq_missing(pl.lit(v, dtype=pl.String)) for k, v in key.items()]
+        score_rows = inputs.scores.filter(*match)
+        score = score_rows.row(0, named=True) if score_rows.height else {"month": inputs.month, "indicator": alert["indicator"]}
+        forecasts = inputs.forecasts.filter(*match)
+        title = f"{alert['group_name'] or alert['country']} - {alert['country']} ({alert['source']})"
+        figures = [Figure(f"alert{n}_series", plot_series(inputs.history.filter(*match), score, forecasts, inputs.config, title),
+                          "Monthly counts, expectation, 99% bound and forecast")]
+        admin1_png = plot_admin1(inputs.admin1.filter(*match), inputs.month, inputs.config)
+        if admin1_png:
+            figures.append(Figure(f"alert{n}_admin1", admin1_png, "Where the rise is: admin1 units"))
+        sections.append(AlertSection(alert, figures, forecasts.sort("horizon").to_dicts()))
+    return sections
+
+
+def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
+    alerted = alert_series(inputs.alerts).select(SERIES).unique()
+    wanted = pl.concat([alerted, inputs.forecasts.filter(pl.col("level") == "country").select(SERIES).unique()]).unique()
+    if inputs.forecasts.height == 0:
+        return inputs.forecasts
+    return (
+        inputs.forecasts.join(wanted, on=SERIES, nulls_equal=True)
+        .with_columns(series=pl.coalesce(pl.col("group_name"), pl.lit("(all groups)")), target=pl.col("target_month").dt.strftime("%b %Y"))
+        .sort("source", "country", "level", "series", "indicator", "horizon", descending=[False, False, True, False, False, False])
+        .select("source", "country", "series", "indicator", "target", "median", "lo80", "hi80", "lo95", "hi95")
+    )
+
+
+def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_dir: str) -> str:
+    month = f"{inputs.month:%B %Y}"
+    lines = [f"# Escalation alerts, {month}", "", _summary_sentence(inputs), ""]
+    for section in sections:
+        a = section.alert
+        lines += [f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - "
+                  f"{INDICATOR_LABELS.get(a['indicator'], a['indicator'])}", "", a["explanation"], ""]
+        lines += [f"![{f.caption}]({image_dir}/{f.name}.png)" for f in section.figures] + [""]
+    lines += ["## Forecasts", "", _markdown_table(_forecast_table(inputs)), ""]
+    lines += ["## Data quality", "", *[f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {v}"
+                                        for k, v in inputs.data_quality.items()], ""]
+    if inputs.quarantine_reasons.height:
+        lines += ["Quarantine reasons:", "", _markdown_table(inputs.quarantine_reasons), ""]
+    lines += ["## How alerts are raised", "", _method_note(inputs.config), ""]
+    return "\n".join(lines)
+
+
+def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
+    month = f"{inputs.month:%B %Y}"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>Escalation alerts, {month}</title>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<style>{_CSS}</style></head><body><main>",
+        f"<h1>Escalation alerts, {month}</h1>",
+        f"<p class='lead'>{html.escape(_summary_sentence(inputs))}</p>",
+    ]
+    for section in sections:
+        a = section.alert
+        colour = SEVERITY_COLOURS.get(a["severity"], "#999")
+        parts.append("<section class='alert'>")
+        parts.append(
+            f"<h2><span class='badge' style='background:{colour}'>{a['severity']}</span>"
+            f"<span class='status'>{a['status']}</span> {html.escape(a['group_name'] or a['country'])} - "
+            f"{html.escape(a['country'])} - {html.escape(INDICATOR_LABELS.get(a['indicator'], a['indicator']))}</h2>"
+        )
+        parts.append(f"<p class='explanation'>{html.escape(a['explanation'])}</p>")
+        for figure in section.figures:
+            data = base64.b64encode(figure.png).decode()
+            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(figure.caption)}'>"
+                         f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+        parts.append("</section>")
+    if not sections:
+        parts.append("<p class='none'>No escalation alert this month.</p>")
+    parts.append("<h2>Forecasts</h2>" + _html_table(_forecast_table(inputs)))
+    parts.append("<h2>Data quality</h2><ul>" + "".join(
+        f"<li>{html.escape(k.replace('_', ' '))}: {v:,}</li>" if isinstance(v, int) else f"<li>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</li>"
+        for k, v in inputs.data_quality.items()) + "</ul>")
+    if inputs.quarantine_reasons.height:
+        parts.append("<p>Quarantine reasons:</p>" + _html_table(inputs.quarantine_reasons))
+    parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
+    """Write reports/<YYYY-MM>.html (self-contained) and reports/<YYYY-MM>.md with its plots in reports/<YYYY-MM>/."""
+    key = f"{inputs.month:%Y-%m}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    image_dir = out_dir / key
+    image_dir.mkdir(exist_ok=True)
+    sections = build_sections(inputs)
+    for section in sections:
+        for figure in section.figures:
+            (image_dir / f"{figure.name}.png").write_bytes(figure.png)
+    html_path, md_path = out_dir / f"{key}.html", out_dir / f"{key}.md"
+    html_path.write_text(render_html(inputs, sections), encoding="utf-8")
+    md_path.write_text(render_markdown(inputs, sections, key), encoding="utf-8")
+    return {"html": html_path, "markdown": md_path, "plots": image_dir}
+
+
+def _summary_sentence(inputs: ReportInputs) -> str:
+    alerts = inputs.alerts
+    if alerts.height == 0:
+        return f"No escalation alert for {inputs.month:%B %Y}: no series rose above its expected range."
+    severity = dict(alerts.group_by("severity").len().iter_rows())
+    new = alerts.filter(pl.col("status") == "new").height
+    parts = ", ".join(f"{severity[s]} {s}" for s in ("high", "medium", "low") if s in severity)
+    return (f"{alerts.height} escalation alert{'s' if alerts.height != 1 else ''} for {inputs.month:%B %Y} ({parts}); "
+            f"{new} new, {alerts.height - new} continuing from the month before.")
+
+
+def _method_note(config: ModelConfig) -> str:
+    return (
+        f"Each series is compared with a count model fitted on the {config.baseline_months} months before the last "
+        f"{config.recent_months} (negative binomial, or Poisson when the counts are not overdispersed; earlier "
+        "outbreaks down-weighted; a trend kept only when significant and not extrapolating). A month is above its "
+        f"range when its count reaches the indicator's minimum and the model gives it less than a {config.alert_p:.0%} "
+        f"chance; a rise is sustained when the lower end of the {config.recent_months}-month rate ratio's 95% "
+        f"interval is at least {config.rr_alert_low}. Severity counts how many of these hold, and how strongly."
+    )
+
+
+def _markdown_table(frame: pl.DataFrame) -> str:
+    if frame.height == 0:
+        return "_(none)_"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def _html_table(frame: pl.DataFrame) -> str:
+    if frame.height == 0:
+        return "<p><em>(none)</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
+        for row in frame.iter_rows()
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;background:#fafafa;margin:0}
+main{max-width:920px;margin:0 auto;padding:1.5rem 1.2rem 4rem}
+h1{font-size:1.6rem;margin-bottom:.3rem} h2{font-size:1.15rem;margin-top:2rem}
+.lead{font-size:1.05rem;color:#444}
+section.alert{background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:.6rem 1rem 1rem;margin:1.2rem 0}
+section.alert h2{margin-top:.4rem}
+.badge{color:#fff;border-radius:4px;padding:.1rem .45rem;font-size:.8rem;margin-right:.4rem;text-transform:uppercase}
+.status{font-size:.8rem;color:#666;margin-right:.5rem}
+.explanation{font-size:1rem;line-height:1.45}
+figure{margin:.6rem 0} figure img{max-width:100%} figcaption{font-size:.8rem;color:#666}
+table{border-collapse:collapse;font-size:.85rem;width:100%;background:#fff}
+th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .4rem;text-align:left}
+th{background:#f0f0f0}
+.none{font-size:1.05rem;background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:1rem}
+"""

@@ -1,0 +1,163 @@
+"""Alert assets: the month's escalation alerts as tables (CSV, JSON, Parquet) and as a report (HTML, Markdown)."""
+
+import base64
+import json
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule
+from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
+from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.defs.metadata import markdown_table
+from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
+from sahel_pipeline.defs.partitions import MONTHS, month_of
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+
+GROUP = "alerts"
+SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD_KEYS)}
+
+
+@dg.asset(
+    partitions_def=MONTHS,
+    group_name=GROUP,
+    kinds={"polars", "csv", "json", "parquet"},
+    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn()},
+    check_specs=[
+        dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
+                          description="The alerts files have exactly the documented columns, in order."),
+    ],
+)
+def escalation_alerts(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    models: ModelSettings,
+    admin1_month_panel: pl.LazyFrame,
+    **shards: pl.DataFrame,
+):
+    """The month's escalation alerts, one explained row per rising series, written to alerts/YYYY-MM.csv/.json/.parquet."""
+    month = month_of(context.partition_key)
+    config = models.config()
+    scores = gathered_scores(shards)
+    admin1 = admin1_month_panel.filter(
+        pl.col("month").is_between(index_month(month_index(month) - config.window_months + 1), month)
+    ).collect()
+    alerts = alert_table(scores, admin1, config)
+    paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key)
+    context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
+    severity = dict(alerts.group_by("severity").len().iter_rows())
+    written = pl.read_csv(paths["csv"], n_rows=0).columns
+    yield dg.MaterializeResult(
+        value=alerts,
+        metadata={
+            "dagster/row_count": alerts.height,
+            **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
+            "new": alerts.filter(pl.col("status") == "new").height,
+            "csv": dg.MetadataValue.path(str(paths["csv"])),
+            "alerts": dg.MetadataValue.md(
+                markdown_table(alerts.select("severity", "status", "explanation"), max_rows=30)
+            ),
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="alert_table_has_the_documented_columns",
+        passed=written == ALERT_COLUMNS,
+        metadata={"columns": ", ".join(written)},
+    )
+
+
+def write_alert_files(alerts: pl.DataFrame, folder, key: str) -> dict[str, object]:
+    """CSV, JSON and Parquet; a month without alerts still gets its files (header only), so silence is visible."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
+    alerts.write_csv(paths["csv"])
+    alerts.write_parquet(paths["parquet"])
+    document = {"month": key, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
+    paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    return paths
+
+
+@dg.asset(
+    partitions_def=MONTHS,
+    group_name=GROUP,
+    kinds={"html", "markdown", "matplotlib"},
+    ins={
+        **SHARD_INS,
+        "escalation_alerts": dg.AssetIn(),
+        "series_forecasts": dg.AssetIn(),
+        "group_month_panel": dg.AssetIn(),
+        "country_month_panel": dg.AssetIn(),
+        "admin1_month_panel": dg.AssetIn(),
+        "ingest_summary": dg.AssetIn(),
+        "quarantined_events": dg.AssetIn(),
+    },
+)
+def alert_report(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    models: ModelSettings,
+    escalation_alerts: pl.DataFrame,
+    series_forecasts: pl.DataFrame,
+    group_month_panel: pl.LazyFrame,
+    country_month_panel: pl.LazyFrame,
+    admin1_month_panel: pl.LazyFrame,
+    ingest_summary: pl.DataFrame,
+    quarantined_events: pl.LazyFrame,
+    **shards: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """The month's report for analysts: alerts with plots and where the rise is, forecasts, data quality (HTML, Markdown)."""
+    month = month_of(context.partition_key)
+    config = models.config()
+    scores = apply_alert_rule(gathered_scores(shards), config)
+    wanted = pl.concat(
+        [
+            alert_series(escalation_alerts).select("source", "level", "group_id", "country", "indicator"),
+            scores.filter(pl.col("level") == "country").select("source", "level", "group_id", "country", "indicator"),
+        ],
+        how="vertical_relaxed",
+    )
+    inputs = ReportInputs(
+        month=month,
+        alerts=escalation_alerts,
+        scores=scores,
+        forecasts=series_forecasts,
+        history=series_history(group_month_panel, country_month_panel, wanted, month),
+        admin1=admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config),
+        data_quality=data_quality(ingest_summary, country_month_panel),
+        quarantine_reasons=quarantined_events.group_by("column", "reason").agg(pl.len().alias("rows")).sort("rows", descending=True).head(10).collect(),
+        config=config,
+    )
+    paths = write_report(inputs, settings.output_path / "reports")
+    first_plot = sorted(paths["plots"].glob("alert1_series.png"))
+    preview = (
+        f"![first alert](data:image/png;base64,{base64.b64encode(first_plot[0].read_bytes()).decode()})"
+        if first_plot else "_no alert this month_"
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "html": dg.MetadataValue.path(str(paths["html"])),
+            "markdown": dg.MetadataValue.path(str(paths["markdown"])),
+            "alerts": escalation_alerts.height,
+            "first_alert_plot": dg.MetadataValue.md(preview),
+        }
+    )
+
+
+def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame) -> dict[str, int | str]:
+    figures = ingest_summary.row(0, named=True) if ingest_summary.height else {}
+    quality: dict[str, int | str] = {
+        key: int(figures[key])
+        for key in ("files", "rows_read", "events", "quarantined_rows", "revised_events", "deleted_events", "overlapping_rows")
+        if key in figures
+    }
+    ends = (
+        country_month_panel.select("source", last_day=pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1)))
+        .group_by("source")
+        .agg(pl.col("last_day").max())
+        .sort("source")
+        .collect()
+    )
+    for source, last in ends.iter_rows():
+        quality[f"{source}_data_reach"] = f"{last:%-d %B %Y}"
+    return quality
+

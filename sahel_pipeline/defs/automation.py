@@ -1,0 +1,60 @@
+"""Jobs, the weekly schedule and the raw-folder sensor."""
+
+import datetime as dt
+import hashlib
+
+import dagster as dg
+
+from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.partitions import MONTHS
+from sahel_pipeline.defs.resources import PipelineSettings
+
+weekly_escalation_job = dg.define_asset_job(
+    "weekly_escalation_job",
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest),
+    partitions_def=MONTHS,
+    description="Ingest and validate the raw files, rebuild the panels, score every series and write the month's "
+    "alerts and report.",
+)
+
+backtest_job = dg.define_asset_job(
+    "backtest_job",
+    selection=dg.AssetSelection.assets(forecast_backtest),
+    description="Rolling-origin backtest of the forecasts and alerts.",
+)
+
+
+def months_to_refresh(now: dt.datetime) -> list[str]:
+    """The previous month (its data are still being corrected) and the current, still-open one."""
+    first_of_month = now.date().replace(day=1)
+    previous = (first_of_month - dt.timedelta(days=1)).replace(day=1)
+    return [previous.strftime("%Y-%m"), first_of_month.strftime("%Y-%m")]
+
+
+@dg.schedule(
+    cron_schedule="0 6 * * 1",
+    job=weekly_escalation_job,
+    execution_timezone="UTC",
+    description="Mondays 06:00 UTC: ingest through alerts for the previous and the current month.",
+)
+def weekly_escalation_schedule(context: dg.ScheduleEvaluationContext):
+    when = context.scheduled_execution_time
+    for key in months_to_refresh(when):
+        yield dg.RunRequest(run_key=f"{key}@{when:%Y-%m-%d}", partition_key=key)
+
+
+@dg.sensor(
+    job=weekly_escalation_job,
+    minimum_interval_seconds=60,
+    description="Starts the weekly run when a CSV is added to or changed in the raw folders.",
+)
+def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
+    files = settings.raw_files(context.log.info)
+    fingerprint = hashlib.sha256(
+        "\n".join(f"{name}\t{path.stat().st_size}\t{path.stat().st_mtime_ns}" for path, name in files).encode()
+    ).hexdigest()
+    if fingerprint == context.cursor:
+        return dg.SkipReason(f"no new or changed file among {len(files)}")
+    context.update_cursor(fingerprint)
+    now = dt.datetime.now(dt.UTC)
+    return [dg.RunRequest(run_key=f"{fingerprint[:16]}-{key}", partition_key=key) for key in months_to_refresh(now)]

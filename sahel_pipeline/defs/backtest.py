@@ -1,0 +1,53 @@
+"""Backtest asset: how the models would have forecast, and flagged known escalations, at the time."""
+
+import datetime as dt
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.core.backtest import load_episodes, run_backtest
+from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.defs.metadata import markdown_table
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+
+
+@dg.asset(
+    group_name="models",
+    kinds={"statsmodels", "polars", "csv"},
+    ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
+)
+def forecast_backtest(
+    context: dg.AssetExecutionContext,
+    settings: PipelineSettings,
+    models: ModelSettings,
+    group_month_panel: pl.DataFrame,
+    country_month_panel: pl.DataFrame,
+) -> dg.MaterializeResult:
+    """Rolling-origin backtest of forecasts (MAE, CRPS, interval coverage against naive forecasts) and of alerts."""
+    last = last_complete_month(country_month_panel)
+    first = index_month(month_index(last) - models.backtest_months)
+    result = run_backtest(
+        group_month_panel, country_month_panel, first, index_month(month_index(last) - 1), models.config(),
+        load_episodes(models.known_escalations), workers=models.workers, log=context.log.info,
+    )
+    folder = settings.output_path / "backtest"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("summary", "alert_rates", "episodes", "forecasts"):
+        getattr(result, name).write_csv(folder / f"{name}.csv")
+    return dg.MaterializeResult(
+        value=result.summary,
+        metadata={
+            "origins": f"{first:%Y-%m} to {index_month(month_index(last) - 1):%Y-%m}",
+            "forecasts_scored": result.forecasts.height,
+            "summary": dg.MetadataValue.md(markdown_table(result.summary)),
+            "alerts_per_series_year": dg.MetadataValue.md(markdown_table(result.alert_rates)),
+            "known_episodes": dg.MetadataValue.md(markdown_table(result.episodes.drop("description"))),
+            "folder": dg.MetadataValue.path(str(folder)),
+        },
+    )
+
+
+def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:
+    """The latest month that some source covers in full (a month still open in the data is not complete)."""
+    complete = country_month_panel.filter(~pl.col("partial"))
+    return complete.group_by("source").agg(pl.col("month").max())["month"].max()

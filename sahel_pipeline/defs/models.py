@@ -1,0 +1,115 @@
+"""Model assets: every series scored against its count model and forecast, fanned out over country shards."""
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.core.scoring import score_month
+from sahel_pipeline.defs.metadata import markdown_table
+from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS, month_of
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+
+GROUP = "models"
+FORECAST_SCHEMA = {
+    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "median": pl.Int64,
+    "lo80": pl.Int64, "hi80": pl.Int64, "lo95": pl.Int64, "hi95": pl.Int64,
+}
+
+
+def shard_key(shard: int) -> dg.AssetKey:
+    return dg.AssetKey(["series_scores", f"shard_{shard + 1}_of_{MODEL_SHARDS}"])
+
+
+SHARD_KEYS = [shard_key(k) for k in range(MODEL_SHARDS)]
+
+
+def series_scores_shard(shard: int) -> dg.AssetsDefinition:
+    """The scores asset of one country shard: one partition per month."""
+
+    @dg.asset(
+        key=shard_key(shard),
+        partitions_def=MONTHS,
+        group_name=GROUP,
+        kinds={"statsmodels", "polars"},
+        description=f"Escalation scores and 3-month forecasts of every series in shard {shard + 1} of {MODEL_SHARDS} "
+        "of the countries, as of the month.",
+        ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
+    )
+    def scores(
+        context: dg.AssetExecutionContext,
+        group_month_panel: pl.LazyFrame,
+        country_month_panel: pl.LazyFrame,
+        models: ModelSettings,
+    ) -> dg.MaterializeResult:
+        month = month_of(context.partition_key)
+        result = score_month(
+            group_month_panel, country_month_panel, month, models.config(), models.pool, context.log.info,
+            shard=(shard, MODEL_SHARDS),
+        )
+        scores = nest_forecasts(result.scores, result.forecasts)
+        models_used = scores.group_by("model").len().sort("len", descending=True)
+        return dg.MaterializeResult(
+            value=scores,
+            metadata={
+                "dagster/row_count": scores.height,
+                "series_fitted": scores.filter(pl.col("model") != "skipped").height,
+                "series_skipped": scores.filter(pl.col("model") == "skipped").height,
+                "models": dg.MetadataValue.md(markdown_table(models_used)),
+            },
+        )
+
+    return scores
+
+
+def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
+    """One row per series: the forecast months go into a list column, so a shard is one table."""
+    keys = ["source", "level", "group_id", "group_name", "country", "indicator"]
+    if forecasts.height == 0:
+        return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
+    nested = forecasts.group_by(keys).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
+    return scores.join(nested, on=keys, how="left", nulls_equal=True)
+
+
+SERIES_SCORES = [series_scores_shard(k) for k in range(MODEL_SHARDS)]
+
+
+def gathered_scores(shards: dict[str, pl.DataFrame]) -> pl.DataFrame:
+    return pl.concat(list(shards.values()), how="diagonal_relaxed")
+
+
+@dg.asset(
+    partitions_def=MONTHS,
+    group_name=GROUP,
+    kinds={"polars", "csv"},
+    ins={f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD_KEYS)},
+)
+def series_forecasts(
+    context: dg.AssetExecutionContext, settings: PipelineSettings, **shards: pl.DataFrame
+) -> dg.MaterializeResult:
+    """Forecasts of the next three months for every modelled series, with 80% and 95% predictive intervals."""
+    forecasts = unnest_forecasts(gathered_scores(shards))
+    path = settings.output_path / "forecasts" / f"{context.partition_key}.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    forecasts.write_csv(path)
+    countries = forecasts.filter(pl.col("level") == "country", pl.col("horizon") == 1)
+    return dg.MaterializeResult(
+        value=forecasts,
+        metadata={
+            "dagster/row_count": forecasts.height,
+            "csv": dg.MetadataValue.path(str(path)),
+            "next_month_by_country": dg.MetadataValue.md(
+                markdown_table(countries.select("source", "country", "indicator", "median", "lo80", "hi80", "lo95", "hi95"))
+            ),
+        },
+    )
+
+
+def unnest_forecasts(scores: pl.DataFrame) -> pl.DataFrame:
+    keys = ["month", "source", "level", "group_id", "group_name", "country", "indicator"]
+    return (
+        scores.filter(pl.col("forecasts").is_not_null())
+        .select(*keys, "forecasts")
+        .explode("forecasts")
+        .unnest("forecasts")
+        .sort("source", "country", "level", "group_id", "indicator", "horizon", nulls_last=True)
+    )
+

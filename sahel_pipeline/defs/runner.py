@@ -1,0 +1,80 @@
+"""Materializing the asset graph in this process, for the command line and the benchmark."""
+
+import os
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from sahel_pipeline.definitions import build_definitions
+from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.partitions import MONTHS
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+
+class RunFailed(Exception):
+    """A run did not complete; the message says which step or check stopped it and why."""
+
+
+class Runner:
+    """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance."""
+
+    def __init__(self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO"):
+        self.settings = PipelineSettings(
+            raw_paths=os.pathsep.join(str(p) for p in raw) if raw else "data/raw",
+            output_dir=str(out),
+            sample_fallback=not raw,
+        )
+        self.definitions = build_definitions(self.settings, ModelSettings(workers=workers))
+        self.instance = dg.DagsterInstance.ephemeral()
+        # INFO shows progress (files read, series fitted) without Dagster's step-by-step debug events.
+        self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+        self.nodes = [*self.definitions.assets, *self.definitions.asset_checks]
+        partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest)
+        self.monthly = partitioned & dg.AssetSelection.keys(*self._partitioned_keys())
+        self.upstream = partitioned - self.monthly
+
+    def _partitioned_keys(self) -> list[dg.AssetKey]:
+        return [
+            key for asset in self.definitions.assets for key in asset.keys if asset.partitions_def == MONTHS
+        ]
+
+    def materialize_upstream(self) -> dict:
+        """Ingest, validation and panels. Returns the ingest figures."""
+        self._run(self.upstream)
+        return pl.read_parquet(self.settings.warehouse / "ingest_summary.parquet").row(0, named=True)
+
+    def materialize_month(self, month: str) -> None:
+        """Scores, forecasts, alerts and report of one month, from the stored panels."""
+        self._run(self.monthly, partition_key=month)
+
+    def materialize_backtest(self) -> None:
+        self._run(dg.AssetSelection.assets(forecast_backtest))
+
+    def _run(self, selection: dg.AssetSelection, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
+        result = dg.materialize(
+            self.nodes,
+            selection=selection,
+            partition_key=partition_key,
+            instance=self.instance,
+            run_config=self.run_config,
+            resources=self.definitions.resources,
+            raise_on_error=False,
+        )
+        if not result.success:
+            raise RunFailed(failure_message(result))
+        return result
+
+
+def failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed check or step, in one line."""
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed and evaluation.severity == dg.AssetCheckSeverity.ERROR:
+            detail = evaluation.description or "see its metadata"
+            return f"check {evaluation.check_name} failed: {detail}"
+    for event in result.all_events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            while error.cause is not None and "Error occurred while executing" in error.message:
+                error = error.cause
+            return f"step {event.step_key} failed: {error.message.strip().splitlines()[0]}"
+    return "the run failed"
