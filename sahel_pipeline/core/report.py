@@ -28,6 +28,7 @@ from sahel_pipeline.core.scoring import index_month, month_index  # noqa: E402
 
 SERIES = ["source", "level", "group_id", "country", "indicator"]
 HISTORY_MONTHS = 48
+PLOTTED_ALERTS = 12  # the most severe alerts get plots; the others are listed with their sentence
 SEVERITY_COLOURS = {"high": "#b2182b", "medium": "#ef8a62", "low": "#f4c542"}
 
 
@@ -84,7 +85,7 @@ def alert_series(alerts: pl.DataFrame) -> pl.DataFrame:
 
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buffer, format="png", dpi=90)
     plt.close(fig)
     return buffer.getvalue()
 
@@ -94,7 +95,8 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
     month = score["month"]
     history = history.sort("month")
     months, counts = history["month"].to_list(), history["count"].to_list()
-    fig, ax = plt.subplots(figsize=(7.5, 2.9))
+    fig, ax = plt.subplots(figsize=(7.5, 3.1))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.28)  # fixed margins: automatic layout doubles the cost
     ax.bar(months, counts, width=25, color="#4d4d4d", label="observed", zorder=2)
     m = month_index(month)
     baseline_start, recent_start = index_month(m - config.window_months + 1), index_month(m - config.recent_months + 1)
@@ -140,7 +142,9 @@ def plot_admin1(admin1: pl.DataFrame, month: dt.date, config: ModelConfig) -> by
     )
     if per_unit.height == 0:
         return None
-    fig, ax = plt.subplots(figsize=(7.5, 0.45 * per_unit.height + 0.9))
+    height = 0.4 * per_unit.height + 0.7
+    fig, ax = plt.subplots(figsize=(7.5, height))
+    fig.subplots_adjust(left=0.22, right=0.98, top=1 - 0.12 / height, bottom=0.4 / height)
     units = per_unit["admin1"].to_list()[::-1]
     y = range(len(units))
     ax.barh([i + 0.2 for i in y], per_unit["recent"].to_list()[::-1], height=0.4, color="#d6604d", label=f"last {config.recent_months} months")
@@ -177,6 +181,9 @@ def build_sections(inputs: ReportInputs) -> list[AlertSection]:
     sections = []
     keyed = alert_series(inputs.alerts)
     for n, alert in enumerate(keyed.iter_rows(named=True), 1):
+        if n > PLOTTED_ALERTS:
+            sections.append(AlertSection(alert, [], []))
+            continue
         key = {k: alert[k] for k in SERIES}
         match = [pl.col(k).eq_missing(pl.lit(v, dtype=pl.String)) for k, v in key.items()]
         score_rows = inputs.scores.filter(*match)

@@ -1,0 +1,100 @@
+"""The `sahel` command line: runs, prints, and fails in one clear line."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+import polars as pl
+import pytest
+
+from sahel_pipeline.cli import main
+from sahel_pipeline_tests.conftest import BAD_FILES, real_file, requires_real_data
+
+
+@pytest.fixture(scope="module")
+def sample_outputs(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli")
+    assert main(["run", "--out", str(out), "--workers", "1"]) == 0
+    return out
+
+
+def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_outputs, capsys):
+    assert (sample_outputs / "alerts" / "2024-12.csv").exists()
+    assert (sample_outputs / "reports" / "2024-12.html").exists()
+
+
+def test_run_prints_a_summary(tmp_path, capsys):
+    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(tmp_path / "out"), "--month", "2024-12", "--workers", "1"]) == 0
+    printed = capsys.readouterr().out
+    assert "events: 14,092 from 3 files" in printed
+    assert "5 deleted" in printed and "12 revised" in printed
+    assert "2024-12: 6 alerts (2 high, 3 medium, 1 low); report:" in printed
+
+
+def real_sample_copy(tmp_path):
+    from sahel_pipeline import SAMPLE_DIR
+
+    copy = tmp_path / "raw"
+    shutil.copytree(SAMPLE_DIR, copy)
+    return copy
+
+
+def test_alerts_prints_the_table(sample_outputs, capsys):
+    assert main(["alerts", "--out", str(sample_outputs)]) == 0
+    printed = capsys.readouterr().out
+    assert printed.startswith("2024-12: 6 alerts")
+    assert "HIGH" in printed and "Islamic State Sahel Province (ISSP) in Niger" in printed
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["run", "--raw", "/nowhere/at/all"], "raw data path does not exist: /nowhere/at/all"),
+        (["run", "--month", "2024-13"], "bad month '2024-13': expected YYYY-MM"),
+        (["run", "--from", "2024-01"], "--from and --to go together"),
+        (["run", "--from", "2024-05", "--to", "2024-01"], "--from 2024-05 is after --to 2024-01"),
+        (["alerts", "--out", "/nowhere/at/all"], "no alerts written under /nowhere/at/all/alerts"),
+    ],
+)
+def test_user_errors_are_one_line_and_a_non_zero_exit(argv, message, capsys):
+    status = main(argv)
+    err = capsys.readouterr().err
+    assert status != 0
+    assert err.strip() == f"sahel: error: {err.strip().removeprefix('sahel: error: ')}" and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_folder_with_no_recognised_file_fails_clearly(tmp_path, capsys):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(BAD_FILES / "unknown_layout.csv", raw)
+    status = main(["run", "--raw", str(raw), "--out", str(tmp_path / "out"), "--workers", "1"])
+    err = capsys.readouterr().err.strip()  # Dagster's progress log comes first, the error is the last line
+    assert status == 1
+    assert err.splitlines()[-1].startswith(
+        "sahel: error: check raw_files_are_readable failed: unknown_layout.csv: unrecognised layout"
+    )
+    assert "Traceback" not in err
+
+
+def test_console_script_is_installed():
+    completed = subprocess.run([sys.executable, "-m", "sahel_pipeline.cli", "--help"], capture_output=True, text=True)
+    assert completed.returncode == 0 and "{run,alerts,backtest}" in completed.stdout
+    assert shutil.which("sahel") or (sys.prefix and (sys.prefix + "/bin/sahel"))
+
+
+@requires_real_data
+def test_real_burkina_faso_2019_run_flags_issp_or_jnim(tmp_path, capsys):
+    out = tmp_path / "out"
+    status = main(["run", "--raw", str(real_file("acled_burkina_1997-2020.csv")), "--from", "2019-01", "--to", "2019-12",
+                   "--out", str(out)])
+    assert status == 0
+    months = [pl.read_csv(out / "alerts" / f"2019-{m:02d}.csv", infer_schema=False) for m in range(1, 13)]
+    year = pl.concat(months)
+    jihadist = year.filter(pl.col("group").is_in(["ISSP", "JNIM"]), pl.col("country") == "Burkina Faso")
+    assert jihadist.height > 0
+    assert set(jihadist["group"]) == {"ISSP", "JNIM"}
+    printed = capsys.readouterr().out
+    assert printed.count("report:") == 12

@@ -1,0 +1,98 @@
+"""The code location loads, with every asset, check, job, schedule and sensor; the schedule and sensor behave."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import dagster as dg
+import pytest
+
+from sahel_pipeline.definitions import build_definitions
+from sahel_pipeline.defs.automation import raw_files_sensor, weekly_escalation_schedule
+from sahel_pipeline.defs.partitions import MODEL_SHARDS
+from sahel_pipeline.defs.resources import PipelineSettings
+
+ASSETS = {
+    "raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary",
+    "group_month_panel", "country_month_panel", "admin1_month_panel",
+    *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
+    "series_forecasts", "escalation_alerts", "alert_report", "forecast_backtest",
+}
+CHECKS = {
+    "raw_file_manifest:raw_files_are_readable",
+    "canonical_events:canonical_events_pass_great_expectations",
+    "quarantined_events:quarantine_share_is_small",
+    "country_month_panel:country_panel_counts_every_event_once",
+    "group_month_panel:group_panel_is_zero_filled",
+    "escalation_alerts:alert_table_has_the_documented_columns",
+}
+
+
+@pytest.fixture
+def defs(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAHEL_RAW_PATHS", str(tmp_path / "raw"))
+    monkeypatch.setenv("SAHEL_OUTPUT_DIR", str(tmp_path / "out"))
+    from sahel_pipeline.definitions import defs
+
+    dg.Definitions.validate_loadable(defs)
+    return defs
+
+
+def test_definitions_hold_every_asset_and_check(defs):
+    graph = defs.resolve_asset_graph()
+    assert {key.to_user_string() for key in graph.get_all_asset_keys()} == ASSETS
+    assert {f"{key.asset_key.to_user_string()}:{key.name}" for key in graph.asset_check_keys} == CHECKS
+    blocking = {spec.key.name for a in defs.asset_checks for spec in a.check_specs if spec.blocking}
+    assert {"raw_files_are_readable", "canonical_events_pass_great_expectations"} <= blocking
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.description, f"{key.to_user_string()} has no description"
+        assert node.group_name != "default", f"{key.to_user_string()} has no group"
+        assert node.kinds, f"{key.to_user_string()} has no kinds"
+
+
+def test_jobs_schedule_and_sensor(defs):
+    assert defs.resolve_job_def("weekly_escalation_job").partitions_def is not None
+    assert defs.resolve_job_def("backtest_job")
+    schedule = defs.resolve_schedule_def("weekly_escalation_schedule")
+    assert schedule.cron_schedule == "0 6 * * 1"  # Mondays 06:00
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "weekly_escalation_job"
+    sensor = defs.resolve_sensor_def("raw_files_sensor")
+    assert sensor.job_name == "weekly_escalation_job"
+
+
+def test_schedule_refreshes_the_previous_and_the_current_month():
+    context = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2024, 1, 8, 6, tzinfo=dt.UTC))
+    requests = list(weekly_escalation_schedule(context))
+    assert [r.partition_key for r in requests] == ["2023-12", "2024-01"]
+    assert len({r.run_key for r in requests}) == 2
+
+
+def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "acled_2024-05-06.csv").write_text("event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n")
+    settings = PipelineSettings(raw_paths=str(raw), output_dir=str(tmp_path / "out"), sample_fallback=False)
+    definitions = build_definitions(settings)
+
+    def tick(cursor):
+        context = dg.build_sensor_context(cursor=cursor, definitions=definitions, resources={"settings": settings})
+        return raw_files_sensor.evaluate_tick(context)
+
+    first = tick(None)
+    assert len(first.run_requests) == 2 and first.cursor
+    quiet = tick(first.cursor)
+    assert quiet.run_requests == [] and "no new or changed file" in quiet.skip_message
+
+    (raw / "acled_2024-05-13.csv").write_text("event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n")
+    added = tick(first.cursor)
+    assert len(added.run_requests) == 2 and added.cursor != first.cursor
+
+    later = time.time() + 5
+    os.utime(raw / "acled_2024-05-06.csv", (later, later))  # a corrected export written over the old one
+    changed = tick(added.cursor)
+    assert len(changed.run_requests) == 2
+    assert {r.run_key for r in changed.run_requests}.isdisjoint({r.run_key for r in added.run_requests})
