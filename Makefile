@@ -25,13 +25,18 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: install
 	$(BIN)/sahel run $(ARGS)
 
+# PostgreSQL's server binaries are installed (Debian, as root) for the deployment test; without them it skips.
 # pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
 test: install
+	@sh scripts/ensure_postgres.sh
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
+# A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once.
 ui: install
 	mkdir -p .dagster_home
+	[ -f .dagster_home/dagster.yaml ] || cp deploy/dagster-local.yaml .dagster_home/dagster.yaml
+	[ -f .env ] || cp .env.example .env
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 bench: install

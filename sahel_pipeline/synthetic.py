@@ -5,6 +5,7 @@ random level, and escalations are planted where the tests and the README say the
 names analysts know (ACLED's spellings, so that the alias table is exercised); every note says SYNTHETIC.
 
     python -m sahel_pipeline.synthetic sample [--out data/sample]
+    python -m sahel_pipeline.synthetic global [--events 2500000] [--out bench_data]
 """
 
 from __future__ import annotations
@@ -16,6 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+
+from sahel_pipeline.core.reference import ACLED_COUNTRIES
+
+# Countries the global data may use: not the Sahel ones, whose geography the sample defines.
+ACLED_COUNTRIES_FOR_SYNTHETIC = ACLED_COUNTRIES - {"Mali", "Burkina Faso", "Niger"}
 
 # Columns of an ACLED export from the Data Export Tool (2023 onwards), in ACLED's order.
 ACLED_EXPORT_COLUMNS = [
@@ -80,6 +86,7 @@ class Actor:
     admin_weights: dict[str, float] | None = None
     assoc: str | None = None
     active_from: str = "0000-00"
+    active_until: str = "9999-12"  # last active month
     dispersion: float = 4.0  # gamma shape of month-to-month noise (negative-binomial alpha = 1/shape); lower is burstier
     plants: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # (from, to, factor, admin1)
 
@@ -158,6 +165,8 @@ def simulate_counts(actors: list[Actor], months: list[str], rng: np.random.Gener
     month_index = {mo: i for i, mo in enumerate(months)}
     for i, actor in enumerate(actors):
         means[i, : month_index.get(actor.active_from, 0)] = 0.0
+        if actor.active_until in month_index:
+            means[i, month_index[actor.active_until] + 1 :] = 0.0
         for first, last, factor, _ in actor.plants:
             # a planted rise multiplies the series' level, without the month-to-month noise that could hide it
             planted = slice(month_index[first], month_index[last] + 1)
@@ -169,30 +178,54 @@ def events_frame(
     actors: list[Actor], countries: dict[str, Country], months: list[str], counts: np.ndarray,
     rng: np.random.Generator, first_timestamp: int,
 ) -> pl.DataFrame:
-    """Expand monthly counts into one row per event, in ACLED's export columns (values still typed)."""
+    """Expand monthly counts into one row per event, in ACLED's export columns (values still typed).
+
+    Events come out grouped by actor and sorted by month within an actor, so each actor's events are one slice: the
+    per-actor work is a loop over actors (thousands), never over events (millions).
+    """
     actor_idx, month_idx = np.nonzero(counts)
     reps = counts[actor_idx, month_idx]
     a = np.repeat(actor_idx, reps)
     mo = np.repeat(month_idx, reps)
     n = a.size
+    bounds = np.concatenate([[0], np.cumsum(counts.sum(axis=1))])
     month_start = np.array([np.datetime64(f"{m}-01") for m in months])
     days_in = ((month_start.astype("datetime64[M]") + 1).astype("datetime64[D]") - month_start).astype(int)
     dates = month_start[mo] + rng.integers(0, days_in[mo]).astype("timedelta64[D]")
+    month_of = {m: i for i, m in enumerate(months)}
 
-    kinds = np.array([x.kind for x in actors])[a]
-    actor_country = np.array([x.country for x in actors])[a]
+    country_names = list(countries)
+    country_of_actor = np.array([country_names.index(x.country) for x in actors])
+    c = country_of_actor[a]
+    kind_names = list(EVENT_MIX)
+    kinds = np.array([kind_names.index(x.kind) for x in actors])[a]
+
     names = np.empty(n, dtype=object)
+    admin1 = np.empty(n, dtype=object)
+    planted = np.zeros(n, dtype=bool)
     for i, actor in enumerate(actors):
-        rows = np.nonzero(a == i)[0]
+        lo, hi = bounds[i], bounds[i + 1]
+        if lo == hi:
+            continue
+        actor_months = mo[lo:hi]
         for first, name in actor.names:
-            names[rows[np.array(months)[mo[rows]] >= first]] = name
+            names[lo + np.searchsorted(actor_months, month_of.get(first, 0)) : hi] = name
+        weights = actor.admin_weights or {u: 1.0 for u in countries[actor.country].admin1}
+        p = np.array(list(weights.values()))
+        admin1[lo:hi] = np.array(list(weights), dtype=object)[rng.choice(len(weights), size=hi - lo, p=p / p.sum())]
+        for first, last, factor, unit in actor.plants:
+            in_plant = lo + np.nonzero((actor_months >= month_of[first]) & (actor_months <= month_of[last]))[0]
+            # the surplus of a planted rise happens where the plant says, so the report can point at it
+            surplus = in_plant[rng.random(in_plant.size) < (1 - 1 / factor)]
+            admin1[surplus] = unit
+            planted[surplus] = True
 
     event_type = np.empty(n, dtype=object)
     sub_type = np.empty(n, dtype=object)
     mean_deaths = np.zeros(n)
     other_side = np.empty(n, dtype=object)
-    for kind, mix in EVENT_MIX.items():
-        rows = np.nonzero(kinds == kind)[0]
+    for k, mix in enumerate(EVENT_MIX.values()):
+        rows = np.nonzero(kinds == k)[0]
         if rows.size == 0:
             continue
         pick = rng.choice(len(mix), size=rows.size, p=np.array([x[2] for x in mix]) / sum(x[2] for x in mix))
@@ -201,35 +234,26 @@ def events_frame(
             event_type[chosen], sub_type[chosen], mean_deaths[chosen], other_side[chosen] = etype, stype, deaths, other
     fatalities = rng.poisson(rng.gamma(0.5, np.maximum(mean_deaths, 1e-9) / 0.5)) * (mean_deaths > 0)
 
-    admin1 = np.empty(n, dtype=object)
-    planted = np.zeros(n, dtype=bool)
-    for i, actor in enumerate(actors):
-        rows = np.nonzero(a == i)[0]
-        country = countries[actor.country]
-        weights = actor.admin_weights or {u: 1.0 for u in country.admin1}
-        units = list(weights)
-        p = np.array(list(weights.values()))
-        admin1[rows] = np.array(units, dtype=object)[rng.choice(len(units), size=rows.size, p=p / p.sum())]
-        for first, last, factor, unit in actor.plants:
-            if unit is None:
-                continue
-            in_plant = rows[(np.array(months)[mo[rows]] >= first) & (np.array(months)[mo[rows]] <= last)]
-            # the surplus of a planted rise happens where the plant says, so the report can point at it
-            surplus = in_plant[rng.random(in_plant.size) < (1 - 1 / factor)]
-            admin1[surplus] = unit
-            planted[surplus] = True
+    state_of_country = np.array(
+        [next((x.names[-1][1] for x in actors if x.kind == "state" and x.country == name), f"Military Forces of {name}")
+         for name in country_names], dtype=object,
+    )
+    names_by_side = {
+        "state": state_of_country,
+        "civilians": np.array([f"Civilians ({name})" for name in country_names], dtype=object),
+        "unidentified": np.array([f"Unidentified Armed Group ({name})" for name in country_names], dtype=object),
+        "police": np.array([f"Police Forces of {name}" for name in country_names], dtype=object),
+    }
+    actor2 = np.full(n, "", dtype=object)
+    for side, by_country in names_by_side.items():
+        rows = other_side == side
+        actor2[rows] = by_country[c[rows]]
+    inter1 = np.array([INTER_CODES[k] for k in kind_names])[kinds]
+    inter2 = np.array([0 if s == "none" else INTER_CODES.get(s, 0) for s in other_side.tolist()])
 
-    state_name = {c: next((x.names[-1][1] for x in actors if x.kind == "state" and x.country == c), f"Military Forces of {c}") for c in countries}
-    actor2 = np.empty(n, dtype=object)
-    for side, label in (("state", None), ("civilians", "Civilians ({})"), ("unidentified", "Unidentified Armed Group ({})"), ("police", "Police Forces of {}")):
-        rows = np.nonzero(other_side == side)[0]
-        actor2[rows] = [state_name[c] if label is None else label.format(c) for c in actor_country[rows]]
-    inter1 = np.array([INTER_CODES[k] for k in kinds])
-    inter2 = np.array([INTER_CODES.get(s, 0) if s != "none" else 0 for s in other_side])
-
-    country_info = [countries[c] for c in actor_country]
-    lat = np.array([c.lat[0] for c in country_info]) + rng.random(n) * np.array([c.lat[1] - c.lat[0] for c in country_info])
-    lon = np.array([c.lon[0] for c in country_info]) + rng.random(n) * np.array([c.lon[1] - c.lon[0] for c in country_info])
+    lat_lo, lat_span = (np.array([countries[x].lat[0] for x in country_names]), np.array([np.ptp(countries[x].lat) for x in country_names]))
+    lon_lo, lon_span = (np.array([countries[x].lon[0] for x in country_names]), np.array([np.ptp(countries[x].lon) for x in country_names]))
+    civilians = other_side == "civilians"
     frame = pl.DataFrame(
         {
             "event_date": dates.astype("datetime64[D]"),
@@ -240,33 +264,34 @@ def events_frame(
             "actor1": names.astype(str),
             "assoc_actor_1": np.array([x.assoc or "" for x in actors], dtype=object)[a].astype(str),
             "inter1": inter1,
-            "actor2": np.where(actor2 == None, "", actor2).astype(str),  # noqa: E711 - numpy elementwise
+            "actor2": actor2.astype(str),
             "inter2": inter2,
-            "assoc_actor_2": np.where((other_side == "civilians") & (rng.random(n) < 0.2),
-                                      np.char.add(np.char.add("Fulani Ethnic Group (", actor_country.astype(str)), ")"), ""),
-            "civilian_targeting": np.where(other_side == "civilians", "Civilian targeting", ""),
-            "country": actor_country.astype(str),
+            "assoc_actor_2": np.where(civilians & (rng.random(n) < 0.2), "Fulani Ethnic Group", ""),
+            "civilian_targeting": np.where(civilians, "Civilian targeting", ""),
+            "country": np.array(country_names)[c],
             "admin1": admin1.astype(str),
-            "latitude": np.round(lat, 4),
-            "longitude": np.round(lon, 4),
+            "latitude": np.round(lat_lo[c] + rng.random(n) * lat_span[c], 4),
+            "longitude": np.round(lon_lo[c] + rng.random(n) * lon_span[c], 4),
             "fatalities": fatalities.astype(np.int64),
             "_planted": planted,
         }
-    ).with_columns(pl.col(c).replace("", None) for c in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting"))
-    frame = frame.sort("event_date", "country", "actor1", maintain_order=True)
-    codes = pl.col("country").replace_strict({c.name: c.code for c in countries.values()})
+    ).with_columns(pl.col(col).replace("", None) for col in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting"))
+    frame = frame.with_columns(
+        assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(pl.format("{} ({})", "assoc_actor_2", "country"))
+    ).sort("event_date", "country", "actor1", maintain_order=True)
+    codes = pl.col("country").replace_strict({x.name: x.code for x in countries.values()})
     return frame.with_columns(
         event_id_cnty=codes + pl.int_range(1, pl.len() + 1).over("country").cast(pl.String),
         year=pl.col("event_date").dt.year(),
         time_precision=pl.lit(1),
         interaction=pl.min_horizontal("inter1", "inter2") * 10 + pl.max_horizontal("inter1", "inter2"),
-        iso=pl.col("country").replace_strict({c.name: c.iso for c in countries.values()}),
-        region=pl.col("country").replace_strict({c.name: c.region for c in countries.values()}),
+        iso=pl.col("country").replace_strict({x.name: x.iso for x in countries.values()}),
+        region=pl.col("country").replace_strict({x.name: x.region for x in countries.values()}),
         admin2=pl.col("admin1") + pl.lit(" Cercle"),
         admin3=pl.lit(None, pl.String),
         location=pl.col("admin1") + pl.lit(" village ") + (pl.int_range(pl.len()) % 17).cast(pl.String),
         geo_precision=pl.lit(2),
-        source=pl.lit("Synthetic Wire; Synthetic Radio"),
+        source=pl.lit("Synthetic Wire"),
         source_scale=pl.lit("National"),
         tags=pl.lit(None, pl.String),
         timestamp=pl.lit(first_timestamp, pl.Int64) + (pl.col("event_date") - pl.date(1997, 1, 1)).dt.total_days().cast(pl.Int64) * 60,
@@ -276,10 +301,9 @@ def events_frame(
 def to_export(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:
     """Typed events -> the text columns of an ACLED export, dates written the way the export writes them."""
     notes = pl.format(
-        "SYNTHETIC EVENT, not real. On {}, {} and {} were involved in an event of type '{}' in {} ({}); {} fatalities. "
-        "Made up to test the pipeline.",
-        pl.col("event_date").dt.strftime("%-d %B %Y"), pl.col("actor1"), pl.col("actor2").fill_null("no other actor"),
-        pl.col("sub_event_type"), pl.col("admin1"), pl.col("country"), pl.col("fatalities"),
+        "SYNTHETIC, not real. {}: {} in {}, {}; {} / {}; {} killed.",
+        pl.col("event_date").dt.strftime("%-d %B %Y"), pl.col("sub_event_type"), pl.col("admin1"), pl.col("country"),
+        pl.col("actor1"), pl.col("actor2").fill_null("no other actor"), pl.col("fatalities"),
     )
     return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format)).select(ACLED_EXPORT_COLUMNS)
 
@@ -320,14 +344,91 @@ def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
     return {"events": events.height - deleted.height, "revised": revised.height, "deleted": deleted.height}
 
 
+GLOBAL_END = dt.date(2026, 11, 14)  # the export's last day: November 2026 is still open
+UPDATE_END = dt.date(2026, 11, 21)  # the weekly update adds the following week
+
+
+def global_world(n_countries: int, n_actors: int, target_events: int, months: list[str], rng: np.random.Generator) -> tuple[dict[str, Country], list[Actor]]:
+    """Countries (real names, made-up geography) and actors with a skewed (Zipf) size distribution.
+
+    Each country has state forces, police, protesters and rioters, and its share of armed groups, some of which are
+    active in a neighbouring country too. Groups appear and disappear over the years, as they do.
+    """
+    names = sorted(c for c in ACLED_COUNTRIES_FOR_SYNTHETIC)[:: max(1, len(ACLED_COUNTRIES_FOR_SYNTHETIC) // n_countries)][:n_countries]
+    countries = {}
+    for i, name in enumerate(names):
+        lat0, lon0 = rng.uniform(-30, 45), rng.uniform(-15, 120)
+        countries[name] = Country(
+            name, 100 + i, f"X{i:02d}", f"Z{i:02d}", "Synthetic",
+            tuple(f"Region {k}" for k in range(1, 13)), (lat0, lat0 + 5), (lon0, lon0 + 6), "Region 1",
+        )
+    country_weight = rng.pareto(1.2, n_countries) + 0.2  # a few countries hold most of the events
+    country_weight /= country_weight.sum()
+    groups_per_country = np.maximum(1, np.round(country_weight * (n_actors - 4 * n_countries))).astype(int)
+    actors: list[Actor] = []
+    for name, weight, n_groups in zip(names, country_weight, groups_per_country):
+        budget = weight * target_events / len(months)
+        actors += [
+            Actor([("1997-01", f"Military Forces of {name}")], "state", name, 0.18 * budget, dispersion=3.0),
+            Actor([("1997-01", f"Police Forces of {name}")], "state", name, 0.04 * budget, dispersion=3.0),
+            Actor([("1997-01", f"Protesters ({name})")], "protesters", name, 0.22 * budget, dispersion=2.0),
+            Actor([("1997-01", f"Rioters ({name})")], "rioters", name, 0.06 * budget, dispersion=2.0),
+        ]
+        shares = 1.0 / np.arange(1, n_groups + 1) ** 1.1
+        shares = 0.5 * budget * shares / shares.sum()
+        for k, share in enumerate(shares):
+            start = int(rng.integers(0, len(months) - 12))
+            life = int(min(len(months) - start, rng.geometric(1 / 96) + 6))
+            kind = "jihadist" if rng.random() < 0.6 else "militia"
+            group_name = f"{'Armed Group' if kind == 'jihadist' else 'Communal Militia'} {len(actors):04d}"
+            active = Actor([(months[start], group_name)], kind, name, share * len(months) / life,
+                           active_from=months[start], active_until=months[min(start + life, len(months) - 1)],
+                           dispersion=float(rng.uniform(0.8, 4.0)))
+            actors.append(active)
+            if rng.random() < 0.05:  # the same group across a border
+                neighbour = names[(names.index(name) + 1) % len(names)]
+                actors.append(Actor(active.names, kind, neighbour, 0.3 * active.rate, active_from=active.active_from,
+                                    active_until=active.active_until, dispersion=active.dispersion))
+    return countries, actors
+
+
+def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 60, n_actors: int = 3000,
+                 update_rows: int = 5_000, seed: int = 1997) -> dict[str, int]:
+    """The benchmark data: a global export to GLOBAL_END, and a weekly update file (the next week and revisions)."""
+    rng = np.random.default_rng(seed)
+    months = month_range("1997-01", f"{UPDATE_END:%Y-%m}")
+    countries, actors = global_world(n_countries, n_actors, target_events, months, rng)
+    counts = simulate_counts(actors, months, rng)
+    events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000)
+    events = events.filter(pl.col("event_date") <= UPDATE_END)
+    export = events.filter(pl.col("event_date") <= GLOBAL_END)
+    week = events.filter(pl.col("event_date") > GLOBAL_END)
+    recent = export.filter(pl.col("event_date") > GLOBAL_END - dt.timedelta(days=90))
+    revised = recent.sample(n=min(max(update_rows - week.height, 0), recent.height), seed=seed).with_columns(
+        fatalities=pl.col("fatalities") + 1, timestamp=pl.lit(1_795_000_000, pl.Int64)
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    to_export(export, "%d %B %Y").write_csv(out / "acled_global_1997-2026-11-14_SYNTHETIC.csv", quote_style="non_numeric", null_value="")
+    to_export(pl.concat([revised, week]), "%Y-%m-%d").write_csv(
+        out / "acled_global_update_2026-11-21_SYNTHETIC.csv", quote_style="non_numeric", null_value=""
+    )
+    return {"events": export.height, "actors": len(actors), "countries": len(countries),
+            "update_new_events": week.height, "update_revisions": revised.height}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
     sample = sub.add_parser("sample", help="write the bundled synthetic sample")
     sample.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "data" / "sample")
+    world = sub.add_parser("global", help="write global-scale benchmark data")
+    world.add_argument("--out", type=Path, default=Path("bench_data"))
+    world.add_argument("--events", type=int, default=2_500_000)
     args = parser.parse_args(argv)
     if args.what == "sample":
         print(write_sample(args.out))
+    else:
+        print(write_global(args.out, args.events))
 
 
 if __name__ == "__main__":

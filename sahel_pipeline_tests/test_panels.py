@@ -53,7 +53,7 @@ def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
         ]
     )
     panels = build_panels(events, aliases)
-    issp = panels.group_month.filter(pl.col("group_id") == "ISSP", pl.col("source") == "ACLED")
+    issp = panels.group_month.filter(pl.col("group_id") == "ISSP", pl.col("source") == "ACLED").sort("month")
     assert issp["month"].to_list() == [dt.date(2024, m, 1) for m in (1, 2, 3, 4)]
     assert issp["events"].to_list() == [2, 0, 0, 0]
     assert issp["violent_events"].to_list() == [2, 0, 0, 0]
@@ -65,11 +65,11 @@ def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
     assert ucdp.select("group_id", "month", "events", "fatalities", "partial").rows() == [
         ("ISSP", dt.date(2024, 2, 1), 1, 7, False)  # UCDP's coverage is its own: February only, complete
     ]
-    country = panels.country_month.filter(pl.col("source") == "ACLED")
+    country = panels.country_month.filter(pl.col("source") == "ACLED").sort("month")
     assert country["events"].to_list() == [2, 0, 0, 1]
     admin1 = panels.admin1_month.filter(pl.col("source") == "ACLED")
     assert admin1.filter(pl.col("group_id") == "ISSP")["admin1"].to_list() == ["Tillaberi"]
-    country_admin1 = admin1.filter(pl.col("level") == "country").select("admin1", "month", "events").rows()
+    country_admin1 = admin1.filter(pl.col("level") == "country").sort("month").select("admin1", "month", "events").rows()
     assert country_admin1 == [("Tillaberi", dt.date(2024, 1, 1), 2), ("Tillaberi", dt.date(2024, 4, 1), 1)]
     assert panels.unmapped["actor"].to_list() == ["Protesters (Niger)"]
 
@@ -117,7 +117,7 @@ def test_real_panels_count_every_event_once_per_source(aliases, tmp_path):
     # each file's countries are covered to that file's last event, not to the latest date of any file
     acled = dict(panels.coverage.filter(pl.col("source") == "ACLED").select("country", "last_day").iter_rows())
     assert acled == {"Burkina Faso": dt.date(2020, 12, 3), "Mali": dt.date(2020, 12, 31)}
-    burkina_december = panels.country_month.filter(pl.col("country") == "Burkina Faso", pl.col("source") == "ACLED").tail(1)
+    burkina_december = panels.country_month.filter(pl.col("country") == "Burkina Faso", pl.col("source") == "ACLED").sort("month").tail(1)
     assert burkina_december.select("month", "days_covered", "partial").row(0) == (dt.date(2020, 12, 1), 3, True)
     ucdp = panels.group_month.filter(pl.col("source") == "UCDP")
     assert set(ucdp["group_id"]) >= {"ISSP", "JNIM"}  # UCDP's "IS" in Burkina Faso is ISSP

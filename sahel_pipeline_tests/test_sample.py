@@ -20,7 +20,7 @@ def test_committed_sample_is_reproduced_by_the_generator(tmp_path, sample_dir):
 def test_sample_is_labelled_synthetic_and_in_acled_layout(sample_dir):
     export = pl.read_csv(sample_dir / "acled_sahel_2017-2024_SYNTHETIC.csv", infer_schema=False)
     assert export.columns == ACLED_EXPORT_COLUMNS
-    assert export["notes"].str.starts_with("SYNTHETIC EVENT").all()
+    assert export["notes"].str.starts_with("SYNTHETIC, not real.").all()
     assert all("SYNTHETIC" in p.name for p in sample_dir.glob("*.csv"))
     assert export["event_date"].str.contains(r"^\d{2} [A-Z][a-z]+ \d{4}$").all()  # "15 May 2024", as exports write it
 

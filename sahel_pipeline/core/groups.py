@@ -70,36 +70,39 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
     return lookup.drop("line").unique()
 
 
-def actor_mentions(events: pl.LazyFrame, role: Role) -> pl.LazyFrame:
-    """One row per (event, actor name) for the actor columns of the role; associated actors are split on '; '."""
+def actor_mentions(events: pl.LazyFrame, role: Role, carry: list[str] | None = None) -> pl.LazyFrame:
+    """One row per (event, actor name) for the actor columns of the role, with the event columns in `carry`.
+
+    Associated actors are split on '; '. `_event` numbers the events, a cheaper key than their text ids.
+    """
     columns = ROLE_COLUMNS[role]
     return (
-        events.select(
-            "event_id", "source", "country",
+        events.with_row_index("_event")
+        .select(
+            "_event", "source", "country", *(carry or []),
             # a null in any list would null the whole concatenation: empty text splits into [""] and is dropped below
             actor=pl.concat_list([pl.col(c).fill_null("").str.split("; ") for c in columns]),
         )
         .explode("actor")
         .with_columns(pl.col("actor").str.strip_chars())
-        .filter(pl.col("actor").is_not_null() & (pl.col("actor") != ""))
-        .unique(["event_id", "actor"])
+        .filter(pl.col("actor") != "")
     )
 
 
-def resolve_groups(mentions: pl.LazyFrame, aliases: pl.DataFrame, ambiguous: Ambiguity = "separate") -> pl.LazyFrame:
-    """(event, actor) -> (event, group): group_id, group_name, whether the alias table knew the actor, ambiguity.
+def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambiguity = "separate") -> pl.DataFrame:
+    """(actor, source, country) -> group_id, group_name, whether the alias table knew the actor, ambiguity.
 
-    An alias limited to a source or to countries wins over a general one.
+    Works on distinct names (thousands), not on mentions (millions). An alias limited to a source or to countries wins
+    over a general one. With ambiguous="each" an "X and/or Y" name gives one row per group it names.
     """
-    parts = mentions.with_columns(
+    parts = names.with_columns(
         _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
         is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
     ).explode("_parts").with_columns(_key=pl.col("_parts").str.strip_chars().str.to_lowercase())
-    lookup = aliases.lazy()
     resolved = parts
     # From the most specific alias row to the most general; the first match wins.
     for i, (source_any, country_any) in enumerate(((False, False), (True, False), (False, True), (True, True))):
-        candidates = lookup.filter(
+        candidates = aliases.filter(
             (pl.col("source") == ANY) if source_any else (pl.col("source") != ANY),
             (pl.col("country") == ANY) if country_any else (pl.col("country") != ANY),
         )
@@ -116,43 +119,53 @@ def resolve_groups(mentions: pl.LazyFrame, aliases: pl.DataFrame, ambiguous: Amb
         _part_name=pl.coalesce(pl.coalesce([pl.col(f"_name{i}") for i in range(4)]), pl.col("_parts").str.strip_chars()),
     )
     if ambiguous == "each":
-        groups = resolved.select(
-            "event_id", "source", "country", "actor", "is_ambiguous",
+        return resolved.select(
+            "actor", "source", "country", "is_ambiguous",
             group_id=pl.col("_part_id"), group_name=pl.col("_part_name"), known=pl.col("_part_known"),
+        ).unique()
+    return (
+        resolved.group_by("actor", "source", "country")
+        .agg(
+            pl.col("_part_id").unique().sort().alias("_ids"),
+            pl.col("_part_known").all().alias("known"),
+            pl.col("_part_name").first().alias("_single_name"),
         )
-    else:
-        groups = (
-            resolved.group_by("event_id", "source", "country", "actor", "is_ambiguous")
-            .agg(
-                pl.col("_part_id").unique().sort().alias("_ids"),
-                pl.col("_part_known").all().alias("known"),
-                pl.col("_part_name").first().alias("_single_name"),
-            )
-            .with_columns(
-                group_id=pl.col("_ids").list.join("/"),
-                group_name=pl.when(pl.col("_ids").list.len() > 1)
-                .then(pl.col("_ids").list.join(" and/or ") + pl.lit(" (unattributed)"))
-                .otherwise(pl.col("_single_name")),
-                # "Katiba Macina and/or JNIM" is simply JNIM: only several distinct groups make a label ambiguous
-                is_ambiguous=pl.col("_ids").list.len() > 1,
-            )
-            .drop("_ids", "_single_name")
+        .with_columns(
+            group_id=pl.col("_ids").list.join("/"),
+            group_name=pl.when(pl.col("_ids").list.len() > 1)
+            .then(pl.col("_ids").list.join(" and/or ") + pl.lit(" (unattributed)"))
+            .otherwise(pl.col("_single_name")),
+            # "Katiba Macina and/or JNIM" is simply JNIM: only several distinct groups make a label ambiguous
+            is_ambiguous=pl.col("_ids").list.len() > 1,
         )
-    return groups
+        .drop("_ids", "_single_name")
+    )
 
 
-def event_groups(events: pl.LazyFrame, aliases: pl.DataFrame, role: Role = "perpetrator", ambiguous: Ambiguity = "separate") -> pl.LazyFrame:
-    """One row per (event, group): an event by Katiba Macina with JNIM associated counts once for JNIM."""
-    groups = resolve_groups(actor_mentions(events, role), aliases, ambiguous)
-    return groups.unique(["event_id", "group_id"], keep="first", maintain_order=False)
+def event_groups(
+    events: pl.LazyFrame,
+    aliases: pl.DataFrame,
+    role: Role = "perpetrator",
+    ambiguous: Ambiguity = "separate",
+    carry: list[str] | None = None,
+) -> pl.LazyFrame:
+    """One row per (event, group) with the `carry` columns: an event by Katiba Macina with JNIM associated counts once
+    for JNIM. Also keeps the actor name that brought the group, and whether the alias table knew it."""
+    mentions = actor_mentions(events, role, carry).collect()
+    names = resolve_names(mentions.select("actor", "source", "country").unique(), aliases, ambiguous)
+    groups = mentions.join(names, on=["actor", "source", "country"])
+    # Only events that resolve to several rows can count a group twice; deduplicating just those is much cheaper.
+    several = groups["_event"].is_duplicated()
+    return pl.concat([groups.filter(~several), groups.filter(several).unique(["_event", "group_id"], keep="first")]).lazy()
 
 
-def unmapped_actors(groups: pl.LazyFrame, events: pl.LazyFrame) -> pl.DataFrame:
-    """Actor names the alias table does not know, with their events and when they were first and last seen."""
-    dates = events.select("event_id", "event_date")
+def unmapped_actors(groups: pl.LazyFrame) -> pl.DataFrame:
+    """Actor names the alias table does not know, with their events and when they were first and last seen.
+
+    `groups` must carry `event_date` (see event_groups).
+    """
     return (
         groups.filter(~pl.col("known"))
-        .join(dates, on="event_id")
         .group_by("actor", "source")
         .agg(
             events=pl.len(),

@@ -192,10 +192,18 @@ class BaselineFit:
         return Predictive(math.exp(self.log_mu + self.slope * years_from_as_of) * exposure, self.se, self.alpha)
 
 
-def _glm(y, X, offset, family, weights=None):
+def _glm(y, X, offset, family, weights=None, start=None):
+    """A statsmodels GLM fit. Good starting values (the previous fit's, or the closed-form Poisson answer) cut IRLS
+    from about six iterations to two: that is most of the model stage's time at thousands of series."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return sm.GLM(y, X, family=family, offset=offset, var_weights=weights).fit()
+        return sm.GLM(y, X, family=family, offset=offset, var_weights=weights).fit(start_params=start)
+
+
+def _log_rate(y: np.ndarray, exposure: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """log of the (weighted) events per full month: the intercept-only Poisson fit, used as a starting value."""
+    w = np.ones_like(y) if weights is None else weights
+    return math.log(max(float(np.sum(w * y)), 1e-9) / float(np.sum(w * exposure)))
 
 
 def _anscombe_weights(y: np.ndarray, mu: np.ndarray, X: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
@@ -238,13 +246,14 @@ def fit_baseline(y: np.ndarray, exposure: np.ndarray, t: np.ndarray, config: Mod
     X_trend = np.column_stack([np.ones_like(t), t])
     X_flat = X_trend[:, :1]
     poisson = sm.families.Poisson()
+    flat_start = np.array([_log_rate(y, exposure)])
     if y.sum() < config.min_events_for_trend:
         weights, downweighted = np.ones_like(y), 0
-        fit, keep_trend, X = _glm(y, X_flat, offset, poisson), False, X_flat
+        fit, keep_trend, X = _glm(y, X_flat, offset, poisson, start=flat_start), False, X_flat
     else:
-        first = _glm(y, X_trend, offset, poisson)
+        first = _glm(y, X_trend, offset, poisson, start=np.array([flat_start[0], 0.0]))
         weights, downweighted = _anscombe_weights(y, first.mu, X_trend, config.reweight_threshold)
-        fit = _glm(y, X_trend, offset, poisson, weights)
+        fit = _glm(y, X_trend, offset, poisson, weights, start=first.params)
         # tested on the quasi-Poisson scale (Pearson dispersion, at least 1) so overdispersion does not fake a trend
         phi = max(1.0, float(fit.pearson_chi2 / max(fit.df_resid, 1)))
         trend_p = 2 * stats.norm.sf(abs(fit.params[1]) / (fit.bse[1] * math.sqrt(phi)))
@@ -255,8 +264,9 @@ def fit_baseline(y: np.ndarray, exposure: np.ndarray, t: np.ndarray, config: Mod
         )
         X = X_trend if keep_trend else X_flat
         if not keep_trend:
-            weights, downweighted = _anscombe_weights(y, _glm(y, X, offset, poisson).mu, X, config.reweight_threshold)
-            fit = _glm(y, X, offset, poisson, weights)
+            flat = np.full_like(y, math.exp(flat_start[0])) * exposure  # the intercept-only Poisson fit, in closed form
+            weights, downweighted = _anscombe_weights(y, flat, X, config.reweight_threshold)
+            fit = _glm(y, X, offset, poisson, weights, start=np.array([_log_rate(y, exposure, weights)]))
 
     alpha, lr = estimate_alpha(y, fit.mu, weights)
     model, note = "poisson", "no overdispersion"
@@ -264,7 +274,7 @@ def fit_baseline(y: np.ndarray, exposure: np.ndarray, t: np.ndarray, config: Mod
         # The ML dispersion is biased low in a 36-month window (it made rate-ratio intervals cover 88% instead of
         # 95% in simulations); the moment estimate is not. The larger of the two is used.
         alpha = max(alpha, moment_alpha(y, fit.mu, weights, X.shape[1]))
-        nb = _glm(y, X, offset, sm.families.NegativeBinomial(alpha=alpha), weights)
+        nb = _glm(y, X, offset, sm.families.NegativeBinomial(alpha=alpha), weights, start=fit.params)
         if nb.converged and np.all(np.isfinite(nb.bse)):
             fit, model, note = nb, "negbin", ""
         else:
@@ -292,7 +302,8 @@ def rate_ratio(y_base: np.ndarray, e_base: np.ndarray, y_recent: np.ndarray, e_r
     y = np.concatenate([y_base, y_recent])
     window = np.concatenate([np.zeros(len(y_base)), np.ones(len(y_recent))])
     family = sm.families.NegativeBinomial(alpha=alpha) if alpha > 0 else sm.families.Poisson()
-    fit = _glm(y, np.column_stack([np.ones_like(window), window]), np.log(np.concatenate([e_base, e_recent])), family)
+    start = np.array([_log_rate(y_base, e_base), _log_rate(y_recent, e_recent) - _log_rate(y_base, e_base)])
+    fit = _glm(y, np.column_stack([np.ones_like(window), window]), np.log(np.concatenate([e_base, e_recent])), family, start=start)
     b, se = float(fit.params[1]), float(fit.bse[1])
     return RateRatio(math.exp(b), math.exp(b - 1.96 * se), math.exp(b + 1.96 * se), "glm")
 
@@ -320,7 +331,7 @@ def forecast_level(y: np.ndarray, exposure: np.ndarray, alpha: float, half_life:
     if y.sum() == 0:
         return Predictive(0.5 / float((weights * exposure).sum()), 1.0, 0.0)
     family = sm.families.NegativeBinomial(alpha=alpha) if alpha > 0 else sm.families.Poisson()
-    fit = _glm(y, np.ones((len(y), 1)), np.log(exposure), family, weights)
+    fit = _glm(y, np.ones((len(y), 1)), np.log(exposure), family, weights, start=np.array([_log_rate(y, exposure, weights)]))
     return Predictive(math.exp(float(fit.params[0])), float(fit.bse[0]), alpha)
 
 

@@ -84,12 +84,11 @@ def build_tasks(
     window_start = index_month(month_index(month) - config.window_months + 1)
     series = (
         series_long(group_panel, country_panel, first, month, indicators)
-        .sort("month")
         .group_by(SERIES_KEYS)
         .agg(
-            months=pl.col("month"),
-            counts=pl.col("count"),
-            exposure=pl.col("days_covered") / pl.col("month").dt.month_end().dt.day(),
+            months=pl.col("month").sort(),
+            counts=pl.col("count").sort_by("month"),
+            exposure=(pl.col("days_covered") / pl.col("month").dt.month_end().dt.day()).sort_by(pl.col("month")),
             last_month=pl.col("month").max(),
             window_sum=pl.col("count").filter(pl.col("month") >= window_start).sum(),
         )

@@ -11,6 +11,7 @@ import csv
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -150,7 +151,7 @@ def read_csv_text(path: Path, name: str) -> RawTable:
         padded = header + [f"_unnamed_{i}" for i in range(extra)]
         table, bad = _read_records(source, padded)
         unnamed = pl.from_arrow(table.select(padded[len(header):]))
-        if unnamed.select(pl.any_horizontal(pl.all().str.len_bytes() > 0).any()).item():
+        if unnamed.select(pl.any_horizontal(pl.all().is_not_null()).any()).item():
             raise SourceError(
                 f"{name}: every row has {len(padded)} fields but the header names {len(header)}, and the extra "
                 f"fields are not empty, so the columns cannot be matched to the header"
@@ -158,11 +159,9 @@ def read_csv_text(path: Path, name: str) -> RawTable:
         table = table.drop_columns(padded[len(header):])
         notes.append(f"every row ends with {extra} empty field(s) the header does not name: ignored")
     frame = pl.from_arrow(table)
+    del table  # the Polars copy is all that is kept: two copies of a large file would double the peak memory
     assert isinstance(frame, pl.DataFrame)
-    frame = frame.with_columns(
-        *(pl.col(h).replace("", None) for h in header),
-        source_row=_good_row_numbers(frame.height, bad),
-    )
+    frame = frame.with_columns(source_row=_good_row_numbers(frame.height, bad))
     return RawTable(header, frame, _bad_record_quarantine(bad, header, name), notes)
 
 
@@ -176,9 +175,15 @@ def _reencode(data: bytes) -> tuple[io.BytesIO, str]:
 
 
 def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
-    """Parse records with pyarrow; the ones with a wrong field count are returned apart with their record number."""
+    """Parse records with pyarrow; the ones with a wrong field count are returned apart with their record number.
 
-    def parse(use_threads: bool) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
+    The first pass assumes no line break inside a quoted value, which lets pyarrow split the file into blocks on
+    both cores at twice the speed. A quoted line break that falls on a block boundary shows up as rows with the wrong
+    number of fields; then the file is parsed again allowing line breaks in values, and once more on one thread if
+    rows are still wrong, because only then does pyarrow know their record numbers.
+    """
+
+    def parse(use_threads: bool, newlines_in_values: bool) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
         bad: list[tuple[int | None, int, str]] = []
 
         def keep_aside(row: pacsv.InvalidRow) -> str:
@@ -190,18 +195,20 @@ def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table,
         table = pacsv.read_csv(
             source,
             read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=use_threads),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True, invalid_row_handler=keep_aside),
+            parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values, invalid_row_handler=keep_aside),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.large_string() for n in names},
-                strings_can_be_null=False,
-                quoted_strings_can_be_null=False,
+                strings_can_be_null=True,  # an empty field is a missing value
+                quoted_strings_can_be_null=True,
             ),
         )
         return table, bad
 
-    table, bad = parse(use_threads=True)
-    if bad:  # pyarrow only knows record numbers when it parses on one thread
-        table, bad = parse(use_threads=False)
+    table, bad = parse(use_threads=True, newlines_in_values=False)
+    if bad:
+        table, bad = parse(use_threads=True, newlines_in_values=True)
+    if bad:
+        table, bad = parse(use_threads=False, newlines_in_values=True)
     return table, bad
 
 
@@ -263,10 +270,7 @@ def detect_layout(header: list[str], name: str) -> str:
 def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str]) -> pl.DataFrame:
     """ACLED export, monadic export or id-less extract -> canonical columns."""
     present = set(frame.columns)
-
-    def text(column: str) -> pl.Expr:
-        return pl.col(column).str.strip_chars() if column in present else pl.lit(None, pl.String)
-
+    text = _text_reader(frame)
     if "country" in present:
         country = text("country")
     else:
@@ -289,7 +293,7 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
         event_id=pl.lit("ACLED:") + text("event_id_cnty") if layout != "acled_extract" else pl.lit(None, pl.String),
         event_id_derived=pl.lit(layout == "acled_extract"),
         source=pl.lit("ACLED"),
-        event_date=parse_dates(text("event_date"), _best_date_format(frame, "event_date", ACLED_DATE_FORMATS), ACLED_DATE_FORMATS),
+        event_date=pl.lit(None, pl.Date),  # parsed below, from the raw text
         country=country,
         admin1=text("admin1"),
         admin2=text("admin2"),
@@ -306,10 +310,13 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
         civilian_targeting=civilian_targeting,
         fatalities=_to_whole_number(text("fatalities")),
         notes=text("notes"),
-        revision=_to_unix_seconds(text("timestamp")),
+        revision=text("timestamp"),
         source_file=pl.lit(name),
         source_row=pl.col("source_row"),
         **{raw: text(col) for col, raw in RAW_TEXT_COLUMNS.items()},
+    )
+    events = events.with_columns(
+        parse_dates(events["_raw_event_date"], ACLED_DATE_FORMATS), revision=to_unix_seconds(events["revision"])
     )
     if layout == "acled_extract":
         events = events.with_columns(event_id=derive_event_ids(events))
@@ -322,17 +329,13 @@ def normalise_ucdp(frame: pl.DataFrame, name: str) -> pl.DataFrame:
     violence = pl.col("type_of_violence").str.strip_chars()
     countries = frame["country"].drop_nulls().unique()
     country_map = {c: acled_country_name(c) for c in countries}
-    ucdp_date = pl.col("date_start").str.strip_chars().str.replace(_TIME_OF_DAY, "")
-    optional = set(frame.columns)
+    text = _text_reader(frame)
 
-    def text(column: str) -> pl.Expr:
-        return pl.col(column).str.strip_chars() if column in optional else pl.lit(None, pl.String)
-
-    return frame.select(
+    events = frame.select(
         event_id=pl.lit("UCDP:") + pl.col("id").str.strip_chars(),
         event_id_derived=pl.lit(False),
         source=pl.lit("UCDP"),
-        event_date=parse_dates(ucdp_date, _best_date_format(frame.with_columns(date_start=ucdp_date), "date_start", UCDP_DATE_FORMATS), UCDP_DATE_FORMATS),
+        event_date=pl.lit(None, pl.Date),  # parsed below, from the raw text
         country=pl.col("country").str.strip_chars().replace(country_map),
         admin1=text("adm_1").str.replace(_ADMIN_SUFFIX, ""),
         admin2=text("adm_2").str.replace(_ADMIN_SUFFIX, ""),
@@ -357,16 +360,18 @@ def normalise_ucdp(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         _raw_latitude=text("latitude"),
         _raw_longitude=text("longitude"),
     )
+    return events.with_columns(parse_dates(events["_raw_event_date"], UCDP_DATE_FORMATS))
 
 
 def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
     """ACLED deletions file -> (event_id, deleted_at); rows without a usable id or timestamp are quarantined."""
     parsed = frame.select(
         event_id=pl.lit("ACLED:") + pl.col("event_id_cnty").str.strip_chars(),
-        deleted_at=_to_unix_seconds(pl.col("deleted_timestamp").str.strip_chars()),
+        deleted_at=pl.col("deleted_timestamp").str.strip_chars(),
         source_row=pl.col("source_row"),
         _raw=pl.col("deleted_timestamp"),
     )
+    parsed = parsed.with_columns(deleted_at=to_unix_seconds(parsed["deleted_at"]))
     bad = parsed.filter(pl.col("event_id").is_null() | pl.col("deleted_at").is_null())
     quarantine = bad.select(
         source_file=pl.lit(name),
@@ -386,19 +391,41 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
 # --- values --------------------------------------------------------------------------------------------------------
 
 
-def _best_date_format(frame: pl.DataFrame, column: str, formats: tuple[str, ...]) -> str:
-    """The format that parses most of a sample of the column (ties go to the earlier format in the list)."""
-    sample = frame.get_column(column).drop_nulls().str.strip_chars().head(5000)
-    if sample.is_empty():
-        return formats[0]
-    parsed = [sample.str.to_date(f, strict=False).null_count() for f in formats]
-    return formats[int(np.argmin(parsed))]
+def _text_reader(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
+    """Column by name, stripped of surrounding blanks when it has any (checking is a quarter of the cost of stripping
+    at millions of rows); a null column when the file lacks it."""
+    text_columns = [c for c in frame.columns if frame.schema[c] == pl.String]
+    padded_flags = frame.select(
+        [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in text_columns]
+    ).row(0) if text_columns else ()
+    padded = {c for c, flag in zip(text_columns, padded_flags) if flag}
+
+    def text(column: str) -> pl.Expr:
+        if column not in frame.columns:
+            return pl.lit(None, pl.String)
+        return pl.col(column).str.strip_chars() if column in padded else pl.col(column)
+
+    return text
 
 
-def parse_dates(raw: pl.Expr, best: str, formats: tuple[str, ...]) -> pl.Expr:
-    """Parse with the file's own format first, then any other unambiguous one; unparseable text becomes null."""
-    fallbacks = [f for f in formats if f != best and f != _AMBIGUOUS_TWINS.get(best)]
-    return pl.coalesce([raw.str.to_date(f, strict=False) for f in (best, *fallbacks)])
+def parse_dates(raw: pl.Series, formats: tuple[str, ...]) -> pl.Series:
+    """Dates in the file's own format, chosen on a sample; other unambiguous formats only for the rows it misses.
+
+    Parsing every row in every format would cost seconds at millions of rows; most files use one format throughout.
+    Unparseable text becomes null (and the row is quarantined with its raw value).
+    """
+    if raw.drop_nulls().head(1000).str.contains(_TIME_OF_DAY).any():
+        raw = raw.str.replace(_TIME_OF_DAY, "")
+    sample = raw.drop_nulls().head(5000)
+    best = formats[int(np.argmin([sample.str.to_date(f, strict=False).null_count() for f in formats]))] if len(sample) else formats[0]
+    parsed = raw.str.to_date(best, strict=False)
+    missed = parsed.is_null() & raw.is_not_null()
+    others = [f for f in formats if f != best and f != _AMBIGUOUS_TWINS.get(best)]
+    if missed.any() and others:
+        subset = raw.filter(missed)
+        rescued = pl.select(pl.coalesce([subset.str.to_date(f, strict=False) for f in others])).to_series()
+        parsed = parsed.scatter(missed.arg_true(), rescued)
+    return parsed.alias("event_date")
 
 
 def _disorder_from_event_type(event_type: pl.Expr) -> pl.Expr:
@@ -421,10 +448,14 @@ def _to_whole_number(raw: pl.Expr) -> pl.Expr:
     return pl.when(number == number.floor()).then(number.cast(pl.Int64))
 
 
-def _to_unix_seconds(raw: pl.Expr) -> pl.Expr:
-    as_number = raw.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
-    as_datetime = raw.str.to_datetime(strict=False, time_unit="us").dt.epoch("s")
-    return pl.coalesce(as_number, as_datetime)
+def to_unix_seconds(raw: pl.Series) -> pl.Series:
+    """ACLED timestamps: Unix seconds, or (in some exports) a date-time; the slow date-time parse only where needed."""
+    seconds = raw.cast(pl.Float64, strict=False).cast(pl.Int64, strict=False)
+    missed = seconds.is_null() & raw.is_not_null()
+    if missed.any():
+        rescued = raw.filter(missed).str.to_datetime(strict=False, time_unit="us").dt.epoch("s")
+        seconds = seconds.scatter(missed.arg_true(), rescued)
+    return seconds
 
 
 def derive_event_ids(events: pl.DataFrame) -> pl.Series:

@@ -1,0 +1,237 @@
+"""Benchmark at global-ACLED scale: stage timings, the whole cold run, a weekly update, peak memory, and the floor.
+
+    python -m sahel_pipeline.benchmark [--data bench_data] [--events 2500000] [--runs 3] [--workers N]
+
+The data are generated on first use (`python -m sahel_pipeline.synthetic global`): an ACLED-layout export of about
+2.5 million events to 14 November 2026 and a weekly update file (the next week's events and revisions of earlier ones).
+Every figure is the median of --runs runs, each in a fresh process, as a scheduled run would be:
+
+* floor: Polars reading the whole CSV (every column, as the pipeline must keep them) and grouping it to
+  actor x country x month counts; and, for reference, the same with only the three columns the counts need;
+* stages: read and normalise, merge and row rules, Great Expectations (import and run), panels, model fits, alerts
+  and report, called as plain functions;
+* whole cold run: `sahel run` from nothing through the alerts and report of October 2026, in Dagster;
+* weekly update: the state a previous weekly run left (October and November 2026 on the export), plus the update
+  file, then the weekly run again for October and November.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXPORT = "acled_global_1997-2026-11-14_SYNTHETIC.csv"
+UPDATE = "acled_global_update_2026-11-21_SYNTHETIC.csv"
+COLD_MONTH = "2026-10"
+WEEKLY_MONTHS = ("2026-10", "2026-11")
+TODAY = dt.date(2026, 11, 21)
+
+
+def peak_memory_gib() -> dict[str, float]:
+    """Peak resident memory of this process and of the largest child it waited for (the fitting workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
+    return {"peak_main_gib": own, "peak_worker_gib": children}
+
+
+# --- measurements, each run in its own process ------------------------------------------------------------------------
+
+
+def measure_floor(data: Path) -> dict[str, float]:
+    import polars as pl
+
+    path = data / EXPORT
+    month = pl.col("event_date").str.to_date("%d %B %Y").dt.month_start()
+    started = time.perf_counter()
+    pl.read_csv(path, infer_schema=False).group_by("actor1", "country", month.alias("month")).len()
+    full = time.perf_counter() - started
+    started = time.perf_counter()
+    pl.scan_csv(path).select("actor1", "country", month.alias("month")).group_by("actor1", "country", "month").len().collect()
+    projected = time.perf_counter() - started
+    return {"floor_all_columns_s": full, "floor_three_columns_s": projected}
+
+
+def measure_stages(data: Path, workers: int) -> dict[str, float]:
+    """The pipeline's work as plain function calls, stage by stage (no Dagster, no files but the CSV)."""
+    import polars as pl
+
+    from sahel_pipeline import ALIAS_TABLE
+    from sahel_pipeline.core.alerts import alert_table
+    from sahel_pipeline.core.groups import load_alias_table
+    from sahel_pipeline.core.ingest import consolidate
+    from sahel_pipeline.core.models import ModelConfig
+    from sahel_pipeline.core.panels import build_panels
+    from sahel_pipeline.core.scoring import score_month, worker_pool
+    from sahel_pipeline.core.sources import read_source_file
+
+    times: dict[str, float] = {}
+
+    def timed(label, work):
+        started = time.perf_counter()
+        result = work()
+        times[label] = time.perf_counter() - started
+        return result
+
+    source = timed("read_normalise_s", lambda: read_source_file(data / EXPORT))
+    merged = timed("merge_row_rules_s", lambda: consolidate(
+        [source.events.with_columns(_file_order=pl.lit(0, pl.Int32))], [source.deletions], [source.quarantine], TODAY
+    ))
+    del source
+    timed("gx_import_s", lambda: __import__("great_expectations"))
+    from sahel_pipeline.core.validation import validate_with_great_expectations
+
+    summary = timed("gx_validate_s", lambda: validate_with_great_expectations(merged.events.lazy(), TODAY))
+    assert summary.success, summary.to_markdown()
+    panels = timed("panels_s", lambda: build_panels(merged.events, load_alias_table(ALIAS_TABLE)))
+    del merged
+    config = ModelConfig()
+    month = dt.date(2026, 10, 1)
+    with worker_pool(workers) as pool:
+        scores = timed("model_fits_s", lambda: score_month(panels.group_month, panels.country_month, month, config, pool, lambda _: None))
+    times["series_fitted"] = scores.scores.filter(pl.col("model") != "skipped").height
+    times["fits_per_s"] = times["series_fitted"] / times["model_fits_s"]
+
+    def alerts_and_report():
+        from sahel_pipeline.core.alerts import apply_alert_rule
+        from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
+
+        table = alert_table(scores.scores, panels.admin1_month, config)
+        wanted = alert_series(table).select("source", "level", "group_id", "country", "indicator")
+        inputs = ReportInputs(
+            month=month, alerts=table, scores=apply_alert_rule(scores.scores, config), forecasts=scores.forecasts,
+            history=series_history(panels.group_month.lazy(), panels.country_month.lazy(), wanted, month),
+            admin1=admin1_history(panels.admin1_month.lazy(), wanted, month, config),
+            data_quality={}, quarantine_reasons=pl.DataFrame(), config=config,
+        )
+        with tempfile.TemporaryDirectory() as out:
+            write_report(inputs, Path(out))
+        return table
+
+    table = timed("alerts_report_s", alerts_and_report)
+    times["alerts"] = table.height
+    return times | peak_memory_gib()
+
+
+def measure_run(raw: list[Path], out: Path, months: tuple[str, ...], workers: int) -> dict[str, float]:
+    """A whole run through Dagster, as `sahel run` does it."""
+    from sahel_pipeline.defs.runner import Runner
+
+    started = time.perf_counter()
+    runner = Runner([str(p) for p in raw], out, workers=workers, log_level="WARNING")
+    runner.materialize_upstream()
+    for month in months:
+        runner.materialize_month(month)
+    return {"run_s": time.perf_counter() - started} | peak_memory_gib()
+
+
+# --- orchestration ----------------------------------------------------------------------------------------------------
+
+
+def in_fresh_process(*args: str) -> dict[str, float]:
+    completed = subprocess.run(
+        [sys.executable, "-m", "sahel_pipeline.benchmark", "--measure", *args], capture_output=True, text=True
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"benchmark step {args[0]} failed:\n{completed.stderr[-3000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
+
+
+def median_of(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=Path("bench_data"))
+    parser.add_argument("--events", type=int, default=2_500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)  # one measurement, in a child process
+    args = parser.parse_args(argv)
+    if args.measure:
+        print(json.dumps(_measure(args.measure, args.workers)))
+        return
+    run_benchmark(args.data, args.events, args.runs, args.workers)
+
+
+def _measure(what: list[str], workers: int) -> dict[str, float]:
+    kind, data, *rest = what
+    if kind == "floor":
+        return measure_floor(Path(data))
+    if kind == "stages":
+        return measure_stages(Path(data), workers)
+    raw, out, months = rest[0].split(","), Path(rest[1]), tuple(rest[2].split(","))
+    return measure_run([Path(p) for p in raw], out, months, workers)
+
+
+def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:
+    if not (data / EXPORT).exists():
+        from sahel_pipeline.synthetic import write_global
+
+        print(f"generating {events:,} synthetic events in {data} ...", flush=True)
+        started = time.perf_counter()
+        print(write_global(data, events), f"({time.perf_counter() - started:.0f} s)", flush=True)
+    size = (data / EXPORT).stat().st_size
+    print(f"data: {data / EXPORT} ({size / 1e6:,.0f} MB); {workers} workers; median of {runs} runs", flush=True)
+
+    floor = median_of([in_fresh_process("floor", str(data)) for _ in range(runs)])
+    stages = median_of([in_fresh_process("stages", str(data)) for _ in range(runs)])
+    cold, weekly = [], []
+    with tempfile.TemporaryDirectory(dir=data) as scratch:
+        scratch = Path(scratch)
+        export_only, with_update = scratch / "raw_export", scratch / "raw_weekly"
+        export_only.mkdir()
+        with_update.mkdir()
+        for folder, names in ((export_only, [EXPORT]), (with_update, [EXPORT, UPDATE])):
+            for name in names:
+                (folder / name).symlink_to((data / name).resolve())
+        for n in range(runs):
+            out = scratch / f"cold_{n}"
+            cold.append(in_fresh_process("run", str(data), str(export_only), str(out), COLD_MONTH))
+            shutil.rmtree(out)
+        previous_week = scratch / "previous_week"
+        in_fresh_process("run", str(data), str(export_only), str(previous_week), ",".join(WEEKLY_MONTHS))
+        for n in range(runs):
+            out = scratch / f"weekly_{n}"
+            shutil.copytree(previous_week, out, symlinks=True)
+            # the raw folder gains a file: the cache knows the export by its name, so it is the same folder name
+            weekly.append(in_fresh_process("run", str(data), str(with_update), str(out), ",".join(WEEKLY_MONTHS)))
+            shutil.rmtree(out)
+    print_report(floor, stages, median_of(cold), median_of(weekly))
+
+
+def print_report(floor: dict, stages: dict, cold: dict, weekly: dict) -> None:
+    rows = [
+        ("floor: Polars reads the whole CSV and groups it (every column)", floor["floor_all_columns_s"], ""),
+        ("floor, only the three columns the counts need", floor["floor_three_columns_s"], ""),
+        ("read and normalise", stages["read_normalise_s"], ""),
+        ("merge, revisions, deletions, row rules", stages["merge_row_rules_s"], ""),
+        ("Great Expectations: import", stages["gx_import_s"], ""),
+        ("Great Expectations: validate 8 columns", stages["gx_validate_s"], ""),
+        ("panels (group, country, admin1)", stages["panels_s"], ""),
+        ("model fits", stages["model_fits_s"], f"{stages['series_fitted']:.0f} series, {stages['fits_per_s']:.0f}/s"),
+        ("alerts and report", stages["alerts_report_s"], f"{stages['alerts']:.0f} alerts"),
+        ("whole cold run (Dagster, one month)", cold["run_s"], f"peak {cold['peak_main_gib']:.2f} GiB + worker {cold['peak_worker_gib']:.2f} GiB"),
+        ("weekly update (Dagster, two months)", weekly["run_s"], f"peak {weekly['peak_main_gib']:.2f} GiB + worker {weekly['peak_worker_gib']:.2f} GiB"),
+    ]
+    print()
+    print(f"{'stage':<66}{'seconds':>9}  notes")
+    for label, seconds, note in rows:
+        print(f"{label:<66}{seconds:>9.2f}  {note}")
+    print(f"\nwhole cold run / floor (every column): {cold['run_s'] / floor['floor_all_columns_s']:.1f}x")
+    print(f"whole cold run / floor (three columns): {cold['run_s'] / floor['floor_three_columns_s']:.1f}x")
+    print(f"peak memory of the stages run: {stages['peak_main_gib']:.2f} GiB (+ worker {stages['peak_worker_gib']:.2f} GiB)")
+
+
+if __name__ == "__main__":
+    main()
