@@ -11,11 +11,13 @@ PORT ?= 3000
 install: $(VENV)/.installed
 
 # uv is bootstrapped into the project venv with pip; if that fails (no index for it), plain pip installs the same lock.
+# Bytecode is compiled at install time (pip does it by default, uv when asked): where PYTHONDONTWRITEBYTECODE is set,
+# Python would otherwise compile every module on every start, which makes each run seconds slower.
 $(VENV)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	@if $(BIN)/python -m pip install --quiet --disable-pip-version-check uv 2>/dev/null; then \
 		echo "installing with uv"; \
-		$(BIN)/uv pip install --python $(BIN)/python -r requirements.lock -e . ; \
+		$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode -r requirements.lock -e . ; \
 	else \
 		echo "uv unavailable: installing with pip"; \
 		$(BIN)/python -m pip install --disable-pip-version-check -r requirements.lock -e . ; \

@@ -149,3 +149,22 @@ def test_breaks_file_is_read():
     breaks = load_breaks(ModelSettings().break_dates)
     niger = [b for b in breaks if b.country == "Niger"]
     assert niger and niger[0].date == dt.date(2023, 7, 26)
+
+
+def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
+    """The weekly job re-runs months it has already scored: nothing changed, so nothing is refitted or read."""
+    out, _ = run
+    before = (out / "alerts" / "2024-12.csv").read_bytes()
+    settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False)
+    again = build_definitions(settings).resolve_job_def("weekly_escalation_job").execute_in_process(partition_key="2024-12")
+    metadata = {
+        m.asset_key.to_user_string(): m.materialization.metadata for m in again.get_asset_materialization_events()
+    }
+    shards = [metadata[f"series_scores/shard_{k}_of_{MODEL_SHARDS}"] for k in range(1, MODEL_SHARDS + 1)]
+    assert sum(s["series_fitted"].value for s in shards) == 0
+    assert sum(s["scores_reused"].value for s in shards) > 50
+    assert metadata["raw_file_manifest"]["files_read_this_run"].value == 0
+    checks = {e.check_name: e for e in again.get_asset_check_evaluations()}
+    assert checks["canonical_events_pass_great_expectations"].passed
+    assert checks["canonical_events_pass_great_expectations"].metadata["rows_validated"].value == 0
+    assert (out / "alerts" / "2024-12.csv").read_bytes() == before

@@ -117,8 +117,8 @@ def test_rate_ratio_is_the_ratio_of_window_means_with_a_wald_interval():
     ratio = rate_ratio(base, np.ones(36), recent, np.ones(3), alpha=0.0)
     assert ratio.ratio == pytest.approx(recent.mean() / base.mean())
     se = math.sqrt(1 / recent.sum() + 1 / base.sum())  # Poisson: var(log mean) = 1 / count
-    assert ratio.low == pytest.approx(ratio.ratio * math.exp(-1.96 * se), rel=1e-4)
-    assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-4)
+    assert ratio.low == pytest.approx(ratio.ratio * math.exp(-1.96 * se), rel=1e-6)
+    assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-6)
 
 
 def test_break_date_rate_ratio_after_a_coup():
@@ -159,3 +159,57 @@ def test_short_history_and_failed_fits_are_reported_not_raised():
     score, forecasts = score_series(task([3, 4, 5, 6, 7]), CONFIG)
     assert score["model"] == "skipped" and "short history" in score["note"]
     assert forecasts == []
+
+
+def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(tmp_path):
+    """A weekly update changes the last month of a series: its baseline fit is reused, the rest recomputed."""
+    from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+    from sahel_pipeline.core.groups import load_alias_table
+    from sahel_pipeline.core.ingest import find_csv_files, ingest
+    from sahel_pipeline.core.panels import build_panels
+    from sahel_pipeline.core.scoring import score_month
+
+    events = ingest(find_csv_files([SAMPLE_DIR]), tmp_path, dt.date(2026, 11, 21), log=lambda _: None).events
+    panels = build_panels(events, load_alias_table(ALIAS_TABLE))
+    month = dt.date(2024, 12, 1)
+    last_week = score_month(panels.group_month, panels.country_month, month, CONFIG, log=lambda _: None)
+    one_more = pl.col("group_id").eq("ISSP") & pl.col("country").eq("Niger") & pl.col("month").eq(month)
+    updated = panels.group_month.with_columns(events=pl.when(one_more).then(pl.col("events") + 1).otherwise("events"))
+    reused = score_month(updated, panels.country_month, month, CONFIG, log=lambda _: None, previous=last_week)
+    fresh = score_month(updated, panels.country_month, month, CONFIG, log=lambda _: None)
+    assert reused.reuse["baseline_fits_reused"] == 1  # ISSP Niger events: only its last month changed
+    assert reused.reuse["series_fitted"] == 0
+    assert reused.reuse["scores_reused"] == fresh.scores.filter(pl.col("model") != "skipped").height - 1
+    keys = ["source", "level", "group_id", "country", "indicator"]
+    assert reused.scores.sort(keys, nulls_last=True).equals(fresh.scores.select(reused.scores.columns).sort(keys, nulls_last=True))
+    order = [*keys, "horizon"]
+    assert reused.forecasts.sort(order, nulls_last=True).equals(fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.4])
+@pytest.mark.parametrize("partial", [False, True])
+def test_direct_rate_fits_equal_statsmodels_glm(alpha, partial):
+    """The rate ratio's and the forecast's small GLMs are solved directly; they must be statsmodels' GLM (to its
+    convergence tolerance: IRLS stops within about 1e-5 of the exact maximum)."""
+    import statsmodels.api as sm
+
+    from sahel_pipeline.core.models import forecast_level, rate_ratio
+
+    rng = np.random.default_rng(11)
+    y_base, y_recent = negbin(rng, 6, 0.4, 36).astype(float), negbin(rng, 14, 0.4, 3).astype(float)
+    e_base, e_recent = np.ones(36), np.array([1.0, 1.0, 0.45 if partial else 1.0])
+    family = sm.families.NegativeBinomial(alpha=alpha) if alpha else sm.families.Poisson()
+
+    y = np.concatenate([y_base, y_recent])
+    window = np.r_[np.zeros(36), np.ones(3)]
+    glm = sm.GLM(y, np.column_stack([np.ones(39), window]), family=family, offset=np.log(np.r_[e_base, e_recent])).fit()
+    ratio = rate_ratio(y_base, e_base, y_recent, e_recent, alpha)
+    assert ratio.ratio == pytest.approx(math.exp(glm.params[1]), rel=1e-4)
+    assert ratio.low == pytest.approx(math.exp(glm.params[1] - 1.96 * glm.bse[1]), rel=1e-4)
+
+    weights = 0.5 ** (np.arange(39)[::-1] / 2.0)
+    exposure = np.r_[e_base, e_recent]
+    level = sm.GLM(y, np.ones((39, 1)), family=family, offset=np.log(exposure), var_weights=weights).fit()
+    forecast = forecast_level(y, exposure, alpha, 2.0)
+    assert forecast.mu == pytest.approx(math.exp(level.params[0]), rel=1e-4)
+    assert forecast.se == pytest.approx(level.bse[0], rel=1e-4)

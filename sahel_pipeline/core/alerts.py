@@ -135,7 +135,7 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
     return (
         pl.DataFrame(rows, schema=ALERT_SCHEMA)
         .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
-        .sort("_order", "p_value")
+        .sort("_order", "p_value", "source", "country", "group", "indicator")  # ties in a fixed order: same input, same file
         .drop("_order")
     )
 

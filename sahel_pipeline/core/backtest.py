@@ -22,7 +22,7 @@ import polars as pl
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.models import ModelConfig, Predictive
 from sahel_pipeline.core.panels import INDICATORS
-from sahel_pipeline.core.scoring import index_month, month_index, score_month, worker_pool
+from sahel_pipeline.core.scoring import fitting_pool, index_month, month_index, score_month
 
 Log = Callable[[str], None]
 EPISODE_COLUMNS = ["source", "group", "country", "first_month", "last_month", "description"]
@@ -62,12 +62,12 @@ def run_backtest(
 ) -> BacktestResult:
     origins = [index_month(i) for i in range(month_index(first_origin), month_index(last_origin) + 1)]
     scores, forecasts = [], []
-    with worker_pool(workers) as pool:
-        for n, origin in enumerate(origins, 1):
-            month = score_month(group_panel, country_panel, origin, config, pool, lambda _: None, indicators)
-            scores.append(month.scores)
-            forecasts.append(month.forecasts.filter(pl.col("horizon") == 1))
-            log(f"backtest origin {origin:%Y-%m} ({n} of {len(origins)}): {month.forecasts.height // config.horizons:,} series forecast")
+    pool = fitting_pool(workers)
+    for n, origin in enumerate(origins, 1):
+        month = score_month(group_panel, country_panel, origin, config, pool, lambda _: None, indicators)
+        scores.append(month.scores)
+        forecasts.append(month.forecasts.filter(pl.col("horizon") == 1))
+        log(f"backtest origin {origin:%Y-%m} ({n} of {len(origins)}): {month.forecasts.height // config.horizons:,} series forecast")
     all_scores = apply_alert_rule(pl.concat(scores, how="diagonal_relaxed"), config)
     scored = score_forecasts(pl.concat(forecasts, how="diagonal_relaxed"), group_panel, country_panel, indicators)
     return BacktestResult(

@@ -1,8 +1,9 @@
 """Ingest: every CSV under the raw folders -> one canonical event table, with revisions and deletions applied.
 
-Files are read once: each is normalised into a cache keyed by its content hash, and a manifest records what each file
-held, so a re-run on the same files reads nothing and a weekly file adds only its own events. The merge itself is
-recomputed from the cached files every time, so the table is always a function of the files present:
+Files are read once: each is normalised and its rows validated (bad ones to quarantine, judged on the day the file is
+read) into a cache keyed by its content hash, and a manifest records what each file held, so a re-run on the same
+files reads nothing and a weekly file adds only its own events. The merge itself is recomputed from the cached files
+every time, so the table is always a function of the files present:
 
 * the same event id in several files (ACLED re-publishes corrected events with a newer `timestamp`) keeps the newest
   revision; equal revisions go to the file that sorts last. Nothing is counted twice.
@@ -24,12 +25,12 @@ from pathlib import Path
 
 import polars as pl
 
-from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CONTENT_COLUMNS, QUARANTINE_SCHEMA
-from sahel_pipeline.core.sources import SourceError, SourceFile, empty_events, read_source_file
+from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CONTENT_COLUMNS, QUARANTINE_SCHEMA, empty_canonical, empty_quarantine
+from sahel_pipeline.core.sources import SourceError, SourceFile, read_source_file
 from sahel_pipeline.core.validation import quarantine_invalid_rows
 
-# Bump when normalisation changes, so cached files are read again.
-PARSER_VERSION = "1"
+# Bump when normalisation or the row rules change, so cached files are read again.
+PARSER_VERSION = "2"
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -127,6 +128,9 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
                 entries.append({**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0,
                                 "quarantined_rows": 0, "notes": "", "error": str(err)})
                 continue
+            valid, invalid = quarantine_invalid_rows(source.events, today)
+            source.events = valid.select(CANONICAL_COLUMNS)
+            source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
             cached = _write_cache(cache_dir, key, source)
         events, deletions, quarantine, info = cached
         entries.append({**entry, **info, "error": None})
@@ -137,7 +141,7 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
     log(f"{len(entries)} files: {read_now} read, {len(entries) - read_now} unchanged since the last run (cached)")
     _save_manifest(cache_dir, entries)
 
-    result = consolidate(event_frames, deletion_frames, quarantine_frames, today)
+    result = consolidate(event_frames, deletion_frames, quarantine_frames)
     manifest = _manifest_frame(entries, result.quarantine)
     result.manifest = manifest
     result.stats.update(files=len(entries), files_read_this_run=read_now, rows_read=int(manifest["rows"].sum()))
@@ -153,16 +157,12 @@ def consolidate(
     event_frames: list[pl.DataFrame],
     deletion_frames: list[pl.DataFrame],
     quarantine_frames: list[pl.DataFrame],
-    today: dt.date,
 ) -> IngestResult:
-    """Merge normalised files (given in file order, with `_file_order`) into canonical events.
-
-    Validation first (bad rows to quarantine), then newest revisions, deletions, and overlaps of id-less extracts.
-    """
+    """Merge validated files (given in file order, with `_file_order`) into canonical events: newest revisions,
+    deletions, and overlaps of id-less extracts."""
     all_events = pl.concat(event_frames, how="vertical_relaxed") if event_frames else _no_events()
-    valid, invalid = quarantine_invalid_rows(all_events, today)
-    quarantine = pl.concat([*quarantine_frames, invalid], how="vertical_relaxed").select(list(QUARANTINE_SCHEMA))
-    events, revised, superseded = keep_newest_revisions(valid)
+    quarantine = pl.concat(quarantine_frames, how="vertical_relaxed").select(list(QUARANTINE_SCHEMA)) if quarantine_frames else empty_quarantine()
+    events, revised, superseded = keep_newest_revisions(all_events)
     deletions = pl.concat(deletion_frames) if deletion_frames else _no_deletions()
     events, deleted = apply_deletions(events, deletions)
     events, overlaps = drop_overlapping_extract_rows(events)
@@ -293,7 +293,7 @@ def _manifest_frame(entries: list[dict], quarantine: pl.DataFrame) -> pl.DataFra
 
 
 def _no_events() -> pl.DataFrame:
-    return empty_events().with_columns(_file_order=pl.lit(0, pl.Int32))
+    return empty_canonical().with_columns(_file_order=pl.lit(0, pl.Int32))
 
 
 def _no_deletions() -> pl.DataFrame:

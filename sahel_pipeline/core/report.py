@@ -2,7 +2,7 @@
 
 For each alert, most severe first: its sentence, the series over the last four years (observed counts, the
 baseline expectation, the 99% bound for the month, the baseline and recent windows shaded, the next three months'
-forecast with 80% and 95% intervals), and the admin1 units where the rise happened. Then the forecasts of the
+forecast with 80% and 95% intervals), and a table of the admin1 units where the rise happened. Then the forecasts of the
 alerted series and of every country, and a data-quality section (events read, quarantined, revised, deleted).
 """
 
@@ -16,19 +16,15 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import polars as pl
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import polars as pl  # noqa: E402
-
-from sahel_pipeline.core.models import ModelConfig  # noqa: E402
-from sahel_pipeline.core.panels import INDICATOR_LABELS  # noqa: E402
-from sahel_pipeline.core.scoring import index_month, month_index  # noqa: E402
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.panels import INDICATOR_LABELS
+from sahel_pipeline.core.scoring import index_month, month_index
 
 SERIES = ["source", "level", "group_id", "country", "indicator"]
 HISTORY_MONTHS = 48
-PLOTTED_ALERTS = 12  # the most severe alerts get plots; the others are listed with their sentence
+PLOTTED_ALERTS = 12  # the most severe alerts get a plot; the others are listed with their sentence and table
 SEVERITY_COLOURS = {"high": "#b2182b", "medium": "#ef8a62", "low": "#f4c542"}
 
 
@@ -83,77 +79,83 @@ def alert_series(alerts: pl.DataFrame) -> pl.DataFrame:
 # --- plots ----------------------------------------------------------------------------------------------------------
 
 
+def _pyplot():
+    """matplotlib, imported when the first plot is drawn (a second of import the other stages need not pay)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=90)
-    plt.close(fig)
+    _pyplot().close(fig)
     return buffer.getvalue()
 
 
 def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, config: ModelConfig, title: str) -> bytes:
-    """Observed counts, baseline expectation, 99% bound at the month, windows, and the next months' forecast."""
+    """Observed counts, baseline expectation, 99% bound at the month, windows, and the next months' forecast.
+
+    The x axis counts months (labelled by hand): matplotlib's date axis costs half the time of a plot.
+    """
     month = score["month"]
-    history = history.sort("month")
-    months, counts = history["month"].to_list(), history["count"].to_list()
-    fig, ax = plt.subplots(figsize=(7.5, 3.1))
-    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.28)  # fixed margins: automatic layout doubles the cost
-    ax.bar(months, counts, width=25, color="#4d4d4d", label="observed", zorder=2)
     m = month_index(month)
-    baseline_start, recent_start = index_month(m - config.window_months + 1), index_month(m - config.recent_months + 1)
+    history = history.sort("month")
+    x = [month_index(d) for d in history["month"]]
+    counts = history["count"].to_list()
+    fig, ax = _pyplot().subplots(figsize=(7.5, 3.1))
+    fig.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.28)  # fixed margins: automatic layout doubles the cost
+    ax.bar(x, counts, width=0.8, color="#4d4d4d", label="observed", zorder=2)
+    baseline_start, recent_start = m - config.window_months + 0.5, m - config.recent_months + 0.5
     ax.axvspan(baseline_start, recent_start, color="#ececec", label="baseline window", zorder=0)
-    ax.axvspan(recent_start, index_month(m + 1), color="#fde0c5", label="recent window", zorder=0)
+    ax.axvspan(recent_start, m + 0.5, color="#fde0c5", label="recent window", zorder=0)
     expected = score.get("expected")
     if expected is not None and not math.isnan(expected):
         trend = score.get("trend_per_year") or 1.0
-        line_months = [index_month(i) for i in range(m - config.window_months + 1, m + 1)]
+        line = list(range(m - config.window_months + 1, m + 1))
         full_month_expected = expected / max(score.get("days_covered", 31) / _days(month), 1e-9)
-        ax.plot(line_months, [full_month_expected * trend ** ((month_index(d) - m) / 12) for d in line_months],
-                color="#2166ac", lw=1.8, label="expected", zorder=3)
-        ax.plot([month], [score["upper"]], marker="_", markersize=18, mew=2.5, color="#b2182b", ls="none", label="99% bound", zorder=4)
+        ax.plot(line, [full_month_expected * trend ** ((i - m) / 12) for i in line], color="#2166ac", lw=1.8,
+                label="expected", zorder=3)
+        ax.plot([m], [score["upper"]], marker="_", markersize=18, mew=2.5, color="#b2182b", ls="none",
+                label="99% bound", zorder=4)
+    top = max([*counts, score.get("upper") or 0])
     if forecasts.height:
         f = forecasts.sort("target_month")
-        ax.errorbar(f["target_month"].to_list(), f["median"].to_list(),
-                    yerr=[(f["median"] - f["lo95"]).to_list(), (f["hi95"] - f["median"]).to_list()],
-                    fmt="none", ecolor="#92c5de", elinewidth=6, alpha=0.7, label="forecast 95%")
-        ax.errorbar(f["target_month"].to_list(), f["median"].to_list(),
-                    yerr=[(f["median"] - f["lo80"]).to_list(), (f["hi80"] - f["median"]).to_list()],
-                    fmt="o", color="#2166ac", ecolor="#2166ac", elinewidth=2, markersize=4, label="forecast 80%")
+        fx = [month_index(d) for d in f["target_month"]]
+        ax.vlines(fx, f["lo95"].to_list(), f["hi95"].to_list(), color="#92c5de", lw=6, label="forecast 95%", zorder=2)
+        ax.vlines(fx, f["lo80"].to_list(), f["hi80"].to_list(), color="#2166ac", lw=2, label="forecast 80%", zorder=3)
+        ax.plot(fx, f["median"].to_list(), "o", color="#2166ac", markersize=4, zorder=4)
+        top = max(top, *f["hi95"].to_list())
+    ticks = [i for i in range(min(x, default=m), m + config.horizons + 1) if i % 12 in (0, 6)]
+    ax.set_xticks(ticks, [f"{index_month(i):%b %Y}" for i in ticks])
     ax.set_title(title, fontsize=10, loc="left")
     ax.set_ylabel(INDICATOR_LABELS.get(score["indicator"], score["indicator"]), fontsize=9)
     ax.tick_params(labelsize=8)
     ax.legend(fontsize=7, ncols=4, loc="upper left", bbox_to_anchor=(0, -0.12), frameon=False)
-    ax.set_ylim(0, max([*counts, score.get("upper") or 0, *(forecasts["hi95"].to_list() if forecasts.height else [])]) * 1.1 + 1)
+    ax.set_ylim(0, top * 1.1 + 1)
     ax.spines[["top", "right"]].set_visible(False)
     return _png(fig)
 
 
-def plot_admin1(admin1: pl.DataFrame, month: dt.date, config: ModelConfig) -> bytes | None:
-    """Recent-window count per admin1 unit against what the baseline rate would give."""
+def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows: int = 6) -> pl.DataFrame:
+    """Recent-window count per admin1 unit against what the baseline rate would give, largest rise first."""
     recent_start = index_month(month_index(month) - config.recent_months + 1)
-    per_unit = (
+    return (
         admin1.group_by("admin1")
         .agg(
             recent=pl.col("count").filter(pl.col("month") >= recent_start).sum(),
-            expected=pl.col("count").filter(pl.col("month") < recent_start).sum() * config.recent_months / config.baseline_months,
+            at_baseline_rate=pl.col("count").filter(pl.col("month") < recent_start).sum() * config.recent_months / config.baseline_months,
         )
-        .filter((pl.col("recent") > 0) | (pl.col("expected") > 0.5))
-        .sort("recent", descending=True)
-        .head(8)
+        .with_columns(rise=pl.col("recent") - pl.col("at_baseline_rate"))
+        .filter((pl.col("recent") > 0) | (pl.col("at_baseline_rate") >= 0.5))
+        .sort("rise", descending=True)
+        .head(rows)
+        .with_columns(pl.col("at_baseline_rate", "rise").round(1))
+        .rename({"recent": f"last {config.recent_months} months", "at_baseline_rate": "at the baseline rate"})
     )
-    if per_unit.height == 0:
-        return None
-    height = 0.4 * per_unit.height + 0.7
-    fig, ax = plt.subplots(figsize=(7.5, height))
-    fig.subplots_adjust(left=0.22, right=0.98, top=1 - 0.12 / height, bottom=0.4 / height)
-    units = per_unit["admin1"].to_list()[::-1]
-    y = range(len(units))
-    ax.barh([i + 0.2 for i in y], per_unit["recent"].to_list()[::-1], height=0.4, color="#d6604d", label=f"last {config.recent_months} months")
-    ax.barh([i - 0.2 for i in y], per_unit["expected"].to_list()[::-1], height=0.4, color="#bababa", label="at the baseline rate")
-    ax.set_yticks(list(y), units, fontsize=8)
-    ax.tick_params(labelsize=8)
-    ax.legend(fontsize=7, frameon=False, loc="lower right")
-    ax.spines[["top", "right"]].set_visible(False)
-    return _png(fig)
 
 
 def _days(month: dt.date) -> int:
@@ -174,28 +176,24 @@ class Figure:
 class AlertSection:
     alert: dict
     figures: list[Figure]
-    forecast_rows: list[dict]
+    where: pl.DataFrame  # admin1 units, largest rise first
 
 
 def build_sections(inputs: ReportInputs) -> list[AlertSection]:
     sections = []
     keyed = alert_series(inputs.alerts)
     for n, alert in enumerate(keyed.iter_rows(named=True), 1):
-        if n > PLOTTED_ALERTS:
-            sections.append(AlertSection(alert, [], []))
-            continue
         key = {k: alert[k] for k in SERIES}
         match = [pl.col(k).eq_missing(pl.lit(v, dtype=pl.String)) for k, v in key.items()]
+        where = admin1_table(inputs.admin1.filter(*match), inputs.month, inputs.config)
+        if n > PLOTTED_ALERTS:
+            sections.append(AlertSection(alert, [], where))
+            continue
         score_rows = inputs.scores.filter(*match)
         score = score_rows.row(0, named=True) if score_rows.height else {"month": inputs.month, "indicator": alert["indicator"]}
-        forecasts = inputs.forecasts.filter(*match)
         title = f"{alert['group_name'] or alert['country']} - {alert['country']} ({alert['source']})"
-        figures = [Figure(f"alert{n}_series", plot_series(inputs.history.filter(*match), score, forecasts, inputs.config, title),
-                          "Monthly counts, expectation, 99% bound and forecast")]
-        admin1_png = plot_admin1(inputs.admin1.filter(*match), inputs.month, inputs.config)
-        if admin1_png:
-            figures.append(Figure(f"alert{n}_admin1", admin1_png, "Where the rise is: admin1 units"))
-        sections.append(AlertSection(alert, figures, forecasts.sort("horizon").to_dicts()))
+        png = plot_series(inputs.history.filter(*match), score, inputs.forecasts.filter(*match), inputs.config, title)
+        sections.append(AlertSection(alert, [Figure(f"alert{n}", png, "Monthly counts, expectation, 99% bound and forecast")], where))
     return sections
 
 
@@ -220,6 +218,8 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
         lines += [f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - "
                   f"{INDICATOR_LABELS.get(a['indicator'], a['indicator'])}", "", a["explanation"], ""]
         lines += [f"![{f.caption}]({image_dir}/{f.name}.png)" for f in section.figures] + [""]
+        if section.where.height:
+            lines += ["Where:", "", _markdown_table(section.where), ""]
     lines += ["## Forecasts", "", _markdown_table(_forecast_table(inputs)), ""]
     lines += ["## Data quality", "", *[f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {v}"
                                         for k, v in inputs.data_quality.items()], ""]
@@ -253,6 +253,8 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
             data = base64.b64encode(figure.png).decode()
             parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(figure.caption)}'>"
                          f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+        if section.where.height:
+            parts.append("<p class='where'>Where:</p>" + _html_table(section.where))
         parts.append("</section>")
     if not sections:
         parts.append("<p class='none'>No escalation alert this month.</p>")
@@ -338,5 +340,6 @@ figure{margin:.6rem 0} figure img{max-width:100%} figcaption{font-size:.8rem;col
 table{border-collapse:collapse;font-size:.85rem;width:100%;background:#fff}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .4rem;text-align:left}
 th{background:#f0f0f0}
+.where{font-size:.85rem;color:#444;margin-bottom:.2rem}
 .none{font-size:1.05rem;background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:1rem}
 """

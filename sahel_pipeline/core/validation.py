@@ -8,6 +8,9 @@ that is left, as the structural guard that blocks downstream assets if anything 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
+import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -254,6 +257,16 @@ def _dtype_problems(schema: pl.Schema) -> dict[str, str]:
         for column, dtype in CANONICAL_SCHEMA.items()
         if column in schema and schema[column] != dtype
     }
+
+
+def warm_up_great_expectations() -> None:
+    """Import Great Expectations on a background thread (it takes seconds), so it is ready when validation starts.
+
+    Reading a large CSV spends most of its time in pyarrow and Polars threads that do not hold the interpreter, so
+    the import overlaps with it instead of adding to it.
+    """
+    if "great_expectations" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
 
 
 @cache

@@ -9,6 +9,12 @@ import polars as pl
 from sahel_pipeline.defs.resources import PipelineSettings
 
 
+def stored_path(warehouse: Path, key: dg.AssetKey, partition: str | None = None) -> Path:
+    """Where an asset (or one partition of it) is stored."""
+    folder = Path(warehouse, *key.path)
+    return folder / f"{partition}.parquet" if partition is not None else folder.with_name(folder.name + ".parquet")
+
+
 class PolarsParquetIOManager(dg.ConfigurableIOManager):
     """Stores each asset as `<output_dir>/warehouse/<asset key>.parquet`, or `.../<asset key>/<partition>.parquet`.
 
@@ -19,15 +25,14 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
     settings: PipelineSettings
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
-        folder = Path(self.settings.warehouse, *context.asset_key.path)
-        if context.has_asset_partitions:
-            keys = context.asset_partition_keys
-            if len(keys) != 1:
-                raise dg.DagsterInvariantViolationError(
-                    f"{context.asset_key.to_user_string()}: load or store one partition at a time, not {len(keys)}"
-                )
-            return folder / f"{keys[0]}.parquet"
-        return folder.with_name(folder.name + ".parquet")
+        if not context.has_asset_partitions:
+            return stored_path(self.settings.warehouse, context.asset_key)
+        keys = context.asset_partition_keys
+        if len(keys) != 1:
+            raise dg.DagsterInvariantViolationError(
+                f"{context.asset_key.to_user_string()}: load or store one partition at a time, not {len(keys)}"
+            )
+        return stored_path(self.settings.warehouse, context.asset_key, keys[0])
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None) -> None:
         if obj is None:

@@ -3,15 +3,16 @@
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.scoring import score_month
+from sahel_pipeline.core.scoring import MonthScores, score_month
+from sahel_pipeline.defs.io_manager import stored_path
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS, month_of
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "models"
 FORECAST_SCHEMA = {
-    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "median": pl.Int64,
-    "lo80": pl.Int64, "hi80": pl.Int64, "lo95": pl.Int64, "hi95": pl.Int64,
+    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "se": pl.Float64, "alpha": pl.Float64,
+    "median": pl.Int64, "lo80": pl.Int64, "hi80": pl.Int64, "lo95": pl.Int64, "hi95": pl.Int64,
 }
 
 
@@ -39,11 +40,14 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         group_month_panel: pl.LazyFrame,
         country_month_panel: pl.LazyFrame,
         models: ModelSettings,
+        settings: PipelineSettings,
     ) -> dg.MaterializeResult:
         month = month_of(context.partition_key)
+        # The last materialization of this partition: series whose inputs have not changed keep their scores.
+        earlier = stored_path(settings.warehouse, shard_key(shard), context.partition_key)
         result = score_month(
             group_month_panel, country_month_panel, month, models.config(), models.pool, context.log.info,
-            shard=(shard, MODEL_SHARDS),
+            shard=(shard, MODEL_SHARDS), previous=split_forecasts(pl.read_parquet(earlier)) if earlier.exists() else None,
         )
         scores = nest_forecasts(result.scores, result.forecasts)
         models_used = scores.group_by("model").len().sort("len", descending=True)
@@ -51,8 +55,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
             value=scores,
             metadata={
                 "dagster/row_count": scores.height,
-                "series_fitted": scores.filter(pl.col("model") != "skipped").height,
-                "series_skipped": scores.filter(pl.col("model") == "skipped").height,
+                **result.reuse,
                 "models": dg.MetadataValue.md(markdown_table(models_used)),
             },
         )
@@ -67,6 +70,11 @@ def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFram
         return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
     nested = forecasts.group_by(keys).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
     return scores.join(nested, on=keys, how="left", nulls_equal=True)
+
+
+def split_forecasts(scores: pl.DataFrame) -> MonthScores:
+    """A stored shard back into scores and forecast rows (the inverse of nest_forecasts)."""
+    return MonthScores(scores.drop("forecasts"), unnest_forecasts(scores))
 
 
 SERIES_SCORES = [series_scores_shard(k) for k in range(MODEL_SHARDS)]

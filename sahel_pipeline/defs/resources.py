@@ -1,20 +1,18 @@
 """Configuration shared by the assets: where raw files are read and outputs written, and how series are modelled."""
 
-import contextlib
 import datetime as dt
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import Executor
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import dagster as dg
-from pydantic import Field, PrivateAttr
+from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
 from sahel_pipeline.core.ingest import find_csv_files, resolve_raw_files
 from sahel_pipeline.core.models import ModelConfig, load_breaks
-from sahel_pipeline.core.scoring import worker_pool
+from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -83,8 +81,6 @@ class ModelSettings(dg.ConfigurableResource):
     backtest_months: int = Field(default=36, description="Origins of the rolling backtest: this many months up to the data's end.")
     workers: int = Field(default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out).")
 
-    _pool: Executor | None = PrivateAttr(default=None)
-
     def config(self) -> ModelConfig:
         return ModelConfig(
             baseline_months=self.baseline_months,
@@ -95,16 +91,7 @@ class ModelSettings(dg.ConfigurableResource):
             breaks=load_breaks(self.break_dates) if self.break_dates else (),
         )
 
-    @contextlib.contextmanager
-    def yield_for_execution(self, context: dg.InitResourceContext) -> Iterator["ModelSettings"]:
-        # One pool for the whole run: starting worker processes costs about a second.
-        with worker_pool(self.workers) as pool:
-            self._pool = pool
-            try:
-                yield self
-            finally:
-                self._pool = None
-
     @property
-    def pool(self) -> Executor | None:
-        return self._pool
+    def pool(self) -> FittingPool | None:
+        """This process's fitting workers, started in the background on first use and kept for later runs."""
+        return fitting_pool(self.workers)
