@@ -47,6 +47,8 @@ def test_values_that_slipped_past_quarantine_fail_the_suite(sample_events):
         ("expect_column_values_to_be_unique", "event_id"),
     }
     assert "| expect_column_values_to_be_in_set | country | FAIL | 1 | Atlantis |" in summary.to_markdown()
+    unique = next(o for o in summary.outcomes if o.expectation == "expect_column_values_to_be_unique")
+    assert unique.examples == [sample_events["event_id"][0]]  # the repeated id itself, not its hash
 
 
 def test_missing_column_and_wrong_type_are_structural_failures(sample_events):
