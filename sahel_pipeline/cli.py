@@ -78,6 +78,7 @@ def parser() -> argparse.ArgumentParser:
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest of forecasts and alerts")
     common(backtest)
+    backtest.add_argument("--months", type=int, default=36, help="origins: this many months up to the data's end (default 36)")
     backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     backtest.set_defaults(command=command_backtest)
     return top
@@ -126,7 +127,9 @@ def _runner(args: argparse.Namespace):
     for path in raw:
         if not Path(path).exists():
             raise CliError(f"raw data path does not exist: {path}")
-    return Runner(raw, Path(args.out), workers=max(1, getattr(args, "workers", 1)))
+    if getattr(args, "months", 1) < 1:
+        raise CliError("--months must be at least 1")
+    return Runner(raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", 36))
 
 
 def _latest_complete_month(settings) -> str:

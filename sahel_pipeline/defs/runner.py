@@ -18,13 +18,13 @@ class RunFailed(Exception):
 class Runner:
     """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance."""
 
-    def __init__(self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO"):
+    def __init__(self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO", backtest_months: int = 36):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else "data/raw",
             output_dir=str(out),
             sample_fallback=not raw,
         )
-        models = ModelSettings(workers=workers)
+        models = ModelSettings(workers=workers, backtest_months=backtest_months)
         models.pool  # noqa: B018 - starts the fitting workers now, so they are up by the time the models run
         self.definitions = build_definitions(self.settings, models)
         self.instance = dg.DagsterInstance.ephemeral()
