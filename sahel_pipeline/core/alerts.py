@@ -5,8 +5,8 @@ The rule (thresholds in `ModelConfig`):
 * a month **exceeds** when its count reaches the indicator's minimum (5 events, 10 fatalities) and the probability of
   a count at least as high under the baseline model is below 1% (it is above the 99% bound);
 * a rise is **sustained** when the recent window holds at least the minimum count, in at least two of its months
-  (one month's burst is the first rule's business), and the lower end of the rate ratio's 95% interval is at least
-  1.5;
+  (one month's burst is the first rule's business), the lower end of the rate ratio's 95% interval is at least 1.5,
+  and the month itself is at or above its expected count (a rise that is already ebbing is not flagged again);
 * an alert is raised when either holds. One point each for: exceeding, exceeding at 0.1%, sustained, sustained with
   the interval's lower end at least 3. Severity is low (1 point), medium (2) or high (3-4);
 * an alert is **continuing** when one of the two previous months also exceeded the same bound, else **new**.
@@ -50,6 +50,7 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
         (pl.col("recent_sum") >= min_count)
         & (pl.col("recent_active_months") >= 2)
         & (pl.col("rate_ratio_low") >= config.rr_alert_low)
+        & (pl.col("observed") >= pl.col("expected"))
     ).fill_null(False)
     steep = (sustained & (pl.col("rate_ratio_low") >= config.rr_strong_low)).fill_null(False)
     points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
@@ -156,15 +157,15 @@ def explain(row: dict, config: ModelConfig) -> str:
         text += f"; {window} hold {row['recent_sum']} {label} against none in the {config.baseline_months} months before."
     else:
         text += (
-            f"; {window} run at {row['rate_ratio']:.1f}x [{row['rate_ratio_low']:.1f}-{_bound(row['rate_ratio_high'])}] "
-            "the baseline rate."
+            f"; {window} run at {_ratio(row['rate_ratio'])}x [{_ratio(row['rate_ratio_low'])}-"
+            f"{_ratio(row['rate_ratio_high'])}] the baseline rate."
         )
     if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
         label = row["break_label"]
         dated = label if f"{row['break_month']:%B %Y}" in label else f"{label} ({row['break_month']:%B %Y})"
         text += (
-            f" Since {dated} the rate is {row['break_rate_ratio']:.1f}x "
-            f"[{row['break_low']:.1f}-{_bound(row['break_high'])}] the rate before."
+            f" Since {dated} the rate is {_ratio(row['break_rate_ratio'])}x "
+            f"[{_ratio(row['break_low'])}-{_ratio(row['break_high'])}] the rate before."
         )
     if row.get("where"):
         text += f" Most of the rise is in {row['where']}, against the baseline rate over those {_words(config.recent_months)} months."
@@ -175,8 +176,13 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _bound(value: float) -> str:
-    return "inf" if not math.isfinite(value) else f"{value:.1f}"
+def _ratio(value: float) -> str:
+    """Rate ratios as a reader says them: 2.9, 0.45, 38, 1200 (two significant figures below 1, none above 10)."""
+    if not math.isfinite(value):
+        return "inf"
+    if value < 1:
+        return f"{value:.2g}"
+    return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
 def _number(value: float) -> str:
