@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,27 +112,36 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
     for order, (path, name) in enumerate(files):
         stat = path.stat()
         known = previous.get(name)
+        entry = {"file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
         if known and known["size_bytes"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
-            digest = known["sha256"]
+            entry["sha256"] = known["sha256"]
+            cached = _read_cache(cache_dir, _cache_key(name, known["sha256"]))
         else:
-            digest = _sha256(path)
-        entry = {"file": name, "path": str(path), "sha256": digest, "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        key = hashlib.sha256(f"{PARSER_VERSION}\0{name}\0{digest}".encode()).hexdigest()[:32]
-        cached = _read_cache(cache_dir, key)
+            cached = None
         entry["read_this_run"] = cached is None
         if cached is None:
             log(f"reading {name} ({stat.st_size / 1e6:.1f} MB)")
-            try:
-                source = read_source_file(path, name)
-            except SourceError as err:
-                log(f"cannot read {name}: {err}")
+            # The file is hashed on a thread while it is parsed: hashlib runs without holding the interpreter, and a
+            # gigabyte takes about a second to hash.
+            with ThreadPoolExecutor(1) as hasher:
+                digest = hasher.submit(_sha256, path)
+                try:
+                    source, error = read_source_file(path, name), None
+                except SourceError as err:
+                    source, error = None, err
+                entry["sha256"] = digest.result()
+            if error is not None:
+                log(f"cannot read {name}: {error}")
                 entries.append({**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0,
-                                "quarantined_rows": 0, "notes": "", "error": str(err)})
+                                "quarantined_rows": 0, "notes": "", "error": str(error)})
                 continue
+            # A file touched but not changed has its validated rows in the cache already.
+            cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]))
+        if cached is None:
             valid, invalid = quarantine_invalid_rows(source.events, today)
             source.events = valid.select(CANONICAL_COLUMNS)
             source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
-            cached = _write_cache(cache_dir, key, source)
+            cached = _write_cache(cache_dir, _cache_key(name, entry["sha256"]), source)
         events, deletions, quarantine, info = cached
         entries.append({**entry, **info, "error": None})
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
@@ -232,6 +242,10 @@ def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, p
 
 
 # --- cache and manifest ---------------------------------------------------------------------------------------------
+
+
+def _cache_key(name: str, digest: str) -> str:
+    return hashlib.sha256(f"{PARSER_VERSION}\0{name}\0{digest}".encode()).hexdigest()[:32]
 
 
 def _sha256(path: Path) -> str:

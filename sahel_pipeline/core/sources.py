@@ -391,14 +391,19 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
 # --- values --------------------------------------------------------------------------------------------------------
 
 
+# Free text is kept as written; the columns events are identified, dated, placed and grouped by are stripped.
+_FREE_TEXT = {"notes", "source", "source_scale", "tags", "source_article", "source_headline", "source_original", "geom_wkt"}
+
+
 def _text_reader(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
-    """Column by name, stripped of surrounding blanks when it has any (checking is a quarter of the cost of stripping
-    at millions of rows); a null column when the file lacks it."""
-    text_columns = [c for c in frame.columns if frame.schema[c] == pl.String]
+    """Column by name, stripped of surrounding blanks when it has any (checking costs a quarter of stripping at
+    millions of rows); a null column when the file lacks it. Free text (notes) is not checked: it is most of a file's
+    bytes and nothing is matched on it."""
+    checked = [c for c in frame.columns if frame.schema[c] == pl.String and c not in _FREE_TEXT]
     padded_flags = frame.select(
-        [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in text_columns]
-    ).row(0) if text_columns else ()
-    padded = {c for c, flag in zip(text_columns, padded_flags) if flag}
+        [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in checked]
+    ).row(0) if checked else ()
+    padded = {c for c, flag in zip(checked, padded_flags) if flag}
 
     def text(column: str) -> pl.Expr:
         if column not in frame.columns:
