@@ -7,6 +7,7 @@ import polars as pl
 
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.validation import validate_with_great_expectations, warm_up_great_expectations
+from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -15,24 +16,13 @@ QUARANTINE_WARN_SHARE = 0.01
 
 
 @dg.multi_asset(
-    outs={
-        "raw_file_manifest": dg.AssetOut(
-            description="Every raw file read: its hash, layout, row counts, quarantined rows and notes.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-        "canonical_events": dg.AssetOut(
-            description="One row per conflict event from every source, newest revision, deletions applied.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-        "quarantined_events": dg.AssetOut(
-            description="Rows that broke a validation rule, with file, row, column, value and reason.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-        "ingest_summary": dg.AssetOut(
-            description="One row of ingest figures for reports: files, rows read, events, quarantined, revised, deleted.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-    },
+    outs=parquet_tables(
+        GROUP,
+        raw_file_manifest="Every raw file read: its hash, layout, row counts, quarantined rows and notes.",
+        canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
+        quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
+        ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, deleted.",
+    ),
 )
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
     """Read new or changed CSVs under the raw folders, then merge all of them into canonical events."""

@@ -9,6 +9,14 @@ import polars as pl
 from sahel_pipeline.defs.resources import PipelineSettings
 
 
+def parquet_tables(group: str, **descriptions: str) -> dict[str, dg.AssetOut]:
+    """Outputs of a multi-asset, each a Polars table this IO manager stores as Parquet: name -> description."""
+    return {
+        name: dg.AssetOut(description=description, group_name=group, kinds={"polars", "parquet"})
+        for name, description in descriptions.items()
+    }
+
+
 def stored_path(warehouse: Path, key: dg.AssetKey, partition: str | None = None) -> Path:
     """Where an asset (or one partition of it) is stored."""
     folder = Path(warehouse, *key.path)

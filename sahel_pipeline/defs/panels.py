@@ -5,6 +5,7 @@ import polars as pl
 
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels
+from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -13,20 +14,13 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
 
 
 @dg.multi_asset(
-    outs={
-        "group_month_panel": dg.AssetOut(
-            description="Events, violent events, fatalities and civilian targeting per armed group x country x month.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-        "country_month_panel": dg.AssetOut(
-            description="Events, violent events, fatalities and civilian targeting per country x month.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-        "admin1_month_panel": dg.AssetOut(
-            description="The same indicators per admin1 x month, for each group and for the whole country: where a rise happens.",
-            group_name=GROUP, kinds={"polars", "parquet"},
-        ),
-    },
+    outs=parquet_tables(
+        GROUP,
+        group_month_panel="Events, violent events, fatalities and civilian targeting per armed group x country x month.",
+        country_month_panel="Events, violent events, fatalities and civilian targeting per country x month.",
+        admin1_month_panel="The same indicators per admin1 x month, for each group and for the whole country: "
+        "where a rise happens.",
+    ),
     ins={"canonical_events": dg.AssetIn()},
 )
 def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings):
