@@ -366,7 +366,7 @@ def global_world(n_countries: int, n_actors: int, target_events: int, months: li
     country_weight /= country_weight.sum()
     groups_per_country = np.maximum(1, np.round(country_weight * (n_actors - 4 * n_countries))).astype(int)
     actors: list[Actor] = []
-    for name, weight, n_groups in zip(names, country_weight, groups_per_country):
+    for name, weight, n_groups in zip(names, country_weight, groups_per_country, strict=True):
         budget = weight * target_events / len(months)
         actors += [
             Actor([("1997-01", f"Military Forces of {name}")], "state", name, 0.18 * budget, dispersion=3.0),
@@ -376,7 +376,7 @@ def global_world(n_countries: int, n_actors: int, target_events: int, months: li
         ]
         shares = 1.0 / np.arange(1, n_groups + 1) ** 1.1
         shares = 0.5 * budget * shares / shares.sum()
-        for k, share in enumerate(shares):
+        for share in shares:
             start = int(rng.integers(0, len(months) - 12))
             life = int(min(len(months) - start, rng.geometric(1 / 96) + 6))
             kind = "jihadist" if rng.random() < 0.6 else "militia"

@@ -12,7 +12,7 @@ import pytest
 from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
 from sahel_pipeline.core.alerts import alert_table
 from sahel_pipeline.core.groups import load_alias_table
-from sahel_pipeline.core.models import ModelConfig, load_breaks
+from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.scoring import score_month
 from sahel_pipeline.definitions import build_definitions

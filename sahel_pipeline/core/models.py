@@ -468,7 +468,7 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
     )
     level = forecast_level(y[start:], exposure[start:], fit.alpha, config.forecast_half_life)
     # The level is assumed to hold over the horizon: every month ahead gets the same predictive distribution.
-    bounds = dict(zip(("lo95", "lo80", "median", "hi80", "hi95"), level.quantiles([0.025, 0.10, 0.5, 0.90, 0.975])))
+    bounds = dict(zip(("lo95", "lo80", "median", "hi80", "hi95"), level.quantiles([0.025, 0.10, 0.5, 0.90, 0.975]), strict=True))
     forecasts = [
         {"horizon": h, "target_month": int(task.months[-1]) + h, "expected": level.mu, "se": level.se, "alpha": level.alpha, **bounds}
         for h in range(1, config.horizons + 1)

@@ -190,8 +190,8 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 
 
 def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
-    score_rows = [dict(zip(SERIES_KEYS, key)) | score for key, score, _ in results]
-    forecast_rows = [dict(zip(SERIES_KEYS, key)) | row for key, _, rows in results for row in rows]
+    score_rows = [dict(zip(SERIES_KEYS, key, strict=True)) | score for key, score, _ in results]
+    forecast_rows = [dict(zip(SERIES_KEYS, key, strict=True)) | row for key, _, rows in results for row in rows]
     scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_KEYS})
     forecasts = (
         pl.DataFrame(forecast_rows, infer_schema_length=None).with_columns(

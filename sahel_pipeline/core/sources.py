@@ -27,6 +27,7 @@ from sahel_pipeline.core.schema import (
     CONTENT_COLUMNS,
     QUARANTINE_SCHEMA,
     RAW_TEXT_COLUMNS,
+    empty_quarantine,
 )
 
 
@@ -126,7 +127,7 @@ def read_csv_text(path: Path, name: str) -> RawTable:
         head = head[3:]
     if not head.strip():
         notes.append("empty file: no header and no rows")
-        return RawTable([], pl.DataFrame(), _empty_quarantine(), notes)
+        return RawTable([], pl.DataFrame(), empty_quarantine(), notes)
     header_line = head.split(b"\n", 1)[0].rstrip(b"\r")
     try:
         header_text = header_line.decode("utf-8")
@@ -250,7 +251,7 @@ def _bad_record_quarantine(bad: list[tuple[int | None, int, str]], header: list[
                 "record": json.dumps({"raw_line": text}, ensure_ascii=False),
             }
         )
-    return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA) if rows else _empty_quarantine()
+    return pl.DataFrame(rows, schema=QUARANTINE_SCHEMA) if rows else empty_quarantine()
 
 
 # --- layouts -------------------------------------------------------------------------------------------------------
@@ -403,7 +404,7 @@ def _text_reader(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
     padded_flags = frame.select(
         [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in checked]
     ).row(0) if checked else ()
-    padded = {c for c, flag in zip(checked, padded_flags) if flag}
+    padded = {c for c, flag in zip(checked, padded_flags, strict=True) if flag}
 
     def text(column: str) -> pl.Expr:
         if column not in frame.columns:
@@ -477,7 +478,7 @@ def derive_event_ids(events: pl.DataFrame) -> pl.Series:
     occurrence = pl.DataFrame({"d": digests}).select(pl.int_range(pl.len()).over("d").alias("n"))["n"]
     return pl.Series(
         "event_id",
-        [f"ACLED~{d}" if n == 0 else f"ACLED~{d}-{n + 1}" for d, n in zip(digests, occurrence)],
+        [f"ACLED~{d}" if n == 0 else f"ACLED~{d}-{n + 1}" for d, n in zip(digests, occurrence, strict=True)],
         dtype=pl.String,
     )
 
@@ -534,7 +535,7 @@ def resolve_duplicate_ids(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
     without_id = events.filter(pl.col("event_id").is_null())  # quarantined by validation, not merged here
     events = events.filter(pl.col("event_id").is_not_null())
     if events["event_id"].n_unique() == events.height:
-        return pl.concat([events, without_id]), _empty_quarantine(), []
+        return pl.concat([events, without_id]), empty_quarantine(), []
     content_hash = pl.struct(CONTENT_COLUMNS).hash()
     ranked = events.with_columns(
         _newest=pl.col("revision").fill_null(-1) == pl.col("revision").fill_null(-1).max().over("event_id"),
@@ -561,7 +562,7 @@ def resolve_duplicate_ids(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
 
 def _conflict_quarantine(bad: pl.DataFrame, why: str) -> pl.DataFrame:
     if bad.height == 0:
-        return _empty_quarantine()
+        return empty_quarantine()
     return bad.select(
         source_file=pl.col("source_file"),
         source_row=pl.col("source_row"),
@@ -580,10 +581,6 @@ def record_json(events: pl.DataFrame) -> pl.Expr:
     return pl.struct([pl.col(c).cast(pl.String) for c in keep]).struct.json_encode()
 
 
-def _empty_quarantine() -> pl.DataFrame:
-    return pl.DataFrame(schema=QUARANTINE_SCHEMA)
-
-
 def empty_events() -> pl.DataFrame:
     return pl.DataFrame(schema={**CANONICAL_SCHEMA, **{raw: pl.String() for raw in RAW_TEXT_COLUMNS.values()}})
 
@@ -593,4 +590,4 @@ def _empty_deletions() -> pl.DataFrame:
 
 
 def _empty_source(name: str, layout: str, notes: list[str]) -> SourceFile:
-    return SourceFile(name, layout, 0, empty_events(), _empty_deletions(), _empty_quarantine(), notes)
+    return SourceFile(name, layout, 0, empty_events(), _empty_deletions(), empty_quarantine(), notes)
