@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import multiprocessing
-import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -124,31 +123,23 @@ def build_tasks(
 class FittingPool:
     """Worker processes that fit series, shared by everything that runs in this process.
 
-    Starting them costs seconds (each imports numpy, scipy and statsmodels), so they start in the background as soon
-    as they are asked for, are kept until the process ends, and are only used when the work is worth it. They come
-    from a fork server that has imported the models once; scripts using them need the `if __name__ == "__main__":`
-    guard.
+    Starting them costs seconds of CPU (each imports numpy, scipy and statsmodels), so they start only when a month
+    has enough fitting to pay for them, and are then kept until the process ends. They come from a fork server that
+    has imported the models once; scripts using them need the `if __name__ == "__main__":` guard.
     """
 
     _shared: dict[int, FittingPool] = {}
 
     def __init__(self, workers: int):
         self.workers = workers
-        self._ready = threading.Event()
         self._executor: ProcessPoolExecutor | None = None
-        threading.Thread(target=self._start, daemon=True).start()
-
-    def _start(self) -> None:
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["sahel_pipeline.core.models", "statsmodels.genmod.generalized_linear_model"])
-        self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-        list(self._executor.map(abs, range(self.workers)))  # have every worker up before anyone waits for one
-        self._ready.set()
-        atexit.register(self._executor.shutdown, cancel_futures=True)
 
     def executor(self) -> Executor:
-        self._ready.wait()
-        assert self._executor is not None
+        if self._executor is None:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["sahel_pipeline.core.models", "statsmodels.genmod.generalized_linear_model"])
+            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            atexit.register(self._executor.shutdown, cancel_futures=True)
         return self._executor
 
 
@@ -163,7 +154,7 @@ def fitting_pool(workers: int) -> FittingPool | None:
 
 # Milliseconds per series measured on this project's machine: a full fit, and a refit whose baseline fit is reused.
 FULL_FIT_MS, REUSED_FIT_MS = 3.0, 0.4
-POOL_WORTH_MS = 2000  # below this much work, handing tasks to other processes costs more than it saves
+POOL_WORTH_MS = 3000  # below this much work, starting and feeding other processes costs more than it saves
 
 
 def score_tasks(tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print) -> MonthScores:

@@ -93,5 +93,5 @@ class ModelSettings(dg.ConfigurableResource):
 
     @property
     def pool(self) -> FittingPool | None:
-        """This process's fitting workers, started in the background on first use and kept for later runs."""
+        """This process's fitting workers, started when there is enough to fit and kept for later runs."""
         return fitting_pool(self.workers)

@@ -24,9 +24,7 @@ class Runner:
             output_dir=str(out),
             sample_fallback=not raw,
         )
-        models = ModelSettings(workers=workers, backtest_months=backtest_months)
-        models.pool  # noqa: B018 - starts the fitting workers now, so they are up by the time the models run
-        self.definitions = build_definitions(self.settings, models)
+        self.definitions = build_definitions(self.settings, ModelSettings(workers=workers, backtest_months=backtest_months))
         self.instance = dg.DagsterInstance.ephemeral()
         # INFO shows progress (files read, series fitted) without Dagster's step-by-step debug events.
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
