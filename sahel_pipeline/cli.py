@@ -34,7 +34,9 @@ class CliError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from sahel_pipeline.defs.runner import RunFailed
+    from sahel_pipeline.defs.runner import RunFailed, skip_final_garbage_collection
+
+    skip_final_garbage_collection()
 
     try:
         return args.command(args)

@@ -10,7 +10,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from sahel_pipeline.core.ingest import find_csv_files, ingest
+from sahel_pipeline.core.ingest import duplicated, find_csv_files, ingest
 from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
 
 HEADER = "event_id_cnty,event_date,event_type,sub_event_type,actor1,actor2,country,admin1,location,fatalities,timestamp"
@@ -182,3 +182,9 @@ def test_revision_metadata_counts_when_one_file_repeats_an_event(tmp_path):
     source_notes = ingest([(path, path.name)], tmp_path / "cache", TODAY, log=lambda _: None).manifest["notes"][0]
     assert "1 older revisions" in source_notes and "1 exact repeats" in source_notes
     assert pl.read_csv(path).height == 4
+
+
+def test_hashed_duplicate_ids_agree_with_polars_on_text_ids():
+    ids = pl.Series([f"MLI{n % 5003}" for n in range(20_000)] + ["BFA1", "BFA2", "BFA1", None, None])
+    assert duplicated(ids).to_list() == ids.is_duplicated().to_list()
+    assert duplicated(pl.Series(["a", "b"], dtype=pl.String)).to_list() == [False, False]

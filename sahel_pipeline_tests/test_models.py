@@ -147,8 +147,9 @@ def test_predictive_distribution_matches_scipy(mu, se, alpha):
     reference = stats.poisson(mu) if dispersion == 0 else stats.nbinom(1 / dispersion, 1 / (1 + dispersion * mu))
     grid = np.arange(0, 60)
     assert np.allclose(predictive.cdf(grid), reference.cdf(grid), atol=1e-6)
-    for q in (0.025, 0.5, 0.99):
-        assert predictive.quantile(q) == reference.ppf(q)
+    levels = [0.025, 0.10, 0.5, 0.90, 0.975, 0.99]
+    assert predictive.quantiles(levels) == [int(v) for v in reference.ppf(levels)]
+    assert predictive.quantile(0.99) == reference.ppf(0.99)
     assert predictive.sf_at_least(12) == pytest.approx(reference.sf(11), rel=1e-6)
     observed = 9
     crps = sum((reference.cdf(k) - (k >= observed)) ** 2 for k in range(0, 20_000))

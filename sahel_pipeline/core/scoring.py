@@ -87,7 +87,7 @@ def build_tasks(
         series_long(group_panel, country_panel, first, month, indicators)
         .group_by(SERIES_KEYS)
         .agg(
-            months=pl.col("month").sort(),
+            months=((pl.col("month").dt.year().cast(pl.Int64) - 1970) * 12 + pl.col("month").dt.month() - 1).sort(),
             counts=pl.col("count").sort_by("month"),
             exposure=(pl.col("days_covered") / pl.col("month").dt.month_end().dt.day()).sort_by(pl.col("month")),
             last_month=pl.col("month").max(),
@@ -111,7 +111,7 @@ def build_tasks(
             key=tuple(row[k] for k in SERIES_KEYS),
             indicator=row["indicator"],
             country=row["country"],
-            months=np.array([month_index(m) for m in row["months"]]),
+            months=np.asarray(row["months"], dtype=np.int64),
             counts=np.asarray(row["counts"], dtype=float),
             exposure=np.asarray(row["exposure"], dtype=float),
         )
@@ -246,7 +246,10 @@ def reuse_earlier(
     if previous is None or "window_key" not in previous.scores.columns:
         return [], [], tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
-    by_key = {tuple(row[k] for k in SERIES_KEYS): row for row in earlier.iter_rows(named=True)}
+    by_key = {
+        tuple(row[k] for k in SERIES_KEYS): row
+        for row in earlier.select(*SERIES_KEYS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
+    }
     unchanged, to_fit = [], []
     for task in tasks:
         row = by_key.get(task.key)
