@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+from sahel_pipeline.core import report
 from sahel_pipeline.core.alerts import alert_table
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import load_breaks
@@ -168,3 +169,21 @@ def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
     assert checks["canonical_events_pass_great_expectations"].passed
     assert checks["canonical_events_pass_great_expectations"].metadata["rows_validated"].value == 0
     assert (out / "alerts" / "2024-12.csv").read_bytes() == before
+
+
+def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run, monkeypatch):
+    out, results = run
+    plots = out / "reports" / "2024-12"
+    index = json.loads((plots / report.PLOT_INDEX).read_text())
+    assert len(index) >= 2
+    before = (out / "reports" / "2024-12.html").read_text()
+    dropped = sorted(index)[0]  # as if that series had changed since
+    (plots / report.PLOT_INDEX).write_text(json.dumps({k: v for k, v in index.items() if k != dropped}))
+    drawn = []
+    monkeypatch.setattr(report, "plot_series", lambda *args: drawn.append(args[-1]) or (plots / index[dropped]).read_bytes())
+    job = results["2024-12"].job_def
+    again = job.execute_in_process(partition_key="2024-12", asset_selection=[dg.AssetKey("alert_report")])
+    assert again.success
+    assert len(drawn) == 1
+    assert json.loads((plots / report.PLOT_INDEX).read_text()) == index
+    assert (out / "reports" / "2024-12.html").read_text() == before

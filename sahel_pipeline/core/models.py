@@ -27,6 +27,8 @@ import csv
 import datetime as dt
 import hashlib
 import math
+import sys
+import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -207,6 +209,13 @@ def _families():
     from statsmodels.genmod.generalized_linear_model import GLM
 
     return GLM, families
+
+
+def warm_up_statsmodels() -> None:
+    """Import statsmodels' GLM on a background thread, for a process about to fit: started beside work that leaves the
+    interpreter free (Polars counting panels), the second it takes is hidden instead of paid at the first fit."""
+    if "statsmodels.genmod.generalized_linear_model" not in sys.modules:
+        threading.Thread(target=_families, daemon=True).start()
 
 
 def _glm(y, X, offset, family, weights=None, start=None):

@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.groups import load_alias_table
+from sahel_pipeline.core.models import warm_up_statsmodels
 from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
@@ -25,6 +26,7 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
 )
 def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings):
     """Resolve actors to armed groups through the alias table and count events per month, per source."""
+    warm_up_statsmodels()  # the models downstream need it; Polars leaves the interpreter free meanwhile
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution)
     coverage = panels.coverage
