@@ -392,6 +392,32 @@ def global_world(n_countries: int, n_actors: int, target_events: int, months: li
     return countries, actors
 
 
+ASSOCIATED_SHARE, SECOND_ASSOCIATE_SHARE = 0.3, 0.05  # of armed actors' events; roughly what ACLED's exports show
+
+
+def with_associated_actors(events: pl.DataFrame, actors: list[Actor], rng: np.random.Generator) -> pl.DataFrame:
+    """Name an associated actor beside the first actor of about a third of the armed actors' events (another armed
+    group or the state forces of the country), some of them two joined by '; ', as ACLED does."""
+    partners: dict[str, list[str]] = {}
+    for actor in actors:
+        if actor.kind in ("jihadist", "militia", "state"):
+            partners.setdefault(actor.country, []).append(actor.names[-1][1])
+    armed = events["actor1"].is_in([name for pool in partners.values() for name in pool]).to_numpy()
+    country = events["country"].to_numpy()
+    chosen = np.full(events.height, None, dtype=object)
+    associated = armed & (rng.random(events.height) < ASSOCIATED_SHARE)
+    for name, pool in partners.items():
+        rows = np.nonzero((country == name) & associated)[0]
+        first = np.asarray(pool, dtype=object)[rng.integers(0, len(pool), rows.size)]
+        second = np.asarray(pool, dtype=object)[rng.integers(0, len(pool), rows.size)]
+        both = rng.random(rows.size) < SECOND_ASSOCIATE_SHARE / ASSOCIATED_SHARE
+        chosen[rows] = np.where(both & (first != second), first + "; " + second, first)
+    named = pl.Series("named", chosen.tolist(), dtype=pl.String)
+    return events.with_columns(
+        assoc_actor_1=pl.when(named.is_not_null() & (named != pl.col("actor1"))).then(named).otherwise(pl.col("assoc_actor_1"))
+    )
+
+
 def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 60, n_actors: int = 3000,
                  update_rows: int = 5_000, seed: int = 1997) -> dict[str, int]:
     """The benchmark data: a global export to GLOBAL_END, and a weekly update file (the next week and revisions)."""
@@ -400,7 +426,7 @@ def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 6
     countries, actors = global_world(n_countries, n_actors, target_events, months, rng)
     counts = simulate_counts(actors, months, rng)
     events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000)
-    events = events.filter(pl.col("event_date") <= UPDATE_END)
+    events = with_associated_actors(events, actors, rng).filter(pl.col("event_date") <= UPDATE_END)
     export = events.filter(pl.col("event_date") <= GLOBAL_END)
     week = events.filter(pl.col("event_date") > GLOBAL_END)
     recent = export.filter(pl.col("event_date") > GLOBAL_END - dt.timedelta(days=90))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import polars as pl
 
 from sahel_pipeline.core.ingest import find_csv_files, ingest
-from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_sample
+from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_global, write_sample
 from sahel_pipeline_tests.conftest import TODAY
 
 
@@ -34,3 +34,17 @@ def test_sample_ingests_with_its_revisions_and_deletions(tmp_path, sample_dir):
     assert result.events.height == planted["events"]
     assert result.events["country"].unique().sort().to_list() == ["Burkina Faso", "Mali", "Niger"]
     assert result.events["event_date"].dt.year().unique().sort().to_list() == list(range(2017, 2025))
+
+
+def test_global_benchmark_data_at_small_scale_has_acled_shapes(tmp_path):
+    figures = write_global(tmp_path, target_events=60_000, n_countries=12, n_actors=150)
+    export = pl.read_csv(tmp_path / "acled_global_1997-2026-11-14_SYNTHETIC.csv", infer_schema=False)
+    update = pl.read_csv(tmp_path / "acled_global_update_2026-11-21_SYNTHETIC.csv", infer_schema=False)
+    assert export.columns == ACLED_EXPORT_COLUMNS == update.columns
+    assert export.height == figures["events"] and export["country"].n_unique() == 12
+    associated = export.filter(pl.col("assoc_actor_1").is_not_null())
+    assert 0.1 < associated.height / export.height < 0.4
+    assert associated["assoc_actor_1"].str.contains("; ").any()
+    revised = update.join(export, on="event_id_cnty", suffix="_before")
+    assert revised.height == figures["update_revisions"] > 0
+    assert (revised["timestamp"].cast(pl.Int64) > revised["timestamp_before"].cast(pl.Int64)).all()
