@@ -27,8 +27,6 @@ import csv
 import datetime as dt
 import hashlib
 import math
-import sys
-import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -202,6 +200,9 @@ class BaselineFit:
         return Predictive(math.exp(self.log_mu + self.slope * years_from_as_of) * exposure, self.se, self.alpha)
 
 
+FITTING_MODULES = ("statsmodels.genmod.generalized_linear_model",)  # what the first fit imports (_families)
+
+
 def _families():
     """statsmodels' GLM and families, imported on first use: the import takes seconds (scipy.stats, pandas), and a
     process that hands its fitting to worker processes never needs it."""
@@ -209,13 +210,6 @@ def _families():
     from statsmodels.genmod.generalized_linear_model import GLM
 
     return GLM, families
-
-
-def warm_up_statsmodels() -> None:
-    """Import statsmodels' GLM on a background thread, for a process about to fit: started beside work that leaves the
-    interpreter free (Polars counting panels), the second it takes is hidden instead of paid at the first fit."""
-    if "statsmodels.genmod.generalized_linear_model" not in sys.modules:
-        threading.Thread(target=_families, daemon=True).start()
 
 
 def _glm(y, X, offset, family, weights=None, start=None):

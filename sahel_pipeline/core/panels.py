@@ -80,25 +80,26 @@ def build_panels(
     carried = ["month", "event_date", "admin1", "event_type", "fatalities", "civilian_targeting"]
     attributed = event_groups(events, aliases, role, ambiguous, carry=carried).collect().lazy()
 
-    group_counts = attributed.group_by(*GROUP_KEYS, "month").agg(indicator_sums())
+    # The admin1 panels are counted from the events; the country-wide ones are their sums over admin1, a third of
+    # the rows of the events attributed to groups.
+    group_admin1 = attributed.group_by(*GROUP_KEYS, "admin1", "month").agg(indicator_sums()).collect()
+    country_admin1 = events.group_by(*COUNTRY_KEYS, "admin1", "month").agg(indicator_sums()).collect()
+    group_counts = group_admin1.lazy().group_by(*GROUP_KEYS, "month").agg(pl.col(INDICATORS).sum())
     names = attributed.group_by("group_id").agg(pl.col("group_name").first()).collect()
     group_month = zero_filled(group_counts, GROUP_KEYS, coverage).join(names, on="group_id", how="left")
     group_month = group_month.select(*GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial")
 
-    country_month = zero_filled(events.group_by(*COUNTRY_KEYS, "month").agg(indicator_sums()), COUNTRY_KEYS, coverage)
+    country_counts = country_admin1.lazy().group_by(*COUNTRY_KEYS, "month").agg(pl.col(INDICATORS).sum())
+    country_month = zero_filled(country_counts, COUNTRY_KEYS, coverage)
     admin1 = pl.concat(
         [
-            attributed.group_by(*GROUP_KEYS, "admin1", "month").agg(indicator_sums()).with_columns(level=pl.lit("group")),
-            events.group_by(*COUNTRY_KEYS, "admin1", "month")
-            .agg(indicator_sums())
-            .with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String)),
+            group_admin1.with_columns(level=pl.lit("group")),
+            country_admin1.with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String)),
         ],
         how="diagonal",
     )
-    admin1 = (
-        admin1.with_columns(pl.col("admin1").fill_null("(unknown)"))
-        .select("source", "level", "group_id", "country", "admin1", "month", *INDICATORS)
-        .collect()
+    admin1 = admin1.with_columns(pl.col("admin1").fill_null("(unknown)")).select(
+        "source", "level", "group_id", "country", "admin1", "month", *INDICATORS
     )
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs

@@ -86,6 +86,9 @@ def alert_series(alerts: pl.DataFrame) -> pl.DataFrame:
 # --- plots ----------------------------------------------------------------------------------------------------------
 
 
+PLOTTING_MODULES = ("matplotlib.pyplot",)  # what the first plot imports (_pyplot)
+
+
 def _pyplot():
     """matplotlib, imported when the first plot is drawn (a second of import the other stages need not pay)."""
     import matplotlib

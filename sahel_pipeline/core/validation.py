@@ -8,9 +8,6 @@ that is left, as the structural guard that blocks downstream assets if anything 
 from __future__ import annotations
 
 import datetime as dt
-import importlib
-import sys
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -18,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.reference import ACLED_COUNTRIES, EVENT_TYPES
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, RAW_TEXT_COLUMNS, SOURCES, empty_quarantine
 from sahel_pipeline.core.sources import record_json
@@ -272,13 +270,8 @@ def _dtype_problems(schema: pl.Schema) -> dict[str, str]:
 
 
 def warm_up_great_expectations() -> None:
-    """Import Great Expectations on a background thread (it takes seconds), so it is ready when validation starts.
-
-    Reading a large CSV spends most of its time in pyarrow and Polars threads that do not hold the interpreter, so
-    the import overlaps with it instead of adding to it.
-    """
-    if "great_expectations" not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True).start()
+    """Import Great Expectations (seconds) while the CSVs are read, so that it is ready when validation starts."""
+    import_in_background("great_expectations")
 
 
 @cache

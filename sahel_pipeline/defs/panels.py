@@ -4,8 +4,10 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.groups import load_alias_table
-from sahel_pipeline.core.models import warm_up_statsmodels
+from sahel_pipeline.core.imports import import_in_background
+from sahel_pipeline.core.models import FITTING_MODULES
 from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels
+from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.resources import PipelineSettings
@@ -26,7 +28,9 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
 )
 def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings):
     """Resolve actors to armed groups through the alias table and count events per month, per source."""
-    warm_up_statsmodels()  # the models downstream need it; Polars leaves the interpreter free meanwhile
+    # The models and the report downstream import statsmodels and matplotlib (about two seconds): while Polars
+    # counts, the interpreter is free for that.
+    import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution)
     coverage = panels.coverage
