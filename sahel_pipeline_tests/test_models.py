@@ -214,3 +214,16 @@ def test_direct_rate_fits_equal_statsmodels_glm(alpha, partial):
     forecast = forecast_level(y, exposure, alpha, 2.0)
     assert forecast.mu == pytest.approx(math.exp(level.params[0]), rel=1e-4)
     assert forecast.se == pytest.approx(level.bse[0], rel=1e-4)
+
+
+def test_heavy_imports_start_in_the_background_once():
+    import sys
+
+    from sahel_pipeline.core.imports import import_in_background
+
+    assert "mailbox" not in sys.modules  # a standard-library module nothing here imports
+    thread = import_in_background("mailbox", "json")
+    assert thread is not None
+    thread.join(timeout=30)
+    assert "mailbox" in sys.modules
+    assert import_in_background("mailbox", "json") is None

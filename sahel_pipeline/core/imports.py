@@ -10,8 +10,12 @@ import sys
 import threading
 
 
-def import_in_background(*modules: str) -> None:
-    """Start importing the modules not imported yet, in order, on a daemon thread; a later import waits for it."""
+def import_in_background(*modules: str) -> threading.Thread | None:
+    """Start importing the modules not imported yet, in order, on a daemon thread (returned; None when there is
+    nothing to import). An import of the same module elsewhere waits for this one to finish."""
     missing = [name for name in modules if name not in sys.modules]
-    if missing:
-        threading.Thread(target=lambda: [importlib.import_module(name) for name in missing], daemon=True).start()
+    if not missing:
+        return None
+    thread = threading.Thread(target=lambda: [importlib.import_module(name) for name in missing], daemon=True)
+    thread.start()
+    return thread
