@@ -138,6 +138,9 @@ def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambigui
     )
 
 
+NAME_KEYS = ["actor", "source", "country"]  # what a name resolves by
+
+
 def event_groups(
     events: pl.LazyFrame,
     aliases: pl.DataFrame,
@@ -158,9 +161,6 @@ def event_groups(
     return groups.filter(_first_of_each_event_and_group(groups)).drop("_name", "_group").lazy()
 
 
-NAME_KEYS = ["actor", "source", "country"]
-
-
 def _code(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
 
@@ -169,9 +169,9 @@ def _first_of_each_event_and_group(groups: pl.DataFrame) -> pl.Series:
     """Rows to keep so that an event counts once per group (Katiba Macina with JNIM associated is one JNIM event):
     the first of each (event, group) in row order, found by a stable sort of one 64-bit key, three times as fast as
     hashing the pair."""
-    key = pl.col("_event").cast(pl.UInt64) * 2**32 + pl.col("_group")
-    order = groups.select(pl.arg_sort_by(key, maintain_order=True)).to_series()
-    in_order = groups.select(key).to_series().gather(order)
+    key = groups.select(pl.col("_event").cast(pl.UInt64) * 2**32 + pl.col("_group")).to_series()
+    order = key.to_frame().select(pl.arg_sort_by(key.name, maintain_order=True)).to_series()
+    in_order = key.gather(order)
     repeats = order.filter(in_order == in_order.shift(1))
     return pl.repeat(True, groups.height, eager=True).scatter(repeats, False)
 

@@ -40,17 +40,8 @@ ACLED_TAXONOMY: dict[str, frozenset[str]] = {
     ),
 }
 EVENT_TYPES: frozenset[str] = frozenset(ACLED_TAXONOMY)
-SUB_EVENT_TYPES: frozenset[str] = frozenset().union(*ACLED_TAXONOMY.values())
 VIOLENT_EVENT_TYPES: frozenset[str] = frozenset(
     {"Battles", "Explosions/Remote violence", "Violence against civilians"}
-)
-DISORDER_TYPES: frozenset[str] = frozenset(
-    {
-        "Political violence",
-        "Demonstrations",
-        "Strategic developments",
-        "Political violence; Demonstrations",
-    }
 )
 
 # UCDP GED type_of_violence -> (ACLED event type, sub-event type).
