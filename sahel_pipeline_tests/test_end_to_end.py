@@ -153,7 +153,7 @@ def test_breaks_file_is_read():
 
 
 def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
-    """The weekly job re-runs months it has already scored: nothing changed, so nothing is refitted or read."""
+    """The weekly job re-runs months it has already scored: nothing changed, so nothing is read, recounted or refitted."""
     out, _ = run
     before = (out / "alerts" / "2024-12.csv").read_bytes()
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False)
@@ -165,6 +165,7 @@ def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
     assert sum(s["series_fitted"].value for s in shards) == 0
     assert sum(s["scores_reused"].value for s in shards) > 50
     assert metadata["raw_file_manifest"]["files_read_this_run"].value == 0
+    assert metadata["group_month_panel"]["months_recounted"].value == 0
     checks = {e.check_name: e for e in again.get_asset_check_evaluations()}
     assert checks["canonical_events_pass_great_expectations"].passed
     assert checks["canonical_events_pass_great_expectations"].metadata["rows_validated"].value == 0

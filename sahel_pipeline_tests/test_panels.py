@@ -12,7 +12,7 @@ import pytest
 from sahel_pipeline import ALIAS_TABLE
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import find_csv_files, ingest
-from sahel_pipeline.core.panels import build_panels
+from sahel_pipeline.core.panels import Panels, build_panels, load_counts, save_counts
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
 
@@ -123,3 +123,82 @@ def test_real_panels_count_every_event_once_per_source(aliases, tmp_path):
     assert set(ucdp["group_id"]) >= {"ISSP", "JNIM"}  # UCDP's "IS" in Burkina Faso is ISSP
     mali = panels.group_month.filter(pl.col("group_id") == "JNIM", pl.col("country") == "Mali")
     assert mali["events"].sum() > 0
+
+
+# --- counting only the months that changed ----------------------------------------------------------------------------
+
+
+def assert_same_panels(recounted: Panels, full: Panels) -> None:
+    for name in ("group_month", "country_month", "admin1_month", "unmapped"):
+        a, b = getattr(recounted, name), getattr(full, name)
+        assert a.height == b.height > 0, name
+        assert a.sort(a.columns, nulls_last=True).equals(b.select(a.columns).sort(a.columns, nulls_last=True)), name
+
+
+def weekly_changes(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, int]:
+    """Last week's events, this week's, and the number of (source, month) pairs that changed between them: an event
+    revised into another month and group, a fatality figure corrected, a month emptied by deletions, and a new group
+    in the newest month."""
+    acled = events.filter(pl.col("source") == "ACLED")
+    mover = acled.row(0, named=True)
+    newest = acled["event_date"].max()
+    emptied = acled["event_date"].dt.month_start().sort()[len(acled) // 2]
+    moved_from = mover["event_date"].replace(year=mover["event_date"].year + 2)
+    other_changes = [mover["event_date"].replace(day=1), moved_from.replace(day=1), emptied, newest.replace(day=1)]
+    # a correction alone in its month, so that only its fatality figure can mark the month as changed
+    corrected = acled.filter(~pl.col("event_date").dt.month_start().is_in(other_changes)).row(-1, named=True)
+    last_week = pl.concat(
+        [
+            events.filter(~pl.col("event_id").is_in([mover["event_id"], corrected["event_id"]])),
+            pl.DataFrame(
+                [{**mover, "event_date": moved_from, "actor1": "Militia X"}, {**corrected, "fatalities": corrected["fatalities"] + 4}],
+                schema=events.schema,
+            ),
+        ]
+    )
+    new_group = pl.DataFrame([{**mover, "event_id": "NEW1", "event_date": newest, "actor1": "Katiba Nouvelle"}], schema=events.schema)
+    this_week = pl.concat([events.filter(~((pl.col("source") == "ACLED") & (pl.col("event_date").dt.month_start() == emptied))), new_group])
+    return last_week, this_week, len({*other_changes, corrected["event_date"].replace(day=1)})
+
+
+def check_recount_equals_full_count(events: pl.DataFrame, aliases: pl.DataFrame, folder) -> None:
+    last_week, this_week, touched = weekly_changes(events)
+    save_counts(build_panels(last_week, aliases).counts, folder)
+    recounted = build_panels(this_week, aliases, previous=load_counts(folder))
+    assert recounted.counts.recounted_months == touched
+    assert_same_panels(recounted, build_panels(this_week, aliases))
+    assert "Katiba Nouvelle" in recounted.unmapped["actor"].to_list()
+    assert build_panels(this_week, aliases, previous=recounted.counts).counts.recounted_months == 0
+
+
+def test_recounting_only_the_changed_months_gives_the_panels_of_counting_everything(aliases, tmp_path, sample_dir):
+    check_recount_equals_full_count(canonical([sample_dir], tmp_path), aliases, tmp_path / "counts")
+
+
+@requires_real_data
+def test_recounting_only_the_changed_months_on_real_files(aliases, tmp_path):
+    events = canonical([real_file("acled_burkina_1997-2020.csv"), real_file("ucdp_ged_burkina_2016-2023.csv")], tmp_path)
+    check_recount_equals_full_count(events, aliases, tmp_path / "counts")
+
+
+def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, tmp_path, sample_dir):
+    events = canonical([sample_dir], tmp_path)
+    kept = build_panels(events, aliases).counts
+    months = kept.digests.height
+    assert build_panels(events, aliases, previous=kept).counts.recounted_months == 0
+    renamed = aliases.with_columns(pl.when(pl.col("group_id") == "ISSP").then(pl.lit("IS-Sahel")).otherwise("group_id").alias("group_id"))
+    again = build_panels(events, renamed, previous=kept)
+    assert again.counts.recounted_months == months
+    assert "IS-Sahel" in again.group_month["group_id"].to_list() and "ISSP" not in again.group_month["group_id"].to_list()
+    assert build_panels(events, aliases, "any", previous=kept).counts.recounted_months == months
+
+
+def test_kept_counts_are_replaced_whole_and_absent_ones_mean_count_everything(aliases, tmp_path, sample_dir):
+    folder = tmp_path / "counts"
+    assert load_counts(folder) is None
+    events = canonical([sample_dir], tmp_path)
+    save_counts(build_panels(events, aliases).counts, folder)
+    save_counts(build_panels(events.head(100), aliases).counts, folder)
+    assert len(list(folder.glob("counts-*"))) == 1  # the older state is gone once the pointer moved
+    loaded = load_counts(folder)
+    assert loaded is not None and loaded.digests["rows"].sum() == 100

@@ -175,26 +175,3 @@ def _first_of_each_event_and_group(groups: pl.DataFrame) -> pl.Series:
     repeats = order.filter(in_order == in_order.shift(1))
     return pl.repeat(True, groups.height, eager=True).scatter(repeats, False)
 
-
-def unmapped_actors(groups: pl.LazyFrame) -> pl.DataFrame:
-    """Actor names the alias table does not know, with their events and when they were first and last seen.
-
-    `groups` must carry `event_date` (see event_groups). Counted per country first, so the list of countries is
-    built from thousands of rows rather than millions.
-    """
-    per_country = (
-        groups.filter(~pl.col("known"))
-        .group_by("actor", "source", "country")
-        .agg(events=pl.len(), first_seen=pl.col("event_date").min(), last_seen=pl.col("event_date").max())
-    )
-    return (
-        per_country.group_by("actor", "source")
-        .agg(
-            pl.col("events").sum(),
-            countries=pl.col("country").sort().str.join("; "),
-            first_seen=pl.col("first_seen").min(),
-            last_seen=pl.col("last_seen").max(),
-        )
-        .sort("events", "actor", descending=[True, False])
-        .collect()
-    )

@@ -6,7 +6,7 @@ import polars as pl
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
-from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels
+from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels, load_counts, save_counts
 from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
@@ -32,11 +32,16 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
     # counts, the interpreter is free for that.
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
-    panels = build_panels(canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution)
-    coverage = panels.coverage
+    panels = build_panels(
+        canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution,
+        previous=load_counts(settings.panel_cache),
+    )
+    save_counts(panels.counts, settings.panel_cache)
+    coverage, counts = panels.coverage, panels.counts
     context.log.info(
         f"panels: {panels.group_month.height:,} group-month rows, {panels.country_month.height:,} country-month rows; "
-        f"{panels.unmapped.height:,} actor names not in the alias table"
+        f"{counts.recounted_months:,} of {counts.digests.height:,} source-months counted, the others unchanged since "
+        f"the last run; {panels.unmapped.height:,} actor names not in the alias table"
     )
     latest = panels.group_month.filter(pl.col("month") == pl.col("month").max().over("source"))
     top_groups = latest.sort("violent_events", descending=True).head(15)
@@ -51,6 +56,7 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
             "dagster/row_count": panels.group_month.height,
             "series": panels.group_month.select("source", "group_id", "country").unique().height,
             "group_role": settings.group_role,
+            "months_recounted": counts.recounted_months,
             "ambiguous_attribution": settings.ambiguous_attribution,
             "coverage": dg.MetadataValue.md(markdown_table(coverage)),
             "partial_months": dg.MetadataValue.md(markdown_table(_partial_months(panels.country_month))),

@@ -63,6 +63,10 @@ class PipelineSettings(dg.ConfigurableResource):
     def ingest_cache(self) -> Path:
         return self.warehouse / "_ingest_cache"
 
+    @property
+    def panel_cache(self) -> Path:
+        return self.warehouse / "_panel_counts"
+
     @staticmethod
     def today() -> dt.date:
         return dt.datetime.now(dt.UTC).date()
