@@ -145,7 +145,8 @@ class Predictive:
         q = np.asarray(qs, dtype=float)
         # nbdtrik inverts the CDF over a continuous count; the integer quantile is its ceiling, checked both ways
         # (all levels at once: a series asks for five, and per-level calls were a fifth of a weekly run's scoring).
-        k = np.maximum(np.ceil(np.nan_to_num(special.nbdtrik(q, size, p), nan=0.0)) - 1, 0)
+        inverse = special.nbdtrik(q, size, p)
+        k = np.maximum(np.ceil(np.where(np.isnan(inverse), 0.0, inverse)) - 1, 0)
         while (short := self.cdf(k) < q).any():
             k += short
         while (over := (k > 0) & (self.cdf(k - 1) >= q)).any():
@@ -223,8 +224,8 @@ def _glm(y, X, offset, family, weights=None, start=None):
 
 def _log_rate(y: np.ndarray, exposure: np.ndarray, weights: np.ndarray | None = None) -> float:
     """log of the (weighted) events per full month: the intercept-only Poisson fit, used as a starting value."""
-    w = np.ones_like(y) if weights is None else weights
-    return math.log(max(float(np.sum(w * y)), 1e-9) / float(np.sum(w * exposure)))
+    events, months = (y.sum(), exposure.sum()) if weights is None else (weights @ y, weights @ exposure)
+    return math.log(max(float(events), 1e-9) / float(months))
 
 
 def _anscombe_weights(y: np.ndarray, mu: np.ndarray, X: np.ndarray, threshold: float) -> tuple[np.ndarray, int]:
@@ -329,18 +330,20 @@ def group_rate(y: np.ndarray, exposure: np.ndarray, alpha: float, weights: np.nd
     of a statsmodels fit; the tests hold it to statsmodels' GLM.
     """
     w = np.ones_like(y) if weights is None else weights
-    log_rate = _log_rate(y, exposure, w)
-    if alpha > 0 and np.ptp(exposure) > 0:
+    log_rate = _log_rate(y, exposure, weights)
+    # Dot products rather than sums of products: this runs for every series every week, on arrays of a few dozen.
+    if alpha > 0 and exposure.max() > exposure.min():
         for _ in range(20):
             mu = math.exp(log_rate) * exposure
-            score = float(np.sum(w * (y - mu) / (1 + alpha * mu)))
-            slope = float(np.sum(w * mu * (1 + alpha * y) / (1 + alpha * mu) ** 2))
+            damp = 1.0 / (1.0 + alpha * mu)
+            score = float((w * damp) @ (y - mu))
+            slope = float((w * damp**2) @ (mu * (1.0 + alpha * y)))
             step = score / slope
             log_rate += step
             if abs(step) < 1e-10:
                 break
     mu = math.exp(log_rate) * exposure
-    information = float(np.sum(w * mu / (1 + alpha * mu)))
+    information = float(w @ (mu / (1.0 + alpha * mu)))
     return log_rate, 1.0 / math.sqrt(information)
 
 
