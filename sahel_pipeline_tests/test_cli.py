@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
@@ -106,3 +108,16 @@ def test_real_burkina_faso_2019_run_flags_issp_or_jnim(tmp_path, capsys):
     assert set(jihadist["group"]) == {"ISSP", "JNIM"}
     printed = capsys.readouterr().out
     assert printed.count("report:") == 12
+
+
+def test_polars_allocator_keeps_freed_memory_unless_the_user_configured_it():
+    """jemalloc reports the settings it runs with at exit (stats_print): the package's are there, or the user's."""
+    probe = "import os, sahel_pipeline; os.environ['_RJEM_MALLOC_CONF'] += ',stats_print:true,stats_print_opts:J'; import polars"
+
+    def decay_in_use(environment: dict[str, str]) -> int:
+        done = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
+        return json.loads(done.stderr[done.stderr.index("{"):])["jemalloc"]["arenas"]["dirty_decay_ms"]
+
+    environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
+    assert decay_in_use(environment) == 30_000
+    assert decay_in_use(environment | {"_RJEM_MALLOC_CONF": "dirty_decay_ms:2000"}) == 2_000
