@@ -119,5 +119,5 @@ def test_polars_allocator_keeps_freed_memory_unless_the_user_configured_it():
         return json.loads(done.stderr[done.stderr.index("{"):])["jemalloc"]["arenas"]["dirty_decay_ms"]
 
     environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
-    assert decay_in_use(environment) == 30_000
+    assert decay_in_use(environment) == 5_000
     assert decay_in_use(environment | {"_RJEM_MALLOC_CONF": "dirty_decay_ms:2000"}) == 2_000

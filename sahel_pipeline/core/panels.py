@@ -4,9 +4,11 @@ Sources are never added together (ACLED and UCDP count events differently), so `
 panel. A series runs over the months its data cover, and a month with no events is a row with zeros. What a country's
 data cover is read from the files that hold it (their first and last event dates): a global export covers every
 country over its whole span, a file for one country covers that country only, so that months before a file begins are
-not read as zeros. The last month
-is usually still open: `days_covered` says how many of its days the data cover and `partial` marks it, so that models
-scale their expectation instead of reading half a month as a drop.
+not read as zeros. The last month is usually still open: `days_covered` says how many of its days the data cover and
+`partial` marks it, so that models scale their expectation instead of reading half a month as a drop.
+
+The panels are sums of counts per (source, month), which a run can keep (`MonthlyCounts`, `save_counts`): the next
+run recounts only the months whose events changed, found by a digest of each month's events.
 """
 
 from __future__ import annotations
