@@ -38,10 +38,11 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
     )
     save_counts(panels.counts, settings.panel_cache)
     coverage, counts = panels.coverage, panels.counts
+    kept = counts.digests.height - counts.recounted_months
     context.log.info(
         f"panels: {panels.group_month.height:,} group-month rows, {panels.country_month.height:,} country-month rows; "
-        f"{counts.recounted_months:,} of {counts.digests.height:,} source-months counted, the others unchanged since "
-        f"the last run; {panels.unmapped.height:,} actor names not in the alias table"
+        f"{counts.recounted_months:,} source-months counted, {kept:,} unchanged since the last run and kept; "
+        f"{panels.unmapped.height:,} actor names not in the alias table"
     )
     latest = panels.group_month.filter(pl.col("month") == pl.col("month").max().over("source"))
     top_groups = latest.sort("violent_events", descending=True).head(15)
