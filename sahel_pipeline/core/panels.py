@@ -110,14 +110,17 @@ def build_panels(
     events = events.lazy().select(EVENT_COLUMNS).with_columns(month=pl.col("event_date").dt.month_start()).collect()
     coverage = data_coverage(events.lazy())
     counts = update_counts(events, aliases, role, ambiguous, previous)
-    admin1 = counts.admin1.lazy()
-    group_counts = admin1.filter(pl.col("level") == "group").group_by(*GROUP_KEYS, "month").agg(pl.col(INDICATORS).sum())
-    group_month = zero_filled(group_counts, GROUP_KEYS, coverage).join(counts.names, on="group_id", how="left")
+
+    def monthly(level: str, keys: list[str]) -> pl.DataFrame:
+        """One level's counts summed over admin1, zero-filled."""
+        summed = counts.admin1.lazy().filter(pl.col("level") == level).group_by(*keys, "month").agg(pl.col(INDICATORS).sum())
+        return zero_filled(summed, keys, coverage)
+
+    group_month = monthly("group", GROUP_KEYS).join(counts.names, on="group_id", how="left")
     group_month = group_month.select(*GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial")
-    country_counts = admin1.filter(pl.col("level") == "country").group_by(*COUNTRY_KEYS, "month").agg(pl.col(INDICATORS).sum())
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
-        country_month=zero_filled(country_counts, COUNTRY_KEYS, coverage),
+        country_month=monthly("country", COUNTRY_KEYS),
         admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null("(unknown)")),
         coverage=coverage,
         unmapped=unmapped_actors(counts.unmapped.lazy()),
@@ -242,7 +245,6 @@ def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -
         .drop("last_day")
         .collect()
     )
-
 
 
 def unmapped_actors(monthly: pl.LazyFrame) -> pl.DataFrame:
