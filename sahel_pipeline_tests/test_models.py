@@ -162,16 +162,23 @@ def test_short_history_and_failed_fits_are_reported_not_raised():
     assert forecasts == []
 
 
-def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(tmp_path):
-    """A weekly update changes the last month of a series: its baseline fit is reused, the rest recomputed."""
+@pytest.fixture(scope="module")
+def sample_panels(tmp_path_factory):
     from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
     from sahel_pipeline.core.groups import load_alias_table
     from sahel_pipeline.core.ingest import find_csv_files, ingest
     from sahel_pipeline.core.panels import build_panels
+
+    cache = tmp_path_factory.mktemp("ingest_cache")
+    events = ingest(find_csv_files([SAMPLE_DIR]), cache, dt.date(2026, 11, 21), log=lambda _: None).events
+    return build_panels(events, load_alias_table(ALIAS_TABLE))
+
+
+def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
+    """A weekly update changes the last month of a series: its baseline fit is reused, the rest recomputed."""
     from sahel_pipeline.core.scoring import score_month
 
-    events = ingest(find_csv_files([SAMPLE_DIR]), tmp_path, dt.date(2026, 11, 21), log=lambda _: None).events
-    panels = build_panels(events, load_alias_table(ALIAS_TABLE))
+    panels = sample_panels
     month = dt.date(2024, 12, 1)
     last_week = score_month(panels.group_month, panels.country_month, month, CONFIG, log=lambda _: None)
     one_more = pl.col("group_id").eq("ISSP") & pl.col("country").eq("Niger") & pl.col("month").eq(month)
@@ -185,6 +192,25 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(tmp_path):
     assert reused.scores.sort(keys, nulls_last=True).equals(fresh.scores.select(reused.scores.columns).sort(keys, nulls_last=True))
     order = [*keys, "horizon"]
     assert reused.forecasts.sort(order, nulls_last=True).equals(fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True))
+
+
+def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
+    import gc
+
+    from sahel_pipeline.core.scoring import FULL_FIT_MS, STARTED_POOL_WORTH_MS, FittingPool, build_tasks, score_tasks
+
+    tasks, _ = build_tasks(sample_panels.group_month, sample_panels.country_month, dt.date(2024, 12, 1), CONFIG)
+    assert len(tasks) * FULL_FIT_MS > STARTED_POOL_WORTH_MS  # enough work for a running pool to be used
+    pool = FittingPool(2)
+    pool.warm_up()
+    # The workers are forked from a server that froze its imports out of the garbage collector's reach.
+    assert pool.executor().submit(gc.get_freeze_count).result(timeout=120) > 0
+    assert pool.started
+    pooled = score_tasks(tasks, CONFIG, pool, log=lambda _: None)
+    here = score_tasks(tasks, CONFIG, None, log=lambda _: None)
+    assert pooled.scores.height == len(tasks)
+    assert pooled.scores.equals(here.scores)
+    assert pooled.forecasts.equals(here.forecasts)
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.4])

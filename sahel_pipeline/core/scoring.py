@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import multiprocessing
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from functools import partial
 import numpy as np
 import polars as pl
 
-from sahel_pipeline.core.models import BaselineFit, ModelConfig, SeriesTask, input_keys, score_chunk
+from sahel_pipeline.core.models import FITTING_MODULES, BaselineFit, ModelConfig, SeriesTask, input_keys, score_chunk
 from sahel_pipeline.core.panels import INDICATORS
 
 SERIES_KEYS = ["source", "level", "group_id", "group_name", "country", "indicator"]
@@ -124,8 +125,9 @@ class FittingPool:
     """Worker processes that fit series, shared by everything that runs in this process.
 
     Starting them costs seconds of CPU (each imports numpy, scipy and statsmodels), so they start only when a month
-    has enough fitting to pay for them, and are then kept until the process ends. They come from a fork server that
-    has imported the models once; scripts using them need the `if __name__ == "__main__":` guard.
+    has enough fitting to pay for them, or early in the background (`warm_up`) when a run knows it will fit; they are
+    then kept until the process ends. They come from a fork server that has imported the models once; scripts using
+    them need the `if __name__ == "__main__":` guard.
     """
 
     _shared: dict[int, FittingPool] = {}
@@ -133,14 +135,31 @@ class FittingPool:
     def __init__(self, workers: int):
         self.workers = workers
         self._executor: ProcessPoolExecutor | None = None
+        self._starting = threading.Lock()
 
     def executor(self) -> Executor:
-        if self._executor is None:
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["sahel_pipeline.core.models", "statsmodels.genmod.generalized_linear_model"])
-            self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-            atexit.register(self._executor.shutdown, cancel_futures=True)
-        return self._executor
+        with self._starting:
+            if self._executor is None:
+                context = multiprocessing.get_context("forkserver")
+                context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))
+                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                atexit.register(self._executor.shutdown, cancel_futures=True)
+            return self._executor
+
+    @property
+    def started(self) -> bool:
+        return self._executor is not None
+
+    def warm_up(self) -> None:
+        """Start the workers on a thread, so that their imports run on idle cores while this process does other work:
+        the first submission waits for the fork server to import statsmodels, about a second and a half."""
+        threading.Thread(target=lambda: self.executor().submit(int), name="fitting-pool-warm-up", daemon=True).start()
+
+
+# The fork server imports the models, then freezes what it imported out of the garbage collector's reach: its
+# workers inherit the frozen objects without copying them, and the server's own exit skips collecting them (0.2 s
+# after the last run, measured, which a caller reading the output through a pipe waits for).
+FORK_SERVER_PRELOAD = ("sahel_pipeline.core.models", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports")
 
 
 def fitting_pool(workers: int) -> FittingPool | None:
@@ -154,7 +173,8 @@ def fitting_pool(workers: int) -> FittingPool | None:
 
 # Milliseconds per series measured on this project's machine: a full fit, and a refit whose baseline fit is reused.
 FULL_FIT_MS, REUSED_FIT_MS = 3.0, 0.4
-POOL_WORTH_MS = 3000  # below this much work, starting and feeding other processes costs more than it saves
+# Below this much work, starting other processes costs more than it saves; once they run, feeding them costs little.
+POOL_WORTH_MS, STARTED_POOL_WORTH_MS = 3000, 100
 
 
 def score_tasks(tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print) -> MonthScores:
@@ -163,7 +183,7 @@ def score_tasks(tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool 
     work_ms = sum(REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS for task in tasks)
     started = time.perf_counter()
     results: list = []
-    if pool is not None and work_ms > POOL_WORTH_MS:
+    if pool is not None and work_ms > (STARTED_POOL_WORTH_MS if pool.started else POOL_WORTH_MS):
         done_chunks = pool.executor().map(partial(score_chunk, config=config), chunks)
     else:
         done_chunks = (score_chunk(chunk, config) for chunk in chunks)

@@ -37,7 +37,10 @@ class Runner:
             output_dir=str(out),
             sample_fallback=not raw,
         )
-        self.definitions = build_definitions(self.settings, ModelSettings(workers=workers, backtest_months=backtest_months))
+        models = ModelSettings(workers=workers, backtest_months=backtest_months)
+        self.definitions = build_definitions(self.settings, models)
+        if models.pool is not None:
+            models.pool.warm_up()  # every run ends in fitting: the workers import statsmodels while ingest runs
         self.instance = dg.DagsterInstance.ephemeral()
         # INFO shows progress (files read, series fitted) without Dagster's step-by-step debug events.
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
