@@ -93,6 +93,20 @@ def test_report_reads_on_its_own(run):
     markdown = (out / "reports" / "2024-12.md").read_text()
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert images and all((out / "reports" / image).exists() for image in images)
+    assert sorted(p.name for p in (out / "reports" / "2024-12").glob("*.png")) == sorted(i.split("/")[-1] for i in images)
+
+
+def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
+    _, results = run
+    previews = {
+        month: next(
+            m.materialization.metadata["first_alert_plot"].value
+            for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("alert_report")
+        )
+        for month, result in results.items()
+    }
+    assert previews["2024-12"].startswith("![first alert](data:image/png;base64,iVBORw0KGgo")  # a PNG's signature
+    assert previews["2017-06"] == "_no alert this month_"
 
 
 def test_forecasts_cover_the_next_three_months(run):
@@ -188,3 +202,14 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     assert len(drawn) == 1
     assert json.loads((plots / report.PLOT_INDEX).read_text()) == index
     assert (out / "reports" / "2024-12.html").read_text() == before
+
+
+def test_a_report_run_again_removes_plots_of_alerts_it_no_longer_has(run):
+    out, results = run
+    plots = out / "reports" / "2024-12"
+    stale = plots / "alert99.png"  # as if an earlier run of the month had 99 alerts
+    stale.write_bytes((plots / "alert1.png").read_bytes())
+    job = results["2024-12"].job_def
+    assert job.execute_in_process(partition_key="2024-12", asset_selection=[dg.AssetKey("alert_report")]).success
+    assert not stale.exists()
+    assert (plots / "alert1.png").exists()

@@ -307,11 +307,16 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
         for figure in section.figures:
             (image_dir / f"{figure.name}.png").write_bytes(figure.png)
             index[figure.digest] = f"{figure.name}.png"
+    # An earlier report of the month may have had more alerts: its extra plots would be mistaken for this one's.
+    for stale in set(image_dir.glob("*.png")) - {image_dir / name for name in index.values()}:
+        stale.unlink()
     index_path.write_text(json.dumps(index, indent=1), encoding="utf-8")
     html_path, md_path = out_dir / f"{key}.html", out_dir / f"{key}.md"
     html_path.write_text(render_html(inputs, sections), encoding="utf-8")
     md_path.write_text(render_markdown(inputs, sections, key), encoding="utf-8")
-    return {"html": html_path, "markdown": md_path, "plots": image_dir}
+    paths = {"html": html_path, "markdown": md_path, "plots": image_dir}
+    figures = [figure for section in sections for figure in section.figures]
+    return paths | ({"first_plot": image_dir / f"{figures[0].name}.png"} if figures else {})
 
 
 PLOT_INDEX = "plots.json"  # beside the plots: the digest of each one's inputs

@@ -128,10 +128,9 @@ def alert_report(
         config=config,
     )
     paths = write_report(inputs, settings.output_path / "reports")
-    first_plot = sorted(paths["plots"].glob("alert1_series.png"))
     preview = (
-        f"![first alert](data:image/png;base64,{base64.b64encode(first_plot[0].read_bytes()).decode()})"
-        if first_plot else "_no alert this month_"
+        f"![first alert](data:image/png;base64,{base64.b64encode(paths['first_plot'].read_bytes()).decode()})"
+        if "first_plot" in paths else "_no alert this month_"
     )
     return dg.MaterializeResult(
         metadata={
