@@ -3,7 +3,7 @@
 import dagster as dg
 
 from sahel_pipeline.defs import alerts, automation, backtest, ingest, models, panels
-from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
+from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
@@ -32,7 +32,7 @@ def build_definitions(settings: PipelineSettings, model_settings: ModelSettings 
         resources={
             "settings": settings,
             "models": model_settings or ModelSettings(),
-            "io_manager": PolarsParquetIOManager(settings=settings),
+            "io_manager": parquet_warehouse,
         },
         executor=dg.multiprocess_executor,
     )

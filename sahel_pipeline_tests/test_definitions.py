@@ -96,3 +96,22 @@ def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(tmp
     changed = tick(added.cursor)
     assert len(changed.run_requests) == 2
     assert {r.run_key for r in changed.run_requests}.isdisjoint({r.run_key for r in added.run_requests})
+
+
+def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_too(defs, tmp_path):
+    """The launchpad replaces the code location's settings whole: without both paths the run is refused (instead of
+    quietly reading data/raw), and with them every table, alert and report goes to the folder given."""
+    from sahel_pipeline import SAMPLE_DIR
+
+    job = defs.resolve_job_def("weekly_escalation_job")
+    with pytest.raises(dg.DagsterInvalidConfigError, match="raw_paths"):
+        job.execute_in_process(partition_key="2024-12", run_config={"resources": {"settings": {"config": {"group_role": "any"}}}})
+    launched = tmp_path / "launched"
+    settings = {"raw_paths": str(SAMPLE_DIR), "output_dir": str(launched), "group_role": "any"}
+    ingest = [dg.AssetKey(k) for k in ("raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary")]
+    result = job.execute_in_process(
+        partition_key="2024-12", asset_selection=ingest, run_config={"resources": {"settings": {"config": settings}}}
+    )
+    assert result.success
+    assert (launched / "warehouse" / "canonical_events.parquet").exists()
+    assert not (tmp_path / "out").exists()  # SAHEL_OUTPUT_DIR, which the launch settings replaced

@@ -132,7 +132,7 @@ def test_a_past_month_uses_only_data_dated_up_to_then(run):
 
 def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     """escalation_alerts invoked directly: one clear rise among quiet series becomes one alert row and its files."""
-    settings = PipelineSettings(output_dir=str(tmp_path))
+    settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(tmp_path))
     month = dt.date(2024, 12, 1)
     base = {"month": month, "source": "ACLED", "country": "Niger", "group_name": "Islamic State Sahel Province (ISSP)",
             "indicator": "events", "model": "negbin", "partial": False, "days_covered": 31, "rate_ratio_method": "glm",

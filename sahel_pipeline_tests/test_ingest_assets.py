@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import dagster as dg
 import polars as pl
+import pytest
 
+from sahel_pipeline import SAMPLE_DIR
 from sahel_pipeline.defs import ingest as ingest_defs
-from sahel_pipeline.defs.io_manager import PolarsParquetIOManager
+from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline.defs.runner import failure_message
 from sahel_pipeline_tests.conftest import BAD_FILES
 
 INGEST = [
@@ -23,7 +27,7 @@ INGEST = [
 def materialize_ingest(settings: PipelineSettings) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         INGEST,
-        resources={"settings": settings, "io_manager": PolarsParquetIOManager(settings=settings)},
+        resources={"settings": settings, "io_manager": parquet_warehouse},
         raise_on_error=False,
     )
 
@@ -50,13 +54,35 @@ def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
     assert metadata["raw_file_manifest"]["files"].value == 3
 
 
-def test_default_raw_folder_without_csv_falls_back_to_the_sample(tmp_path):
-    settings = PipelineSettings(raw_paths=str(tmp_path / "raw"), output_dir=str(tmp_path / "out"))
-    (tmp_path / "raw").mkdir()
+def test_default_raw_folder_without_csv_falls_back_to_the_sample(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a fresh clone: data/raw is there and empty
+    (tmp_path / "data" / "raw").mkdir(parents=True)
+    settings = PipelineSettings(raw_paths="data/raw", output_dir=str(tmp_path / "out"))
     result = materialize_ingest(settings)
     assert result.success
     manifest = pl.read_parquet(tmp_path / "out" / "warehouse" / "raw_file_manifest.parquet")
     assert all("SYNTHETIC" in name for name in manifest["file"])
+
+
+@pytest.mark.parametrize("layout", ["empty folder", "missing folder", "one of two missing"])
+def test_a_raw_path_given_on_purpose_never_falls_back_to_the_sample(tmp_path, layout):
+    """A mistyped SAHEL_RAW_PATHS must stop the run, not publish the sample's (or one source's) alerts."""
+    real, typo = tmp_path / "acled", tmp_path / "ucdp_typo"
+    real.mkdir()
+    if layout != "empty folder":
+        shutil.copy(SAMPLE_DIR / sorted(p.name for p in SAMPLE_DIR.glob("*.csv"))[0], real)
+    raw_paths = {"empty folder": str(real), "missing folder": str(typo), "one of two missing": os.pathsep.join([str(real), str(typo)])}
+    result = materialize_ingest(PipelineSettings(raw_paths=raw_paths[layout], output_dir=str(tmp_path / "out")))
+    assert not result.success
+    failure = failure_message(result)
+    assert ("no CSV files under" if layout == "empty folder" else f"raw data path does not exist: {typo}") in failure
+    assert not (tmp_path / "out" / "warehouse" / "canonical_events.parquet").exists()
+
+
+def test_raw_paths_expand_the_home_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    settings = PipelineSettings(raw_paths=os.pathsep.join(["~/acled", " ~/ucdp "]), output_dir="out")
+    assert settings.raw_path_list() == [tmp_path / "acled", tmp_path / "ucdp"]
 
 
 def test_unreadable_file_fails_the_blocking_check_with_its_message(tmp_path):

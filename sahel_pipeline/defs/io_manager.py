@@ -6,7 +6,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.defs.resources import PipelineSettings
 
 
 def parquet_tables(group: str, **descriptions: str) -> dict[str, dg.AssetOut]:
@@ -23,24 +22,25 @@ def stored_path(warehouse: Path, key: dg.AssetKey, partition: str | None = None)
     return folder / f"{partition}.parquet" if partition is not None else folder.with_name(folder.name + ".parquet")
 
 
-class PolarsParquetIOManager(dg.ConfigurableIOManager):
-    """Stores each asset as `<output_dir>/warehouse/<asset key>.parquet`, or `.../<asset key>/<partition>.parquet`.
+class PolarsParquetIOManager(dg.IOManager):
+    """Stores each asset as `<warehouse>/<asset key>.parquet`, or `.../<asset key>/<partition>.parquet`.
 
     Inputs annotated `pl.LazyFrame` are scanned rather than read, so a consumer that needs a few columns of a large
     table reads only those.
     """
 
-    settings: PipelineSettings
+    def __init__(self, warehouse: Path):
+        self.warehouse = warehouse
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         if not context.has_asset_partitions:
-            return stored_path(self.settings.warehouse, context.asset_key)
+            return stored_path(self.warehouse, context.asset_key)
         keys = context.asset_partition_keys
         if len(keys) != 1:
             raise dg.DagsterInvariantViolationError(
                 f"{context.asset_key.to_user_string()}: load or store one partition at a time, not {len(keys)}"
             )
-        return stored_path(self.settings.warehouse, context.asset_key, keys[0])
+        return stored_path(self.warehouse, context.asset_key, keys[0])
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None) -> None:
         if obj is None:
@@ -66,3 +66,11 @@ class PolarsParquetIOManager(dg.ConfigurableIOManager):
         if context.dagster_type.typing_type is pl.LazyFrame:
             return pl.scan_parquet(path)
         return pl.read_parquet(path)
+
+
+@dg.io_manager(required_resource_keys={"settings"}, description="Polars tables as Parquet under <output_dir>/warehouse.")
+def parquet_warehouse(init_context: dg.InitResourceContext) -> PolarsParquetIOManager:
+    """The warehouse folder is taken from the run's `settings` resource, so a run launched with other settings stores
+    its tables beside its alerts and reports (a copy of the settings nested in the IO manager would keep the folder it
+    was defined with)."""
+    return PolarsParquetIOManager(init_context.resources.settings.warehouse)

@@ -15,17 +15,23 @@ from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
 
-class PipelineSettings(dg.ConfigurableResource):
-    """Where raw files are read and outputs written. Relative paths are relative to the folder Dagster or `sahel` runs in."""
+DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
 
-    raw_paths: str = Field(
-        default="data/raw",
-        description=f"Folders or single CSV files to ingest, separated by '{os.pathsep}'.",
-    )
-    output_dir: str = Field(default="data/outputs", description="Alerts, reports and the warehouse of stored assets.")
+
+class PipelineSettings(dg.ConfigurableResource):
+    """Where raw files are read and outputs written. Relative paths are relative to the folder Dagster or `sahel` runs in.
+
+    The two paths have no default: settings given at launch (the UI's launchpad) replace the code location's whole
+    resource, and a default would quietly send such a run to `data/raw` and `data/outputs`. Give them as
+    `{env: SAHEL_RAW_PATHS}` and `{env: SAHEL_OUTPUT_DIR}` there.
+    """
+
+    raw_paths: str = Field(description=f"Folders or single CSV files to ingest, separated by '{os.pathsep}'; '~' is expanded.")
+    output_dir: str = Field(description="Alerts, reports and the warehouse of stored assets.")
     sample_fallback: bool = Field(
         default=True,
-        description="Use the bundled synthetic sample when the raw folders hold no CSV (off when paths are given).",
+        description=f"Use the bundled synthetic sample when raw_paths is left at '{DEFAULT_RAW_PATHS}' and that folder "
+        "holds no CSV. Any other raw path must exist and hold CSVs, or the run stops with an error naming it.",
     )
 
     alias_table: str = Field(
@@ -41,11 +47,16 @@ class PipelineSettings(dg.ConfigurableResource):
     )
 
     def raw_path_list(self) -> list[Path]:
-        return [Path(p) for p in self.raw_paths.split(os.pathsep) if p.strip()]
+        return [Path(p.strip()).expanduser() for p in self.raw_paths.split(os.pathsep) if p.strip()]
 
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
-        if self.sample_fallback:
+        if self.sample_fallback and self.raw_paths == DEFAULT_RAW_PATHS:
             return resolve_raw_files(self.raw_path_list(), SAMPLE_DIR, log)
+        # A path given on purpose that is missing is a mistake to report, not a folder to skip: reading the others
+        # (or the sample) would publish alerts without that source.
+        missing = [str(p) for p in self.raw_path_list() if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"raw data path does not exist: {', '.join(missing)} (raw_paths: {self.raw_paths})")
         files = find_csv_files(self.raw_path_list())
         if not files:
             raise FileNotFoundError(f"no CSV files under {self.raw_paths}")

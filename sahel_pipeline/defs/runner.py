@@ -11,7 +11,7 @@ import polars as pl
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.partitions import MONTHS
-from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DEFAULT_RAW_PATHS, ModelSettings, PipelineSettings
 
 
 def skip_final_garbage_collection() -> None:
@@ -33,7 +33,7 @@ class Runner:
 
     def __init__(self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO", backtest_months: int = 36):
         self.settings = PipelineSettings(
-            raw_paths=os.pathsep.join(str(p) for p in raw) if raw else "data/raw",
+            raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
             output_dir=str(out),
             sample_fallback=not raw,
         )
