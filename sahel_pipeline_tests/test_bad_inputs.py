@@ -79,6 +79,8 @@ def test_negative_non_numeric_and_fractional_fatalities(tmp_path):
         "ACLED:TST4": ("fatalities", "-3", "negative fatalities"),
         "ACLED:TST5": ("fatalities", "many", "fatalities is not a whole number"),
         "ACLED:TST6": ("fatalities", "2.5", "fatalities is not a whole number"),
+        "ACLED:TST7": ("fatalities", "inf", "fatalities is not a whole number"),
+        "ACLED:TST8": ("fatalities", "1e19", "fatalities is not a whole number"),  # beyond 64-bit integers
     }
 
 

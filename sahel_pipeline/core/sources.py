@@ -450,8 +450,9 @@ def _to_float(raw: pl.Expr) -> pl.Expr:
 
 
 def _to_whole_number(raw: pl.Expr) -> pl.Expr:
+    """Null unless the text is a whole number that fits 64 bits: 'inf' or '1e19' is a bad row, not a failed file."""
     number = raw.cast(pl.Float64, strict=False)
-    return pl.when(number == number.floor()).then(number.cast(pl.Int64))
+    return pl.when(number.is_finite() & (number == number.floor())).then(number.cast(pl.Int64, strict=False))
 
 
 def to_unix_seconds(raw: pl.Series) -> pl.Series:
