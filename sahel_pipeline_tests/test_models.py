@@ -131,6 +131,17 @@ def test_break_date_rate_ratio_after_a_coup():
     assert score["break_low"] > 2
 
 
+def test_a_month_between_two_breaks_is_compared_with_the_earlier_one():
+    coups = (Break("Mali", dt.date(2020, 8, 18), "the August 2020 coup"), Break("Mali", dt.date(2021, 5, 24), "the May 2021 coup"))
+    config = ModelConfig(breaks=coups)
+    counts = [5] * 44 + [10] * 6  # 2017-01 .. 2021-02: x2 from September 2020
+    score = score_series(task(counts, country="Mali", first_month=dt.date(2017, 1, 1)), config)[0]
+    assert score["break_label"] == "the August 2020 coup"
+    assert score["break_rate_ratio"] == pytest.approx(2.0, rel=0.02)
+    later = score_series(task([5] * 44 + [10] * 11, country="Mali", first_month=dt.date(2017, 1, 1)), config)[0]
+    assert later["break_label"] == "the May 2021 coup"  # July 2021: the latest coup is known by then
+
+
 def test_forecasts_give_three_months_with_nested_intervals():
     rng = np.random.default_rng(5)
     score, forecasts = score_series(task(negbin(rng, 20, 0.1, 48)), CONFIG)

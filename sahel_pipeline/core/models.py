@@ -402,7 +402,7 @@ class SeriesTask:
 
 
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
-MODEL_VERSION = "1"
+MODEL_VERSION = "2"
 
 
 def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str]:
@@ -485,13 +485,17 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
 
 
 def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
-    """Rate after the latest configured break in the series' country against the baseline-length period before it."""
-    breaks = [b for b in config.breaks if b.country == task.country]
+    """Rate after the country's latest configured break before the month scored, against the baseline-length period
+    before the break. A break after the month scored (a later coup, seen from a backfill) is not yet known then."""
+    def month_of(b: Break) -> int:
+        return (b.date.year - 1970) * 12 + b.date.month - 1
+
+    breaks = [b for b in config.breaks if b.country == task.country and month_of(b) < task.months[-1]]
     empty = {"break_label": None, "break_month": None, "break_rate_ratio": None, "break_low": None, "break_high": None}
     if not breaks:
         return empty
     latest = max(breaks, key=lambda b: b.date)
-    month = (latest.date.year - 1970) * 12 + latest.date.month - 1
+    month = month_of(latest)
     cut = int(np.searchsorted(task.months, month, side="right"))  # first month after the break month
     if cut >= len(task.months) or cut < config.min_baseline_months:
         return empty
