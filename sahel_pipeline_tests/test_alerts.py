@@ -78,3 +78,5 @@ def test_sentence_for_a_country_a_partial_month_and_an_empty_baseline():
         "Mali (UCDP): 12 fatalities in the first 14 days of March 2024 against 0.01 expected (99% bound 1); the last "
         "three months hold 15 fatalities against none in the 36 months before."
     )
+    short_history = {**row, "baseline_months": 20}
+    assert explain(short_history, CONFIG).endswith("hold 15 fatalities against none in the 20 months before.")

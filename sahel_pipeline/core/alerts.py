@@ -154,7 +154,8 @@ def explain(row: dict, config: ModelConfig) -> str:
     )
     window = f"the last {_words(config.recent_months)} months"
     if row["rate_ratio_method"] == "exact" and row["rate_ratio"] == math.inf:
-        text += f"; {window} hold {row['recent_sum']} {label} against none in the {config.baseline_months} months before."
+        months = row.get("baseline_months") or config.baseline_months  # shorter for a series with a short history
+        text += f"; {window} hold {row['recent_sum']} {label} against none in the {months} months before."
     else:
         text += (
             f"; {window} run at {_ratio(row['rate_ratio'])}x [{_ratio(row['rate_ratio_low'])}-"
