@@ -148,10 +148,14 @@ def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
           f"{upstream['quarantined_rows']:,} quarantined, {upstream['revised_events']:,} revised, "
           f"{upstream['deleted_events']:,} deleted)")
     for month in months:
+        report = out / "reports" / f"{month}.html"
+        if pl.read_csv(out / "forecasts" / f"{month}.csv", infer_schema=False).height == 0:  # one row per scored series
+            print(f"{month}: no series could be scored (no data for the month, or too short a history); report: {report}")
+            continue
         alerts = pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema=False)
         by = dict(alerts.group_by("severity").len().iter_rows())
         counts = ", ".join(f"{by.get(s, 0)} {s}" for s in ("high", "medium", "low"))
-        print(f"{month}: {alerts.height} alerts ({counts}); report: {out / 'reports' / f'{month}.html'}")
+        print(f"{month}: {alerts.height} alerts ({counts}); report: {report}")
 
 
 # --- alerts ---------------------------------------------------------------------------------------------------------

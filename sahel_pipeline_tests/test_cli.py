@@ -29,7 +29,7 @@ def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_outputs,
 
 def test_run_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(out), "--month", "2024-12", "--workers", "1"]) == 0
+    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(out), "--from", "2024-12", "--to", "2025-01", "--workers", "1"]) == 0
     printed = capsys.readouterr().out
     events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
     assert f"events: {events.height:,} from 3 files" in printed
@@ -39,6 +39,10 @@ def test_run_prints_a_summary(tmp_path, capsys):
     assert alerts.height > 0
     assert (f"2024-12: {alerts.height} alerts ({severity['high']} high, {severity['medium']} medium, "
             f"{severity['low']} low); report: {out / 'reports' / '2024-12.html'}") in printed
+    # the sample ends on 31 December 2024: January is not a quiet month, it is a month without data
+    assert "2025-01: no series could be scored (no data for the month, or too short a history)" in printed
+    page = (out / "reports" / "2025-01.html").read_text()
+    assert "No series could be scored for January 2025" in page and "ACLED to 31 December 2024" in page
 
 
 def real_sample_copy(tmp_path):

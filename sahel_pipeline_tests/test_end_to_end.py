@@ -81,6 +81,8 @@ def test_a_month_without_alerts_still_writes_its_files(run):
     document = json.loads((out / "alerts" / "2017-06.json").read_text())
     assert document == {"month": "2017-06", "columns": ALERT_COLUMNS, "alerts": []}
     assert pl.read_parquet(out / "alerts" / "2017-06.parquet").columns == ALERT_COLUMNS
+    assert "No series could be scored for June 2017" in (out / "reports" / "2017-06.html").read_text()
+    assert "No series could be scored" not in (out / "reports" / "2024-12.html").read_text()
 
 
 def test_report_reads_on_its_own(run):

@@ -75,6 +75,11 @@ def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.d
     )
 
 
+def modelled_series(scores: pl.DataFrame) -> int:
+    """Series that were scored (not skipped as sparse or without data for the month)."""
+    return scores.filter(pl.col("model") != "skipped").height if "model" in scores.columns else 0
+
+
 def alert_series(alerts: pl.DataFrame) -> pl.DataFrame:
     """The series key of each alert row (level from whether a group is named)."""
     return alerts.with_columns(
@@ -333,6 +338,12 @@ def _earlier_plots(image_dir: Path) -> dict[str, bytes]:
 
 def _summary_sentence(inputs: ReportInputs) -> str:
     alerts = inputs.alerts
+    if alerts.height == 0 and modelled_series(inputs.scores) == 0:
+        # Silence here is not calm: a month the data do not reach yet (or too early to model) must not read as one.
+        reach = ", ".join(f"{key.removesuffix('_data_reach')} to {value}" for key, value in inputs.data_quality.items()
+                          if key.endswith("_data_reach"))
+        return (f"No series could be scored for {inputs.month:%B %Y}, so its lack of alerts says nothing: every series "
+                f"lacks data for the month or the history a model needs (the data reach {reach or 'no month'}).")
     if alerts.height == 0:
         return f"No escalation alert for {inputs.month:%B %Y}: no series rose above its expected range."
     severity = dict(alerts.group_by("severity").len().iter_rows())

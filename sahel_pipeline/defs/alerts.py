@@ -7,7 +7,14 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule
-from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
+from sahel_pipeline.core.report import (
+    ReportInputs,
+    admin1_history,
+    alert_series,
+    modelled_series,
+    series_history,
+    write_report,
+)
 from sahel_pipeline.core.scoring import index_month, month_index
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
@@ -45,12 +52,17 @@ def escalation_alerts(
     alerts = alert_table(scores, admin1, config)
     paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key)
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
+    scored = modelled_series(scores)
+    if scored == 0:
+        context.log.warning(f"no series could be scored for {context.partition_key} (no data for the month, or too "
+                            "short a history): its empty alert table is not a quiet month")
     severity = dict(alerts.group_by("severity").len().iter_rows())
     written = pl.read_csv(paths["csv"], n_rows=0).columns
     yield dg.MaterializeResult(
         value=alerts,
         metadata={
             "dagster/row_count": alerts.height,
+            "series_scored": scored,
             **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
             "new": alerts.filter(pl.col("status") == "new").height,
             "csv": dg.MetadataValue.path(str(paths["csv"])),
