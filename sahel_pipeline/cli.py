@@ -93,6 +93,7 @@ def command_run(args: argparse.Namespace) -> int:
     if (args.first is None) != (args.last is None):
         raise CliError("--from and --to go together")
     months = _months(args)
+    _check_partitions(months)
     runner = _runner(args)
     upstream = runner.materialize_upstream()
     if not months:
@@ -120,6 +121,16 @@ def _months(args: argparse.Namespace) -> list[str]:
             first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
         return months
     return []
+
+
+def _check_partitions(months: list[str]) -> None:
+    """Before any work: a month outside the monthly partitions would only fail after the ingest."""
+    from sahel_pipeline.defs.partitions import MONTHS
+
+    keys = MONTHS.get_partition_keys()
+    outside = [m for m in months if m not in set(keys)]
+    if outside:
+        raise CliError(f"month {outside[0]} is outside the months the pipeline scores, {keys[0]} to {keys[-1]}")
 
 
 def _runner(args: argparse.Namespace):

@@ -67,6 +67,8 @@ def test_alerts_prints_the_table(sample_outputs, capsys):
     [
         (["run", "--raw", "/nowhere/at/all"], "raw data path does not exist: /nowhere/at/all"),
         (["run", "--month", "2024-13"], "bad month '2024-13': expected YYYY-MM"),
+        (["run", "--month", "1999-05"], "month 1999-05 is outside the months the pipeline scores, 2000-01 to "),
+        (["run", "--from", "2026-01", "--to", "2099-01"], "is outside the months the pipeline scores"),
         (["run", "--from", "2024-01"], "--from and --to go together"),
         (["run", "--from", "2024-05", "--to", "2024-01"], "--from 2024-05 is after --to 2024-01"),
         (["alerts", "--out", "/nowhere/at/all"], "no alerts written under /nowhere/at/all/alerts"),

@@ -153,7 +153,15 @@ class FittingPool:
     def warm_up(self) -> None:
         """Start the workers on a thread, so that their imports run on idle cores while this process does other work:
         the first submission waits for the fork server to import statsmodels, about a second and a half."""
-        threading.Thread(target=lambda: self.executor().submit(int), name="fitting-pool-warm-up", daemon=True).start()
+        threading.Thread(target=self._start_workers, name="fitting-pool-warm-up", daemon=True).start()
+
+    def _start_workers(self) -> None:
+        # Best effort: a run that stops early shuts the executor down under this thread, and a pool that cannot start
+        # raises again, with its reason, where the workers are first used.
+        try:
+            self.executor().submit(int)
+        except RuntimeError:
+            pass
 
 
 # The fork server imports the models, then freezes what it imported out of the garbage collector's reach: its
