@@ -132,3 +132,11 @@ def test_quarantine_counts_rows_once_even_when_a_row_breaks_several_rules(tmp_pa
     assert sorted(result.quarantine["column"].to_list()) == ["country", "event_date", "fatalities"]
     assert result.stats["quarantined_rows"] == 1
     assert result.manifest["quarantined_rows"].to_list() == [1]
+
+
+def test_values_padded_with_blanks_are_stripped_and_the_manifest_says_so(tmp_path):
+    result = ingest_one("padded_values.csv", tmp_path)
+    assert kept_ids(result) == ["ACLED:TST1", "ACLED:TST2"]
+    padded = result.events.filter(pl.col("event_id") == "ACLED:TST2").row(0, named=True)
+    assert (padded["actor1"], padded["country"], padded["admin1"]) == ("Islamic State (Sahel)", "Niger", "Tillaberi")
+    assert "values padded with blanks, stripped: actor1, admin1, country" in result.manifest["notes"][0]

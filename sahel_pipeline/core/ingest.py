@@ -31,7 +31,7 @@ from sahel_pipeline.core.sources import SourceError, SourceFile, read_source_fil
 from sahel_pipeline.core.validation import quarantine_invalid_rows
 
 # Bump when normalisation or the row rules change, so cached files are read again.
-PARSER_VERSION = "2"
+PARSER_VERSION = "3"
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {

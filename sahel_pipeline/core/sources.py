@@ -102,7 +102,7 @@ def read_source_file(path: str | Path, display_name: str | None = None) -> Sourc
             deletions, pl.concat([raw.bad_rows, quarantine]), raw.notes,
         )
     if layout == "ucdp_ged":
-        events = normalise_ucdp(frame, name)
+        events = normalise_ucdp(frame, name, raw.notes)
     else:
         events = normalise_acled(frame, name, layout, raw.notes)
     collapse = collapse_actor_rows if layout == "acled_monadic" else resolve_duplicate_ids
@@ -271,7 +271,7 @@ def detect_layout(header: list[str], name: str) -> str:
 def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str]) -> pl.DataFrame:
     """ACLED export, monadic export or id-less extract -> canonical columns."""
     present = set(frame.columns)
-    text = _text_reader(frame)
+    text = _text_reader(frame, notes)
     if "country" in present:
         country = text("country")
     else:
@@ -324,13 +324,13 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
     return events
 
 
-def normalise_ucdp(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+def normalise_ucdp(frame: pl.DataFrame, name: str, notes: list[str]) -> pl.DataFrame:
     """UCDP GED -> canonical columns: sides become actors, type_of_violence becomes ACLED's event types."""
     deaths = "best" if "best" in frame.columns else "best_est"
     violence = pl.col("type_of_violence").str.strip_chars()
     countries = frame["country"].drop_nulls().unique()
     country_map = {c: acled_country_name(c) for c in countries}
-    text = _text_reader(frame)
+    text = _text_reader(frame, notes)
 
     events = frame.select(
         event_id=pl.lit("UCDP:") + pl.col("id").str.strip_chars(),
@@ -396,15 +396,17 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
 _FREE_TEXT = {"notes", "source", "source_scale", "tags", "source_article", "source_headline", "source_original", "geom_wkt"}
 
 
-def _text_reader(frame: pl.DataFrame) -> Callable[[str], pl.Expr]:
+def _text_reader(frame: pl.DataFrame, notes: list[str]) -> Callable[[str], pl.Expr]:
     """Column by name, stripped of surrounding blanks when it has any (checking costs a quarter of stripping at
-    millions of rows); a null column when the file lacks it. Free text (notes) is not checked: it is most of a file's
-    bytes and nothing is matched on it."""
+    millions of rows), which the file's notes record; a null column when the file lacks it. Free text (notes) is not
+    checked: it is most of a file's bytes and nothing is matched on it."""
     checked = [c for c in frame.columns if frame.schema[c] == pl.String and c not in _FREE_TEXT]
     padded_flags = frame.select(
         [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in checked]
     ).row(0) if checked else ()
     padded = {c for c, flag in zip(checked, padded_flags, strict=True) if flag}
+    if padded:
+        notes.append(f"values padded with blanks, stripped: {', '.join(sorted(padded))}")
 
     def text(column: str) -> pl.Expr:
         if column not in frame.columns:
