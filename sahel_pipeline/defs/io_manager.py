@@ -7,7 +7,6 @@ import dagster as dg
 import polars as pl
 
 
-
 def parquet_tables(group: str, **descriptions: str) -> dict[str, dg.AssetOut]:
     """Outputs of a multi-asset, each a Polars table this IO manager stores as Parquet: name -> description."""
     return {
