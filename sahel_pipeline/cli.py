@@ -128,7 +128,7 @@ def _check_partitions(months: list[str]) -> None:
     from sahel_pipeline.defs.partitions import MONTHS
 
     keys = MONTHS.get_partition_keys()
-    outside = [m for m in months if m not in set(keys)]
+    outside = sorted(set(months) - set(keys))
     if outside:
         raise CliError(f"month {outside[0]} is outside the months the pipeline scores, {keys[0]} to {keys[-1]}")
 

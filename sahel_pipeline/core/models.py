@@ -35,6 +35,15 @@ import numpy as np
 from scipy import optimize, special
 
 
+def month_index(month: dt.date) -> int:
+    """Months since January 1970: how series number their months."""
+    return (month.year - 1970) * 12 + month.month - 1
+
+
+def index_month(index: int) -> dt.date:
+    return dt.date(1970 + index // 12, index % 12 + 1, 1)
+
+
 @dataclass(frozen=True)
 class Break:
     """A dated event after which analysts expect a change, e.g. Niger's coup of 26 July 2023."""
@@ -487,15 +496,12 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
 def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
     """Rate after the country's latest configured break before the month scored, against the baseline-length period
     before the break. A break after the month scored (a later coup, seen from a backfill) is not yet known then."""
-    def month_of(b: Break) -> int:
-        return (b.date.year - 1970) * 12 + b.date.month - 1
-
-    breaks = [b for b in config.breaks if b.country == task.country and month_of(b) < task.months[-1]]
+    breaks = [b for b in config.breaks if b.country == task.country and month_index(b.date) < task.months[-1]]
     empty = {"break_label": None, "break_month": None, "break_rate_ratio": None, "break_low": None, "break_high": None}
     if not breaks:
         return empty
     latest = max(breaks, key=lambda b: b.date)
-    month = month_of(latest)
+    month = month_index(latest.date)
     cut = int(np.searchsorted(task.months, month, side="right"))  # first month after the break month
     if cut >= len(task.months) or cut < config.min_baseline_months:
         return empty
@@ -504,7 +510,7 @@ def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
     ratio = rate_ratio(y[before], e[before], y[cut:], e[cut:], alpha)
     return {
         "break_label": latest.label,
-        "break_month": dt.date(1970 + month // 12, month % 12 + 1, 1),
+        "break_month": index_month(month),
         "break_rate_ratio": ratio.ratio,
         "break_low": ratio.low,
         "break_high": ratio.high,

@@ -22,7 +22,16 @@ from functools import partial
 import numpy as np
 import polars as pl
 
-from sahel_pipeline.core.models import FITTING_MODULES, BaselineFit, ModelConfig, SeriesTask, input_keys, score_chunk
+from sahel_pipeline.core.models import (
+    FITTING_MODULES,
+    BaselineFit,
+    ModelConfig,
+    SeriesTask,
+    index_month,
+    input_keys,
+    month_index,
+    score_chunk,
+)
 from sahel_pipeline.core.panels import INDICATORS
 
 SERIES_KEYS = ["source", "level", "group_id", "group_name", "country", "indicator"]
@@ -35,14 +44,6 @@ class MonthScores:
     scores: pl.DataFrame  # one row per modelled or skipped series
     forecasts: pl.DataFrame  # one row per modelled series and horizon
     reuse: dict[str, int] = field(default_factory=dict)  # how much of an earlier run's work was kept
-
-
-def month_index(month: dt.date) -> int:
-    return (month.year - 1970) * 12 + month.month - 1
-
-
-def index_month(index: int) -> dt.date:
-    return dt.date(1970 + index // 12, index % 12 + 1, 1)
 
 
 def shard_of(country: str, shards: int) -> int:

@@ -50,14 +50,15 @@ class PipelineSettings(dg.ConfigurableResource):
         return [Path(p.strip()).expanduser() for p in self.raw_paths.split(os.pathsep) if p.strip()]
 
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
+        paths = self.raw_path_list()
         if self.sample_fallback and self.raw_paths == DEFAULT_RAW_PATHS:
-            return resolve_raw_files(self.raw_path_list(), SAMPLE_DIR, log)
+            return resolve_raw_files(paths, SAMPLE_DIR, log)
         # A path given on purpose that is missing is a mistake to report, not a folder to skip: reading the others
         # (or the sample) would publish alerts without that source.
-        missing = [str(p) for p in self.raw_path_list() if not p.exists()]
+        missing = [str(p) for p in paths if not p.exists()]
         if missing:
             raise FileNotFoundError(f"raw data path does not exist: {', '.join(missing)} (raw_paths: {self.raw_paths})")
-        files = find_csv_files(self.raw_path_list())
+        files = find_csv_files(paths)
         if not files:
             raise FileNotFoundError(f"no CSV files under {self.raw_paths}")
         return files
