@@ -11,17 +11,16 @@ for (by default the latest month the data cover in full). Errors are one line an
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import re
 import sys
 import textwrap
 from pathlib import Path
 
 import polars as pl
 
+from sahel_pipeline.core.months import is_month_key, month_key, month_range, parse_month
+
 EXIT_USAGE, EXIT_FAILED = 2, 1
-MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
 
 
 class CliError(Exception):
@@ -107,19 +106,15 @@ def command_run(args: argparse.Namespace) -> int:
 
 def _months(args: argparse.Namespace) -> list[str]:
     for value in (args.month, args.first, args.last):
-        if value is not None and not MONTH.match(value):
+        if value is not None and not is_month_key(value):
             raise CliError(f"bad month '{value}': expected YYYY-MM, e.g. 2023-10")
     if args.month:
         return [args.month]
     if args.first:
-        first, last = (dt.datetime.strptime(v, "%Y-%m").date() for v in (args.first, args.last))
+        first, last = parse_month(args.first), parse_month(args.last)
         if first > last:
             raise CliError(f"--from {args.first} is after --to {args.last}")
-        months = []
-        while first <= last:
-            months.append(f"{first:%Y-%m}")
-            first = (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1)
-        return months
+        return [month_key(month) for month in month_range(first, last)]
     return []
 
 
@@ -151,7 +146,7 @@ def _latest_complete_month(settings) -> str:
     panel = pl.read_parquet(settings.warehouse / "country_month_panel.parquet")
     if panel.height == 0:
         raise CliError("no events were ingested: nothing to score", EXIT_FAILED)
-    return f"{last_complete_month(panel):%Y-%m}"
+    return month_key(last_complete_month(panel))
 
 
 def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
@@ -174,7 +169,7 @@ def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
 
 def command_alerts(args: argparse.Namespace) -> int:
     folder = Path(args.out) / "alerts"
-    if args.month and not MONTH.match(args.month):
+    if args.month and not is_month_key(args.month):
         raise CliError(f"bad month '{args.month}': expected YYYY-MM, e.g. 2023-10")
     written = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     if not written:

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from sahel_pipeline.core.months import month_key, month_range, parse_month
 from sahel_pipeline.core.reference import ACLED_COUNTRIES
 
 # Countries the global data may use: not the Sahel ones, whose geography the sample defines.
@@ -308,16 +309,14 @@ def to_export(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:
     return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format)).select(ACLED_EXPORT_COLUMNS)
 
 
-def month_range(first: str, last: str) -> list[str]:
-    start = np.datetime64(first, "M")
-    stop = np.datetime64(last, "M")
-    return [str(m) for m in np.arange(start, stop + 1)]
+def month_keys(first: str, last: str) -> list[str]:
+    return [month_key(m) for m in month_range(parse_month(first), parse_month(last))]
 
 
 def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
     """The bundled sample: an ACLED export to 2024-12-20, a weekly update (new events and revisions), a deletions file."""
     rng = np.random.default_rng(seed)
-    months = month_range("2017-01", "2024-12")
+    months = month_keys("2017-01", "2024-12")
     actors = sahel_actors()
     counts = simulate_counts(actors, months, rng)
     events = events_frame(actors, SAHEL, months, counts, rng, first_timestamp=1_500_000_000)
@@ -419,7 +418,7 @@ def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 6
                  update_rows: int = 5_000, seed: int = 1997) -> dict[str, int]:
     """The benchmark data: a global export to GLOBAL_END, and a weekly update file (the next week and revisions)."""
     rng = np.random.default_rng(seed)
-    months = month_range("1997-01", f"{UPDATE_END:%Y-%m}")
+    months = month_keys("1997-01", month_key(UPDATE_END))
     countries, actors = global_world(n_countries, n_actors, target_events, months, rng)
     counts = simulate_counts(actors, months, rng)
     events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000)

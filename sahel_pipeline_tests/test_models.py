@@ -12,6 +12,7 @@ from scipy import stats
 
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.models import Break, ModelConfig, Predictive, SeriesTask, rate_ratio, score_series
+from sahel_pipeline.core.months import month_index
 
 CONFIG = ModelConfig()
 
@@ -22,7 +23,7 @@ def negbin(rng, mu, alpha, n):
 
 def task(counts, indicator="events", exposure=None, country="Niger", first_month=dt.date(2020, 1, 1)) -> SeriesTask:
     counts = np.asarray(counts, dtype=float)
-    start = (first_month.year - 1970) * 12 + first_month.month - 1
+    start = month_index(first_month)
     return SeriesTask(("s",), indicator, country, np.arange(start, start + len(counts)), counts,
                       np.ones(len(counts)) if exposure is None else np.asarray(exposure, dtype=float))
 

@@ -23,7 +23,7 @@ import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.panels import INDICATOR_LABELS
-from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.core.months import month_key, month_label, window_start_expr
 
 ALERT_COLUMNS = [
     "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
@@ -74,8 +74,8 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
     if alerts.height == 0:
         return pl.DataFrame(schema={**{k: alerts.schema[k] for k in keys}, "where": pl.String()})
     months = alerts.select(keys).unique().with_columns(
-        recent_start=pl.col("month").map_elements(lambda m: index_month(month_index(m) - config.recent_months + 1), return_dtype=pl.Date),
-        baseline_start=pl.col("month").map_elements(lambda m: index_month(month_index(m) - config.window_months + 1), return_dtype=pl.Date),
+        recent_start=window_start_expr("month", config.recent_months),
+        baseline_start=window_start_expr("month", config.window_months),
     )
     long = admin1.unpivot(
         index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count"
@@ -115,7 +115,7 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
     for row in alerts.iter_rows(named=True):
         rows.append(
             {
-                "month": f"{row['month']:%Y-%m}",
+                "month": month_key(row["month"]),
                 "source": row["source"],
                 "country": row["country"],
                 "group": row["group_id"] or "",
@@ -147,7 +147,7 @@ def explain(row: dict, config: ModelConfig) -> str:
     label = INDICATOR_LABELS.get(row["indicator"], row["indicator"].replace("_", " "))
     month = row["month"]
     days = row.get("days_covered")
-    when = f"the first {days} days of {month:%B %Y}" if row.get("partial") else f"{month:%B %Y}"
+    when = f"the first {days} days of {month_label(month)}" if row.get("partial") else month_label(month)
     text = (
         f"{who} ({row['source']}): {row['observed']} {label} in {when} against {_number(row['expected'])} expected "
         f"(99% bound {row['upper']})"
@@ -163,7 +163,8 @@ def explain(row: dict, config: ModelConfig) -> str:
         )
     if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
         label = row["break_label"]
-        dated = label if f"{row['break_month']:%B %Y}" in label else f"{label} ({row['break_month']:%B %Y})"
+        broke = month_label(row["break_month"])
+        dated = label if broke in label else f"{label} ({broke})"
         text += (
             f" Since {dated} the rate is {_ratio(row['break_rate_ratio'])}x "
             f"[{_ratio(row['break_low'])}-{_ratio(row['break_high'])}] the rate before."

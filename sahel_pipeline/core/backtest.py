@@ -22,7 +22,8 @@ import polars as pl
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.models import ModelConfig, Predictive
 from sahel_pipeline.core.panels import INDICATORS
-from sahel_pipeline.core.scoring import fitting_pool, index_month, month_index, score_month
+from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
+from sahel_pipeline.core.scoring import fitting_pool, score_month
 
 Log = Callable[[str], None]
 EPISODE_COLUMNS = ["source", "group", "country", "first_month", "last_month", "description"]
@@ -44,8 +45,8 @@ def load_episodes(path: str | Path) -> pl.DataFrame:
         raise ValueError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(EPISODE_COLUMNS)}")
     return episodes.with_columns(
         pl.col("group").fill_null(""),
-        first_month=pl.col("first_month").str.to_date("%Y-%m"),
-        last_month=pl.col("last_month").str.to_date("%Y-%m"),
+        first_month=pl.col("first_month").str.to_date(KEY_FORMAT),
+        last_month=pl.col("last_month").str.to_date(KEY_FORMAT),
     )
 
 
@@ -60,14 +61,14 @@ def run_backtest(
     workers: int = 1,
     log: Log = print,
 ) -> BacktestResult:
-    origins = [index_month(i) for i in range(month_index(first_origin), month_index(last_origin) + 1)]
+    origins = month_range(first_origin, last_origin)
     scores, forecasts = [], []
     pool = fitting_pool(workers)
     for n, origin in enumerate(origins, 1):
         month = score_month(group_panel, country_panel, origin, config, pool, lambda _: None, indicators)
         scores.append(month.scores)
         forecasts.append(month.forecasts.filter(pl.col("horizon") == 1))
-        log(f"backtest origin {origin:%Y-%m} ({n} of {len(origins)}): {month.forecasts.height // config.horizons:,} series forecast")
+        log(f"backtest origin {month_key(origin)} ({n} of {len(origins)}): {month.forecasts.height // config.horizons:,} series forecast")
     all_scores = apply_alert_rule(pl.concat(scores, how="diagonal_relaxed"), config)
     scored = score_forecasts(pl.concat(forecasts, how="diagonal_relaxed"), group_panel, country_panel, indicators)
     return BacktestResult(
@@ -152,7 +153,7 @@ def episode_flags(scores: pl.DataFrame, episodes: pl.DataFrame, first_origin: dt
     rows = []
     for episode in episodes.iter_rows(named=True):
         level = "group" if episode["group"] else "country"
-        window_start = index_month(month_index(episode["first_month"]) - EARLY_MONTHS)
+        window_start = shift_month(episode["first_month"], -EARLY_MONTHS)
         covered = first_origin <= episode["first_month"] and episode["last_month"] <= last_origin
         hits = alerts.filter(
             pl.col("source") == episode["source"], pl.col("level") == level, pl.col("group") == episode["group"],

@@ -22,7 +22,6 @@ Everything works on plain numpy arrays; `score_series` is the unit of work a pro
 
 from __future__ import annotations
 
-import calendar
 import csv
 import datetime as dt
 import hashlib
@@ -34,14 +33,7 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
-
-def month_index(month: dt.date) -> int:
-    """Months since January 1970: how series number their months."""
-    return (month.year - 1970) * 12 + month.month - 1
-
-
-def index_month(index: int) -> dt.date:
-    return dt.date(1970 + index // 12, index % 12 + 1, 1)
+from sahel_pipeline.core.months import days_in_month, index_month, month_index
 
 
 @dataclass(frozen=True)
@@ -440,10 +432,9 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
     baseline = slice(start, recent.start)
     n_baseline = recent.start - start
     last = int(task.months[-1])
-    days_in_month = calendar.monthrange(1970 + last // 12, last % 12 + 1)[1]
     score: dict = {
         "observed": int(y[-1]),
-        "days_covered": round(exposure[-1] * days_in_month),
+        "days_covered": round(exposure[-1] * days_in_month(index_month(last))),
         "partial": bool(exposure[-1] < 1),
         "recent_sum": int(y[recent].sum()),
         "recent_active_months": int((y[recent] > 0).sum()),

@@ -22,7 +22,7 @@ import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.panels import INDICATOR_LABELS
-from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 
 SERIES = ["source", "level", "group_id", "country", "indicator"]
 HISTORY_MONTHS = 48
@@ -50,7 +50,7 @@ class ReportInputs:
 
 def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date) -> pl.DataFrame:
     """Counts of the wanted series (SERIES columns) over the HISTORY_MONTHS up to `month`, long format."""
-    first = index_month(month_index(month) - HISTORY_MONTHS + 1)
+    first = window_start(month, HISTORY_MONTHS)
     indicators = list(INDICATOR_LABELS)
     frames = []
     for panel, level in ((group_panel, "group"), (country_panel, "country")):
@@ -66,7 +66,7 @@ def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wante
 
 
 def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
-    first = index_month(month_index(month) - config.window_months + 1)
+    first = window_start(month, config.window_months)
     return (
         admin1_panel.filter(pl.col("month").is_between(first, month))
         .unpivot(index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count")
@@ -133,7 +133,7 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
     if expected is not None and not math.isnan(expected):
         trend = score.get("trend_per_year") or 1.0
         line = list(range(m - config.window_months + 1, m + 1))
-        full_month_expected = expected / max(score.get("days_covered", 31) / _days(month), 1e-9)
+        full_month_expected = expected / max(score.get("days_covered", 31) / days_in_month(month), 1e-9)
         ax.plot(line, [full_month_expected * trend ** ((i - m) / 12) for i in line], color="#2166ac", lw=1.8, zorder=3)
         ax.plot([m], [score["upper"]], marker="_", markersize=18, mew=2.5, color="#b2182b", ls="none", zorder=4)
     top = max([*counts, score.get("upper") or 0])
@@ -156,7 +156,7 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
 
 def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows: int = 6) -> pl.DataFrame:
     """Recent-window count per admin1 unit against what the baseline rate would give, largest rise first."""
-    recent_start = index_month(month_index(month) - config.recent_months + 1)
+    recent_start = window_start(month, config.recent_months)
     return (
         admin1.group_by("admin1")
         .agg(
@@ -170,10 +170,6 @@ def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows
         .with_columns(pl.col("at_baseline_rate", "rise").round(1))
         .rename({"recent": f"last {config.recent_months} months", "at_baseline_rate": "at the baseline rate"})
     )
-
-
-def _days(month: dt.date) -> int:
-    return (index_month(month_index(month) + 1) - month).days
 
 
 # --- documents ------------------------------------------------------------------------------------------------------
@@ -241,7 +237,7 @@ def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
 
 
 def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_dir: str) -> str:
-    month = f"{inputs.month:%B %Y}"
+    month = month_label(inputs.month)
     lines = [f"# Escalation alerts, {month}", "", _summary_sentence(inputs), ""]
     for section in sections:
         a = section.alert
@@ -260,7 +256,7 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
 
 
 def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
-    month = f"{inputs.month:%B %Y}"
+    month = month_label(inputs.month)
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Escalation alerts, {month}</title>",
@@ -301,7 +297,7 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
 
 def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
     """Write reports/<YYYY-MM>.html (self-contained) and reports/<YYYY-MM>.md with its plots in reports/<YYYY-MM>/."""
-    key = f"{inputs.month:%Y-%m}"
+    key = month_key(inputs.month)
     out_dir.mkdir(parents=True, exist_ok=True)
     image_dir = out_dir / key
     image_dir.mkdir(exist_ok=True)
@@ -342,14 +338,14 @@ def _summary_sentence(inputs: ReportInputs) -> str:
         # Silence here is not calm: a month the data do not reach yet (or too early to model) must not read as one.
         reach = ", ".join(f"{key.removesuffix('_data_reach')} to {value}" for key, value in inputs.data_quality.items()
                           if key.endswith("_data_reach"))
-        return (f"No series could be scored for {inputs.month:%B %Y}, so its lack of alerts says nothing: every series "
+        return (f"No series could be scored for {month_label(inputs.month)}, so its lack of alerts says nothing: every series "
                 f"lacks data for the month or the history a model needs (the data reach {reach or 'no month'}).")
     if alerts.height == 0:
-        return f"No escalation alert for {inputs.month:%B %Y}: no series rose above its expected range."
+        return f"No escalation alert for {month_label(inputs.month)}: no series rose above its expected range."
     severity = dict(alerts.group_by("severity").len().iter_rows())
     new = alerts.filter(pl.col("status") == "new").height
     parts = ", ".join(f"{severity[s]} {s}" for s in ("high", "medium", "low") if s in severity)
-    return (f"{alerts.height} escalation alert{'s' if alerts.height != 1 else ''} for {inputs.month:%B %Y} ({parts}); "
+    return (f"{alerts.height} escalation alert{'s' if alerts.height != 1 else ''} for {month_label(inputs.month)} ({parts}); "
             f"{new} new, {alerts.height - new} continuing from the month before.")
 
 

@@ -27,11 +27,10 @@ from sahel_pipeline.core.models import (
     BaselineFit,
     ModelConfig,
     SeriesTask,
-    index_month,
     input_keys,
-    month_index,
     score_chunk,
 )
+from sahel_pipeline.core.months import index_month_expr, month_index_expr, month_key, window_start
 from sahel_pipeline.core.panels import INDICATORS
 
 SERIES_KEYS = ["source", "level", "group_id", "group_name", "country", "indicator"]
@@ -83,17 +82,17 @@ def build_tasks(
         mine = [c for c in countries["country"].to_list() if shard_of(c, n) == k]
         group_panel = group_panel.filter(pl.col("country").is_in(mine))
         country_panel = country_panel.filter(pl.col("country").is_in(mine))
-    first = index_month(month_index(month) - config.history_months + 1)
-    window_start = index_month(month_index(month) - config.window_months + 1)
+    first = window_start(month, config.history_months)
+    window_first = window_start(month, config.window_months)
     series = (
         series_long(group_panel, country_panel, first, month, indicators)
         .group_by(SERIES_KEYS)
         .agg(
-            months=((pl.col("month").dt.year().cast(pl.Int64) - 1970) * 12 + pl.col("month").dt.month() - 1).sort(),
+            months=month_index_expr("month").sort(),
             counts=pl.col("count").sort_by("month"),
             exposure=(pl.col("days_covered") / pl.col("month").dt.month_end().dt.day()).sort_by(pl.col("month")),
             last_month=pl.col("month").max(),
-            window_sum=pl.col("count").filter(pl.col("month") >= window_start).sum(),
+            window_sum=pl.col("count").filter(pl.col("month") >= window_first).sum(),
         )
         .collect()
     )
@@ -215,7 +214,7 @@ def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
     scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_KEYS})
     forecasts = (
         pl.DataFrame(forecast_rows, infer_schema_length=None).with_columns(
-            target_month=pl.col("target_month").map_elements(index_month, return_dtype=pl.Date)
+            target_month=index_month_expr("target_month")
         )
         if forecast_rows
         else pl.DataFrame(schema={k: pl.String for k in SERIES_KEYS})
@@ -244,7 +243,7 @@ def score_month(
     kept_scores, kept_forecasts, tasks = reuse_earlier(tasks, keys, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
     log(
-        f"{month:%Y-%m}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit), "
+        f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit), "
         f"{sum(f.height for f in kept_scores):,} unchanged since the last run, "
         f"{skipped.height:,} skipped (sparse or no data for the month)"
     )

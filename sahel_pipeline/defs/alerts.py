@@ -15,10 +15,10 @@ from sahel_pipeline.core.report import (
     series_history,
     write_report,
 )
-from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
-from sahel_pipeline.defs.partitions import MONTHS, month_of
+from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "alerts"
@@ -43,11 +43,11 @@ def escalation_alerts(
     **shards: pl.DataFrame,
 ):
     """The month's escalation alerts, one explained row per rising series, written to alerts/YYYY-MM.csv/.json/.parquet."""
-    month = month_of(context.partition_key)
+    month = parse_month(context.partition_key)
     config = models.config()
     scores = gathered_scores(shards)
     admin1 = admin1_month_panel.filter(
-        pl.col("month").is_between(index_month(month_index(month) - config.window_months + 1), month)
+        pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
     alerts = alert_table(scores, admin1, config)
     paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key)
@@ -118,7 +118,7 @@ def alert_report(
     **shards: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """The month's report for analysts: alerts with plots and where the rise is, forecasts, data quality (HTML, Markdown)."""
-    month = month_of(context.partition_key)
+    month = parse_month(context.partition_key)
     config = models.config()
     scores = apply_alert_rule(gathered_scores(shards), config)
     wanted = pl.concat(

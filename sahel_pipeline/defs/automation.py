@@ -6,6 +6,7 @@ import hashlib
 import dagster as dg
 
 from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.core.months import month_key, shift_month
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -26,9 +27,8 @@ backtest_job = dg.define_asset_job(
 
 def months_to_refresh(now: dt.datetime) -> list[str]:
     """The previous month (its data are still being corrected) and the current, still-open one."""
-    first_of_month = now.date().replace(day=1)
-    previous = (first_of_month - dt.timedelta(days=1)).replace(day=1)
-    return [previous.strftime("%Y-%m"), first_of_month.strftime("%Y-%m")]
+    this_month = now.date().replace(day=1)
+    return [month_key(shift_month(this_month, -1)), month_key(this_month)]
 
 
 @dg.schedule(

@@ -6,7 +6,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.backtest import load_episodes, run_backtest
-from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.core.months import month_key, shift_month
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
@@ -25,9 +25,9 @@ def forecast_backtest(
 ) -> dg.MaterializeResult:
     """Rolling-origin backtest of forecasts (MAE, CRPS, interval coverage against naive forecasts) and of alerts."""
     last = last_complete_month(country_month_panel)
-    first = index_month(month_index(last) - models.backtest_months)
+    first, last_origin = shift_month(last, -models.backtest_months), shift_month(last, -1)
     result = run_backtest(
-        group_month_panel, country_month_panel, first, index_month(month_index(last) - 1), models.config(),
+        group_month_panel, country_month_panel, first, last_origin, models.config(),
         load_episodes(models.known_escalations), workers=models.workers, log=context.log.info,
     )
     folder = settings.output_path / "backtest"
@@ -37,7 +37,7 @@ def forecast_backtest(
     return dg.MaterializeResult(
         value=result.summary,
         metadata={
-            "origins": f"{first:%Y-%m} to {index_month(month_index(last) - 1):%Y-%m}",
+            "origins": f"{month_key(first)} to {month_key(last_origin)}",
             "forecasts_scored": result.forecasts.height,
             "summary": dg.MetadataValue.md(markdown_table(result.summary)),
             "alerts_per_series_year": dg.MetadataValue.md(markdown_table(result.alert_rates)),

@@ -3,10 +3,11 @@
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline.core.months import parse_month
 from sahel_pipeline.core.scoring import MonthScores, score_month
 from sahel_pipeline.defs.io_manager import stored_path
 from sahel_pipeline.defs.metadata import markdown_table
-from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS, month_of
+from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "models"
@@ -42,7 +43,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         models: ModelSettings,
         settings: PipelineSettings,
     ) -> dg.MaterializeResult:
-        month = month_of(context.partition_key)
+        month = parse_month(context.partition_key)
         # The last materialization of this partition: series whose inputs have not changed keep their scores.
         earlier = stored_path(settings.warehouse, shard_key(shard), context.partition_key)
         result = score_month(

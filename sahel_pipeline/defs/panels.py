@@ -6,6 +6,7 @@ import polars as pl
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
+from sahel_pipeline.core.months import month_index_expr
 from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels, load_counts, save_counts
 from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
@@ -110,7 +111,7 @@ def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheck
     per_series = group_month_panel.group_by("source", "group_id", "country").agg(
         rows=pl.len(), first=pl.col("month").min(), last=pl.col("month").max()
     )
-    expected_rows = (pl.col("last").dt.year() - pl.col("first").dt.year()) * 12 + pl.col("last").dt.month() - pl.col("first").dt.month() + 1
+    expected_rows = month_index_expr("last") - month_index_expr("first") + 1
     gaps = per_series.filter(pl.col("rows") != expected_rows)
     return dg.AssetCheckResult(
         passed=gaps.height == 0,
