@@ -146,9 +146,10 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     def alerts_and_report():
         from sahel_pipeline.core.alerts import apply_alert_rule
         from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
+        from sahel_pipeline.core.series import SERIES_KEY
 
         table = alert_table(scores.scores, panels.admin1_month, config)
-        wanted = alert_series(table).select("source", "level", "group_id", "country", "indicator")
+        wanted = alert_series(table).select(SERIES_KEY)
         inputs = ReportInputs(
             month=month, alerts=table, scores=apply_alert_rule(scores.scores, config), forecasts=scores.forecasts,
             history=series_history(panels.group_month.lazy(), panels.country_month.lazy(), wanted, month),

@@ -13,6 +13,7 @@ from scipy import stats
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.models import Break, ModelConfig, Predictive, SeriesTask, rate_ratio, score_series
 from sahel_pipeline.core.months import month_index
+from sahel_pipeline.core.series import SERIES_KEY
 
 CONFIG = ModelConfig()
 
@@ -200,7 +201,7 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     assert reused.reuse["baseline_fits_reused"] == 1  # ISSP Niger events: only its last month changed
     assert reused.reuse["series_fitted"] == 0
     assert reused.reuse["scores_reused"] == fresh.scores.filter(pl.col("model") != "skipped").height - 1
-    keys = ["source", "level", "group_id", "country", "indicator"]
+    keys = SERIES_KEY
     assert reused.scores.sort(keys, nulls_last=True).equals(fresh.scores.select(reused.scores.columns).sort(keys, nulls_last=True))
     order = [*keys, "horizon"]
     assert reused.forecasts.sort(order, nulls_last=True).equals(fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True))

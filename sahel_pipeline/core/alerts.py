@@ -23,6 +23,7 @@ import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.panels import INDICATOR_LABELS
+from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 from sahel_pipeline.core.months import month_key, month_label, window_start_expr
 
 ALERT_COLUMNS = [
@@ -70,17 +71,15 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
 
     Units are taken by largest excess until they hold half of the total positive excess (at most `top`).
     """
-    keys = ["source", "level", "group_id", "country", "indicator", "month"]
+    keys = [*SERIES_KEY, "month"]
     if alerts.height == 0:
         return pl.DataFrame(schema={**{k: alerts.schema[k] for k in keys}, "where": pl.String()})
     months = alerts.select(keys).unique().with_columns(
         recent_start=window_start_expr("month", config.recent_months),
         baseline_start=window_start_expr("month", config.window_months),
     )
-    long = admin1.unpivot(
-        index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count"
-    ).rename({"month": "admin1_month"})
-    joined = months.join(long, on=["source", "level", "group_id", "country", "indicator"], nulls_equal=True).filter(
+    long = long_admin1(admin1).rename({"month": "admin1_month"})
+    joined = months.join(long, on=SERIES_KEY, nulls_equal=True).filter(
         pl.col("admin1_month").is_between(pl.col("baseline_start"), pl.col("month"))
     )
     recent = pl.col("admin1_month") >= pl.col("recent_start")
@@ -109,7 +108,7 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
         return pl.DataFrame(schema=ALERT_SCHEMA)
     alerts = alerts.join(
         rise_locations(alerts, admin1, config),
-        on=["source", "level", "group_id", "country", "indicator", "month"], how="left", nulls_equal=True,
+        on=[*SERIES_KEY, "month"], how="left", nulls_equal=True,
     )
     rows = []
     for row in alerts.iter_rows(named=True):

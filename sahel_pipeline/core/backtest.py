@@ -24,6 +24,7 @@ from sahel_pipeline.core.models import ModelConfig, Predictive
 from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
 from sahel_pipeline.core.scoring import fitting_pool, score_month
+from sahel_pipeline.core.series import SERIES_KEY, long_series
 
 Log = Callable[[str], None]
 EPISODE_COLUMNS = ["source", "group", "country", "first_month", "last_month", "description"]
@@ -79,29 +80,18 @@ def run_backtest(
     )
 
 
-def _actuals(group_panel: pl.DataFrame, country_panel: pl.DataFrame, indicators: list[str]) -> pl.DataFrame:
-    group = group_panel.with_columns(level=pl.lit("group"))
-    country = country_panel.with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String))
-    keys = ["source", "level", "group_id", "country", "month"]
-    return pl.concat([group.select(*keys, *indicators), country.select(*keys, *indicators)]).unpivot(
-        index=keys, variable_name="indicator", value_name="actual"
-    )
-
-
 def score_forecasts(forecasts: pl.DataFrame, group_panel: pl.DataFrame, country_panel: pl.DataFrame, indicators: list[str]) -> pl.DataFrame:
     """Attach the outcome and the naive forecasts to each one-month-ahead forecast, and score all three."""
     if forecasts.height == 0:
         return forecasts
-    actuals = _actuals(group_panel, country_panel, indicators).sort("month")
-    keys = ["source", "level", "group_id", "country", "indicator"]
+    actuals = long_series(group_panel, country_panel, indicators, value_name="actual").collect().sort("month")
     history = actuals.with_columns(
         last_value=pl.col("actual"),
-        mean12=pl.col("actual").rolling_mean(12, min_samples=1).over(keys),
+        mean12=pl.col("actual").rolling_mean(12, min_samples=1).over(SERIES_KEY),
     )
-    joined = (
-        forecasts.join(actuals.rename({"month": "target_month"}), on=[*keys, "target_month"], how="inner", nulls_equal=True)
-        .join(history.select(*keys, "month", "last_value", "mean12"), on=[*keys, "month"], how="left", nulls_equal=True)
-    )
+    joined = forecasts.join(
+        actuals.rename({"month": "target_month"}), on=[*SERIES_KEY, "target_month"], how="inner", nulls_equal=True
+    ).join(history.select(*SERIES_KEY, "month", "last_value", "mean12"), on=[*SERIES_KEY, "month"], how="left", nulls_equal=True)
     crps = [
         Predictive(mu, se, alpha).crps(int(actual))
         for mu, se, alpha, actual in joined.select("expected", "se", "alpha", "actual").iter_rows()

@@ -25,6 +25,7 @@ import polars as pl
 
 from sahel_pipeline.core.groups import Ambiguity, Role, event_groups
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
+from sahel_pipeline.core.series import UNIT_KEY
 
 INDICATORS = ["events", "violent_events", "fatalities", "civilian_targeting_events"]
 INDICATOR_LABELS = {
@@ -174,7 +175,7 @@ def count_months(
             .with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String)),
         ],
         how="diagonal",
-    ).select("source", "level", "group_id", "country", "admin1", "month", *INDICATORS)
+    ).select(*UNIT_KEY, "admin1", "month", *INDICATORS)
     unmapped = (
         attributed.filter(~pl.col("known"))
         .group_by("actor", "source", "country", "month")

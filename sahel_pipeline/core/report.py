@@ -23,8 +23,8 @@ import polars as pl
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
+from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
 
-SERIES = ["source", "level", "group_id", "country", "indicator"]
 HISTORY_MONTHS = 48
 PLOTTED_ALERTS = 12  # the most severe alerts get a plot; the others are listed with their sentence and table
 PLOT_CAPTION = (
@@ -41,36 +41,26 @@ class ReportInputs:
     alerts: pl.DataFrame  # the analysts' alert table
     scores: pl.DataFrame  # every series' score at the month (with alert columns)
     forecasts: pl.DataFrame  # every modelled series' forecasts
-    history: pl.DataFrame  # SERIES + month + count, for the alerted series and every country
-    admin1: pl.DataFrame  # SERIES + month + admin1 + count, for the alerted series
+    history: pl.DataFrame  # SERIES_KEY + month + count, for the alerted series and every country
+    admin1: pl.DataFrame  # SERIES_KEY + month + admin1 + count, for the alerted series
     data_quality: dict[str, int | str]
     quarantine_reasons: pl.DataFrame  # column, reason, rows
     config: ModelConfig
 
 
 def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date) -> pl.DataFrame:
-    """Counts of the wanted series (SERIES columns) over the HISTORY_MONTHS up to `month`, long format."""
-    first = window_start(month, HISTORY_MONTHS)
-    indicators = list(INDICATOR_LABELS)
-    frames = []
-    for panel, level in ((group_panel, "group"), (country_panel, "country")):
-        if level == "country":
-            panel = panel.with_columns(group_id=pl.lit(None, pl.String))
-        frames.append(
-            panel.filter(pl.col("month").is_between(first, month))
-            .select("source", "group_id", "country", "month", *indicators)
-            .with_columns(level=pl.lit(level))
-            .unpivot(index=["source", "level", "group_id", "country", "month"], variable_name="indicator", value_name="count")
-        )
-    return pl.concat(frames).join(wanted.lazy().select(SERIES).unique(), on=SERIES, nulls_equal=True).collect()
+    """Counts of the wanted series (SERIES_KEY columns) over the HISTORY_MONTHS up to `month`, long format."""
+    history = long_series(
+        group_panel, country_panel, list(INDICATOR_LABELS), first=window_start(month, HISTORY_MONTHS), last=month
+    )
+    return history.join(wanted.lazy().select(SERIES_KEY).unique(), on=SERIES_KEY, nulls_equal=True).collect()
 
 
 def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
     first = window_start(month, config.window_months)
     return (
-        admin1_panel.filter(pl.col("month").is_between(first, month))
-        .unpivot(index=["source", "level", "group_id", "country", "admin1", "month"], variable_name="indicator", value_name="count")
-        .join(wanted.lazy().select(SERIES).unique(), on=SERIES, nulls_equal=True)
+        long_admin1(admin1_panel.filter(pl.col("month").is_between(first, month)))
+        .join(wanted.lazy().select(SERIES_KEY).unique(), on=SERIES_KEY, nulls_equal=True)
         .collect()
     )
 
@@ -196,7 +186,7 @@ def build_sections(inputs: ReportInputs, earlier_plots: dict[str, bytes] | None 
     sections = []
     keyed = alert_series(inputs.alerts)
     for n, alert in enumerate(keyed.iter_rows(named=True), 1):
-        key = {k: alert[k] for k in SERIES}
+        key = {k: alert[k] for k in SERIES_KEY}
         match = [pl.col(k).eq_missing(pl.lit(v, dtype=pl.String)) for k, v in key.items()]
         where = admin1_table(inputs.admin1.filter(*match), inputs.month, inputs.config)
         if n > PLOTTED_ALERTS:
@@ -224,12 +214,13 @@ def plot_digest(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
 
 
 def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
-    alerted = alert_series(inputs.alerts).select(SERIES).unique()
-    wanted = pl.concat([alerted, inputs.forecasts.filter(pl.col("level") == "country").select(SERIES).unique()]).unique()
+    alerted = alert_series(inputs.alerts).select(SERIES_KEY).unique()
+    country_series = inputs.forecasts.filter(pl.col("level") == "country").select(SERIES_KEY).unique()
+    wanted = pl.concat([alerted, country_series]).unique()
     if inputs.forecasts.height == 0:
         return inputs.forecasts
     return (
-        inputs.forecasts.join(wanted, on=SERIES, nulls_equal=True)
+        inputs.forecasts.join(wanted, on=SERIES_KEY, nulls_equal=True)
         .with_columns(series=pl.coalesce(pl.col("group_name"), pl.lit("(all groups)")), target=pl.col("target_month").dt.strftime("%b %Y"))
         .sort("source", "country", "level", "series", "indicator", "horizon", descending=[False, False, True, False, False, False])
         .select("source", "country", "series", "indicator", "target", "median", "lo80", "hi80", "lo95", "hi95")

@@ -32,8 +32,8 @@ from sahel_pipeline.core.models import (
 )
 from sahel_pipeline.core.months import index_month_expr, month_index_expr, month_key, window_start
 from sahel_pipeline.core.panels import INDICATORS
+from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 
-SERIES_KEYS = ["source", "level", "group_id", "group_name", "country", "indicator"]
 CHUNK = 64
 Log = Callable[[str], None]
 
@@ -48,18 +48,6 @@ class MonthScores:
 def shard_of(country: str, shards: int) -> int:
     """A stable shard number for a country, so that fan-out partitions always get the same countries."""
     return zlib.crc32(country.encode()) % shards
-
-
-def series_long(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, first: dt.date, month: dt.date, indicators: list[str]) -> pl.LazyFrame:
-    """Both panels from `first` to `month`, one row per (series key, month) with the indicator as a column value."""
-    country = country_panel.with_columns(group_id=pl.lit(None, pl.String), group_name=pl.lit(None, pl.String))
-    columns = ["source", "level", "group_id", "group_name", "country", "month", "days_covered", *indicators]
-    both = pl.concat(
-        [group_panel.with_columns(level=pl.lit("group")).select(columns), country.with_columns(level=pl.lit("country")).select(columns)]
-    )
-    return both.filter(pl.col("month").is_between(first, month)).unpivot(
-        index=columns[:7], on=indicators, variable_name="indicator", value_name="count"
-    )
 
 
 def build_tasks(
@@ -85,8 +73,8 @@ def build_tasks(
     first = window_start(month, config.history_months)
     window_first = window_start(month, config.window_months)
     series = (
-        series_long(group_panel, country_panel, first, month, indicators)
-        .group_by(SERIES_KEYS)
+        long_series(group_panel, country_panel, indicators, first=first, last=month, carry=("group_name", "days_covered"))
+        .group_by(SERIES_COLUMNS)
         .agg(
             months=month_index_expr("month").sort(),
             counts=pl.col("count").sort_by("month"),
@@ -105,11 +93,11 @@ def build_tasks(
     )
     series = series.with_columns(reason=reasons)
     skipped = series.filter(pl.col("reason").is_not_null()).select(
-        *SERIES_KEYS, model=pl.lit("skipped"), note="reason", recent_sum=pl.lit(None, pl.Int64)
+        *SERIES_COLUMNS, model=pl.lit("skipped"), note="reason", recent_sum=pl.lit(None, pl.Int64)
     )
     tasks = [
         SeriesTask(
-            key=tuple(row[k] for k in SERIES_KEYS),
+            key=tuple(row[k] for k in SERIES_COLUMNS),
             indicator=row["indicator"],
             country=row["country"],
             months=np.asarray(row["months"], dtype=np.int64),
@@ -209,15 +197,15 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 
 
 def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
-    score_rows = [dict(zip(SERIES_KEYS, key, strict=True)) | score for key, score, _ in results]
-    forecast_rows = [dict(zip(SERIES_KEYS, key, strict=True)) | row for key, _, rows in results for row in rows]
-    scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_KEYS})
+    score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _ in results]
+    forecast_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, _, rows in results for row in rows]
+    scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
     forecasts = (
         pl.DataFrame(forecast_rows, infer_schema_length=None).with_columns(
             target_month=index_month_expr("target_month")
         )
         if forecast_rows
-        else pl.DataFrame(schema={k: pl.String for k in SERIES_KEYS})
+        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
     )
     return MonthScores(scores, forecasts)
 
@@ -251,10 +239,10 @@ def score_month(
     if fitted.scores.height:
         digests = pl.DataFrame(
             [(*key, baseline, everything) for key, (baseline, everything) in keys.items()],
-            schema={**{k: pl.String for k in SERIES_KEYS}, "baseline_key": pl.String, "window_key": pl.String},
+            schema={**{k: pl.String for k in SERIES_COLUMNS}, "baseline_key": pl.String, "window_key": pl.String},
             orient="row",
         )
-        fitted.scores = fitted.scores.join(digests, on=SERIES_KEYS, how="left", nulls_equal=True)
+        fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
     scores = pl.concat([fitted.scores, *kept_scores, skipped], how="diagonal_relaxed")
     forecasts = pl.concat([fitted.forecasts, *kept_forecasts], how="diagonal_relaxed")
     reuse = {
@@ -275,8 +263,8 @@ def reuse_earlier(
         return [], [], tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     by_key = {
-        tuple(row[k] for k in SERIES_KEYS): row
-        for row in earlier.select(*SERIES_KEYS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
+        tuple(row[k] for k in SERIES_COLUMNS): row
+        for row in earlier.select(*SERIES_COLUMNS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
     }
     unchanged, to_fit = [], []
     for task in tasks:
@@ -290,7 +278,7 @@ def reuse_earlier(
             to_fit.append(task)
     if not unchanged:
         return [], [], to_fit
-    chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_KEYS}, orient="row")
-    kept_scores = earlier.join(chosen, on=SERIES_KEYS, nulls_equal=True).drop("month")
-    kept_forecasts = previous.forecasts.join(chosen, on=SERIES_KEYS, nulls_equal=True).drop("month", strict=False)
+    chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_COLUMNS}, orient="row")
+    kept_scores = earlier.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month")
+    kept_forecasts = previous.forecasts.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)
     return [kept_scores], [kept_forecasts], to_fit

@@ -16,6 +16,7 @@ from sahel_pipeline.core.report import (
     write_report,
 )
 from sahel_pipeline.core.months import parse_month, window_start
+from sahel_pipeline.core.series import SERIES_KEY
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
 from sahel_pipeline.defs.partitions import MONTHS
@@ -123,8 +124,8 @@ def alert_report(
     scores = apply_alert_rule(gathered_scores(shards), config)
     wanted = pl.concat(
         [
-            alert_series(escalation_alerts).select("source", "level", "group_id", "country", "indicator"),
-            scores.filter(pl.col("level") == "country").select("source", "level", "group_id", "country", "indicator"),
+            alert_series(escalation_alerts).select(SERIES_KEY),
+            scores.filter(pl.col("level") == "country").select(SERIES_KEY),
         ],
         how="vertical_relaxed",
     )

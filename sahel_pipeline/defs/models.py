@@ -5,6 +5,7 @@ import polars as pl
 
 from sahel_pipeline.core.months import parse_month
 from sahel_pipeline.core.scoring import MonthScores, score_month
+from sahel_pipeline.core.series import SERIES_COLUMNS
 from sahel_pipeline.defs.io_manager import stored_path
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS
@@ -66,11 +67,10 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
 
 def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
     """One row per series: the forecast months go into a list column, so a shard is one table."""
-    keys = ["source", "level", "group_id", "group_name", "country", "indicator"]
     if forecasts.height == 0:
         return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
-    nested = forecasts.group_by(keys).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
-    return scores.join(nested, on=keys, how="left", nulls_equal=True)
+    nested = forecasts.group_by(SERIES_COLUMNS).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
+    return scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
 
 
 def split_forecasts(scores: pl.DataFrame) -> MonthScores:
@@ -113,10 +113,9 @@ def series_forecasts(
 
 
 def unnest_forecasts(scores: pl.DataFrame) -> pl.DataFrame:
-    keys = ["month", "source", "level", "group_id", "group_name", "country", "indicator"]
     return (
         scores.filter(pl.col("forecasts").is_not_null())
-        .select(*keys, "forecasts")
+        .select("month", *SERIES_COLUMNS, "forecasts")
         .explode("forecasts")
         .unnest("forecasts")
         .sort("source", "country", "level", "group_id", "indicator", "horizon", nulls_last=True)

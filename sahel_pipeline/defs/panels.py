@@ -7,7 +7,7 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
 from sahel_pipeline.core.months import month_index_expr
-from sahel_pipeline.core.panels import EVENT_COLUMNS, INDICATORS, build_panels, load_counts, save_counts
+from sahel_pipeline.core.panels import EVENT_COLUMNS, GROUP_KEYS, INDICATORS, build_panels, load_counts, save_counts
 from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
@@ -56,7 +56,7 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
         value=panels.group_month,
         metadata={
             "dagster/row_count": panels.group_month.height,
-            "series": panels.group_month.select("source", "group_id", "country").unique().height,
+            "series": panels.group_month.select(GROUP_KEYS).unique().height,
             "group_role": settings.group_role,
             "months_recounted": counts.recounted_months,
             "ambiguous_attribution": settings.ambiguous_attribution,
@@ -108,7 +108,7 @@ def country_panel_counts_every_event_once(country_month_panel: pl.DataFrame, can
     description="Zero-filled: every series has one row for every month of its source's coverage.",
 )
 def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheckResult:
-    per_series = group_month_panel.group_by("source", "group_id", "country").agg(
+    per_series = group_month_panel.group_by(GROUP_KEYS).agg(
         rows=pl.len(), first=pl.col("month").min(), last=pl.col("month").max()
     )
     expected_rows = month_index_expr("last") - month_index_expr("first") + 1
