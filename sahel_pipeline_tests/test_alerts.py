@@ -10,6 +10,7 @@ import pytest
 
 from sahel_pipeline.core.alerts import apply_alert_rule, explain
 from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_range, window_start
 
 CONFIG = ModelConfig()
 BASE = {
@@ -80,3 +81,24 @@ def test_sentence_for_a_country_a_partial_month_and_an_empty_baseline():
     )
     short_history = {**row, "baseline_months": 20}
     assert explain(short_history, CONFIG).endswith("hold 15 fatalities against none in the 20 months before.")
+
+
+def test_the_sentence_and_the_report_table_name_the_same_rise():
+    """Three units over a 36-month baseline and a 3-month recent window, counted by hand: Tillaberi 1 a month then
+    10 a month (30 against 3 at the baseline rate: +27), Dosso 12 then 4 (+3), Tahoua 72 then 2 (-4)."""
+    from sahel_pipeline.core.alerts import rise_locations
+    from sahel_pipeline.core.report import admin1_table
+
+    month = dt.date(2024, 12, 1)
+    months = month_range(window_start(month, 39), month)  # 36 baseline months, then 3 recent
+    per_unit = {"Tillaberi": [1] * 36 + [10] * 3, "Dosso": [1] * 12 + [0] * 24 + [2, 1, 1], "Tahoua": [2] * 36 + [1, 0, 1]}
+    unit = {"source": "ACLED", "level": "group", "group_id": "ISSP", "country": "Niger"}
+    admin1 = pl.DataFrame(
+        [{**unit, "admin1": name, "month": m, "events": n} for name, counts in per_unit.items() for m, n in zip(months, counts, strict=True)]
+    )
+    alert = pl.DataFrame([{**unit, "indicator": "events", "month": month}])
+    sentence = rise_locations(alert, admin1, CONFIG)["where"].to_list()
+    assert sentence == ["Tillaberi (+27)"]  # 27 of the 30 events of positive rise: half is reached with one unit
+    long = admin1.unpivot(index=[*unit, "admin1", "month"], variable_name="indicator", value_name="count")
+    table = admin1_table(long, month, CONFIG)
+    assert table.rows() == [("Tillaberi", 30, 3.0, 27.0), ("Dosso", 4, 1.0, 3.0), ("Tahoua", 2, 6.0, -4.0)]

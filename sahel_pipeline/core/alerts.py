@@ -66,10 +66,28 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     )
 
 
-def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, top: int = 3) -> pl.DataFrame:
-    """Admin1 units that hold most of each alert's rise: recent-window count above the baseline-rate expectation.
+def admin1_rise(rows: pl.DataFrame, by: list[str], recent: pl.Expr, config: ModelConfig) -> pl.DataFrame:
+    """Per admin1 unit (and `by`): its count over the recent window, what the baseline rate gives over as many
+    months, and the rise, their difference. `rows` are long admin1 counts over the baseline and recent windows, and
+    `recent` marks those of the recent window.
 
-    Units are taken by largest excess until they hold half of the total positive excess (at most `top`).
+    The alert sentence ("Most of the rise is in ...") and the report's table of where the rise is both come from
+    here, so that they name the same units with the same rise.
+    """
+    return (
+        rows.group_by(*by, "admin1")
+        .agg(
+            recent=pl.col("count").filter(recent).sum(),
+            at_baseline_rate=pl.col("count").filter(~recent).sum() * config.recent_months / config.baseline_months,
+        )
+        .with_columns(rise=pl.col("recent") - pl.col("at_baseline_rate"))
+    )
+
+
+def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, top: int = 3) -> pl.DataFrame:
+    """Admin1 units that hold most of each alert's rise (admin1_rise), as "Tillaberi (+7), Dosso (+2)".
+
+    Units are taken by largest rise until they hold half of the total positive rise (at most `top`).
     """
     keys = [*SERIES_KEY, "month"]
     if alerts.height == 0:
@@ -82,21 +100,18 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
     joined = months.join(long, on=SERIES_KEY, nulls_equal=True).filter(
         pl.col("admin1_month").is_between(pl.col("baseline_start"), pl.col("month"))
     )
-    recent = pl.col("admin1_month") >= pl.col("recent_start")
     per_unit = (
-        joined.group_by(*keys, "admin1")
-        .agg(recent=pl.col("count").filter(recent).sum(), baseline=pl.col("count").filter(~recent).sum())
-        .with_columns(excess=pl.col("recent") - pl.col("baseline") * config.recent_months / config.baseline_months)
-        .filter(pl.col("excess") > 0)
-        .sort(*keys, "excess", descending=[False] * len(keys) + [True], nulls_last=True)
+        admin1_rise(joined, keys, pl.col("admin1_month") >= pl.col("recent_start"), config)
+        .filter(pl.col("rise") > 0)
+        .sort(*keys, "rise", descending=[False] * len(keys) + [True], nulls_last=True)
         .with_columns(
-            share_before=(pl.col("excess").cum_sum() - pl.col("excess")).over(keys) / pl.col("excess").sum().over(keys),
+            share_before=(pl.col("rise").cum_sum() - pl.col("rise")).over(keys) / pl.col("rise").sum().over(keys),
             rank=pl.int_range(pl.len()).over(keys),
         )
         .filter((pl.col("share_before") < 0.5) & (pl.col("rank") < top))
     )
     return per_unit.group_by(keys).agg(
-        where=pl.format("{} (+{})", pl.col("admin1"), pl.col("excess").round(0).cast(pl.Int64)).str.join(", ")
+        where=pl.format("{} (+{})", pl.col("admin1"), pl.col("rise").round(0).cast(pl.Int64)).str.join(", ")
     )
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sahel_pipeline.core.alerts import admin1_rise
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
@@ -145,15 +146,9 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
 
 
 def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows: int = 6) -> pl.DataFrame:
-    """Recent-window count per admin1 unit against what the baseline rate would give, largest rise first."""
-    recent_start = window_start(month, config.recent_months)
+    """Recent-window count per admin1 unit against what the baseline rate would give (admin1_rise), largest rise first."""
     return (
-        admin1.group_by("admin1")
-        .agg(
-            recent=pl.col("count").filter(pl.col("month") >= recent_start).sum(),
-            at_baseline_rate=pl.col("count").filter(pl.col("month") < recent_start).sum() * config.recent_months / config.baseline_months,
-        )
-        .with_columns(rise=pl.col("recent") - pl.col("at_baseline_rate"))
+        admin1_rise(admin1, [], pl.col("month") >= window_start(month, config.recent_months), config)
         .filter((pl.col("recent") > 0) | (pl.col("at_baseline_rate") >= 0.5))
         .sort("rise", descending=True)
         .head(rows)
