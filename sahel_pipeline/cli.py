@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.months import is_month_key, month_key, month_range, parse_month
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
@@ -79,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest of forecasts and alerts")
     common(backtest)
-    backtest.add_argument("--months", type=int, default=36, help="origins: this many months up to the data's end (default 36)")
+    backtest.add_argument("--months", type=int, default=BACKTEST_MONTHS,
+                          help=f"origins: this many months up to the data's end (default {BACKTEST_MONTHS})")
     backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     backtest.set_defaults(command=command_backtest)
     return top
@@ -137,7 +139,7 @@ def _runner(args: argparse.Namespace):
             raise CliError(f"raw data path does not exist: {path}")
     if getattr(args, "months", 1) < 1:
         raise CliError("--months must be at least 1")
-    return Runner(raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", 36))
+    return Runner(raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", BACKTEST_MONTHS))
 
 
 def _latest_complete_month(settings) -> str:

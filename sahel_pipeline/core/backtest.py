@@ -29,6 +29,7 @@ from sahel_pipeline.core.series import SERIES_KEY, long_series
 Log = Callable[[str], None]
 EPISODE_COLUMNS = ["source", "group", "country", "first_month", "last_month", "description"]
 EARLY_MONTHS = 3  # an alert up to three months before an episode's first month counts as an early flag
+BACKTEST_MONTHS = 36  # origins of the rolling backtest by default: this many months up to the data's end
 
 
 @dataclass

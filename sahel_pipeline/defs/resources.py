@@ -11,6 +11,7 @@ from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
 from sahel_pipeline.core.ingest import find_csv_files, resolve_raw_files
+from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
@@ -85,16 +86,28 @@ class PipelineSettings(dg.ConfigurableResource):
 
 
 class ModelSettings(dg.ConfigurableResource):
-    """The count models and the alert rule. Defaults are the ones the README documents and the tests measure."""
+    """The count models and the alert rule. The defaults are ModelConfig's (the ones the README documents and the tests
+    measure), read from it so that one edit changes both runs and tests."""
 
-    baseline_months: int = Field(default=36, description="Months of the baseline window.")
-    recent_months: int = Field(default=3, description="Months of the recent window (ending with the month scored).")
-    alert_p: float = Field(default=0.01, description="A month exceeds when P(count at least this high) is below this.")
-    rr_alert_low: float = Field(default=1.5, description="A rise is sustained when the rate ratio's lower 95% bound reaches this.")
-    forecast_half_life: float = Field(default=2.0, description="Half-life in months of the forecast's local level.")
+    baseline_months: int = Field(default=ModelConfig.baseline_months, description="Months of the baseline window.")
+    recent_months: int = Field(
+        default=ModelConfig.recent_months, description="Months of the recent window (ending with the month scored)."
+    )
+    alert_p: float = Field(
+        default=ModelConfig.alert_p, description="A month exceeds when P(count at least this high) is below this."
+    )
+    rr_alert_low: float = Field(
+        default=ModelConfig.rr_alert_low,
+        description="A rise is sustained when the rate ratio's lower 95% bound reaches this.",
+    )
+    forecast_half_life: float = Field(
+        default=ModelConfig.forecast_half_life, description="Half-life in months of the forecast's local level."
+    )
     break_dates: str = Field(default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none.")
     known_escalations: str = Field(default=str(KNOWN_ESCALATIONS), description="CSV of known escalation episodes for the backtest.")
-    backtest_months: int = Field(default=36, description="Origins of the rolling backtest: this many months up to the data's end.")
+    backtest_months: int = Field(
+        default=BACKTEST_MONTHS, description="Origins of the rolling backtest: this many months up to the data's end."
+    )
     workers: int = Field(default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out).")
 
     def config(self) -> ModelConfig:

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.partitions import MONTHS
@@ -31,7 +32,9 @@ class RunFailed(Exception):
 class Runner:
     """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance."""
 
-    def __init__(self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO", backtest_months: int = 36):
+    def __init__(
+        self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO", backtest_months: int = BACKTEST_MONTHS
+    ):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
             output_dir=str(out),
