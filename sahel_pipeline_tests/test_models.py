@@ -266,3 +266,14 @@ def test_heavy_imports_start_in_the_background_once():
     thread.join(timeout=30)
     assert "mailbox" in sys.modules
     assert import_in_background("mailbox", "json") is None
+
+
+def test_forecast_rows_have_the_columns_of_the_forecast_schema():
+    from sahel_pipeline.core.scoring import FORECAST_SCHEMA
+
+    rng = np.random.default_rng(5)
+    _, forecasts = score_series(task(rng.poisson(6.0, 48)), CONFIG)
+    assert len(forecasts) == CONFIG.horizons
+    assert all(list(row) == ["horizon", "target_month", "expected", "se", "alpha", "lo95", "lo80", "median", "hi80", "hi95"]
+               for row in forecasts)
+    assert set(forecasts[0]) == set(FORECAST_SCHEMA)

@@ -402,6 +402,9 @@ class SeriesTask:
     cached_fit: BaselineFit | None = None  # an earlier fit of the same baseline data, reused as is
 
 
+# The predictive quantiles each forecast row carries, by column (scoring.FORECAST_SCHEMA has all the columns).
+FORECAST_QUANTILES = {"lo95": 0.025, "lo80": 0.10, "median": 0.5, "hi80": 0.90, "hi95": 0.975}
+
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
 MODEL_VERSION = "2"
 
@@ -476,7 +479,7 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
     )
     level = forecast_level(y[start:], exposure[start:], fit.alpha, config.forecast_half_life)
     # The level is assumed to hold over the horizon: every month ahead gets the same predictive distribution.
-    bounds = dict(zip(("lo95", "lo80", "median", "hi80", "hi95"), level.quantiles([0.025, 0.10, 0.5, 0.90, 0.975]), strict=True))
+    bounds = dict(zip(FORECAST_QUANTILES, level.quantiles(list(FORECAST_QUANTILES.values())), strict=True))
     forecasts = [
         {"horizon": h, "target_month": int(task.months[-1]) + h, "expected": level.mu, "se": level.se, "alpha": level.alpha, **bounds}
         for h in range(1, config.horizons + 1)

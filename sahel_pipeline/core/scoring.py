@@ -37,12 +37,43 @@ from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 CHUNK = 64
 Log = Callable[[str], None]
 
+# A forecast row after the series' key (models.score_series makes them): the columns of stored shards' nested
+# forecasts and of the forecasts CSV, in order.
+FORECAST_SCHEMA = {
+    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "se": pl.Float64, "alpha": pl.Float64,
+    **{bound: pl.Int64 for bound in ("median", "lo80", "hi80", "lo95", "hi95")},
+}
+
 
 @dataclass
 class MonthScores:
     scores: pl.DataFrame  # one row per modelled or skipped series
     forecasts: pl.DataFrame  # one row per modelled series and horizon
     reuse: dict[str, int] = field(default_factory=dict)  # how much of an earlier run's work was kept
+
+
+def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
+    """One row per series: the forecast months go into a list column, so that a month's scores are one table."""
+    if forecasts.height == 0:
+        return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
+    nested = forecasts.group_by(SERIES_COLUMNS).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
+    return scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
+
+
+def unnest_forecasts(scores: pl.DataFrame) -> pl.DataFrame:
+    """The forecast rows of nested scores, one per series and horizon, in the forecasts CSV's order."""
+    return (
+        scores.filter(pl.col("forecasts").is_not_null())
+        .select("month", *SERIES_COLUMNS, "forecasts")
+        .explode("forecasts")
+        .unnest("forecasts")
+        .sort("source", "country", "level", "group_id", "indicator", "horizon", nulls_last=True)
+    )
+
+
+def split_forecasts(scores: pl.DataFrame) -> MonthScores:
+    """Nested scores back into scores and forecast rows (the inverse of nest_forecasts)."""
+    return MonthScores(scores.drop("forecasts"), unnest_forecasts(scores))
 
 
 def shard_of(country: str, shards: int) -> int:

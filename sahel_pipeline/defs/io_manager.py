@@ -15,10 +15,20 @@ def parquet_tables(group: str, **descriptions: str) -> dict[str, dg.AssetOut]:
     }
 
 
-def stored_path(warehouse: Path, key: dg.AssetKey, partition: str | None = None) -> Path:
+def _stored_path(warehouse: Path, key: dg.AssetKey, partition: str | None = None) -> Path:
     """Where an asset (or one partition of it) is stored."""
     folder = Path(warehouse, *key.path)
     return folder / f"{partition}.parquet" if partition is not None else folder.with_name(folder.name + ".parquet")
+
+
+def previous_output(warehouse: Path, key: dg.AssetKey, partition: str | None = None) -> pl.DataFrame | None:
+    """What the last materialization of an asset (or one partition of it) stored, or None when there is none yet.
+
+    For an asset that reuses its own earlier work (a shard keeps the scores of unchanged series): Dagster cannot give
+    an asset its own output as an input, so the asset reads it here, from where this IO manager wrote it.
+    """
+    path = _stored_path(warehouse, key, partition)
+    return pl.read_parquet(path) if path.exists() else None
 
 
 class PolarsParquetIOManager(dg.IOManager):
@@ -33,13 +43,13 @@ class PolarsParquetIOManager(dg.IOManager):
 
     def _path(self, context: dg.OutputContext | dg.InputContext) -> Path:
         if not context.has_asset_partitions:
-            return stored_path(self.warehouse, context.asset_key)
+            return _stored_path(self.warehouse, context.asset_key)
         keys = context.asset_partition_keys
         if len(keys) != 1:
             raise dg.DagsterInvariantViolationError(
                 f"{context.asset_key.to_user_string()}: load or store one partition at a time, not {len(keys)}"
             )
-        return stored_path(self.warehouse, context.asset_key, keys[0])
+        return _stored_path(self.warehouse, context.asset_key, keys[0])
 
     def handle_output(self, context: dg.OutputContext, obj: pl.DataFrame | pl.LazyFrame | None) -> None:
         if obj is None:

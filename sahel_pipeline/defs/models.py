@@ -4,18 +4,13 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.months import parse_month
-from sahel_pipeline.core.scoring import MonthScores, score_month
-from sahel_pipeline.core.series import SERIES_COLUMNS
-from sahel_pipeline.defs.io_manager import stored_path
+from sahel_pipeline.core.scoring import nest_forecasts, score_month, split_forecasts, unnest_forecasts
+from sahel_pipeline.defs.io_manager import previous_output
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "models"
-FORECAST_SCHEMA = {
-    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "se": pl.Float64, "alpha": pl.Float64,
-    "median": pl.Int64, "lo80": pl.Int64, "hi80": pl.Int64, "lo95": pl.Int64, "hi95": pl.Int64,
-}
 
 
 def shard_key(shard: int) -> dg.AssetKey:
@@ -46,10 +41,10 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         month = parse_month(context.partition_key)
         # The last materialization of this partition: series whose inputs have not changed keep their scores.
-        earlier = stored_path(settings.warehouse, shard_key(shard), context.partition_key)
+        earlier = previous_output(settings.warehouse, shard_key(shard), context.partition_key)
         result = score_month(
             group_month_panel, country_month_panel, month, models.config(), models.pool, context.log.info,
-            shard=(shard, MODEL_SHARDS), previous=split_forecasts(pl.read_parquet(earlier)) if earlier.exists() else None,
+            shard=(shard, MODEL_SHARDS), previous=split_forecasts(earlier) if earlier is not None else None,
         )
         scores = nest_forecasts(result.scores, result.forecasts)
         models_used = scores.group_by("model").len().sort("len", descending=True)
@@ -63,19 +58,6 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         )
 
     return scores
-
-
-def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
-    """One row per series: the forecast months go into a list column, so a shard is one table."""
-    if forecasts.height == 0:
-        return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
-    nested = forecasts.group_by(SERIES_COLUMNS).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
-    return scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
-
-
-def split_forecasts(scores: pl.DataFrame) -> MonthScores:
-    """A stored shard back into scores and forecast rows (the inverse of nest_forecasts)."""
-    return MonthScores(scores.drop("forecasts"), unnest_forecasts(scores))
 
 
 SERIES_SCORES = [series_scores_shard(k) for k in range(MODEL_SHARDS)]
@@ -110,14 +92,3 @@ def series_forecasts(
             ),
         },
     )
-
-
-def unnest_forecasts(scores: pl.DataFrame) -> pl.DataFrame:
-    return (
-        scores.filter(pl.col("forecasts").is_not_null())
-        .select("month", *SERIES_COLUMNS, "forecasts")
-        .explode("forecasts")
-        .unnest("forecasts")
-        .sort("source", "country", "level", "group_id", "indicator", "horizon", nulls_last=True)
-    )
-
