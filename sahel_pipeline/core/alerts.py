@@ -17,7 +17,9 @@ A zero or near-zero baseline is judged by the model's probability and the minimu
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import polars as pl
 
@@ -153,6 +155,18 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
         .sort("_order", "p_value", "source", "country", "group", "indicator")  # ties in a fixed order: same input, same file
         .drop("_order")
     )
+
+
+def write_alert_files(alerts: pl.DataFrame, folder: Path, key: str) -> dict[str, Path]:
+    """alerts/<key>.csv, .json and .parquet; a month without alerts still gets its files (header only), so that
+    silence is visible."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
+    alerts.write_csv(paths["csv"])
+    alerts.write_parquet(paths["parquet"])
+    document = {"month": key, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
+    paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    return paths
 
 
 def explain(row: dict, config: ModelConfig) -> str:

@@ -66,6 +66,40 @@ def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.d
     )
 
 
+def reported_series(alerts: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
+    """The series a report plots and tabulates (SERIES_KEY): the alerted ones and every country's."""
+    return pl.concat(
+        [alert_series(alerts).select(SERIES_KEY), scores.filter(pl.col("level") == "country").select(SERIES_KEY)],
+        how="vertical_relaxed",
+    )
+
+
+def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame) -> dict[str, int | str]:
+    """The report's data-quality figures: what the ingest read and kept, and the last day each source's data reach."""
+    figures = ingest_summary.row(0, named=True) if ingest_summary.height else {}
+    quality: dict[str, int | str] = {
+        key: int(figures[key])
+        for key in ("files", "rows_read", "events", "quarantined_rows", "revised_events", "deleted_events", "overlapping_rows")
+        if key in figures
+    }
+    last_day = pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1))
+    ends = (
+        country_month_panel.select("source", last_day=last_day)
+        .group_by("source")
+        .agg(pl.col("last_day").max())
+        .sort("source")
+        .collect()
+    )
+    for source, last in ends.iter_rows():
+        quality[f"{source}_data_reach"] = f"{last:%-d %B %Y}"
+    return quality
+
+
+def quarantine_reasons(quarantine: pl.LazyFrame, top: int = 10) -> pl.DataFrame:
+    """The most frequent quarantine reasons: column, reason, rows."""
+    return quarantine.group_by("column", "reason").agg(pl.len().alias("rows")).sort("rows", descending=True).head(top).collect()
+
+
 def modelled_series(scores: pl.DataFrame) -> int:
     """Series that were scored (not skipped as sparse or without data for the month)."""
     return scores.filter(pl.col("model") != "skipped").height if "model" in scores.columns else 0

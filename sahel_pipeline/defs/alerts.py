@@ -1,22 +1,23 @@
 """Alert assets: the month's escalation alerts as tables (CSV, JSON, Parquet) and as a report (HTML, Markdown)."""
 
 import base64
-import json
 
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule
+from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, write_alert_files
 from sahel_pipeline.core.report import (
     ReportInputs,
     admin1_history,
     alert_series,
+    data_quality,
     modelled_series,
+    quarantine_reasons,
+    reported_series,
     series_history,
     write_report,
 )
 from sahel_pipeline.core.months import parse_month, window_start
-from sahel_pipeline.core.series import SERIES_KEY
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
 from sahel_pipeline.defs.partitions import MONTHS
@@ -79,17 +80,6 @@ def escalation_alerts(
     )
 
 
-def write_alert_files(alerts: pl.DataFrame, folder, key: str) -> dict[str, object]:
-    """CSV, JSON and Parquet; a month without alerts still gets its files (header only), so silence is visible."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
-    alerts.write_csv(paths["csv"])
-    alerts.write_parquet(paths["parquet"])
-    document = {"month": key, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
-    paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
-    return paths
-
-
 @dg.asset(
     partitions_def=MONTHS,
     group_name=GROUP,
@@ -122,22 +112,15 @@ def alert_report(
     month = parse_month(context.partition_key)
     config = models.config()
     scores = apply_alert_rule(gathered_scores(shards), config)
-    wanted = pl.concat(
-        [
-            alert_series(escalation_alerts).select(SERIES_KEY),
-            scores.filter(pl.col("level") == "country").select(SERIES_KEY),
-        ],
-        how="vertical_relaxed",
-    )
     inputs = ReportInputs(
         month=month,
         alerts=escalation_alerts,
         scores=scores,
         forecasts=series_forecasts,
-        history=series_history(group_month_panel, country_month_panel, wanted, month),
+        history=series_history(group_month_panel, country_month_panel, reported_series(escalation_alerts, scores), month),
         admin1=admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config),
         data_quality=data_quality(ingest_summary, country_month_panel),
-        quarantine_reasons=quarantined_events.group_by("column", "reason").agg(pl.len().alias("rows")).sort("rows", descending=True).head(10).collect(),
+        quarantine_reasons=quarantine_reasons(quarantined_events),
         config=config,
     )
     paths = write_report(inputs, settings.output_path / "reports")
@@ -153,23 +136,3 @@ def alert_report(
             "first_alert_plot": dg.MetadataValue.md(preview),
         }
     )
-
-
-def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame) -> dict[str, int | str]:
-    figures = ingest_summary.row(0, named=True) if ingest_summary.height else {}
-    quality: dict[str, int | str] = {
-        key: int(figures[key])
-        for key in ("files", "rows_read", "events", "quarantined_rows", "revised_events", "deleted_events", "overlapping_rows")
-        if key in figures
-    }
-    ends = (
-        country_month_panel.select("source", last_day=pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1)))
-        .group_by("source")
-        .agg(pl.col("last_day").max())
-        .sort("source")
-        .collect()
-    )
-    for source, last in ends.iter_rows():
-        quality[f"{source}_data_reach"] = f"{last:%-d %B %Y}"
-    return quality
-
