@@ -34,7 +34,7 @@ class CliError(Exception):
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from sahel_pipeline.defs.runner import RunFailed, skip_final_garbage_collection
+    from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
 
     skip_final_garbage_collection()
 
@@ -131,7 +131,7 @@ def _check_partitions(months: list[str]) -> None:
 
 
 def _runner(args: argparse.Namespace):
-    from sahel_pipeline.defs.runner import Runner
+    from sahel_pipeline.runner import Runner
 
     raw = args.raw or []
     for path in raw:
@@ -143,7 +143,7 @@ def _runner(args: argparse.Namespace):
 
 
 def _latest_complete_month(settings) -> str:
-    from sahel_pipeline.defs.backtest import last_complete_month
+    from sahel_pipeline.core.panels import last_complete_month
 
     panel = pl.read_parquet(settings.warehouse / "country_month_panel.parquet")
     if panel.height == 0:

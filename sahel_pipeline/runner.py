@@ -12,7 +12,8 @@ from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.partitions import MONTHS
-from sahel_pipeline.defs.resources import DEFAULT_RAW_PATHS, ModelSettings, PipelineSettings
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
 def skip_final_garbage_collection() -> None:

@@ -10,10 +10,11 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import SAMPLE_DIR
+from sahel_pipeline.core.ingest import raw_path_list
 from sahel_pipeline.defs import ingest as ingest_defs
 from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import PipelineSettings
-from sahel_pipeline.defs.runner import failure_message
+from sahel_pipeline.runner import failure_message
 from sahel_pipeline_tests.conftest import BAD_FILES
 
 INGEST = [
@@ -81,8 +82,7 @@ def test_a_raw_path_given_on_purpose_never_falls_back_to_the_sample(tmp_path, la
 
 def test_raw_paths_expand_the_home_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
-    settings = PipelineSettings(raw_paths=os.pathsep.join(["~/acled", " ~/ucdp "]), output_dir="out")
-    assert settings.raw_path_list() == [tmp_path / "acled", tmp_path / "ucdp"]
+    assert raw_path_list(os.pathsep.join(["~/acled", " ~/ucdp "])) == [tmp_path / "acled", tmp_path / "ucdp"]
 
 
 def test_unreadable_file_fails_the_blocking_check_with_its_message(tmp_path):

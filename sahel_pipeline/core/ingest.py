@@ -30,6 +30,8 @@ from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CONTENT_COLUMNS, QUARA
 from sahel_pipeline.core.sources import SourceError, SourceFile, read_source_file
 from sahel_pipeline.core.validation import quarantine_invalid_rows
 
+DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
+
 # Bump when normalisation or the row rules change, so cached files are read again.
 PARSER_VERSION = "3"
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
@@ -86,19 +88,37 @@ def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     return sorted(found, key=lambda item: item[1])
 
 
-def resolve_raw_files(raw_paths: list[str | Path], fallback: Path, log: Log) -> list[tuple[Path, str]]:
-    """The CSVs under raw_paths; the bundled sample when the default raw folder holds none."""
-    existing = [p for p in raw_paths if Path(p).exists()]
-    files = find_csv_files(existing)
-    if files:
-        return files
-    missing = [str(p) for p in raw_paths if not Path(p).exists()]
-    log(
-        f"no CSV files under {', '.join(map(str, raw_paths))}"
-        + (f" ({', '.join(missing)} missing)" if missing else "")
-        + f": using the bundled synthetic sample in {fallback}"
-    )
-    return find_csv_files([fallback])
+def raw_path_list(raw_paths: str) -> list[Path]:
+    """The folders or files of a raw-paths setting: separated by os.pathsep, '~' expanded, blanks dropped."""
+    return [Path(p.strip()).expanduser() for p in raw_paths.split(os.pathsep) if p.strip()]
+
+
+def discover_raw_files(raw_paths: str, sample: Path | None, log: Log) -> list[tuple[Path, str]]:
+    """The CSVs to ingest under a raw-paths setting (find_csv_files).
+
+    A fresh clone's raw folder (DEFAULT_RAW_PATHS) is empty: left at that default, with a `sample` folder given, the
+    sample's CSVs are read instead, and the log says so. Any other path was given on purpose: one that is missing or
+    holds no CSV stops the run with an error naming it, since reading the others (or the sample) would publish
+    alerts without that source.
+    """
+    paths = raw_path_list(raw_paths)
+    missing = [str(p) for p in paths if not p.exists()]
+    if sample is not None and raw_paths == DEFAULT_RAW_PATHS:
+        files = find_csv_files([p for p in paths if p.exists()])
+        if files:
+            return files
+        log(
+            f"no CSV files under {', '.join(map(str, paths))}"
+            + (f" ({', '.join(missing)} missing)" if missing else "")
+            + f": using the bundled synthetic sample in {sample}"
+        )
+        return find_csv_files([sample])
+    if missing:
+        raise FileNotFoundError(f"raw data path does not exist: {', '.join(missing)} (raw_paths: {raw_paths})")
+    files = find_csv_files(paths)
+    if not files:
+        raise FileNotFoundError(f"no CSV files under {raw_paths}")
+    return files
 
 
 def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: Log = print) -> IngestResult:

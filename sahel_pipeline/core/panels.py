@@ -13,6 +13,7 @@ run recounts only the months whose events changed, found by a digest of each mon
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -228,6 +229,12 @@ def load_counts(folder: Path) -> MonthlyCounts | None:
     saved = json.loads(pointer.read_text())
     frames = {part: pl.read_parquet(folder / saved["state"] / f"{part}.parquet") for part in COUNT_PARTS}
     return MonthlyCounts(**frames, key=saved["key"])
+
+
+def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:
+    """The latest month that some source covers in full (a month still open in the data is not complete)."""
+    complete = country_month_panel.filter(~pl.col("partial"))
+    return complete.group_by("source").agg(pl.col("month").max())["month"].max()
 
 
 def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -> pl.DataFrame:

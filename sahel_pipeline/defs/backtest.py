@@ -1,12 +1,11 @@
 """Backtest asset: how the models would have forecast, and flagged known escalations, at the time."""
 
-import datetime as dt
-
 import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.backtest import load_episodes, run_backtest
 from sahel_pipeline.core.months import month_key, shift_month
+from sahel_pipeline.core.panels import last_complete_month
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
@@ -45,9 +44,3 @@ def forecast_backtest(
             "folder": dg.MetadataValue.path(str(folder)),
         },
     )
-
-
-def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:
-    """The latest month that some source covers in full (a month still open in the data is not complete)."""
-    complete = country_month_panel.filter(~pl.col("partial"))
-    return complete.group_by("source").agg(pl.col("month").max())["month"].max()

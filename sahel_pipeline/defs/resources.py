@@ -10,13 +10,11 @@ import dagster as dg
 from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
-from sahel_pipeline.core.ingest import find_csv_files, resolve_raw_files
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
-
-DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -47,22 +45,8 @@ class PipelineSettings(dg.ConfigurableResource):
         description="'X and/or Y' events: their own series (separate) or counted for each group named (each).",
     )
 
-    def raw_path_list(self) -> list[Path]:
-        return [Path(p.strip()).expanduser() for p in self.raw_paths.split(os.pathsep) if p.strip()]
-
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
-        paths = self.raw_path_list()
-        if self.sample_fallback and self.raw_paths == DEFAULT_RAW_PATHS:
-            return resolve_raw_files(paths, SAMPLE_DIR, log)
-        # A path given on purpose that is missing is a mistake to report, not a folder to skip: reading the others
-        # (or the sample) would publish alerts without that source.
-        missing = [str(p) for p in paths if not p.exists()]
-        if missing:
-            raise FileNotFoundError(f"raw data path does not exist: {', '.join(missing)} (raw_paths: {self.raw_paths})")
-        files = find_csv_files(paths)
-        if not files:
-            raise FileNotFoundError(f"no CSV files under {self.raw_paths}")
-        return files
+        return discover_raw_files(self.raw_paths, SAMPLE_DIR if self.sample_fallback else None, log)
 
     @property
     def output_path(self) -> Path:
