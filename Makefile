@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PORT ?= 3000
 
-.PHONY: install run test ui bench lock clean
+.PHONY: install run lint test unit ui bench lock clean
 
 install: $(VENV)/.installed
 
@@ -27,12 +27,21 @@ $(VENV)/.installed: requirements.lock pyproject.toml
 run: install
 	$(BIN)/sahel run $(ARGS)
 
-# PostgreSQL's server binaries are installed (Debian, as root) for the deployment test; without them it skips.
-# pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
-test: install
+# ruff (style, import order, pyflakes, bugbear, pyupgrade) and mypy, configured in pyproject.toml.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+# The linters first, then the suite. PostgreSQL's server binaries are installed (Debian, as root) for the deployment
+# test; without them it skips. pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
+test: lint
 	@sh scripts/ensure_postgres.sh
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
+
+# The unit tests alone (no end-to-end run, CLI, webserver, PostgreSQL or real files): seconds, for the edit loop.
+unit: install
+	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
 # A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once.
 ui: install

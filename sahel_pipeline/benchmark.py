@@ -91,7 +91,9 @@ def measure_floor(data: Path) -> dict[str, float]:
     pl.read_csv(path, infer_schema=False).group_by("actor1", "country", month.alias("month")).len()
     full = time.perf_counter() - started
     started = time.perf_counter()
-    pl.scan_csv(path).select("actor1", "country", month.alias("month")).group_by("actor1", "country", "month").len().collect()
+    pl.scan_csv(path).select("actor1", "country", month.alias("month")).group_by(
+        "actor1", "country", "month"
+    ).len().collect()
     projected = time.perf_counter() - started
     return {"floor_all_columns_s": full, "floor_three_columns_s": projected}
 
@@ -139,7 +141,10 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     config = ModelConfig()
     month = dt.date(2026, 10, 1)
     pool = fitting_pool(workers)
-    scores = timed("model_fits_s", lambda: score_month(panels.group_month, panels.country_month, month, config, pool, lambda _: None))
+    scores = timed(
+        "model_fits_s",
+        lambda: score_month(panels.group_month, panels.country_month, month, config, pool, lambda _: None),
+    )
     times["series_fitted"] = scores.scores.filter(pl.col("model") != "skipped").height
     times["fits_per_s"] = times["series_fitted"] / times["model_fits_s"]
 
@@ -151,10 +156,15 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
         table = alert_table(scores.scores, panels.admin1_month, config)
         wanted = alert_series(table).select(SERIES_KEY)
         inputs = ReportInputs(
-            month=month, alerts=table, scores=apply_alert_rule(scores.scores, config), forecasts=scores.forecasts,
+            month=month,
+            alerts=table,
+            scores=apply_alert_rule(scores.scores, config),
+            forecasts=scores.forecasts,
             history=series_history(panels.group_month.lazy(), panels.country_month.lazy(), wanted, month),
             admin1=admin1_history(panels.admin1_month.lazy(), wanted, month, config),
-            data_quality={}, quarantine_reasons=pl.DataFrame(), config=config,
+            data_quality={},
+            quarantine_reasons=pl.DataFrame(),
+            config=config,
         )
         with tempfile.TemporaryDirectory() as out:
             write_report(inputs, Path(out))
@@ -234,8 +244,8 @@ def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:
 
     stages = median_of([in_fresh_process("stages", str(data)) for _ in range(runs)])
     floors, cold, weekly = [], [], []
-    with tempfile.TemporaryDirectory(dir=data) as scratch:
-        scratch = Path(scratch)
+    with tempfile.TemporaryDirectory(dir=data) as scratch_dir:
+        scratch = Path(scratch_dir)
         export_only, with_update = scratch / "raw_export", scratch / "raw_weekly"
         export_only.mkdir()
         with_update.mkdir()
@@ -259,7 +269,9 @@ def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:
             shutil.rmtree(out)
     ratios = {
         "all": statistics.median(c["process_s"] / f["floor_all_columns_s"] for c, f in zip(cold, floors, strict=True)),
-        "three": statistics.median(c["process_s"] / f["floor_three_columns_s"] for c, f in zip(cold, floors, strict=True)),
+        "three": statistics.median(
+            c["process_s"] / f["floor_three_columns_s"] for c, f in zip(cold, floors, strict=True)
+        ),
     }
     print_report(median_of(floors), stages, median_of(cold), median_of(weekly), ratios)
 
@@ -275,10 +287,16 @@ def print_report(floor: dict, stages: dict, cold: dict, weekly: dict, ratios: di
         ("panels (group, country, admin1)", stages["panels_s"], ""),
         ("model fits", stages["model_fits_s"], f"{stages['series_fitted']:.0f} series, {stages['fits_per_s']:.0f}/s"),
         ("alerts and report", stages["alerts_report_s"], f"{stages['alerts']:.0f} alerts"),
-        ("whole cold run (Dagster, one month; process start to exit)", cold["process_s"],
-         f"{cold['run_s']:.1f} s once imported; peak memory {cold['peak_tree_gib']:.2f} GiB (all processes)"),
-        ("weekly update (Dagster, two months; process start to exit)", weekly["process_s"],
-         f"{weekly['run_s']:.1f} s once imported; peak memory {weekly['peak_tree_gib']:.2f} GiB (all processes)"),
+        (
+            "whole cold run (Dagster, one month; process start to exit)",
+            cold["process_s"],
+            f"{cold['run_s']:.1f} s once imported; peak memory {cold['peak_tree_gib']:.2f} GiB (all processes)",
+        ),
+        (
+            "weekly update (Dagster, two months; process start to exit)",
+            weekly["process_s"],
+            f"{weekly['run_s']:.1f} s once imported; peak memory {weekly['peak_tree_gib']:.2f} GiB (all processes)",
+        ),
     ]
     print()
     print(f"{'stage':<66}{'seconds':>9}  notes")

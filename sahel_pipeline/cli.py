@@ -60,9 +60,15 @@ def parser() -> argparse.ArgumentParser:
 
     def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
         if raw:
-            sub.add_argument("--raw", nargs="+", metavar="PATH",
-                             help="folders or CSV files to ingest (default: data/raw, or the bundled sample when it holds no CSV)")
-        sub.add_argument("--out", default="data/outputs", metavar="DIR", help="where outputs go (default: data/outputs)")
+            sub.add_argument(
+                "--raw",
+                nargs="+",
+                metavar="PATH",
+                help="folders or CSV files to ingest (default: data/raw, or the bundled sample when it holds no CSV)",
+            )
+        sub.add_argument(
+            "--out", default="data/outputs", metavar="DIR", help="where outputs go (default: data/outputs)"
+        )
 
     run = commands.add_parser("run", help="ingest, model and write alerts and reports for month partitions")
     common(run)
@@ -70,7 +76,9 @@ def parser() -> argparse.ArgumentParser:
     when.add_argument("--month", metavar="YYYY-MM", help="one month (default: the latest month the data cover in full)")
     when.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of a range (with --to)")
     run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of a range (with --from)")
-    run.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)")
+    run.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)"
+    )
     run.set_defaults(command=command_run)
 
     alerts = commands.add_parser("alerts", help="print a month's alerts table")
@@ -80,8 +88,12 @@ def parser() -> argparse.ArgumentParser:
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest of forecasts and alerts")
     common(backtest)
-    backtest.add_argument("--months", type=int, default=BACKTEST_MONTHS,
-                          help=f"origins: this many months up to the data's end (default {BACKTEST_MONTHS})")
+    backtest.add_argument(
+        "--months",
+        type=int,
+        default=BACKTEST_MONTHS,
+        help=f"origins: this many months up to the data's end (default {BACKTEST_MONTHS})",
+    )
     backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     backtest.set_defaults(command=command_backtest)
     return top
@@ -139,7 +151,9 @@ def _runner(args: argparse.Namespace):
             raise CliError(f"raw data path does not exist: {path}")
     if getattr(args, "months", 1) < 1:
         raise CliError("--months must be at least 1")
-    return Runner(raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", BACKTEST_MONTHS))
+    return Runner(
+        raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", BACKTEST_MONTHS)
+    )
 
 
 def _latest_complete_month(settings) -> str:
@@ -152,13 +166,17 @@ def _latest_complete_month(settings) -> str:
 
 
 def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
-    print(f"events: {upstream['events']:,} from {upstream['files']} files ({upstream['rows_read']:,} rows read, "
-          f"{upstream['quarantined_rows']:,} quarantined, {upstream['revised_events']:,} revised, "
-          f"{upstream['deleted_events']:,} deleted)")
+    print(
+        f"events: {upstream['events']:,} from {upstream['files']} files ({upstream['rows_read']:,} rows read, "
+        f"{upstream['quarantined_rows']:,} quarantined, {upstream['revised_events']:,} revised, "
+        f"{upstream['deleted_events']:,} deleted)"
+    )
     for month in months:
         report = out / "reports" / f"{month}.html"
         if pl.read_csv(out / "forecasts" / f"{month}.csv", infer_schema=False).height == 0:  # one row per scored series
-            print(f"{month}: no series could be scored (no data for the month, or too short a history); report: {report}")
+            print(
+                f"{month}: no series could be scored (no data for the month, or too short a history); report: {report}"
+            )
             continue
         alerts = pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema=False)
         by = dict(alerts.group_by("severity").len().iter_rows())
@@ -191,8 +209,10 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
     for row in alerts.iter_rows(named=True):
         who = row["group"] or "(country)"
         ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
-        lines.append(f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
-                     f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}")
+        lines.append(
+            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
+            f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
+        )
         lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
         lines.append("")
     return "\n".join(lines)
@@ -206,7 +226,14 @@ def command_backtest(args: argparse.Namespace) -> int:
     runner.materialize_upstream()
     runner.materialize_backtest()
     folder = runner.settings.output_path / "backtest"
-    with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=200, fmt_str_lengths=40, float_precision=2, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=40,
+        tbl_cols=20,
+        tbl_width_chars=200,
+        fmt_str_lengths=40,
+        float_precision=2,
+        tbl_hide_dataframe_shape=True,
+    ):
         print(pl.read_csv(folder / "summary.csv"))
         print(pl.read_csv(folder / "alert_rates.csv"))
         print(pl.read_csv(folder / "episodes.csv").drop("description"))

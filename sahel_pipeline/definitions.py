@@ -8,7 +8,8 @@ from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
 def build_definitions(settings: PipelineSettings, model_settings: ModelSettings | None = None) -> dg.Definitions:
-    """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI their own."""
+    """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI
+    their own."""
     return dg.Definitions(
         assets=[
             ingest.ingested_events,

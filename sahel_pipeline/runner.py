@@ -4,15 +4,16 @@ import atexit
 import gc
 import os
 from pathlib import Path
+from typing import cast
 
 import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.partitions import MONTHS
-from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
@@ -34,7 +35,12 @@ class Runner:
     """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance."""
 
     def __init__(
-        self, raw: list[str], out: Path, workers: int = 1, log_level: str = "INFO", backtest_months: int = BACKTEST_MONTHS
+        self,
+        raw: list[str],
+        out: Path,
+        workers: int = 1,
+        log_level: str = "INFO",
+        backtest_months: int = BACKTEST_MONTHS,
     ):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
@@ -48,15 +54,14 @@ class Runner:
         self.instance = dg.DagsterInstance.ephemeral()
         # INFO shows progress (files read, series fitted) without Dagster's step-by-step debug events.
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        self.nodes = [*self.definitions.assets, *self.definitions.asset_checks]
+        self.assets = cast(list[dg.AssetsDefinition], self.definitions.assets)  # build_definitions gives a list
+        self.nodes = [*self.assets, *cast(list[dg.AssetChecksDefinition], self.definitions.asset_checks)]
         partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest)
         self.monthly = partitioned & dg.AssetSelection.keys(*self._partitioned_keys())
         self.upstream = partitioned - self.monthly
 
     def _partitioned_keys(self) -> list[dg.AssetKey]:
-        return [
-            key for asset in self.definitions.assets for key in asset.keys if asset.partitions_def == MONTHS
-        ]
+        return [key for asset in self.assets for key in asset.keys if asset.partitions_def == MONTHS]
 
     def materialize_upstream(self) -> dict:
         """Ingest, validation and panels. Returns the ingest figures."""
@@ -94,6 +99,8 @@ def failure_message(result: dg.ExecuteInProcessResult) -> str:
     for event in result.all_events:
         if event.is_step_failure:
             error = event.step_failure_data.error
+            if error is None:
+                return f"step {event.step_key} failed"
             while error.cause is not None and "Error occurred while executing" in error.message:
                 error = error.cause
             return f"step {event.step_key} failed: {error.message.strip().splitlines()[0]}"

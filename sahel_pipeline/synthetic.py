@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,7 +61,16 @@ EVENT_MIX: dict[str, list[tuple[str, str, float, float, str]]] = {
         ("Riots", "Mob violence", 0.3, 0.5, "civilians"),
     ],
 }
-INTER_CODES = {"state": 1, "jihadist": 2, "militia": 4, "protesters": 6, "rioters": 5, "civilians": 7, "unidentified": 3, "police": 1}
+INTER_CODES = {
+    "state": 1,
+    "jihadist": 2,
+    "militia": 4,
+    "protesters": 6,
+    "rioters": 5,
+    "civilians": 7,
+    "unidentified": 3,
+    "police": 1,
+}
 
 
 @dataclass(frozen=True)
@@ -88,22 +98,57 @@ class Actor:
     assoc: str | None = None
     active_from: str = "0000-00"
     active_until: str = "9999-12"  # last active month
-    dispersion: float = 4.0  # gamma shape of month-to-month noise (negative-binomial alpha = 1/shape); lower is burstier
-    plants: list[tuple[str, str, float, str | None]] = field(default_factory=list)  # (from, to, factor, admin1)
+    # gamma shape of month-to-month noise (negative-binomial alpha = 1/shape); lower is burstier
+    dispersion: float = 4.0
+    plants: Sequence[tuple[str, str, float, str | None]] = field(default_factory=list)  # (from, to, factor, admin1)
 
 
 SAHEL = {
     c.name: c
     for c in [
-        Country("Mali", 466, "MLI", "MLI", "Western Africa",
-                ("Mopti", "Segou", "Gao", "Menaka", "Timbuktu", "Kidal", "Koulikoro", "Bamako", "Kayes", "Sikasso"),
-                (11.0, 19.5), (-11.0, 3.5), "Bamako"),
-        Country("Burkina Faso", 854, "BFA", "BFO", "Western Africa",
-                ("Sahel", "Est", "Nord", "Centre-Nord", "Boucle du Mouhoun", "Centre", "Hauts-Bassins", "Cascades", "Centre-Est"),
-                (10.0, 15.0), (-5.0, 2.0), "Centre"),
-        Country("Niger", 562, "NER", "NIG", "Western Africa",
-                ("Tillaberi", "Tahoua", "Diffa", "Dosso", "Maradi", "Zinder", "Agadez", "Niamey"),
-                (12.0, 22.0), (0.5, 15.5), "Niamey"),
+        Country(
+            "Mali",
+            466,
+            "MLI",
+            "MLI",
+            "Western Africa",
+            ("Mopti", "Segou", "Gao", "Menaka", "Timbuktu", "Kidal", "Koulikoro", "Bamako", "Kayes", "Sikasso"),
+            (11.0, 19.5),
+            (-11.0, 3.5),
+            "Bamako",
+        ),
+        Country(
+            "Burkina Faso",
+            854,
+            "BFA",
+            "BFO",
+            "Western Africa",
+            (
+                "Sahel",
+                "Est",
+                "Nord",
+                "Centre-Nord",
+                "Boucle du Mouhoun",
+                "Centre",
+                "Hauts-Bassins",
+                "Cascades",
+                "Centre-Est",
+            ),
+            (10.0, 15.0),
+            (-5.0, 2.0),
+            "Centre",
+        ),
+        Country(
+            "Niger",
+            562,
+            "NER",
+            "NIG",
+            "Western Africa",
+            ("Tillaberi", "Tahoua", "Diffa", "Dosso", "Maradi", "Zinder", "Agadez", "Niamey"),
+            (12.0, 22.0),
+            (0.5, 15.5),
+            "Niamey",
+        ),
     ]
 }
 
@@ -117,19 +162,24 @@ JNIM = "JNIM: Group for Support of Islam and Muslims"
 
 
 def sahel_actors() -> list[Actor]:
-    """The sample's actors. Planted escalations: ISSP in Niger x3 from 2024-10 (Tillaberi), JNIM in Niger 0 -> 9 in 2024-01."""
+    """The sample's actors. Planted escalations: ISSP in Niger x3 from 2024-10 (Tillaberi), JNIM in Niger 0 -> 9 in
+    2024-01."""
     actors: list[Actor] = []
     for country, rate in (("Mali", 9.0), ("Burkina Faso", 7.0), ("Niger", 5.0)):
         plants = [("2024-10", "2024-12", 3.0, "Tillaberi")] if country == "Niger" else []
-        admins = {"Niger": {"Tillaberi": 0.6, "Tahoua": 0.3, "Dosso": 0.1},
-                  "Mali": {"Menaka": 0.5, "Gao": 0.4, "Timbuktu": 0.1},
-                  "Burkina Faso": {"Sahel": 0.7, "Est": 0.2, "Centre-Nord": 0.1}}[country]
+        admins = {
+            "Niger": {"Tillaberi": 0.6, "Tahoua": 0.3, "Dosso": 0.1},
+            "Mali": {"Menaka": 0.5, "Gao": 0.4, "Timbuktu": 0.1},
+            "Burkina Faso": {"Sahel": 0.7, "Est": 0.2, "Centre-Nord": 0.1},
+        }[country]
         steady = 10.0 if country == "Niger" else 4.0  # the planted series is steadier, so its rise is unambiguous
         actors.append(Actor(ISSP_NAMES, "jihadist", country, rate, admins, dispersion=steady, plants=plants))
     for country, rate in (("Mali", 22.0), ("Burkina Faso", 20.0), ("Niger", 0.15)):
-        admins = {"Mali": {"Mopti": 0.5, "Segou": 0.3, "Timbuktu": 0.2},
-                  "Burkina Faso": {"Nord": 0.3, "Boucle du Mouhoun": 0.3, "Centre-Nord": 0.2, "Est": 0.2},
-                  "Niger": {"Tillaberi": 0.8, "Dosso": 0.2}}[country]
+        admins = {
+            "Mali": {"Mopti": 0.5, "Segou": 0.3, "Timbuktu": 0.2},
+            "Burkina Faso": {"Nord": 0.3, "Boucle du Mouhoun": 0.3, "Centre-Nord": 0.2, "Est": 0.2},
+            "Niger": {"Tillaberi": 0.8, "Dosso": 0.2},
+        }[country]
         plants = [("2024-01", "2024-01", 60.0, "Tillaberi")] if country == "Niger" else []
         actors.append(Actor([("2017-01", JNIM)], "jihadist", country, rate, admins, plants=plants))
     actors += [
@@ -137,17 +187,36 @@ def sahel_actors() -> list[Actor]:
         Actor([("2017-01", "Ansaroul Islam")], "jihadist", "Burkina Faso", 3.0, {"Sahel": 0.6, "Nord": 0.4}),
         Actor([("2017-01", f"{JNIM} and/or Islamic State (Sahel)")], "jihadist", "Burkina Faso", 2.0, {"Sahel": 1.0}),
         Actor([("2017-01", "Islamic State (West Africa)")], "jihadist", "Niger", 3.0, {"Diffa": 1.0}),
-        Actor([("2017-01", "Boko Haram - Jamaatu Ahli is-Sunnah lid-Dawati wal-Jihad")], "jihadist", "Niger", 2.0, {"Diffa": 1.0}),
+        Actor(
+            [("2017-01", "Boko Haram - Jamaatu Ahli is-Sunnah lid-Dawati wal-Jihad")],
+            "jihadist",
+            "Niger",
+            2.0,
+            {"Diffa": 1.0},
+        ),
         Actor([("2017-01", "Dozo Communal Militia (Mali)")], "militia", "Mali", 3.0, {"Mopti": 0.7, "Segou": 0.3}),
-        Actor([("2020-01", "VDP: Volunteers for the Defense of the Homeland")], "militia", "Burkina Faso", 4.0, active_from="2020-01"),
+        Actor(
+            [("2020-01", "VDP: Volunteers for the Defense of the Homeland")],
+            "militia",
+            "Burkina Faso",
+            4.0,
+            active_from="2020-01",
+        ),
     ]
-    for country, forces, rate in (("Mali", "Military Forces of Mali (2021-)", 14.0),
-                                  ("Burkina Faso", "Military Forces of Burkina Faso (2022-)", 12.0),
-                                  ("Niger", "Military Forces of Niger (2023-)", 5.0)):
+    for country, forces, rate in (
+        ("Mali", "Military Forces of Mali (2021-)", 14.0),
+        ("Burkina Faso", "Military Forces of Burkina Faso (2022-)", 12.0),
+        ("Niger", "Military Forces of Niger (2023-)", 5.0),
+    ):
         actors += [
             Actor([("2017-01", forces)], "state", country, rate),
-            Actor([("2017-01", f"Protesters ({country})")], "protesters", country, 6.0,
-                  {SAHEL[country].capital_admin1: 0.7, SAHEL[country].admin1[0]: 0.3}),
+            Actor(
+                [("2017-01", f"Protesters ({country})")],
+                "protesters",
+                country,
+                6.0,
+                {SAHEL[country].capital_admin1: 0.7, SAHEL[country].admin1[0]: 0.3},
+            ),
             Actor([("2017-01", f"Rioters ({country})")], "rioters", country, 1.5),
         ]
     return actors
@@ -176,8 +245,12 @@ def simulate_counts(actors: list[Actor], months: list[str], rng: np.random.Gener
 
 
 def events_frame(
-    actors: list[Actor], countries: dict[str, Country], months: list[str], counts: np.ndarray,
-    rng: np.random.Generator, first_timestamp: int,
+    actors: list[Actor],
+    countries: dict[str, Country],
+    months: list[str],
+    counts: np.ndarray,
+    rng: np.random.Generator,
+    first_timestamp: int,
 ) -> pl.DataFrame:
     """Expand monthly counts into one row per event, in ACLED's export columns (values still typed).
 
@@ -236,8 +309,14 @@ def events_frame(
     fatalities = rng.poisson(rng.gamma(0.5, np.maximum(mean_deaths, 1e-9) / 0.5)) * (mean_deaths > 0)
 
     state_of_country = np.array(
-        [next((x.names[-1][1] for x in actors if x.kind == "state" and x.country == name), f"Military Forces of {name}")
-         for name in country_names], dtype=object,
+        [
+            next(
+                (x.names[-1][1] for x in actors if x.kind == "state" and x.country == name),
+                f"Military Forces of {name}",
+            )
+            for name in country_names
+        ],
+        dtype=object,
     )
     names_by_side = {
         "state": state_of_country,
@@ -252,14 +331,23 @@ def events_frame(
     inter1 = np.array([INTER_CODES[k] for k in kind_names])[kinds]
     inter2 = np.array([0 if s == "none" else INTER_CODES.get(s, 0) for s in other_side.tolist()])
 
-    lat_lo, lat_span = (np.array([countries[x].lat[0] for x in country_names]), np.array([np.ptp(countries[x].lat) for x in country_names]))
-    lon_lo, lon_span = (np.array([countries[x].lon[0] for x in country_names]), np.array([np.ptp(countries[x].lon) for x in country_names]))
+    lat_lo, lat_span = (
+        np.array([countries[x].lat[0] for x in country_names]),
+        np.array([np.ptp(countries[x].lat) for x in country_names]),
+    )
+    lon_lo, lon_span = (
+        np.array([countries[x].lon[0] for x in country_names]),
+        np.array([np.ptp(countries[x].lon) for x in country_names]),
+    )
     civilians = other_side == "civilians"
     frame = pl.DataFrame(
         {
             "event_date": dates.astype("datetime64[D]"),
-            "disorder_type": np.where(np.isin(event_type, ["Protests", "Riots"]), "Demonstrations",
-                                      np.where(event_type == "Strategic developments", "Strategic developments", "Political violence")),
+            "disorder_type": np.where(
+                np.isin(event_type, ["Protests", "Riots"]),
+                "Demonstrations",
+                np.where(event_type == "Strategic developments", "Strategic developments", "Political violence"),
+            ),
             "event_type": event_type.astype(str),
             "sub_event_type": sub_type.astype(str),
             "actor1": names.astype(str),
@@ -276,9 +364,13 @@ def events_frame(
             "fatalities": fatalities.astype(np.int64),
             "_planted": planted,
         }
-    ).with_columns(pl.col(col).replace("", None) for col in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting"))
+    ).with_columns(
+        pl.col(col).replace("", None) for col in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting")
+    )
     frame = frame.with_columns(
-        assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(pl.format("{} ({})", "assoc_actor_2", "country"))
+        assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(
+            pl.format("{} ({})", "assoc_actor_2", "country")
+        )
     ).sort("event_date", "country", "actor1", maintain_order=True)
     codes = pl.col("country").replace_strict({x.name: x.code for x in countries.values()})
     return frame.with_columns(
@@ -295,7 +387,8 @@ def events_frame(
         source=pl.lit("Synthetic Wire"),
         source_scale=pl.lit("National"),
         tags=pl.lit(None, pl.String),
-        timestamp=pl.lit(first_timestamp, pl.Int64) + (pl.col("event_date") - pl.date(1997, 1, 1)).dt.total_days().cast(pl.Int64) * 60,
+        timestamp=pl.lit(first_timestamp, pl.Int64)
+        + (pl.col("event_date") - pl.date(1997, 1, 1)).dt.total_days().cast(pl.Int64) * 60,
     )
 
 
@@ -303,10 +396,17 @@ def to_export(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:
     """Typed events -> the text columns of an ACLED export, dates written the way the export writes them."""
     notes = pl.format(
         "SYNTHETIC, not real. {}: {} in {}, {}; {} / {}; {} killed.",
-        pl.col("event_date").dt.strftime("%-d %B %Y"), pl.col("sub_event_type"), pl.col("admin1"), pl.col("country"),
-        pl.col("actor1"), pl.col("actor2").fill_null("no other actor"), pl.col("fatalities"),
+        pl.col("event_date").dt.strftime("%-d %B %Y"),
+        pl.col("sub_event_type"),
+        pl.col("admin1"),
+        pl.col("country"),
+        pl.col("actor1"),
+        pl.col("actor2").fill_null("no other actor"),
+        pl.col("fatalities"),
     )
-    return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format)).select(ACLED_EXPORT_COLUMNS)
+    return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format)).select(
+        ACLED_EXPORT_COLUMNS
+    )
 
 
 def month_keys(first: str, last: str) -> list[str]:
@@ -314,7 +414,8 @@ def month_keys(first: str, last: str) -> list[str]:
 
 
 def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
-    """The bundled sample: an ACLED export to 2024-12-20, a weekly update (new events and revisions), a deletions file."""
+    """The bundled sample: an ACLED export to 2024-12-20, a weekly update (new events and revisions), a deletions
+    file."""
     rng = np.random.default_rng(seed)
     months = month_keys("2017-01", "2024-12")
     actors = sahel_actors()
@@ -347,19 +448,30 @@ GLOBAL_END = dt.date(2026, 11, 14)  # the export's last day: November 2026 is st
 UPDATE_END = dt.date(2026, 11, 21)  # the weekly update adds the following week
 
 
-def global_world(n_countries: int, n_actors: int, target_events: int, months: list[str], rng: np.random.Generator) -> tuple[dict[str, Country], list[Actor]]:
+def global_world(
+    n_countries: int, n_actors: int, target_events: int, months: list[str], rng: np.random.Generator
+) -> tuple[dict[str, Country], list[Actor]]:
     """Countries (real names, made-up geography) and actors with a skewed (Zipf) size distribution.
 
     Each country has state forces, police, protesters and rioters, and its share of armed groups, some of which are
     active in a neighbouring country too. Groups appear and disappear over the years, as they do.
     """
-    names = sorted(c for c in ACLED_COUNTRIES_FOR_SYNTHETIC)[:: max(1, len(ACLED_COUNTRIES_FOR_SYNTHETIC) // n_countries)][:n_countries]
+    names = sorted(c for c in ACLED_COUNTRIES_FOR_SYNTHETIC)[
+        :: max(1, len(ACLED_COUNTRIES_FOR_SYNTHETIC) // n_countries)
+    ][:n_countries]
     countries = {}
     for i, name in enumerate(names):
         lat0, lon0 = rng.uniform(-30, 45), rng.uniform(-15, 120)
         countries[name] = Country(
-            name, 100 + i, f"X{i:02d}", f"Z{i:02d}", "Synthetic",
-            tuple(f"Region {k}" for k in range(1, 13)), (lat0, lat0 + 5), (lon0, lon0 + 6), "Region 1",
+            name,
+            100 + i,
+            f"X{i:02d}",
+            f"Z{i:02d}",
+            "Synthetic",
+            tuple(f"Region {k}" for k in range(1, 13)),
+            (lat0, lat0 + 5),
+            (lon0, lon0 + 6),
+            "Region 1",
         )
     country_weight = rng.pareto(1.2, n_countries) + 0.2  # a few countries hold most of the events
     country_weight /= country_weight.sum()
@@ -380,14 +492,29 @@ def global_world(n_countries: int, n_actors: int, target_events: int, months: li
             life = int(min(len(months) - start, rng.geometric(1 / 96) + 6))
             kind = "jihadist" if rng.random() < 0.6 else "militia"
             group_name = f"{'Armed Group' if kind == 'jihadist' else 'Communal Militia'} {len(actors):04d}"
-            active = Actor([(months[start], group_name)], kind, name, share * len(months) / life,
-                           active_from=months[start], active_until=months[min(start + life, len(months) - 1)],
-                           dispersion=float(rng.uniform(0.8, 4.0)))
+            active = Actor(
+                [(months[start], group_name)],
+                kind,
+                name,
+                share * len(months) / life,
+                active_from=months[start],
+                active_until=months[min(start + life, len(months) - 1)],
+                dispersion=float(rng.uniform(0.8, 4.0)),
+            )
             actors.append(active)
             if rng.random() < 0.05:  # the same group across a border
                 neighbour = names[(names.index(name) + 1) % len(names)]
-                actors.append(Actor(active.names, kind, neighbour, 0.3 * active.rate, active_from=active.active_from,
-                                    active_until=active.active_until, dispersion=active.dispersion))
+                actors.append(
+                    Actor(
+                        active.names,
+                        kind,
+                        neighbour,
+                        0.3 * active.rate,
+                        active_from=active.active_from,
+                        active_until=active.active_until,
+                        dispersion=active.dispersion,
+                    )
+                )
     return countries, actors
 
 
@@ -398,7 +525,9 @@ def with_associated_actors(events: pl.DataFrame, actors: list[Actor], rng: np.ra
     """Name an associated actor beside the first actor of about half the armed actors' events, some of them
     two joined by '; ', as ACLED does. Partners are drawn from the armed actors of the same country and month in
     proportion to their events: groups are associated with groups active beside them, not with long-gone ones."""
-    armed_names = [name for actor in actors if actor.kind in ("jihadist", "militia", "state") for _, name in actor.names]
+    armed_names = [
+        name for actor in actors if actor.kind in ("jihadist", "militia", "state") for _, name in actor.names
+    ]
     same_time = [pl.col("country"), pl.col("event_date").dt.truncate("1mo"), pl.col("_armed")]
     first_seed, second_seed = (int(x) for x in rng.integers(0, 2**32, 2))
     drawn = events.with_columns(_draw=pl.Series(rng.random(events.height)), _armed=pl.col("actor1").is_in(armed_names))
@@ -406,16 +535,28 @@ def with_associated_actors(events: pl.DataFrame, actors: list[Actor], rng: np.ra
         _first=pl.col("actor1").shuffle(seed=first_seed).over(same_time),
         _second=pl.col("actor1").shuffle(seed=second_seed).over(same_time),
     )
-    two = (pl.col("_draw") < SECOND_ASSOCIATE_SHARE) & (pl.col("_second") != pl.col("_first")) & (pl.col("_second") != pl.col("actor1"))
+    two = (
+        (pl.col("_draw") < SECOND_ASSOCIATE_SHARE)
+        & (pl.col("_second") != pl.col("_first"))
+        & (pl.col("_second") != pl.col("actor1"))
+    )
     return drawn.with_columns(
-        assoc_actor_1=pl.when(pl.col("_armed") & (pl.col("_draw") < ASSOCIATED_SHARE) & (pl.col("_first") != pl.col("actor1")))
+        assoc_actor_1=pl.when(
+            pl.col("_armed") & (pl.col("_draw") < ASSOCIATED_SHARE) & (pl.col("_first") != pl.col("actor1"))
+        )
         .then(pl.when(two).then(pl.format("{}; {}", "_first", "_second")).otherwise(pl.col("_first")))
         .otherwise(pl.col("assoc_actor_1"))
     ).drop("_draw", "_armed", "_first", "_second")
 
 
-def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 60, n_actors: int = 3000,
-                 update_rows: int = 5_000, seed: int = 1997) -> dict[str, int]:
+def write_global(
+    out: Path,
+    target_events: int = 2_500_000,
+    n_countries: int = 60,
+    n_actors: int = 3000,
+    update_rows: int = 5_000,
+    seed: int = 1997,
+) -> dict[str, int]:
     """The benchmark data: a global export to GLOBAL_END, and a weekly update file (the next week and revisions)."""
     rng = np.random.default_rng(seed)
     months = month_keys("1997-01", month_key(UPDATE_END))
@@ -430,12 +571,19 @@ def write_global(out: Path, target_events: int = 2_500_000, n_countries: int = 6
         fatalities=pl.col("fatalities") + 1, timestamp=pl.lit(1_795_000_000, pl.Int64)
     )
     out.mkdir(parents=True, exist_ok=True)
-    to_export(export, "%d %B %Y").write_csv(out / "acled_global_1997-2026-11-14_SYNTHETIC.csv", quote_style="non_numeric", null_value="")
+    to_export(export, "%d %B %Y").write_csv(
+        out / "acled_global_1997-2026-11-14_SYNTHETIC.csv", quote_style="non_numeric", null_value=""
+    )
     to_export(pl.concat([revised, week]), "%Y-%m-%d").write_csv(
         out / "acled_global_update_2026-11-21_SYNTHETIC.csv", quote_style="non_numeric", null_value=""
     )
-    return {"events": export.height, "actors": len(actors), "countries": len(countries),
-            "update_new_events": week.height, "update_revisions": revised.height}
+    return {
+        "events": export.height,
+        "actors": len(actors),
+        "countries": len(countries),
+        "update_new_events": week.height,
+        "update_revisions": revised.height,
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -91,10 +91,18 @@ def test_the_sentence_and_the_report_table_name_the_same_rise():
 
     month = dt.date(2024, 12, 1)
     months = month_range(window_start(month, 39), month)  # 36 baseline months, then 3 recent
-    per_unit = {"Tillaberi": [1] * 36 + [10] * 3, "Dosso": [1] * 12 + [0] * 24 + [2, 1, 1], "Tahoua": [2] * 36 + [1, 0, 1]}
+    per_unit = {
+        "Tillaberi": [1] * 36 + [10] * 3,
+        "Dosso": [1] * 12 + [0] * 24 + [2, 1, 1],
+        "Tahoua": [2] * 36 + [1, 0, 1],
+    }
     unit = {"source": "ACLED", "level": "group", "group_id": "ISSP", "country": "Niger"}
     admin1 = pl.DataFrame(
-        [{**unit, "admin1": name, "month": m, "events": n} for name, counts in per_unit.items() for m, n in zip(months, counts, strict=True)]
+        [
+            {**unit, "admin1": name, "month": m, "events": n}
+            for name, counts in per_unit.items()
+            for m, n in zip(months, counts, strict=True)
+        ]
     )
     alert = pl.DataFrame([{**unit, "indicator": "events", "month": month}])
     sentence = rise_locations(alert, admin1, CONFIG)["where"].to_list()

@@ -29,7 +29,24 @@ def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_outputs,
 
 def test_run_prints_a_summary(tmp_path, capsys):
     out = tmp_path / "out"
-    assert main(["run", "--raw", str(real_sample_copy(tmp_path)), "--out", str(out), "--from", "2024-12", "--to", "2025-01", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--raw",
+                str(real_sample_copy(tmp_path)),
+                "--out",
+                str(out),
+                "--from",
+                "2024-12",
+                "--to",
+                "2025-01",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
     assert f"events: {events.height:,} from 3 files" in printed
@@ -37,8 +54,10 @@ def test_run_prints_a_summary(tmp_path, capsys):
     alerts = pl.read_csv(out / "alerts" / "2024-12.csv")
     severity = {s: alerts.filter(pl.col("severity") == s).height for s in ("high", "medium", "low")}
     assert alerts.height > 0
-    assert (f"2024-12: {alerts.height} alerts ({severity['high']} high, {severity['medium']} medium, "
-            f"{severity['low']} low); report: {out / 'reports' / '2024-12.html'}") in printed
+    assert (
+        f"2024-12: {alerts.height} alerts ({severity['high']} high, {severity['medium']} medium, "
+        f"{severity['low']} low); report: {out / 'reports' / '2024-12.html'}"
+    ) in printed
     # the sample ends on 31 December 2024: January is not a quiet month, it is a month without data
     assert "2025-01: no series could be scored (no data for the month, or too short a history)" in printed
     page = (out / "reports" / "2025-01.html").read_text()
@@ -104,8 +123,19 @@ def test_console_script_is_installed():
 @requires_real_data
 def test_real_burkina_faso_2019_run_flags_issp_or_jnim(tmp_path, capsys):
     out = tmp_path / "out"
-    status = main(["run", "--raw", str(real_file("acled_burkina_1997-2020.csv")), "--from", "2019-01", "--to", "2019-12",
-                   "--out", str(out)])
+    status = main(
+        [
+            "run",
+            "--raw",
+            str(real_file("acled_burkina_1997-2020.csv")),
+            "--from",
+            "2019-01",
+            "--to",
+            "2019-12",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     months = [pl.read_csv(out / "alerts" / f"2019-{m:02d}.csv", infer_schema=False) for m in range(1, 13)]
     year = pl.concat(months)
@@ -118,11 +148,16 @@ def test_real_burkina_faso_2019_run_flags_issp_or_jnim(tmp_path, capsys):
 
 def test_polars_allocator_keeps_freed_memory_unless_the_user_configured_it():
     """jemalloc reports the settings it runs with at exit (stats_print): the package's are there, or the user's."""
-    probe = "import os, sahel_pipeline; os.environ['_RJEM_MALLOC_CONF'] += ',stats_print:true,stats_print_opts:J'; import polars"
+    probe = (
+        "import os, sahel_pipeline; os.environ['_RJEM_MALLOC_CONF'] += ',stats_print:true,stats_print_opts:J'; "
+        "import polars"
+    )
 
     def decay_in_use(environment: dict[str, str]) -> int:
-        done = subprocess.run([sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True)
-        return json.loads(done.stderr[done.stderr.index("{"):])["jemalloc"]["arenas"]["dirty_decay_ms"]
+        done = subprocess.run(
+            [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+        )
+        return json.loads(done.stderr[done.stderr.index("{") :])["jemalloc"]["arenas"]["dirty_decay_ms"]
 
     environment = {k: v for k, v in os.environ.items() if k != "_RJEM_MALLOC_CONF"}
     assert decay_in_use(environment) == 5_000

@@ -105,7 +105,9 @@ def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_to
 
     job = defs.resolve_job_def("weekly_escalation_job")
     with pytest.raises(dg.DagsterInvalidConfigError, match="raw_paths"):
-        job.execute_in_process(partition_key="2024-12", run_config={"resources": {"settings": {"config": {"group_role": "any"}}}})
+        job.execute_in_process(
+            partition_key="2024-12", run_config={"resources": {"settings": {"config": {"group_role": "any"}}}}
+        )
     launched = tmp_path / "launched"
     settings = {"raw_paths": str(SAMPLE_DIR), "output_dir": str(launched), "group_role": "any"}
     ingest = [dg.AssetKey(k) for k in ("raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary")]

@@ -95,7 +95,9 @@ def test_report_reads_on_its_own(run):
     markdown = (out / "reports" / "2024-12.md").read_text()
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert images and all((out / "reports" / image).exists() for image in images)
-    assert sorted(p.name for p in (out / "reports" / "2024-12").glob("*.png")) == sorted(i.split("/")[-1] for i in images)
+    assert sorted(p.name for p in (out / "reports" / "2024-12").glob("*.png")) == sorted(
+        i.split("/")[-1] for i in images
+    )
 
 
 def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
@@ -103,7 +105,8 @@ def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
     previews = {
         month: next(
             m.materialization.metadata["first_alert_plot"].value
-            for m in result.get_asset_materialization_events() if m.asset_key == dg.AssetKey("alert_report")
+            for m in result.get_asset_materialization_events()
+            if m.asset_key == dg.AssetKey("alert_report")
         )
         for month, result in results.items()
     }
@@ -129,30 +132,80 @@ def test_a_past_month_uses_only_data_dated_up_to_then(run):
     config = ModelSettings().config()
     scores = score_month(panels.group_month, panels.country_month, dt.date(2024, 1, 1), config, log=lambda _: None)
     at_the_time = alert_table(scores.scores, panels.admin1_month, config)
-    assert at_the_time.drop("explanation").equals(alerts(out, "2024-01").drop("explanation").cast(at_the_time.drop("explanation").schema))
+    assert at_the_time.drop("explanation").equals(
+        alerts(out, "2024-01").drop("explanation").cast(at_the_time.drop("explanation").schema)
+    )
 
 
 def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     """escalation_alerts invoked directly: one clear rise among quiet series becomes one alert row and its files."""
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(tmp_path))
     month = dt.date(2024, 12, 1)
-    base = {"month": month, "source": "ACLED", "country": "Niger", "group_name": "Islamic State Sahel Province (ISSP)",
-            "indicator": "events", "model": "negbin", "partial": False, "days_covered": 31, "rate_ratio_method": "glm",
-            "previous_exceedances": 0, "recent_active_months": 3}
+    base = {
+        "month": month,
+        "source": "ACLED",
+        "country": "Niger",
+        "group_name": "Islamic State Sahel Province (ISSP)",
+        "indicator": "events",
+        "model": "negbin",
+        "partial": False,
+        "days_covered": 31,
+        "rate_ratio_method": "glm",
+        "previous_exceedances": 0,
+        "recent_active_months": 3,
+    }
     rows = [
-        {**base, "level": "group", "group_id": "ISSP", "observed": 30, "expected": 6.0, "upper": 14, "p_value": 1e-6,
-         "recent_sum": 70, "rate_ratio": 3.9, "rate_ratio_low": 2.6, "rate_ratio_high": 5.8},
-        {**base, "level": "group", "group_id": "JNIM", "group_name": "JNIM", "observed": 6, "expected": 6.0, "upper": 14,
-         "p_value": 0.5, "recent_sum": 18, "rate_ratio": 1.0, "rate_ratio_low": 0.6, "rate_ratio_high": 1.6},
+        {
+            **base,
+            "level": "group",
+            "group_id": "ISSP",
+            "observed": 30,
+            "expected": 6.0,
+            "upper": 14,
+            "p_value": 1e-6,
+            "recent_sum": 70,
+            "rate_ratio": 3.9,
+            "rate_ratio_low": 2.6,
+            "rate_ratio_high": 5.8,
+        },
+        {
+            **base,
+            "level": "group",
+            "group_id": "JNIM",
+            "group_name": "JNIM",
+            "observed": 6,
+            "expected": 6.0,
+            "upper": 14,
+            "p_value": 0.5,
+            "recent_sum": 18,
+            "rate_ratio": 1.0,
+            "rate_ratio_low": 0.6,
+            "rate_ratio_high": 1.6,
+        },
     ]
     shard = pl.DataFrame(rows)
     empty = shard.clear()
-    admin1 = pl.LazyFrame({"source": ["ACLED"], "level": ["group"], "group_id": ["ISSP"], "country": ["Niger"],
-                           "admin1": ["Tillaberi"], "month": [month], "events": [30], "violent_events": [20],
-                           "fatalities": [40], "civilian_targeting_events": [5]})
+    admin1 = pl.LazyFrame(
+        {
+            "source": ["ACLED"],
+            "level": ["group"],
+            "group_id": ["ISSP"],
+            "country": ["Niger"],
+            "admin1": ["Tillaberi"],
+            "month": [month],
+            "events": [30],
+            "violent_events": [20],
+            "fatalities": [40],
+            "civilian_targeting_events": [5],
+        }
+    )
     context = dg.build_asset_context(partition_key="2024-12")
     shards = {f"shard_{k}": (shard if k == 1 else empty) for k in range(1, MODEL_SHARDS + 1)}
-    outputs = list(escalation_alerts(context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1, **shards))
+    outputs = list(
+        escalation_alerts(
+            context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1, **shards
+        )
+    )
     materialization = outputs[0]
     assert materialization.metadata["dagster/row_count"] == 1
     assert materialization.metadata["high_severity"] == 1
@@ -169,11 +222,14 @@ def test_breaks_file_is_read():
 
 
 def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
-    """The weekly job re-runs months it has already scored: nothing changed, so nothing is read, recounted or refitted."""
+    """The weekly job re-runs months it has already scored: nothing changed, so nothing is read, recounted or
+    refitted."""
     out, _ = run
     before = (out / "alerts" / "2024-12.csv").read_bytes()
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False)
-    again = build_definitions(settings).resolve_job_def("weekly_escalation_job").execute_in_process(partition_key="2024-12")
+    again = (
+        build_definitions(settings).resolve_job_def("weekly_escalation_job").execute_in_process(partition_key="2024-12")
+    )
     metadata = {
         m.asset_key.to_user_string(): m.materialization.metadata for m in again.get_asset_materialization_events()
     }
@@ -197,7 +253,9 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     dropped = sorted(index)[0]  # as if that series had changed since
     (plots / report.PLOT_INDEX).write_text(json.dumps({k: v for k, v in index.items() if k != dropped}))
     drawn = []
-    monkeypatch.setattr(report, "plot_series", lambda *args: drawn.append(args[-1]) or (plots / index[dropped]).read_bytes())
+    monkeypatch.setattr(
+        report, "plot_series", lambda *args: drawn.append(args[-1]) or (plots / index[dropped]).read_bytes()
+    )
     job = results["2024-12"].job_def
     again = job.execute_in_process(partition_key="2024-12", asset_selection=[dg.AssetKey("alert_report")])
     assert again.success

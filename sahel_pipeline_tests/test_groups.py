@@ -14,7 +14,9 @@ def aliases() -> pl.DataFrame:
     return load_alias_table(ALIAS_TABLE)
 
 
-def resolve(aliases, actor: str, source: str = "ACLED", country: str = "Burkina Faso", ambiguous="separate") -> list[str]:
+def resolve(
+    aliases, actor: str, source: str = "ACLED", country: str = "Burkina Faso", ambiguous="separate"
+) -> list[str]:
     names = pl.DataFrame({"actor": [actor], "source": [source], "country": [country]})
     return sorted(resolve_names(names, aliases, ambiguous)["group_id"].to_list())
 
@@ -80,7 +82,9 @@ def test_an_event_counts_once_per_group_and_roles_choose_the_actor_columns(alias
 def test_alias_table_errors_name_the_file_and_line(tmp_path):
     broken = tmp_path / "aliases.csv"
     broken.write_text("alias,group_id,group_name,source,countries\nIS,ISSP,ISSP,UCDP,Mali\nIS,ISWAP,ISWAP,UCDP,Mali\n")
-    with pytest.raises(AliasTableError, match=r"lines 2, 3 map 'is' to different groups for source UCDP and country Mali"):
+    with pytest.raises(
+        AliasTableError, match=r"lines 2, 3 map 'is' to different groups for source UCDP and country Mali"
+    ):
         load_alias_table(broken)
     broken.write_text("name,group\nA,B\n")
     with pytest.raises(AliasTableError, match="missing column"):

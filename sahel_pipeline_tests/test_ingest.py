@@ -23,20 +23,128 @@ def snapshot(rows: list[tuple]) -> str:
 
 # Snapshot A, then B: B corrects E2's fatalities and E3's date with a newer timestamp and adds E6 and E7.
 SNAPSHOT_A = [
-    ("NIG1", "2024-05-01", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Ayorou", 3, T0),
-    ("NIG2", "2024-05-02", "Violence against civilians", "Attack", "Islamic State (Sahel)", "Civilians (Niger)", "Niger", "Tillaberi", "Tera", 5, T0),
-    ("NIG3", "2024-05-03", "Battles", "Armed clash", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Makalondi", 2, T0),
-    ("NIG4", "2024-05-04", "Protests", "Peaceful protest", "Protesters (Niger)", "", "Niger", "Niamey", "Niamey", 0, T0),
-    ("NIG5", "2024-05-05", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tahoua", "Tillia", 0, T0),
+    (
+        "NIG1",
+        "2024-05-01",
+        "Battles",
+        "Armed clash",
+        "Islamic State (Sahel)",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Tillaberi",
+        "Ayorou",
+        3,
+        T0,
+    ),
+    (
+        "NIG2",
+        "2024-05-02",
+        "Violence against civilians",
+        "Attack",
+        "Islamic State (Sahel)",
+        "Civilians (Niger)",
+        "Niger",
+        "Tillaberi",
+        "Tera",
+        5,
+        T0,
+    ),
+    (
+        "NIG3",
+        "2024-05-03",
+        "Battles",
+        "Armed clash",
+        "JNIM: Group for Support of Islam and Muslims",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Tillaberi",
+        "Makalondi",
+        2,
+        T0,
+    ),
+    (
+        "NIG4",
+        "2024-05-04",
+        "Protests",
+        "Peaceful protest",
+        "Protesters (Niger)",
+        "",
+        "Niger",
+        "Niamey",
+        "Niamey",
+        0,
+        T0,
+    ),
+    (
+        "NIG5",
+        "2024-05-05",
+        "Battles",
+        "Armed clash",
+        "Islamic State (Sahel)",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Tahoua",
+        "Tillia",
+        0,
+        T0,
+    ),
 ]
 SNAPSHOT_B = [
     SNAPSHOT_A[0],
-    ("NIG2", "2024-05-02", "Violence against civilians", "Attack", "Islamic State (Sahel)", "Civilians (Niger)", "Niger", "Tillaberi", "Tera", 7, T1),
-    ("NIG3", "2024-05-06", "Battles", "Armed clash", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Makalondi", 2, T1),
+    (
+        "NIG2",
+        "2024-05-02",
+        "Violence against civilians",
+        "Attack",
+        "Islamic State (Sahel)",
+        "Civilians (Niger)",
+        "Niger",
+        "Tillaberi",
+        "Tera",
+        7,
+        T1,
+    ),
+    (
+        "NIG3",
+        "2024-05-06",
+        "Battles",
+        "Armed clash",
+        "JNIM: Group for Support of Islam and Muslims",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Tillaberi",
+        "Makalondi",
+        2,
+        T1,
+    ),
     SNAPSHOT_A[3],
     SNAPSHOT_A[4],
-    ("NIG6", "2024-05-09", "Battles", "Armed clash", "Islamic State (Sahel)", "Military Forces of Niger (2023-)", "Niger", "Tillaberi", "Ayorou", 11, T1),
-    ("NIG7", "2024-05-10", "Explosions/Remote violence", "Remote explosive/landmine/IED", "JNIM: Group for Support of Islam and Muslims", "Military Forces of Niger (2023-)", "Niger", "Dosso", "Dosso", 1, T1),
+    (
+        "NIG6",
+        "2024-05-09",
+        "Battles",
+        "Armed clash",
+        "Islamic State (Sahel)",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Tillaberi",
+        "Ayorou",
+        11,
+        T1,
+    ),
+    (
+        "NIG7",
+        "2024-05-10",
+        "Explosions/Remote violence",
+        "Remote explosive/landmine/IED",
+        "JNIM: Group for Support of Islam and Muslims",
+        "Military Forces of Niger (2023-)",
+        "Niger",
+        "Dosso",
+        "Dosso",
+        1,
+        T1,
+    ),
 ]
 # NIG4 deleted after its last revision: gone. NIG6 'deleted' before the revision we hold: it was re-published, kept.
 DELETIONS = f"event_id_cnty,deleted_timestamp\nNIG4,{T2}\nNIG6,{T0}\n"
@@ -44,8 +152,7 @@ DELETIONS = f"event_id_cnty,deleted_timestamp\nNIG4,{T2}\nNIG6,{T0}\n"
 
 def table(result) -> dict[str, tuple]:
     return {
-        r["event_id"]: (r["event_date"], r["fatalities"], r["revision"])
-        for r in result.events.iter_rows(named=True)
+        r["event_id"]: (r["event_date"], r["fatalities"], r["revision"]) for r in result.events.iter_rows(named=True)
     }
 
 
@@ -136,8 +243,12 @@ def test_same_event_in_an_id_less_extract_is_reported_as_overlap_not_counted_twi
 def test_all_real_files_together(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
-    for name in ("acled_burkina_1997-2020.csv", "acled_burkina_1997-2023_subset-columns.csv",
-                 "acled_mali_2017-2020_actor-rows.csv", "ucdp_ged_burkina_2016-2023.csv"):
+    for name in (
+        "acled_burkina_1997-2020.csv",
+        "acled_burkina_1997-2023_subset-columns.csv",
+        "acled_mali_2017-2020_actor-rows.csv",
+        "ucdp_ged_burkina_2016-2023.csv",
+    ):
         shutil.copy(real_file(name), raw / name)
     result = run(raw, tmp_path / "cache")
 
@@ -145,12 +256,17 @@ def test_all_real_files_together(tmp_path):
     def keys(name, date_col, fmt, cols):
         with open(raw / name, newline="", encoding="utf-8") as fh:
             return Counter(
-                (dt.datetime.strptime(r[date_col], fmt).date(), *(r[c].strip().lower() if c.lower() == "location" else r[c] for c in cols))
+                (
+                    dt.datetime.strptime(r[date_col], fmt).date(),
+                    *(r[c].strip().lower() if c.lower() == "location" else r[c] for c in cols),
+                )
                 for r in csv.DictReader(fh)
             )
 
     export = keys("acled_burkina_1997-2020.csv", "event_date", "%d %B %Y", ["location", "event_type", "fatalities"])
-    extract = keys("acled_burkina_1997-2023_subset-columns.csv", "EVENT_DATE", "%Y-%m-%d", ["LOCATION", "EVENT_TYPE", "FATALITIES"])
+    extract = keys(
+        "acled_burkina_1997-2023_subset-columns.csv", "EVENT_DATE", "%Y-%m-%d", ["LOCATION", "EVENT_TYPE", "FATALITIES"]
+    )
     overlap = sum(min(n, export[k]) for k, n in extract.items())
     assert result.stats["overlapping_rows"] == overlap > 2500
     assert result.events.height == 3010 + 8527 - overlap + 3314 + 1504

@@ -72,7 +72,11 @@ def test_a_raw_path_given_on_purpose_never_falls_back_to_the_sample(tmp_path, la
     real.mkdir()
     if layout != "empty folder":
         shutil.copy(SAMPLE_DIR / sorted(p.name for p in SAMPLE_DIR.glob("*.csv"))[0], real)
-    raw_paths = {"empty folder": str(real), "missing folder": str(typo), "one of two missing": os.pathsep.join([str(real), str(typo)])}
+    raw_paths = {
+        "empty folder": str(real),
+        "missing folder": str(typo),
+        "one of two missing": os.pathsep.join([str(real), str(typo)]),
+    }
     result = materialize_ingest(PipelineSettings(raw_paths=raw_paths[layout], output_dir=str(tmp_path / "out")))
     assert not result.success
     failure = failure_message(result)

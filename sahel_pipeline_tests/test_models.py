@@ -134,7 +134,10 @@ def test_break_date_rate_ratio_after_a_coup():
 
 
 def test_a_month_between_two_breaks_is_compared_with_the_earlier_one():
-    coups = (Break("Mali", dt.date(2020, 8, 18), "the August 2020 coup"), Break("Mali", dt.date(2021, 5, 24), "the May 2021 coup"))
+    coups = (
+        Break("Mali", dt.date(2020, 8, 18), "the August 2020 coup"),
+        Break("Mali", dt.date(2021, 5, 24), "the May 2021 coup"),
+    )
     config = ModelConfig(breaks=coups)
     counts = [5] * 44 + [10] * 6  # 2017-01 .. 2021-02: x2 from September 2020
     score = score_series(task(counts, country="Mali", first_month=dt.date(2017, 1, 1)), config)[0]
@@ -202,9 +205,13 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     assert reused.reuse["series_fitted"] == 0
     assert reused.reuse["scores_reused"] == fresh.scores.filter(pl.col("model") != "skipped").height - 1
     keys = SERIES_KEY
-    assert reused.scores.sort(keys, nulls_last=True).equals(fresh.scores.select(reused.scores.columns).sort(keys, nulls_last=True))
+    assert reused.scores.sort(keys, nulls_last=True).equals(
+        fresh.scores.select(reused.scores.columns).sort(keys, nulls_last=True)
+    )
     order = [*keys, "horizon"]
-    assert reused.forecasts.sort(order, nulls_last=True).equals(fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True))
+    assert reused.forecasts.sort(order, nulls_last=True).equals(
+        fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True)
+    )
 
 
 def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
@@ -274,6 +281,8 @@ def test_forecast_rows_have_the_columns_of_the_forecast_schema():
     rng = np.random.default_rng(5)
     _, forecasts = score_series(task(rng.poisson(6.0, 48)), CONFIG)
     assert len(forecasts) == CONFIG.horizons
-    assert all(list(row) == ["horizon", "target_month", "expected", "se", "alpha", "lo95", "lo80", "median", "hi80", "hi95"]
-               for row in forecasts)
+    assert all(
+        list(row) == ["horizon", "target_month", "expected", "se", "alpha", "lo95", "lo80", "median", "hi80", "hi95"]
+        for row in forecasts
+    )
     assert set(forecasts[0]) == set(FORECAST_SCHEMA)

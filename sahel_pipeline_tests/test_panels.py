@@ -47,8 +47,18 @@ def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
     events = events_frame(
         [
             {"event_id": "A1", "event_date": dt.date(2024, 1, 5), "fatalities": 3},
-            {"event_id": "A2", "event_date": dt.date(2024, 1, 9), "event_type": "Violence against civilians", "civilian_targeting": True},
-            {"event_id": "A3", "event_date": dt.date(2024, 4, 10), "event_type": "Protests", "actor1": "Protesters (Niger)"},
+            {
+                "event_id": "A2",
+                "event_date": dt.date(2024, 1, 9),
+                "event_type": "Violence against civilians",
+                "civilian_targeting": True,
+            },
+            {
+                "event_id": "A3",
+                "event_date": dt.date(2024, 4, 10),
+                "event_type": "Protests",
+                "actor1": "Protesters (Niger)",
+            },
             {"event_id": "U1", "source": "UCDP", "event_date": dt.date(2024, 2, 29), "actor1": "IS", "fatalities": 7},
         ]
     )
@@ -69,7 +79,9 @@ def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
     assert country["events"].to_list() == [2, 0, 0, 1]
     admin1 = panels.admin1_month.filter(pl.col("source") == "ACLED")
     assert admin1.filter(pl.col("group_id") == "ISSP")["admin1"].to_list() == ["Tillaberi"]
-    country_admin1 = admin1.filter(pl.col("level") == "country").sort("month").select("admin1", "month", "events").rows()
+    country_admin1 = (
+        admin1.filter(pl.col("level") == "country").sort("month").select("admin1", "month", "events").rows()
+    )
     assert country_admin1 == [("Tillaberi", dt.date(2024, 1, 1), 2), ("Tillaberi", dt.date(2024, 4, 1), 1)]
     assert panels.unmapped["actor"].to_list() == ["Protesters (Niger)"]
 
@@ -84,7 +96,11 @@ def test_issp_in_burkina_is_one_series_across_its_renamings(aliases, tmp_path):
         .agg(pl.col("actor1").unique())
     )
     used = set().union(*names_by_year["actor1"].to_list())
-    assert used >= {"Islamic State (Greater Sahara)", "Islamic State (West Africa) - Greater Sahara Faction", "Islamic State (Sahel)"}
+    assert used >= {
+        "Islamic State (Greater Sahara)",
+        "Islamic State (West Africa) - Greater Sahara Faction",
+        "Islamic State (Sahel)",
+    }
     issp = panels.group_month.filter(pl.col("group_id") == "ISSP", pl.col("country") == "Burkina Faso")
     assert issp.select("group_id", "country", "source").unique().height == 1
     yearly = dict(issp.group_by(pl.col("month").dt.year()).agg(pl.col("events").sum()).iter_rows())
@@ -109,15 +125,25 @@ def test_issp_violent_events_2018_2019_match_a_count_by_hand(aliases, tmp_path):
 
 @requires_real_data
 def test_real_panels_count_every_event_once_per_source(aliases, tmp_path):
-    events = canonical([real_file("acled_burkina_1997-2020.csv"), real_file("ucdp_ged_burkina_2016-2023.csv"),
-                        real_file("acled_mali_2017-2020_actor-rows.csv")], tmp_path)
+    events = canonical(
+        [
+            real_file("acled_burkina_1997-2020.csv"),
+            real_file("ucdp_ged_burkina_2016-2023.csv"),
+            real_file("acled_mali_2017-2020_actor-rows.csv"),
+        ],
+        tmp_path,
+    )
     panels = build_panels(events, aliases)
     totals = dict(panels.country_month.group_by("source").agg(pl.col("events").sum()).iter_rows())
     assert totals == dict(events.group_by("source").len().iter_rows())
     # each file's countries are covered to that file's last event, not to the latest date of any file
     acled = dict(panels.coverage.filter(pl.col("source") == "ACLED").select("country", "last_day").iter_rows())
     assert acled == {"Burkina Faso": dt.date(2020, 12, 3), "Mali": dt.date(2020, 12, 31)}
-    burkina_december = panels.country_month.filter(pl.col("country") == "Burkina Faso", pl.col("source") == "ACLED").sort("month").tail(1)
+    burkina_december = (
+        panels.country_month.filter(pl.col("country") == "Burkina Faso", pl.col("source") == "ACLED")
+        .sort("month")
+        .tail(1)
+    )
     assert burkina_december.select("month", "days_covered", "partial").row(0) == (dt.date(2020, 12, 1), 3, True)
     ucdp = panels.group_month.filter(pl.col("source") == "UCDP")
     assert set(ucdp["group_id"]) >= {"ISSP", "JNIM"}  # UCDP's "IS" in Burkina Faso is ISSP
@@ -151,13 +177,23 @@ def weekly_changes(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, in
         [
             events.filter(~pl.col("event_id").is_in([mover["event_id"], corrected["event_id"]])),
             pl.DataFrame(
-                [{**mover, "event_date": moved_from, "actor1": "Militia X"}, {**corrected, "fatalities": corrected["fatalities"] + 4}],
+                [
+                    {**mover, "event_date": moved_from, "actor1": "Militia X"},
+                    {**corrected, "fatalities": corrected["fatalities"] + 4},
+                ],
                 schema=events.schema,
             ),
         ]
     )
-    new_group = pl.DataFrame([{**mover, "event_id": "NEW1", "event_date": newest, "actor1": "Katiba Nouvelle"}], schema=events.schema)
-    this_week = pl.concat([events.filter(~((pl.col("source") == "ACLED") & (pl.col("event_date").dt.month_start() == emptied))), new_group])
+    new_group = pl.DataFrame(
+        [{**mover, "event_id": "NEW1", "event_date": newest, "actor1": "Katiba Nouvelle"}], schema=events.schema
+    )
+    this_week = pl.concat(
+        [
+            events.filter(~((pl.col("source") == "ACLED") & (pl.col("event_date").dt.month_start() == emptied))),
+            new_group,
+        ]
+    )
     return last_week, this_week, len({*other_changes, corrected["event_date"].replace(day=1)})
 
 
@@ -177,7 +213,9 @@ def test_recounting_only_the_changed_months_gives_the_panels_of_counting_everyth
 
 @requires_real_data
 def test_recounting_only_the_changed_months_on_real_files(aliases, tmp_path):
-    events = canonical([real_file("acled_burkina_1997-2020.csv"), real_file("ucdp_ged_burkina_2016-2023.csv")], tmp_path)
+    events = canonical(
+        [real_file("acled_burkina_1997-2020.csv"), real_file("ucdp_ged_burkina_2016-2023.csv")], tmp_path
+    )
     check_recount_equals_full_count(events, aliases, tmp_path / "counts")
 
 
@@ -186,10 +224,14 @@ def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, tmp_path
     kept = build_panels(events, aliases).counts
     months = kept.digests.height
     assert build_panels(events, aliases, previous=kept).counts.recounted_months == 0
-    renamed = aliases.with_columns(pl.when(pl.col("group_id") == "ISSP").then(pl.lit("IS-Sahel")).otherwise("group_id").alias("group_id"))
+    renamed = aliases.with_columns(
+        pl.when(pl.col("group_id") == "ISSP").then(pl.lit("IS-Sahel")).otherwise("group_id").alias("group_id")
+    )
     again = build_panels(events, renamed, previous=kept)
     assert again.counts.recounted_months == months
-    assert "IS-Sahel" in again.group_month["group_id"].to_list() and "ISSP" not in again.group_month["group_id"].to_list()
+    assert (
+        "IS-Sahel" in again.group_month["group_id"].to_list() and "ISSP" not in again.group_month["group_id"].to_list()
+    )
     assert build_panels(events, aliases, "any", previous=kept).counts.recounted_months == months
 
 

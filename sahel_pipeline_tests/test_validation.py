@@ -35,7 +35,9 @@ def test_values_that_slipped_past_quarantine_fail_the_suite(sample_events):
     broken = sample_events.head(100).with_columns(
         fatalities=pl.when(pl.int_range(pl.len()) == 0).then(-4).otherwise(pl.col("fatalities")),
         country=pl.when(pl.int_range(pl.len()) == 1).then(pl.lit("Atlantis")).otherwise(pl.col("country")),
-        event_date=pl.when(pl.int_range(pl.len()) == 2).then(pl.lit(dt.date(2031, 1, 1))).otherwise(pl.col("event_date")),
+        event_date=pl.when(pl.int_range(pl.len()) == 2)
+        .then(pl.lit(dt.date(2031, 1, 1)))
+        .otherwise(pl.col("event_date")),
         event_id=pl.when(pl.int_range(pl.len()) == 3).then(pl.col("event_id").first()).otherwise(pl.col("event_id")),
     )
     summary = validate_with_great_expectations(broken, TODAY)
@@ -63,5 +65,12 @@ def test_missing_column_and_wrong_type_are_structural_failures(sample_events):
 def test_gx_is_given_only_the_columns_it_checks():
     assert "notes" not in gx_columns(TODAY)
     assert set(gx_columns(TODAY)) == {
-        "event_id", "event_date_yyyymmdd", "fatalities", "country", "latitude", "longitude", "event_type", "source"
+        "event_id",
+        "event_date_yyyymmdd",
+        "fatalities",
+        "country",
+        "latitude",
+        "longitude",
+        "event_type",
+        "source",
     }

@@ -24,9 +24,9 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_key, month_label, window_start_expr
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1
-from sahel_pipeline.core.months import month_key, month_label, window_start_expr
 
 ALERT_COLUMNS = [
     "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
@@ -44,7 +44,9 @@ SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     """Scores with `alert`, `severity` and `status` columns; series that were not modelled never alert."""
     if "p_value" not in scores.columns:
-        return scores.with_columns(alert=pl.lit(False), severity=pl.lit(None, pl.String), status=pl.lit(None, pl.String))
+        return scores.with_columns(
+            alert=pl.lit(False), severity=pl.lit(None, pl.String), status=pl.lit(None, pl.String)
+        )
     min_count = pl.col("indicator").replace_strict(config.min_counts, default=5)
     enough_now = pl.col("observed") >= min_count
     exceeds = (enough_now & (pl.col("p_value") < config.alert_p)).fill_null(False)
@@ -59,7 +61,12 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
     return scores.with_columns(
         alert=exceeds | sustained,
-        severity=pl.when(points >= 3).then(pl.lit("high")).when(points == 2).then(pl.lit("medium")).when(points == 1).then(pl.lit("low")),
+        severity=pl.when(points >= 3)
+        .then(pl.lit("high"))
+        .when(points == 2)
+        .then(pl.lit("medium"))
+        .when(points == 1)
+        .then(pl.lit("low")),
         status=pl.when(~(exceeds | sustained))
         .then(pl.lit(None, pl.String))
         .when(pl.col("previous_exceedances") > 0)
@@ -94,9 +101,13 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
     keys = [*SERIES_KEY, "month"]
     if alerts.height == 0:
         return pl.DataFrame(schema={**{k: alerts.schema[k] for k in keys}, "where": pl.String()})
-    months = alerts.select(keys).unique().with_columns(
-        recent_start=window_start_expr("month", config.recent_months),
-        baseline_start=window_start_expr("month", config.window_months),
+    months = (
+        alerts.select(keys)
+        .unique()
+        .with_columns(
+            recent_start=window_start_expr("month", config.recent_months),
+            baseline_start=window_start_expr("month", config.window_months),
+        )
     )
     long = long_admin1(admin1).rename({"month": "admin1_month"})
     joined = months.join(long, on=SERIES_KEY, nulls_equal=True).filter(
@@ -125,7 +136,9 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
         return pl.DataFrame(schema=ALERT_SCHEMA)
     alerts = alerts.join(
         rise_locations(alerts, admin1, config),
-        on=[*SERIES_KEY, "month"], how="left", nulls_equal=True,
+        on=[*SERIES_KEY, "month"],
+        how="left",
+        nulls_equal=True,
     )
     rows = []
     for row in alerts.iter_rows(named=True):
@@ -152,7 +165,9 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
     return (
         pl.DataFrame(rows, schema=ALERT_SCHEMA)
         .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
-        .sort("_order", "p_value", "source", "country", "group", "indicator")  # ties in a fixed order: same input, same file
+        .sort(
+            "_order", "p_value", "source", "country", "group", "indicator"
+        )  # ties in a fixed order: same input, same file
         .drop("_order")
     )
 
@@ -198,7 +213,8 @@ def explain(row: dict, config: ModelConfig) -> str:
             f"[{_ratio(row['break_low'])}-{_ratio(row['break_high'])}] the rate before."
         )
     if row.get("where"):
-        text += f" Most of the rise is in {row['where']}, against the baseline rate over those {_words(config.recent_months)} months."
+        months = _words(config.recent_months)
+        text += f" Most of the rise is in {row['where']}, against the baseline rate over those {months} months."
     return text
 
 

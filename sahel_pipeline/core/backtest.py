@@ -16,13 +16,14 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import polars as pl
 
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.models import ModelConfig, Predictive
-from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
+from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.scoring import fitting_pool, score_month
 from sahel_pipeline.core.series import SERIES_KEY, long_series
 
@@ -70,7 +71,10 @@ def run_backtest(
         month = score_month(group_panel, country_panel, origin, config, pool, lambda _: None, indicators)
         scores.append(month.scores)
         forecasts.append(month.forecasts.filter(pl.col("horizon") == 1))
-        log(f"backtest origin {month_key(origin)} ({n} of {len(origins)}): {month.forecasts.height // config.horizons:,} series forecast")
+        log(
+            f"backtest origin {month_key(origin)} ({n} of {len(origins)}): "
+            f"{month.forecasts.height // config.horizons:,} series forecast"
+        )
     all_scores = apply_alert_rule(pl.concat(scores, how="diagonal_relaxed"), config)
     scored = score_forecasts(pl.concat(forecasts, how="diagonal_relaxed"), group_panel, country_panel, indicators)
     return BacktestResult(
@@ -81,7 +85,9 @@ def run_backtest(
     )
 
 
-def score_forecasts(forecasts: pl.DataFrame, group_panel: pl.DataFrame, country_panel: pl.DataFrame, indicators: list[str]) -> pl.DataFrame:
+def score_forecasts(
+    forecasts: pl.DataFrame, group_panel: pl.DataFrame, country_panel: pl.DataFrame, indicators: list[str]
+) -> pl.DataFrame:
     """Attach the outcome and the naive forecasts to each one-month-ahead forecast, and score all three."""
     if forecasts.height == 0:
         return forecasts
@@ -92,7 +98,12 @@ def score_forecasts(forecasts: pl.DataFrame, group_panel: pl.DataFrame, country_
     )
     joined = forecasts.join(
         actuals.rename({"month": "target_month"}), on=[*SERIES_KEY, "target_month"], how="inner", nulls_equal=True
-    ).join(history.select(*SERIES_KEY, "month", "last_value", "mean12"), on=[*SERIES_KEY, "month"], how="left", nulls_equal=True)
+    ).join(
+        history.select(*SERIES_KEY, "month", "last_value", "mean12"),
+        on=[*SERIES_KEY, "month"],
+        how="left",
+        nulls_equal=True,
+    )
     crps = [
         Predictive(mu, se, alpha).crps(int(actual))
         for mu, se, alpha, actual in joined.select("expected", "se", "alpha", "actual").iter_rows()
@@ -138,7 +149,9 @@ def alert_rates(scores: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def episode_flags(scores: pl.DataFrame, episodes: pl.DataFrame, first_origin: dt.date, last_origin: dt.date) -> pl.DataFrame:
+def episode_flags(
+    scores: pl.DataFrame, episodes: pl.DataFrame, first_origin: dt.date, last_origin: dt.date
+) -> pl.DataFrame:
     """For each known episode: was the series flagged (any indicator) from 3 months before its start to its end?"""
     alerts = scores.filter(pl.col("alert")).with_columns(group=pl.col("group_id").fill_null(""))
     rows = []
@@ -147,10 +160,13 @@ def episode_flags(scores: pl.DataFrame, episodes: pl.DataFrame, first_origin: dt
         window_start = shift_month(episode["first_month"], -EARLY_MONTHS)
         covered = first_origin <= episode["first_month"] and episode["last_month"] <= last_origin
         hits = alerts.filter(
-            pl.col("source") == episode["source"], pl.col("level") == level, pl.col("group") == episode["group"],
-            pl.col("country") == episode["country"], pl.col("month").is_between(window_start, episode["last_month"]),
+            pl.col("source") == episode["source"],
+            pl.col("level") == level,
+            pl.col("group") == episode["group"],
+            pl.col("country") == episode["country"],
+            pl.col("month").is_between(window_start, episode["last_month"]),
         ).sort("month")
-        first = hits["month"].min() if hits.height else None
+        first = cast(dt.date, hits["month"].min()) if hits.height else None
         rows.append(
             {
                 **{k: episode[k] for k in ("source", "group", "country", "description")},

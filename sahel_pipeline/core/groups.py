@@ -66,7 +66,9 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
     names = lookup.group_by("group_id").agg(pl.col("group_name").n_unique().alias("n"), pl.col("line").min())
     if names.filter(pl.col("n") > 1).height:
         row = names.filter(pl.col("n") > 1).row(0, named=True)
-        raise AliasTableError(f"{path}: group {row['group_id']} has more than one group_name (first at line {row['line']})")
+        raise AliasTableError(
+            f"{path}: group {row['group_id']} has more than one group_name (first at line {row['line']})"
+        )
     return lookup.drop("line").unique()
 
 
@@ -79,7 +81,9 @@ def actor_mentions(events: pl.LazyFrame, role: Role, carry: list[str] | None = N
     keep = ["_event", "source", "country", *(carry or [])]
     # One frame per actor column, stacked: a third of the cost of one list per event holding every column's names.
     per_column = [
-        indexed.select(*keep, actor=pl.col(column).cast(pl.String).str.split("; ")).filter(pl.col("actor").is_not_null()).explode("actor")
+        indexed.select(*keep, actor=pl.col(column).cast(pl.String).str.split("; "))
+        .filter(pl.col("actor").is_not_null())
+        .explode("actor")
         for column in ROLE_COLUMNS[role]
     ]
     return pl.concat(per_column).with_columns(pl.col("actor").str.strip_chars()).filter(pl.col("actor") != "")
@@ -91,10 +95,14 @@ def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambigui
     Works on distinct names (thousands), not on mentions (millions). An alias limited to a source or to countries wins
     over a general one. With ambiguous="each" an "X and/or Y" name gives one row per group it names.
     """
-    parts = names.with_columns(
-        _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
-        is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
-    ).explode("_parts").with_columns(_key=pl.col("_parts").str.strip_chars().str.to_lowercase())
+    parts = (
+        names.with_columns(
+            _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
+            is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
+        )
+        .explode("_parts")
+        .with_columns(_key=pl.col("_parts").str.strip_chars().str.to_lowercase())
+    )
     resolved = parts
     # From the most specific alias row to the most general; the first match wins.
     for i, (source_any, country_any) in enumerate(((False, False), (True, False), (False, True), (True, True))):
@@ -106,18 +114,27 @@ def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambigui
         on_right = ["alias_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
         resolved = resolved.join(
             candidates.select(*on_right, pl.col("group_id").alias(f"_id{i}"), pl.col("group_name").alias(f"_name{i}")),
-            left_on=on_left, right_on=on_right, how="left",
+            left_on=on_left,
+            right_on=on_right,
+            how="left",
         )
     part_id = pl.coalesce([pl.col(f"_id{i}") for i in range(4)])
     resolved = resolved.with_columns(
         _part_known=part_id.is_not_null(),
         _part_id=pl.coalesce(part_id, pl.col("_parts").str.strip_chars()),
-        _part_name=pl.coalesce(pl.coalesce([pl.col(f"_name{i}") for i in range(4)]), pl.col("_parts").str.strip_chars()),
+        _part_name=pl.coalesce(
+            pl.coalesce([pl.col(f"_name{i}") for i in range(4)]), pl.col("_parts").str.strip_chars()
+        ),
     )
     if ambiguous == "each":
         return resolved.select(
-            "actor", "source", "country", "is_ambiguous",
-            group_id=pl.col("_part_id"), group_name=pl.col("_part_name"), known=pl.col("_part_known"),
+            "actor",
+            "source",
+            "country",
+            "is_ambiguous",
+            group_id=pl.col("_part_id"),
+            group_name=pl.col("_part_name"),
+            known=pl.col("_part_known"),
         ).unique()
     return (
         resolved.group_by("actor", "source", "country")
@@ -174,4 +191,3 @@ def _first_of_each_event_and_group(groups: pl.DataFrame) -> pl.Series:
     in_order = key.gather(order)
     repeats = order.filter(in_order == in_order.shift(1))
     return pl.repeat(True, groups.height, eager=True).scatter(repeats, False)
-

@@ -23,10 +23,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CONTENT_COLUMNS, QUARANTINE_SCHEMA, empty_canonical, empty_quarantine
+from sahel_pipeline.core.schema import (
+    CANONICAL_COLUMNS,
+    CONTENT_COLUMNS,
+    QUARANTINE_SCHEMA,
+    empty_canonical,
+    empty_quarantine,
+)
 from sahel_pipeline.core.sources import SourceError, SourceFile, read_source_file
 from sahel_pipeline.core.validation import quarantine_invalid_rows
 
@@ -132,7 +139,9 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
     for order, (path, name) in enumerate(files):
         stat = path.stat()
         known = previous.get(name)
-        entry = {"file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        entry: dict[str, Any] = {
+            "file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns
+        }
         if known and known["size_bytes"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
             entry["sha256"] = known["sha256"]
             cached = _read_cache(cache_dir, _cache_key(name, known["sha256"]))
@@ -158,6 +167,7 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
             # A file touched but not changed has its validated rows in the cache already.
             cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]))
         if cached is None:
+            assert source is not None  # read in this run (cached runs skip reading), and readable (else: continue)
             valid, invalid = quarantine_invalid_rows(source.events, today)
             source.events = valid.select(CANONICAL_COLUMNS)
             source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
@@ -191,7 +201,11 @@ def consolidate(
     """Merge validated files (given in file order, with `_file_order`) into canonical events: newest revisions,
     deletions, and overlaps of id-less extracts."""
     all_events = pl.concat(event_frames, how="vertical_relaxed") if event_frames else _no_events()
-    quarantine = pl.concat(quarantine_frames, how="vertical_relaxed").select(list(QUARANTINE_SCHEMA)) if quarantine_frames else empty_quarantine()
+    quarantine = (
+        pl.concat(quarantine_frames, how="vertical_relaxed").select(list(QUARANTINE_SCHEMA))
+        if quarantine_frames
+        else empty_quarantine()
+    )
     events, revised, superseded = keep_newest_revisions(all_events)
     deletions = pl.concat(deletion_frames) if deletion_frames else _no_deletions()
     events, deleted = apply_deletions(events, deletions)
@@ -205,7 +219,9 @@ def consolidate(
         "deleted_events": deleted,
         "overlapping_rows": overlaps.height,
     }
-    return IngestResult(events.select(CANONICAL_COLUMNS), quarantine, pl.DataFrame(schema=MANIFEST_SCHEMA), overlaps, stats)
+    return IngestResult(
+        events.select(CANONICAL_COLUMNS), quarantine, pl.DataFrame(schema=MANIFEST_SCHEMA), overlaps, stats
+    )
 
 
 def keep_newest_revisions(events: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
@@ -241,7 +257,9 @@ def apply_deletions(events: pl.DataFrame, deletions: pl.DataFrame) -> tuple[pl.D
         return events, 0
     latest = deletions.group_by("event_id").agg(pl.col("deleted_at").max())
     marked = events.join(latest, on="event_id", how="left")
-    gone = pl.col("deleted_at").is_not_null() & (pl.col("revision").is_null() | (pl.col("revision") <= pl.col("deleted_at")))
+    gone = pl.col("deleted_at").is_not_null() & (
+        pl.col("revision").is_null() | (pl.col("revision") <= pl.col("deleted_at"))
+    )
     kept = marked.filter(~gone).drop("deleted_at")
     return kept, events.height - kept.height
 
@@ -266,7 +284,9 @@ def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, p
     )
     overlapping = candidates.filter(pl.col("_nth") < pl.col("_matches").fill_null(0))
     kept = events.join(overlapping.select("event_id"), on="event_id", how="anti")
-    return kept, overlapping.select("event_id", "source_file", "source_row", "event_date", "location", "event_type", "fatalities")
+    return kept, overlapping.select(
+        "event_id", "source_file", "source_row", "event_date", "location", "event_type", "fatalities"
+    )
 
 
 # --- cache and manifest ---------------------------------------------------------------------------------------------
@@ -289,10 +309,14 @@ def _read_cache(cache_dir: Path, key: str) -> tuple[pl.DataFrame, pl.DataFrame, 
     if not info_path.exists():
         return None
     info = json.loads(info_path.read_text())
-    return tuple(pl.read_parquet(cache_dir / f"{key}.{part}.parquet") for part in ("events", "deletions", "quarantine")) + (info,)  # type: ignore[return-value]
+    return tuple(
+        pl.read_parquet(cache_dir / f"{key}.{part}.parquet") for part in ("events", "deletions", "quarantine")
+    ) + (info,)
 
 
-def _write_cache(cache_dir: Path, key: str, source: SourceFile) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+def _write_cache(
+    cache_dir: Path, key: str, source: SourceFile
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
     info = {
         "layout": source.layout,
         "rows": source.rows,

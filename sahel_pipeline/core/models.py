@@ -52,7 +52,9 @@ def load_breaks(path: str | Path) -> tuple[Break, ...]:
     missing = {"country", "date", "label"} - set(rows[0] if rows else {"country", "date", "label"})
     if missing:
         raise ValueError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
-    return tuple(Break(r["country"].strip(), dt.date.fromisoformat(r["date"].strip()), r["label"].strip()) for r in rows)
+    return tuple(
+        Break(r["country"].strip(), dt.date.fromisoformat(r["date"].strip()), r["label"].strip()) for r in rows
+    )
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,10 @@ class ModelConfig:
     recent_months: int = 3
     min_baseline_months: int = 12  # fewer months of data before the recent window: not modelled
     trend_p: float = 0.05
-    reweight_threshold: float = 2.58  # Noufaily et al.: standardised Anscombe residual above which a month is down-weighted
-    min_events_for_trend: int = 10  # fewer events in the baseline: no trend, no re-weighting (one event is not an outbreak)
+    # Noufaily et al.: standardised Anscombe residual above which a month is down-weighted
+    reweight_threshold: float = 2.58
+    # fewer events in the baseline: no trend, no re-weighting (one event is not an outbreak)
+    min_events_for_trend: int = 10
     overdispersion_lr: float = 2.706  # LR statistic for alpha > 0 at 5% (boundary-corrected chi-square, 1 df)
     bound_quantile: float = 0.99
     alert_p: float = 0.01
@@ -85,7 +89,11 @@ class ModelConfig:
     @property
     def history_months(self) -> int:
         """Months read per series: the windows, and a baseline before the oldest break that can still be compared."""
-        return max(self.window_months, self.max_break_age_months + self.baseline_months) if self.breaks else self.window_months
+        return (
+            max(self.window_months, self.max_break_age_months + self.baseline_months)
+            if self.breaks
+            else self.window_months
+        )
 
     def min_count(self, indicator: str) -> int:
         return self.min_counts.get(indicator, 5)
@@ -100,8 +108,11 @@ def nb_logpmf(y: np.ndarray, mu: np.ndarray, alpha: float) -> np.ndarray:
         return y * np.log(mu) - mu - special.gammaln(y + 1)
     size = 1.0 / alpha
     return (
-        special.gammaln(y + size) - special.gammaln(size) - special.gammaln(y + 1)
-        + size * np.log(size / (size + mu)) + y * np.log(mu / (size + mu))
+        special.gammaln(y + size)
+        - special.gammaln(size)
+        - special.gammaln(y + 1)
+        + size * np.log(size / (size + mu))
+        + y * np.log(mu / (size + mu))
     )
 
 
@@ -194,8 +205,17 @@ class BaselineFit:
     @classmethod
     def from_score(cls, score: dict) -> BaselineFit:
         """The fit a score row was made with (scores carry their fit so that it can be reused)."""
-        return cls(score["model"], score["alpha"], score["log_mu"], score["se"], score["slope"] != 0, score["slope"],
-                   score["trend_per_year"], score["downweighted"], score["note"] or "")
+        return cls(
+            score["model"],
+            score["alpha"],
+            score["log_mu"],
+            score["se"],
+            score["slope"] != 0,
+            score["slope"],
+            score["trend_per_year"],
+            score["downweighted"],
+            score["note"] or "",
+        )
 
     def predictive(self, years_from_as_of: float, exposure: float) -> Predictive:
         """Predictive distribution of a month's count; exposure is the share of the month the data cover."""
@@ -247,7 +267,9 @@ def estimate_alpha(y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> tuple[
     poisson = float(np.sum(weights * nb_logpmf(y, mu, 0.0)))
     result = optimize.minimize_scalar(
         lambda log_a: -float(np.sum(weights * nb_logpmf(y, mu, math.exp(log_a)))),
-        bounds=(math.log(1e-4), math.log(50.0)), method="bounded", options={"xatol": 1e-3},
+        bounds=(math.log(1e-4), math.log(50.0)),
+        method="bounded",
+        options={"xatol": 1e-3},
     )
     alpha = math.exp(result.x)
     return alpha, 2.0 * (-result.fun - poisson)
@@ -302,7 +324,14 @@ def fit_baseline(y: np.ndarray, exposure: np.ndarray, t: np.ndarray, config: Mod
         if trend_fit is None:
             (log_mu, se), model, note = group_rate(y, exposure, alpha, weights), "negbin", ""
         else:
-            nb = _glm(y, trend_fit.model.exog, offset, _families()[1].NegativeBinomial(alpha=alpha), weights, start=trend_fit.params)
+            nb = _glm(
+                y,
+                trend_fit.model.exog,
+                offset,
+                _families()[1].NegativeBinomial(alpha=alpha),
+                weights,
+                start=trend_fit.params,
+            )
             if nb.converged and np.all(np.isfinite(nb.bse)):
                 log_mu, se, trend_fit, model, note = float(nb.params[0]), float(nb.bse[0]), nb, "negbin", ""
             else:
@@ -321,7 +350,9 @@ class RateRatio:
     method: str  # glm | exact
 
 
-def group_rate(y: np.ndarray, exposure: np.ndarray, alpha: float, weights: np.ndarray | None = None) -> tuple[float, float]:
+def group_rate(
+    y: np.ndarray, exposure: np.ndarray, alpha: float, weights: np.ndarray | None = None
+) -> tuple[float, float]:
     """Maximum-likelihood log rate of one group of months (an intercept-only NB2 or Poisson GLM with exposure offsets
     and prior weights), with its standard error.
 
@@ -348,7 +379,9 @@ def group_rate(y: np.ndarray, exposure: np.ndarray, alpha: float, weights: np.nd
     return log_rate, 1.0 / math.sqrt(information)
 
 
-def rate_ratio(y_base: np.ndarray, e_base: np.ndarray, y_recent: np.ndarray, e_recent: np.ndarray, alpha: float) -> RateRatio:
+def rate_ratio(
+    y_base: np.ndarray, e_base: np.ndarray, y_recent: np.ndarray, e_recent: np.ndarray, alpha: float
+) -> RateRatio:
     """Rate of the recent window over the baseline's and its 95% interval: the coefficient of the window dummy in a
     count GLM (intercept + dummy), whose two groups separate into one rate each."""
     base, recent = float(y_base.sum()), float(y_recent.sum())
@@ -481,7 +514,14 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
     # The level is assumed to hold over the horizon: every month ahead gets the same predictive distribution.
     bounds = dict(zip(FORECAST_QUANTILES, level.quantiles(list(FORECAST_QUANTILES.values())), strict=True))
     forecasts = [
-        {"horizon": h, "target_month": int(task.months[-1]) + h, "expected": level.mu, "se": level.se, "alpha": level.alpha, **bounds}
+        {
+            "horizon": h,
+            "target_month": int(task.months[-1]) + h,
+            "expected": level.mu,
+            "se": level.se,
+            "alpha": level.alpha,
+            **bounds,
+        }
         for h in range(1, config.horizons + 1)
     ]
     return score, forecasts

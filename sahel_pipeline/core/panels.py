@@ -21,6 +21,7 @@ import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import polars as pl
 
@@ -115,11 +116,15 @@ def build_panels(
 
     def monthly(level: str, keys: list[str]) -> pl.DataFrame:
         """One level's counts summed over admin1, zero-filled."""
-        summed = counts.admin1.lazy().filter(pl.col("level") == level).group_by(*keys, "month").agg(pl.col(INDICATORS).sum())
+        summed = (
+            counts.admin1.lazy().filter(pl.col("level") == level).group_by(*keys, "month").agg(pl.col(INDICATORS).sum())
+        )
         return zero_filled(summed, keys, coverage)
 
     group_month = monthly("group", GROUP_KEYS).join(counts.names, on="group_id", how="left")
-    group_month = group_month.select(*GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial")
+    group_month = group_month.select(
+        *GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
+    )
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
         country_month=monthly("country", COUNTRY_KEYS),
@@ -138,11 +143,14 @@ def update_counts(
     key = counts_key(aliases, role, ambiguous)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return MonthlyCounts(*count_months(events, aliases, role, ambiguous), digests, key, recounted_months=digests.height)
+        return MonthlyCounts(
+            *count_months(events, aliases, role, ambiguous), digests, key, recounted_months=digests.height
+        )
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
     changed = compared.filter(
-        (pl.col("digest") != pl.col("digest_before")).fill_null(True) | (pl.col("rows") != pl.col("rows_before")).fill_null(True)
+        (pl.col("digest") != pl.col("digest_before")).fill_null(True)
+        | (pl.col("rows") != pl.col("rows_before")).fill_null(True)
     ).select(MONTH_KEYS)
     admin1, unmapped, names = count_months(events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous)
 
@@ -154,7 +162,9 @@ def update_counts(
     return MonthlyCounts(
         admin1=admin1,
         unmapped=pl.concat([unchanged(previous.unmapped), unmapped]),
-        names=pl.concat([names, previous.names]).unique("group_id", keep="first", maintain_order=True).join(present, on="group_id", how="semi"),
+        names=pl.concat([names, previous.names])
+        .unique("group_id", keep="first", maintain_order=True)
+        .join(present, on="group_id", how="semi"),
         digests=digests,
         key=key,
         recounted_months=changed.height,
@@ -171,8 +181,12 @@ def count_months(
     # Counted per admin1; the country-wide panels are sums over admin1, a third of the rows of the attributed events.
     admin1 = pl.concat(
         [
-            attributed.group_by(*GROUP_KEYS, "admin1", "month").agg(indicator_sums()).with_columns(level=pl.lit("group")),
-            events.lazy().group_by(*COUNTRY_KEYS, "admin1", "month").agg(indicator_sums())
+            attributed.group_by(*GROUP_KEYS, "admin1", "month")
+            .agg(indicator_sums())
+            .with_columns(level=pl.lit("group")),
+            events.lazy()
+            .group_by(*COUNTRY_KEYS, "admin1", "month")
+            .agg(indicator_sums())
             .with_columns(level=pl.lit("country"), group_id=pl.lit(None, pl.String)),
         ],
         how="diagonal",
@@ -227,28 +241,38 @@ def load_counts(folder: Path) -> MonthlyCounts | None:
     if not pointer.exists():
         return None
     saved = json.loads(pointer.read_text())
-    frames = {part: pl.read_parquet(folder / saved["state"] / f"{part}.parquet") for part in COUNT_PARTS}
+    state = folder / saved["state"]
+    frames: dict[str, Any] = {part: pl.read_parquet(state / f"{part}.parquet") for part in COUNT_PARTS}
     return MonthlyCounts(**frames, key=saved["key"])
 
 
 def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:
     """The latest month that some source covers in full (a month still open in the data is not complete)."""
     complete = country_month_panel.filter(~pl.col("partial"))
-    return complete.group_by("source").agg(pl.col("month").max())["month"].max()
+    return cast(dt.date, complete.group_by("source").agg(pl.col("month").max())["month"].max())
 
 
 def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -> pl.DataFrame:
     """Every series gets every month its data cover; months without events are zeros."""
-    months = coverage.lazy().select(
-        "source", "country", "last_day", month=pl.date_ranges("first_month", pl.col("last_day").dt.month_start(), interval="1mo")
-    ).explode("month")
+    months = (
+        coverage.lazy()
+        .select(
+            "source",
+            "country",
+            "last_day",
+            month=pl.date_ranges("first_month", pl.col("last_day").dt.month_start(), interval="1mo"),
+        )
+        .explode("month")
+    )
     grid = counts.select(keys).unique().join(months, on=["source", "country"])
     days_in_month = pl.col("month").dt.month_end().dt.day()
     is_last = pl.col("month") == pl.col("last_day").dt.month_start()
     return (
         grid.join(counts, on=[*keys, "month"], how="left")
         .with_columns(pl.col(INDICATORS).fill_null(0))
-        .with_columns(days_covered=pl.when(is_last).then(pl.col("last_day").dt.day()).otherwise(days_in_month).cast(pl.Int32))
+        .with_columns(
+            days_covered=pl.when(is_last).then(pl.col("last_day").dt.day()).otherwise(days_in_month).cast(pl.Int32)
+        )
         .with_columns(partial=pl.col("days_covered") < days_in_month)
         .drop("last_day")
         .collect()

@@ -22,8 +22,8 @@ import polars as pl
 
 from sahel_pipeline.core.alerts import admin1_rise
 from sahel_pipeline.core.models import ModelConfig
-from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
+from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
 
 HISTORY_MONTHS = 48
@@ -49,7 +49,9 @@ class ReportInputs:
     config: ModelConfig
 
 
-def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date) -> pl.DataFrame:
+def series_history(
+    group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date
+) -> pl.DataFrame:
     """Counts of the wanted series (SERIES_KEY columns) over the HISTORY_MONTHS up to `month`, long format."""
     history = long_series(
         group_panel, country_panel, list(INDICATOR_LABELS), first=window_start(month, HISTORY_MONTHS), last=month
@@ -57,7 +59,9 @@ def series_history(group_panel: pl.LazyFrame, country_panel: pl.LazyFrame, wante
     return history.join(wanted.lazy().select(SERIES_KEY).unique(), on=SERIES_KEY, nulls_equal=True).collect()
 
 
-def admin1_history(admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
+def admin1_history(
+    admin1_panel: pl.LazyFrame, wanted: pl.DataFrame, month: dt.date, config: ModelConfig
+) -> pl.DataFrame:
     first = window_start(month, config.window_months)
     return (
         long_admin1(admin1_panel.filter(pl.col("month").is_between(first, month)))
@@ -79,7 +83,15 @@ def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame
     figures = ingest_summary.row(0, named=True) if ingest_summary.height else {}
     quality: dict[str, int | str] = {
         key: int(figures[key])
-        for key in ("files", "rows_read", "events", "quarantined_rows", "revised_events", "deleted_events", "overlapping_rows")
+        for key in (
+            "files",
+            "rows_read",
+            "events",
+            "quarantined_rows",
+            "revised_events",
+            "deleted_events",
+            "overlapping_rows",
+        )
         if key in figures
     }
     last_day = pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1))
@@ -97,7 +109,13 @@ def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame
 
 def quarantine_reasons(quarantine: pl.LazyFrame, top: int = 10) -> pl.DataFrame:
     """The most frequent quarantine reasons: column, reason, rows."""
-    return quarantine.group_by("column", "reason").agg(pl.len().alias("rows")).sort("rows", descending=True).head(top).collect()
+    return (
+        quarantine.group_by("column", "reason")
+        .agg(pl.len().alias("rows"))
+        .sort("rows", descending=True)
+        .head(top)
+        .collect()
+    )
 
 
 def modelled_series(scores: pl.DataFrame) -> int:
@@ -180,7 +198,8 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
 
 
 def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows: int = 6) -> pl.DataFrame:
-    """Recent-window count per admin1 unit against what the baseline rate would give (admin1_rise), largest rise first."""
+    """Recent-window count per admin1 unit against what the baseline rate would give (admin1_rise), largest rise
+    first."""
     return (
         admin1_rise(admin1, [], pl.col("month") >= window_start(month, config.recent_months), config)
         .filter((pl.col("recent") > 0) | (pl.col("at_baseline_rate") >= 0.5))
@@ -222,7 +241,11 @@ def build_sections(inputs: ReportInputs, earlier_plots: dict[str, bytes] | None 
             sections.append(AlertSection(alert, [], where))
             continue
         score_rows = inputs.scores.filter(*match)
-        score = score_rows.row(0, named=True) if score_rows.height else {"month": inputs.month, "indicator": alert["indicator"]}
+        score = (
+            score_rows.row(0, named=True)
+            if score_rows.height
+            else {"month": inputs.month, "indicator": alert["indicator"]}
+        )
         title = f"{alert['group_name'] or alert['country']} - {alert['country']} ({alert['source']})"
         plotted = (inputs.history.filter(*match), score, inputs.forecasts.filter(*match), inputs.config, title)
         digest = plot_digest(*plotted)
@@ -238,7 +261,14 @@ PLOT_VERSION = "1"
 def plot_digest(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, config: ModelConfig, title: str) -> str:
     """Digest of everything plot_series draws from: equal digests, equal plots. A weekly run redraws only the plots
     whose series changed (each costs about a tenth of a second)."""
-    drawn = (PLOT_VERSION, history.sort("month").rows(), sorted(score.items()), forecasts.sort(forecasts.columns).rows(), repr(config), title)
+    drawn = (
+        PLOT_VERSION,
+        history.sort("month").rows(),
+        sorted(score.items()),
+        forecasts.sort(forecasts.columns).rows(),
+        repr(config),
+        title,
+    )
     return hashlib.blake2b(repr(drawn).encode(), digest_size=16).hexdigest()
 
 
@@ -250,8 +280,19 @@ def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
         return inputs.forecasts
     return (
         inputs.forecasts.join(wanted, on=SERIES_KEY, nulls_equal=True)
-        .with_columns(series=pl.coalesce(pl.col("group_name"), pl.lit("(all groups)")), target=pl.col("target_month").dt.strftime("%b %Y"))
-        .sort("source", "country", "level", "series", "indicator", "horizon", descending=[False, False, True, False, False, False])
+        .with_columns(
+            series=pl.coalesce(pl.col("group_name"), pl.lit("(all groups)")),
+            target=pl.col("target_month").dt.strftime("%b %Y"),
+        )
+        .sort(
+            "source",
+            "country",
+            "level",
+            "series",
+            "indicator",
+            "horizon",
+            descending=[False, False, True, False, False, False],
+        )
         .select("source", "country", "series", "indicator", "target", "median", "lo80", "hi80", "lo95", "hi95")
     )
 
@@ -261,14 +302,26 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
     lines = [f"# Escalation alerts, {month}", "", _summary_sentence(inputs), ""]
     for section in sections:
         a = section.alert
-        lines += [f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - "
-                  f"{INDICATOR_LABELS.get(a['indicator'], a['indicator'])}", "", a["explanation"], ""]
+        lines += [
+            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - "
+            f"{INDICATOR_LABELS.get(a['indicator'], a['indicator'])}",
+            "",
+            a["explanation"],
+            "",
+        ]
         lines += [f"![{f.caption}]({image_dir}/{f.name}.png)" for f in section.figures] + [""]
         if section.where.height:
             lines += ["Where:", "", _markdown_table(section.where), ""]
     lines += ["## Forecasts", "", _markdown_table(_forecast_table(inputs)), ""]
-    lines += ["## Data quality", "", *[f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {v}"
-                                        for k, v in inputs.data_quality.items()], ""]
+    lines += [
+        "## Data quality",
+        "",
+        *[
+            f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {v}"
+            for k, v in inputs.data_quality.items()
+        ],
+        "",
+    ]
     if inputs.quarantine_reasons.height:
         lines += ["Quarantine reasons:", "", _markdown_table(inputs.quarantine_reasons), ""]
     lines += ["## How alerts are raised", "", _method_note(inputs.config), ""]
@@ -297,17 +350,26 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         parts.append(f"<p class='explanation'>{html.escape(a['explanation'])}</p>")
         for figure in section.figures:
             data = base64.b64encode(figure.png).decode()
-            parts.append(f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(figure.caption)}'>"
-                         f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>")
+            parts.append(
+                f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(figure.caption)}'>"
+                f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+            )
         if section.where.height:
             parts.append("<p class='where'>Where:</p>" + _html_table(section.where))
         parts.append("</section>")
     if not sections:
         parts.append("<p class='none'>No escalation alert this month.</p>")
     parts.append("<h2>Forecasts</h2>" + _html_table(_forecast_table(inputs)))
-    parts.append("<h2>Data quality</h2><ul>" + "".join(
-        f"<li>{html.escape(k.replace('_', ' '))}: {v:,}</li>" if isinstance(v, int) else f"<li>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</li>"
-        for k, v in inputs.data_quality.items()) + "</ul>")
+    parts.append(
+        "<h2>Data quality</h2><ul>"
+        + "".join(
+            f"<li>{html.escape(k.replace('_', ' '))}: {v:,}</li>"
+            if isinstance(v, int)
+            else f"<li>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</li>"
+            for k, v in inputs.data_quality.items()
+        )
+        + "</ul>"
+    )
     if inputs.quarantine_reasons.height:
         parts.append("<p>Quarantine reasons:</p>" + _html_table(inputs.quarantine_reasons))
     parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
@@ -356,17 +418,26 @@ def _summary_sentence(inputs: ReportInputs) -> str:
     alerts = inputs.alerts
     if alerts.height == 0 and modelled_series(inputs.scores) == 0:
         # Silence here is not calm: a month the data do not reach yet (or too early to model) must not read as one.
-        reach = ", ".join(f"{key.removesuffix('_data_reach')} to {value}" for key, value in inputs.data_quality.items()
-                          if key.endswith("_data_reach"))
-        return (f"No series could be scored for {month_label(inputs.month)}, so its lack of alerts says nothing: every series "
-                f"lacks data for the month or the history a model needs (the data reach {reach or 'no month'}).")
+        reach = ", ".join(
+            f"{key.removesuffix('_data_reach')} to {value}"
+            for key, value in inputs.data_quality.items()
+            if key.endswith("_data_reach")
+        )
+        return (
+            f"No series could be scored for {month_label(inputs.month)}, so its lack of alerts says nothing: "
+            "every series "
+            f"lacks data for the month or the history a model needs (the data reach {reach or 'no month'})."
+        )
     if alerts.height == 0:
         return f"No escalation alert for {month_label(inputs.month)}: no series rose above its expected range."
     severity = dict(alerts.group_by("severity").len().iter_rows())
     new = alerts.filter(pl.col("status") == "new").height
     parts = ", ".join(f"{severity[s]} {s}" for s in ("high", "medium", "low") if s in severity)
-    return (f"{alerts.height} escalation alert{'s' if alerts.height != 1 else ''} for {month_label(inputs.month)} ({parts}); "
-            f"{new} new, {alerts.height - new} continuing from the month before.")
+    return (
+        f"{alerts.height} escalation alert{'s' if alerts.height != 1 else ''} for {month_label(inputs.month)} "
+        f"({parts}); "
+        f"{new} new, {alerts.height - new} continuing from the month before."
+    )
 
 
 def _method_note(config: ModelConfig) -> str:

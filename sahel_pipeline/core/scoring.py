@@ -104,7 +104,9 @@ def build_tasks(
     first = window_start(month, config.history_months)
     window_first = window_start(month, config.window_months)
     series = (
-        long_series(group_panel, country_panel, indicators, first=first, last=month, carry=("group_name", "days_covered"))
+        long_series(
+            group_panel, country_panel, indicators, first=first, last=month, carry=("group_name", "days_covered")
+        )
         .group_by(SERIES_COLUMNS)
         .agg(
             months=month_index_expr("month").sort(),
@@ -204,7 +206,9 @@ FULL_FIT_MS, REUSED_FIT_MS = 3.0, 0.4
 POOL_WORTH_MS, STARTED_POOL_WORTH_MS = 3000, 100
 
 
-def score_tasks(tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print) -> MonthScores:
+def score_tasks(
+    tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print
+) -> MonthScores:
     """Fit every task, on the pool when there is enough work for it. Logs progress as chunks finish."""
     chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
     work_ms = sum(REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS for task in tasks)
@@ -230,7 +234,11 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
     score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _ in results]
     forecast_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, _, rows in results for row in rows]
-    scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    scores = (
+        pl.DataFrame(score_rows, infer_schema_length=None)
+        if score_rows
+        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    )
     forecasts = (
         pl.DataFrame(forecast_rows, infer_schema_length=None).with_columns(
             target_month=index_month_expr("target_month")
@@ -295,7 +303,9 @@ def reuse_earlier(
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     by_key = {
         tuple(row[k] for k in SERIES_COLUMNS): row
-        for row in earlier.select(*SERIES_COLUMNS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
+        for row in earlier.select(*SERIES_COLUMNS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(
+            named=True
+        )
     }
     unchanged, to_fit = [], []
     for task in tasks:
@@ -303,7 +313,11 @@ def reuse_earlier(
         baseline, everything = keys[task.key]
         if row is not None and row["window_key"] == everything:
             unchanged.append(task.key)
-        elif row is not None and row["baseline_key"] == baseline and row["model"] in ("negbin", "poisson", "zero-baseline"):
+        elif (
+            row is not None
+            and row["baseline_key"] == baseline
+            and row["model"] in ("negbin", "poisson", "zero-baseline")
+        ):
             to_fit.append(replace(task, cached_fit=BaselineFit.from_score(row)))
         else:
             to_fit.append(task)

@@ -1,4 +1,5 @@
-"""Source adapters: read one ACLED or UCDP CSV, recognise its layout from the header, normalise it to the canonical schema.
+"""Source adapters: read one ACLED or UCDP CSV, recognise its layout from the header, normalise it to the canonical
+schema.
 
 Reading is strict about the file's shape (every record must have as many fields as the header) and lenient about its
 values: a value that does not parse becomes null next to its raw text, so that validation can quarantine the row with
@@ -14,6 +15,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
@@ -98,8 +100,13 @@ def read_source_file(path: str | Path, display_name: str | None = None) -> Sourc
     if layout == "acled_deletions":
         deletions, quarantine = normalise_deletions(frame, name)
         return SourceFile(
-            name, layout, raw.frame.height + raw.bad_rows.height, empty_events(),
-            deletions, pl.concat([raw.bad_rows, quarantine]), raw.notes,
+            name,
+            layout,
+            raw.frame.height + raw.bad_rows.height,
+            empty_events(),
+            deletions,
+            pl.concat([raw.bad_rows, quarantine]),
+            raw.notes,
         )
     if layout == "ucdp_ged":
         events = normalise_ucdp(frame, name, raw.notes)
@@ -109,8 +116,13 @@ def read_source_file(path: str | Path, display_name: str | None = None) -> Sourc
     events, conflicts, duplicate_notes = collapse(events)
     raw.notes.extend(duplicate_notes)
     return SourceFile(
-        name, layout, raw.frame.height + raw.bad_rows.height, events,
-        _empty_deletions(), pl.concat([raw.bad_rows, conflicts]), raw.notes,
+        name,
+        layout,
+        raw.frame.height + raw.bad_rows.height,
+        events,
+        _empty_deletions(),
+        pl.concat([raw.bad_rows, conflicts]),
+        raw.notes,
     )
 
 
@@ -151,13 +163,13 @@ def read_csv_text(path: Path, name: str) -> RawTable:
         # UCDP GED downloads end every data row with a separator the header lacks: an empty, nameless field.
         padded = header + [f"_unnamed_{i}" for i in range(extra)]
         table, bad = _read_records(source, padded)
-        unnamed = pl.from_arrow(table.select(padded[len(header):]))
+        unnamed = cast(pl.DataFrame, pl.from_arrow(table.select(padded[len(header) :])))
         if unnamed.select(pl.any_horizontal(pl.all().is_not_null()).any()).item():
             raise SourceError(
                 f"{name}: every row has {len(padded)} fields but the header names {len(header)}, and the extra "
                 f"fields are not empty, so the columns cannot be matched to the header"
             )
-        table = table.drop_columns(padded[len(header):])
+        table = table.drop_columns(padded[len(header) :])
         notes.append(f"every row ends with {extra} empty field(s) the header does not name: ignored")
     frame = pl.from_arrow(table)
     del table  # the Polars copy is all that is kept: two copies of a large file would double the peak memory
@@ -263,9 +275,7 @@ def detect_layout(header: list[str], name: str) -> str:
         if set(required) <= lower and (layout != "ucdp_ged" or lower & {"best", "best_est"}):
             return layout
     expected = "; ".join(f"{LAYOUT_DESCRIPTIONS[k]}: {', '.join(v)}" for k, v in LAYOUTS.items())
-    raise SourceError(
-        f"{name}: unrecognised layout. Columns found: {', '.join(header)}. Expected one of -- {expected}"
-    )
+    raise SourceError(f"{name}: unrecognised layout. Columns found: {', '.join(header)}. Expected one of -- {expected}")
 
 
 def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str]) -> pl.DataFrame:
@@ -378,7 +388,9 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
         source_file=pl.lit(name),
         source_row=pl.col("source_row"),
         event_id=pl.col("event_id"),
-        column=pl.when(pl.col("event_id").is_null()).then(pl.lit("event_id_cnty")).otherwise(pl.lit("deleted_timestamp")),
+        column=pl.when(pl.col("event_id").is_null())
+        .then(pl.lit("event_id_cnty"))
+        .otherwise(pl.lit("deleted_timestamp")),
         value=pl.col("_raw"),
         reason=pl.when(pl.col("event_id").is_null())
         .then(pl.lit("deletion without an event id"))
@@ -393,7 +405,16 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
 
 
 # Free text is kept as written; the columns events are identified, dated, placed and grouped by are stripped.
-_FREE_TEXT = {"notes", "source", "source_scale", "tags", "source_article", "source_headline", "source_original", "geom_wkt"}
+_FREE_TEXT = {
+    "notes",
+    "source",
+    "source_scale",
+    "tags",
+    "source_article",
+    "source_headline",
+    "source_original",
+    "geom_wkt",
+}
 
 
 def _text_reader(frame: pl.DataFrame, notes: list[str]) -> Callable[[str], pl.Expr]:
@@ -401,9 +422,20 @@ def _text_reader(frame: pl.DataFrame, notes: list[str]) -> Callable[[str], pl.Ex
     millions of rows), which the file's notes record; a null column when the file lacks it. Free text (notes) is not
     checked: it is most of a file's bytes and nothing is matched on it."""
     checked = [c for c in frame.columns if frame.schema[c] == pl.String and c not in _FREE_TEXT]
-    padded_flags = frame.select(
-        [(pl.col(c).str.starts_with(" ") | pl.col(c).str.ends_with(" ") | pl.col(c).str.contains("\t", literal=True)).any() for c in checked]
-    ).row(0) if checked else ()
+    padded_flags = (
+        frame.select(
+            [
+                (
+                    pl.col(c).str.starts_with(" ")
+                    | pl.col(c).str.ends_with(" ")
+                    | pl.col(c).str.contains("\t", literal=True)
+                ).any()
+                for c in checked
+            ]
+        ).row(0)
+        if checked
+        else ()
+    )
     padded = {c for c, flag in zip(checked, padded_flags, strict=True) if flag}
     if padded:
         notes.append(f"values padded with blanks, stripped: {', '.join(sorted(padded))}")
@@ -425,7 +457,11 @@ def parse_dates(raw: pl.Series, formats: tuple[str, ...]) -> pl.Series:
     if raw.drop_nulls().head(1000).str.contains(_TIME_OF_DAY).any():
         raw = raw.str.replace(_TIME_OF_DAY, "")
     sample = raw.drop_nulls().head(5000)
-    best = formats[int(np.argmin([sample.str.to_date(f, strict=False).null_count() for f in formats]))] if len(sample) else formats[0]
+    best = (
+        formats[int(np.argmin([sample.str.to_date(f, strict=False).null_count() for f in formats]))]
+        if len(sample)
+        else formats[0]
+    )
     parsed = raw.str.to_date(best, strict=False)
     missed = parsed.is_null() & raw.is_not_null()
     others = [f for f in formats if f != best and f != _AMBIGUOUS_TWINS.get(best)]
@@ -534,7 +570,8 @@ def collapse_actor_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
 
 
 def resolve_duplicate_ids(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
-    """One id twice in one file: exact repeats collapse, a newer revision wins, a same-revision conflict is quarantined."""
+    """One id twice in one file: exact repeats collapse, a newer revision wins, a same-revision conflict is
+    quarantined."""
     without_id = events.filter(pl.col("event_id").is_null())  # quarantined by validation, not merged here
     events = events.filter(pl.col("event_id").is_not_null())
     if events["event_id"].n_unique() == events.height:
@@ -560,7 +597,11 @@ def resolve_duplicate_ids(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFr
         notes.append(f"{repeats} exact repeats of a row: counted once")
     if bad.height:
         notes.append(f"{bad.height} rows share an event id and revision but differ: quarantined")
-    return pl.concat([kept, without_id]), _conflict_quarantine(bad, "same event id and revision, different content"), notes
+    return (
+        pl.concat([kept, without_id]),
+        _conflict_quarantine(bad, "same event id and revision, different content"),
+        notes,
+    )
 
 
 def _conflict_quarantine(bad: pl.DataFrame, why: str) -> pl.DataFrame:
@@ -589,7 +630,9 @@ def empty_events() -> pl.DataFrame:
 
 
 def _empty_deletions() -> pl.DataFrame:
-    return pl.DataFrame(schema={"event_id": pl.String(), "deleted_at": pl.Int64(), "source_row": pl.Int64(), "source_file": pl.String()})
+    return pl.DataFrame(
+        schema={"event_id": pl.String(), "deleted_at": pl.Int64(), "source_row": pl.Int64(), "source_file": pl.String()}
+    )
 
 
 def _empty_source(name: str, layout: str, notes: list[str]) -> SourceFile:

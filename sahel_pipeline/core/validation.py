@@ -1,4 +1,5 @@
-"""Validation of canonical events: row rules that quarantine bad rows, and the Great Expectations suite that guards the table.
+"""Validation of canonical events: row rules that quarantine bad rows, and the Great Expectations suite that guards
+the table.
 
 Each rule is written once and used twice. Its Polars form names, for every row, the problem that sends the row to
 quarantine (with the file, row number, column, value and reason). Its Great Expectations form is run on the table
@@ -10,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, partial
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -37,6 +38,19 @@ class Rule:
 
 def _raw(column: str) -> pl.Expr:
     return pl.col(RAW_TEXT_COLUMNS[column])
+
+
+def _coordinate_problem(axis: str, bound: int, today: dt.date) -> pl.Expr:
+    return (
+        pl.when(pl.col(axis).is_null() & _raw(axis).is_not_null())
+        .then(pl.lit(f"{axis} is not a number"))
+        .when(pl.col(axis).abs() > bound)
+        .then(pl.lit(f"{axis} outside -{bound}..{bound}"))
+    )
+
+
+def _coordinate_expectations(axis: str, bound: int, today: dt.date) -> list[dict[str, Any]]:
+    return [{"type": "ExpectColumnValuesToBeBetween", "column": axis, "min_value": -bound, "max_value": bound}]
 
 
 def _unparsed(column: str, what: str) -> pl.Expr:
@@ -96,34 +110,29 @@ RULES: list[Rule] = [
     ),
     Rule(
         "country",
-        lambda today: pl.when(pl.col("country").is_null())
-        .then(pl.lit("missing country"))
-        .when(~pl.col("country").is_in(sorted(ACLED_COUNTRIES)))
-        .then(pl.lit("unknown country name")),
+        lambda today: (
+            pl.when(pl.col("country").is_null())
+            .then(pl.lit("missing country"))
+            .when(~pl.col("country").is_in(sorted(ACLED_COUNTRIES)))
+            .then(pl.lit("unknown country name"))
+        ),
         lambda today: [
             {"type": "ExpectColumnValuesToNotBeNull", "column": "country"},
             {"type": "ExpectColumnValuesToBeInSet", "column": "country", "value_set": sorted(ACLED_COUNTRIES)},
         ],
     ),
     *[
-        Rule(
-            axis,
-            lambda today, axis=axis, bound=bound: pl.when(pl.col(axis).is_null() & _raw(axis).is_not_null())
-            .then(pl.lit(f"{axis} is not a number"))
-            .when(pl.col(axis).abs() > bound)
-            .then(pl.lit(f"{axis} outside -{bound}..{bound}")),
-            lambda today, axis=axis, bound=bound: [
-                {"type": "ExpectColumnValuesToBeBetween", "column": axis, "min_value": -bound, "max_value": bound}
-            ],
-        )
+        Rule(axis, partial(_coordinate_problem, axis, bound), partial(_coordinate_expectations, axis, bound))
         for axis, bound in (("latitude", 90), ("longitude", 180))
     ],
     Rule(
         "event_type",
-        lambda today: pl.when(pl.col("event_type").is_null())
-        .then(pl.lit("missing event type"))
-        .when(~pl.col("event_type").is_in(sorted(EVENT_TYPES)))
-        .then(pl.lit("event type not in ACLED's taxonomy")),
+        lambda today: (
+            pl.when(pl.col("event_type").is_null())
+            .then(pl.lit("missing event type"))
+            .when(~pl.col("event_type").is_in(sorted(EVENT_TYPES)))
+            .then(pl.lit("event type not in ACLED's taxonomy"))
+        ),
         lambda today: [
             {"type": "ExpectColumnValuesToNotBeNull", "column": "event_type"},
             {"type": "ExpectColumnValuesToBeInSet", "column": "event_type", "value_set": sorted(EVENT_TYPES)},
@@ -138,7 +147,8 @@ RULES: list[Rule] = [
 
 
 def quarantine_invalid_rows(events: pl.DataFrame, today: dt.date) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Split events into the rows that keep every rule (all their columns kept) and quarantine rows, one per broken rule."""
+    """Split events into the rows that keep every rule (all their columns kept) and quarantine rows, one per broken
+    rule."""
     if events.height == 0:
         return events, empty_quarantine()
     checked = events.with_columns(
@@ -191,7 +201,8 @@ class ValidationSummary:
         for o in self.outcomes:
             examples = ", ".join(str(e) for e in o.examples[:3])
             lines.append(
-                f"| {o.expectation} | {o.column} | {'pass' if o.success else 'FAIL'} | {o.unexpected_count} | {examples} |"
+                f"| {o.expectation} | {o.column} | {'pass' if o.success else 'FAIL'} | {o.unexpected_count} "
+                f"| {examples} |"
             )
         return "\n".join(lines)
 
@@ -226,8 +237,11 @@ def validate_with_great_expectations(events: pl.LazyFrame | pl.DataFrame, today:
         date = pl.col("event_date")
         values = (
             lazy.with_columns(
-                (date.dt.year().cast(pl.Int64) * 10000 + date.dt.month().cast(pl.Int64) * 100 + date.dt.day().cast(pl.Int64))
-                .alias(GX_DATE_COLUMN)
+                (
+                    date.dt.year().cast(pl.Int64) * 10000
+                    + date.dt.month().cast(pl.Int64) * 100
+                    + date.dt.day().cast(pl.Int64)
+                ).alias(GX_DATE_COLUMN)
             )
             .select(gx_columns(today))
             # GX fingerprints every batch it is given by hashing all of it, and checks uniqueness by hashing again:
@@ -253,7 +267,14 @@ def validate_with_great_expectations(events: pl.LazyFrame | pl.DataFrame, today:
         outcomes.extend(_outcome(r) for r in result.results)
     for outcome in outcomes:
         if outcome.expectation == "expect_column_values_to_be_unique" and not outcome.success:
-            outcome.examples = lazy.filter(pl.col("event_id").is_duplicated()).select("event_id").unique().head(20).collect()["event_id"].to_list()
+            outcome.examples = (
+                lazy.filter(pl.col("event_id").is_duplicated())
+                .select("event_id")
+                .unique()
+                .head(20)
+                .collect()["event_id"]
+                .to_list()
+            )
     dtype_problems = _dtype_problems(schema)
     outcomes.extend(
         ExpectationOutcome("polars dtype", column, False, 0, [problem]) for column, problem in dtype_problems.items()

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, write_alert_files
+from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.core.report import (
     ReportInputs,
     admin1_history,
@@ -17,7 +18,6 @@ from sahel_pipeline.core.report import (
     series_history,
     write_report,
 )
-from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
 from sahel_pipeline.defs.partitions import MONTHS
@@ -44,7 +44,7 @@ def escalation_alerts(
     admin1_month_panel: pl.LazyFrame,
     **shards: pl.DataFrame,
 ):
-    """The month's escalation alerts, one explained row per rising series, written to alerts/YYYY-MM.csv/.json/.parquet."""
+    """The month's escalation alerts, one explained row per rising series, in alerts/YYYY-MM.csv/.json/.parquet."""
     month = parse_month(context.partition_key)
     config = models.config()
     scores = gathered_scores(shards)
@@ -56,8 +56,10 @@ def escalation_alerts(
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
     scored = modelled_series(scores)
     if scored == 0:
-        context.log.warning(f"no series could be scored for {context.partition_key} (no data for the month, or too "
-                            "short a history): its empty alert table is not a quiet month")
+        context.log.warning(
+            f"no series could be scored for {context.partition_key} (no data for the month, or too "
+            "short a history): its empty alert table is not a quiet month"
+        )
     severity = dict(alerts.group_by("severity").len().iter_rows())
     written = pl.read_csv(paths["csv"], n_rows=0).columns
     yield dg.MaterializeResult(
@@ -108,7 +110,7 @@ def alert_report(
     quarantined_events: pl.LazyFrame,
     **shards: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """The month's report for analysts: alerts with plots and where the rise is, forecasts, data quality (HTML, Markdown)."""
+    """The month's report for analysts: alerts with plots and where the rise is, forecasts, data quality (HTML, MD)."""
     month = parse_month(context.partition_key)
     config = models.config()
     scores = apply_alert_rule(gathered_scores(shards), config)
@@ -117,7 +119,9 @@ def alert_report(
         alerts=escalation_alerts,
         scores=scores,
         forecasts=series_forecasts,
-        history=series_history(group_month_panel, country_month_panel, reported_series(escalation_alerts, scores), month),
+        history=series_history(
+            group_month_panel, country_month_panel, reported_series(escalation_alerts, scores), month
+        ),
         admin1=admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config),
         data_quality=data_quality(ingest_summary, country_month_panel),
         quarantine_reasons=quarantine_reasons(quarantined_events),
@@ -126,7 +130,8 @@ def alert_report(
     paths = write_report(inputs, settings.output_path / "reports")
     preview = (
         f"![first alert](data:image/png;base64,{base64.b64encode(paths['first_plot'].read_bytes()).decode()})"
-        if "first_plot" in paths else "_no alert this month_"
+        if "first_plot" in paths
+        else "_no alert this month_"
     )
     return dg.MaterializeResult(
         metadata={

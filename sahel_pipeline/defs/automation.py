@@ -5,8 +5,8 @@ import hashlib
 
 import dagster as dg
 
-from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.core.months import month_key, shift_month
+from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import PipelineSettings
 

@@ -21,7 +21,8 @@ QUARANTINE_WARN_SHARE = 0.01
         raw_file_manifest="Every raw file read: its hash, layout, row counts, quarantined rows and notes.",
         canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
         quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
-        ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, deleted.",
+        ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, "
+        "deleted.",
     ),
 )
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
@@ -38,7 +39,9 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "files_read_this_run": stats["files_read_this_run"],
             "unreadable_files": result.unreadable_files().height,
             "files_table": dg.MetadataValue.md(
-                markdown_table(result.manifest.select("file", "layout", "rows", "events", "quarantined_rows", "notes", "error"))
+                markdown_table(
+                    result.manifest.select("file", "layout", "rows", "events", "quarantined_rows", "notes", "error")
+                )
             ),
         },
     )
@@ -75,7 +78,9 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
     yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={"figures": table_preview(summary)})
 
 
-@dg.asset_check(asset="raw_file_manifest", blocking=True, description="Every CSV under the raw folders has a known layout.")
+@dg.asset_check(
+    asset="raw_file_manifest", blocking=True, description="Every CSV under the raw folders has a known layout."
+)
 def raw_files_are_readable(raw_file_manifest: pl.DataFrame) -> dg.AssetCheckResult:
     unreadable = raw_file_manifest.filter(pl.col("error").is_not_null())
     return dg.AssetCheckResult(
@@ -101,7 +106,9 @@ def canonical_events_pass_great_expectations(
     # Files unchanged since an earlier run were validated when they were read; the events of new or changed files
     # are validated now. Ids stay unique across files by construction (the merge keeps one row per id).
     fresh = raw_file_manifest.filter(pl.col("read_this_run"))["file"].to_list()
-    summary = validate_with_great_expectations(canonical_events.filter(pl.col("source_file").is_in(fresh)), settings.today())
+    summary = validate_with_great_expectations(
+        canonical_events.filter(pl.col("source_file").is_in(fresh)), settings.today()
+    )
     context.log.info(
         f"Great Expectations: {summary.rows:,} events of {len(fresh)} files read in this run; "
         f"{len(summary.failures())} of {len(summary.outcomes)} expectations failed"

@@ -77,7 +77,9 @@ class PolarsParquetIOManager(dg.IOManager):
         return pl.read_parquet(path)
 
 
-@dg.io_manager(required_resource_keys={"settings"}, description="Polars tables as Parquet under <output_dir>/warehouse.")
+@dg.io_manager(
+    required_resource_keys={"settings"}, description="Polars tables as Parquet under <output_dir>/warehouse."
+)
 def parquet_warehouse(init_context: dg.InitResourceContext) -> PolarsParquetIOManager:
     """The warehouse folder is taken from the run's `settings` resource, so a run launched with other settings stores
     its tables beside its alerts and reports (a copy of the settings nested in the IO manager would keep the folder it

@@ -88,7 +88,9 @@ def series_forecasts(
             "dagster/row_count": forecasts.height,
             "csv": dg.MetadataValue.path(str(path)),
             "next_month_by_country": dg.MetadataValue.md(
-                markdown_table(countries.select("source", "country", "indicator", "median", "lo80", "hi80", "lo95", "hi95"))
+                markdown_table(
+                    countries.select("source", "country", "indicator", "median", "lo80", "hi80", "lo95", "hi95")
+                )
             ),
         },
     )

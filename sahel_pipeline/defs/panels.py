@@ -20,7 +20,8 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
 @dg.multi_asset(
     outs=parquet_tables(
         GROUP,
-        group_month_panel="Events, violent events, fatalities and civilian targeting per armed group x country x month.",
+        group_month_panel="Events, violent events, fatalities and civilian targeting per armed group x country x "
+        "month.",
         country_month_panel="Events, violent events, fatalities and civilian targeting per country x month.",
         admin1_month_panel="The same indicators per admin1 x month, for each group and for the whole country: "
         "where a rise happens.",
@@ -34,7 +35,10 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(
-        canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution,
+        canonical_events.select(EVENT_COLUMNS),
+        aliases,
+        settings.group_role,
+        settings.ambiguous_attribution,
         previous=load_counts(settings.panel_cache),
     )
     save_counts(panels.counts, settings.panel_cache)
@@ -93,7 +97,9 @@ def _partial_months(country_month: pl.DataFrame) -> pl.DataFrame:
     blocking=True,
     description="Every canonical event is counted exactly once in the country panel of its source.",
 )
-def country_panel_counts_every_event_once(country_month_panel: pl.DataFrame, canonical_events: pl.LazyFrame) -> dg.AssetCheckResult:
+def country_panel_counts_every_event_once(
+    country_month_panel: pl.DataFrame, canonical_events: pl.LazyFrame
+) -> dg.AssetCheckResult:
     events = canonical_events.group_by("source").agg(pl.len().alias("events")).collect()
     panel = country_month_panel.group_by("source").agg(pl.col("events").sum().alias("panel_events"))
     compared = events.join(panel, on="source", how="full", coalesce=True).fill_null(0)
@@ -117,4 +123,3 @@ def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheck
         passed=gaps.height == 0,
         metadata={"series": per_series.height, "series_with_gaps": gaps.height, "indicators": ", ".join(INDICATORS)},
     )
-

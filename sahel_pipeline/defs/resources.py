@@ -10,22 +10,24 @@ import dagster as dg
 from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
-from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
 
-
 class PipelineSettings(dg.ConfigurableResource):
-    """Where raw files are read and outputs written. Relative paths are relative to the folder Dagster or `sahel` runs in.
+    """Where raw files are read and outputs written. Relative paths are relative to the folder Dagster or `sahel`
+    runs in.
 
     The two paths have no default: settings given at launch (the UI's launchpad) replace the code location's whole
     resource, and a default would quietly send such a run to `data/raw` and `data/outputs`. Give them as
     `{env: SAHEL_RAW_PATHS}` and `{env: SAHEL_OUTPUT_DIR}` there.
     """
 
-    raw_paths: str = Field(description=f"Folders or single CSV files to ingest, separated by '{os.pathsep}'; '~' is expanded.")
+    raw_paths: str = Field(
+        description=f"Folders or single CSV files to ingest, separated by '{os.pathsep}'; '~' is expanded."
+    )
     output_dir: str = Field(description="Alerts, reports and the warehouse of stored assets.")
     sample_fallback: bool = Field(
         default=True,
@@ -87,12 +89,18 @@ class ModelSettings(dg.ConfigurableResource):
     forecast_half_life: float = Field(
         default=ModelConfig.forecast_half_life, description="Half-life in months of the forecast's local level."
     )
-    break_dates: str = Field(default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none.")
-    known_escalations: str = Field(default=str(KNOWN_ESCALATIONS), description="CSV of known escalation episodes for the backtest.")
+    break_dates: str = Field(
+        default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none."
+    )
+    known_escalations: str = Field(
+        default=str(KNOWN_ESCALATIONS), description="CSV of known escalation episodes for the backtest."
+    )
     backtest_months: int = Field(
         default=BACKTEST_MONTHS, description="Origins of the rolling backtest: this many months up to the data's end."
     )
-    workers: int = Field(default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out).")
+    workers: int = Field(
+        default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out)."
+    )
 
     def config(self) -> ModelConfig:
         return ModelConfig(
