@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline.core.ingest import IngestResult, ingest
-from sahel_pipeline_tests.conftest import BAD_FILES, TODAY
+from sahel_pipeline_tests.fixtures import BAD_FILES, TODAY
 
 
 def ingest_one(name: str, tmp_path) -> IngestResult:

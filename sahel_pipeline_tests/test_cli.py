@@ -2,29 +2,45 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import polars as pl
 import pytest
 
 from sahel_pipeline.cli import main
-from sahel_pipeline_tests.conftest import BAD_FILES, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import BAD_FILES, real_file, requires_real_data
+
+pytestmark = pytest.mark.slow  # every test runs the command line, most the whole graph
 
 
 @pytest.fixture(scope="module")
-def sample_outputs(tmp_path_factory):
+def sample_run(tmp_path_factory):
+    """`sahel run` on the sample with no month given: its output folder and what it printed."""
     out = tmp_path_factory.mktemp("cli")
-    assert main(["run", "--out", str(out), "--workers", "1"]) == 0
-    return out
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert main(["run", "--out", str(out), "--workers", "1"]) == 0
+    return out, printed.getvalue()
 
 
-def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_outputs, capsys):
-    assert (sample_outputs / "alerts" / "2024-12.csv").exists()
-    assert (sample_outputs / "reports" / "2024-12.html").exists()
+@pytest.fixture(scope="module")
+def sample_outputs(sample_run):
+    return sample_run[0]
+
+
+def test_run_defaults_to_the_latest_complete_month_of_the_sample(sample_run):
+    # The sample's data end on 31 December 2024 (data/sample/README.md): December is the last complete month.
+    out, printed = sample_run
+    assert printed.splitlines()[0] == "month: 2024-12 (the latest month the data cover in full)"
+    assert sorted(p.name for p in (out / "alerts").glob("*.csv")) == ["2024-12.csv"]
+    assert (out / "reports" / "2024-12.html").exists()
 
 
 def test_run_prints_a_summary(tmp_path, capsys):
@@ -115,9 +131,11 @@ def test_a_folder_with_no_recognised_file_fails_clearly(tmp_path, capsys):
 
 
 def test_console_script_is_installed():
-    completed = subprocess.run([sys.executable, "-m", "sahel_pipeline.cli", "--help"], capture_output=True, text=True)
+    """`sahel` is installed beside this interpreter (the project's venv) and runs."""
+    script = Path(sys.executable).with_name("sahel")
+    assert script.is_file(), f"no console script at {script}: install the project (make install)"
+    completed = subprocess.run([str(script), "--help"], capture_output=True, text=True)
     assert completed.returncode == 0 and "{run,alerts,backtest}" in completed.stdout
-    assert shutil.which("sahel") or (sys.prefix and (sys.prefix + "/bin/sahel"))
 
 
 @requires_real_data

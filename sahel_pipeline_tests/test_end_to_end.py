@@ -42,6 +42,7 @@ def alerts(out, month: str) -> pl.DataFrame:
     return pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema_length=None)
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_every_month_runs_with_passing_checks(run):
     _, results = run
     for month, result in results.items():
@@ -50,6 +51,7 @@ def test_every_month_runs_with_passing_checks(run):
         assert failed == [], (month, failed)
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_planted_escalation_is_in_the_months_alerts_csv(run):
     out, _ = run
     december = alerts(out, "2024-12")
@@ -67,6 +69,7 @@ def test_planted_escalation_is_in_the_months_alerts_csv(run):
     assert "Most of the rise is in Tillaberi" in sentence  # where the sample planted it
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_jnim_going_from_almost_nothing_to_a_handful_is_flagged(run):
     out, _ = run
     january = alerts(out, "2024-01").filter(pl.col("group") == "JNIM", pl.col("country") == "Niger")
@@ -74,6 +77,7 @@ def test_jnim_going_from_almost_nothing_to_a_handful_is_flagged(run):
     assert january.filter(pl.col("indicator") == "events")["observed"][0] >= 5
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_a_month_without_alerts_still_writes_its_files(run):
     out, _ = run
     quiet = alerts(out, "2017-06")  # six months of history: nothing can be modelled yet
@@ -85,6 +89,7 @@ def test_a_month_without_alerts_still_writes_its_files(run):
     assert "No series could be scored" not in (out / "reports" / "2024-12.html").read_text()
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_report_reads_on_its_own(run):
     out, _ = run
     page = (out / "reports" / "2024-12.html").read_text()
@@ -100,6 +105,7 @@ def test_report_reads_on_its_own(run):
     )
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
     _, results = run
     previews = {
@@ -114,6 +120,7 @@ def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
     assert previews["2017-06"] == "_no alert this month_"
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_forecasts_cover_the_next_three_months(run):
     out, _ = run
     forecasts = pl.read_csv(out / "forecasts" / "2024-12.csv", try_parse_dates=True)
@@ -123,6 +130,7 @@ def test_forecasts_cover_the_next_three_months(run):
     assert (issp["median"] <= issp["hi80"]).all() and (issp["hi80"] <= issp["hi95"]).all()
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_a_past_month_uses_only_data_dated_up_to_then(run):
     """Alerts of January 2024 are the same as if the data had stopped at the end of January 2024."""
     out, _ = run
@@ -221,6 +229,7 @@ def test_breaks_file_is_read():
     assert niger and niger[0].date == dt.date(2023, 7, 26)
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
     """The weekly job re-runs months it has already scored: nothing changed, so nothing is read, recounted or
     refitted."""
@@ -244,6 +253,7 @@ def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run):
     assert (out / "alerts" / "2024-12.csv").read_bytes() == before
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run, monkeypatch):
     out, results = run
     plots = out / "reports" / "2024-12"
@@ -264,6 +274,7 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     assert (out / "reports" / "2024-12.html").read_text() == before
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_a_report_run_again_removes_plots_of_alerts_it_no_longer_has(run):
     out, results = run
     plots = out / "reports" / "2024-12"

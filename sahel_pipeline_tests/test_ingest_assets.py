@@ -15,7 +15,7 @@ from sahel_pipeline.defs import ingest as ingest_defs
 from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import PipelineSettings
 from sahel_pipeline.runner import failure_message
-from sahel_pipeline_tests.conftest import BAD_FILES
+from sahel_pipeline_tests.fixtures import BAD_FILES
 
 INGEST = [
     ingest_defs.ingested_events,

@@ -51,6 +51,7 @@ def test_planted_threefold_rise_is_flagged_and_its_interval_covers_three():
     assert clean["rate_ratio_low"] < 3 < clean["rate_ratio_high"]
 
 
+@pytest.mark.slow  # hundreds of simulated series
 def test_stable_series_alert_at_about_the_nominal_rate_over_many_years():
     rng = np.random.default_rng(7)
     tasks = []
@@ -168,7 +169,8 @@ def test_predictive_distribution_matches_scipy(mu, se, alpha):
     assert predictive.quantile(0.99) == reference.ppf(0.99)
     assert predictive.sf_at_least(12) == pytest.approx(reference.sf(11), rel=1e-6)
     observed = 9
-    crps = sum((reference.cdf(k) - (k >= observed)) ** 2 for k in range(0, 20_000))
+    counts = np.arange(0, 20_000)
+    crps = float(np.sum((reference.cdf(counts) - (counts >= observed)) ** 2))
     assert predictive.crps(observed) == pytest.approx(crps, rel=1e-3)
 
 

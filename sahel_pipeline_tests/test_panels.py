@@ -14,7 +14,7 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.panels import Panels, build_panels, load_counts, save_counts
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
-from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import TODAY, real_file, requires_real_data
 
 ISSP_ACLED_NAMES = {
     "Islamic State (Greater Sahara)",

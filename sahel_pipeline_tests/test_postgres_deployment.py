@@ -160,6 +160,8 @@ def production_instance(postgres_server: Server, tmp_path: Path, monkeypatch) ->
         yield instance  # disposed (connections closed) before the server stops
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_weekly_job_is_recorded_in_postgres(postgres_server: Server, production_instance, tmp_path: Path):
     instance = production_instance
     # What deploy/dagster.yaml promises, as Dagster understood it.

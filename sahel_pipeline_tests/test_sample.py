@@ -6,7 +6,7 @@ import polars as pl
 
 from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_global, write_sample
-from sahel_pipeline_tests.conftest import TODAY
+from sahel_pipeline_tests.fixtures import TODAY
 
 
 def test_committed_sample_is_reproduced_by_the_generator(tmp_path, sample_dir):

@@ -12,7 +12,7 @@ import pytest
 
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS
 from sahel_pipeline.core.sources import SourceError, detect_layout, read_source_file
-from sahel_pipeline_tests.conftest import BAD_FILES, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import BAD_FILES, real_file, requires_real_data
 
 
 def csv_rows(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -69,14 +69,14 @@ def test_upper_case_extract_without_ids_gets_stable_derived_ids():
     path = real_file("acled_burkina_1997-2023_subset-columns.csv")
     first = read_source_file(path)
     again = read_source_file(path)
+    _, rows = csv_rows(path)
     assert first.layout == "acled_extract"
-    assert first.events.height == 8527
+    assert first.events.height == len(rows) > 8000  # one event per row, counted by Python's csv reader
     assert first.events["event_id_derived"].all()
-    assert first.events["event_id"].n_unique() == 8527
+    assert first.events["event_id"].n_unique() == len(rows)
     assert first.events["event_id"].str.starts_with("ACLED~").all()
     assert first.events["event_id"].to_list() == again.events["event_id"].to_list()
     assert first.events["country"].unique().to_list() == ["Burkina Faso"]  # from the file name
-    _, rows = csv_rows(path)
     assert first.events["civilian_targeting"].sum() == sum(r[11] == "Civilian targeting" for r in rows)
     assert first.events["event_date"].max() == dt.date(2023, 4, 28)
 
@@ -88,7 +88,7 @@ def test_ucdp_ged_with_one_field_more_than_its_header():
     header, rows = csv_rows(path)
     assert len(header) == 47 and {len(r) for r in rows} == {48}
     assert source.layout == "ucdp_ged"
-    assert source.events.height == 1504
+    assert source.events.height == len(rows) > 1000
     assert any("empty field" in note for note in source.notes)
     assert source.events["fatalities"].sum() == sum(int(r[header.index("best_est")]) for r in rows)
     violence = Counter(r[header.index("type_of_violence")] for r in rows)

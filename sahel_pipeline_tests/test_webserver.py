@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from sahel_pipeline import PROJECT_DIR
 
 QUERY = """
@@ -42,6 +44,8 @@ def graphql(port: int, query: str) -> dict:
         return json.loads(response.read())
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_webserver_serves_the_asset_graph(tmp_path: Path):
     port = free_port()
     env = {

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests: where the real files and the bad files are, the test's 'today', and the mark for tests
+that read the real files (conftest.py keeps only pytest fixtures)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+BAD_FILES = TESTS_DIR / "bad_files"
+REAL_DIR = TESTS_DIR.parents[1] / "shared" / "data" / "real"
+TODAY = dt.date(2026, 11, 21)
+
+Test = TypeVar("Test", bound=Callable)
+
+
+def requires_real_data(test: Test) -> Test:
+    """A test that reads the real ACLED/UCDP files: marked slow, and skipped with the reason when they are absent."""
+    absent = pytest.mark.skipif(
+        not REAL_DIR.is_dir(),
+        reason=f"real ACLED/UCDP files not found at {REAL_DIR} (they are not redistributed with the project)",
+    )
+    return pytest.mark.slow(absent(test))
+
+
+def real_file(name: str) -> Path:
+    return REAL_DIR / name
