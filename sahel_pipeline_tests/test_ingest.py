@@ -210,3 +210,32 @@ def test_hashed_duplicate_ids_agree_with_polars_on_text_ids():
     ids = pl.Series([f"MLI{n % 5003}" for n in range(20_000)] + ["BFA1", "BFA2", "BFA1", None, None])
     assert duplicated(ids).to_list() == ids.is_duplicated().to_list()
     assert duplicated(pl.Series(["a", "b"], dtype=pl.String)).to_list() == [False, False]
+
+
+def test_hidden_files_and_folders_are_never_read(tmp_path):
+    """A pull keeps its pages (.partial/) and half-written files (.name.tmp) hidden: the ingest must not see them."""
+    (tmp_path / "deletions.csv").write_text(DELETIONS)
+    for hidden in (".partial/abc/page_00001.csv", ".vintages/x.csv", "acled_api/.acled_2026.csv", ".half.csv"):
+        (tmp_path / hidden).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / hidden).write_text(snapshot(SNAPSHOT_A))
+    assert [name for _, name in find_csv_files([tmp_path])] == ["deletions.csv"]
+
+
+UCDP_HEADER = "id,date_start,side_a,side_b,type_of_violence,best,country,where_coordinates"
+
+
+def test_ucdp_replacements_remove_events_and_are_counted_apart_from_acled_deletions(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "acled.csv").write_text(snapshot(SNAPSHOT_A))
+    (raw / "deletions.csv").write_text(DELETIONS)
+    (raw / "ucdp_candidate.csv").write_text("\n".join(
+        [UCDP_HEADER] + [f"{i},2025-01-0{i},Government of Mali,JNIM,1,{i},Mali,Town {i}" for i in range(1, 6)]) + "\n")
+    replaced = "id,replaced_by,replaced_at\n2,26.1,1767225600\n4,26.1,1767225600\n,26.1,1\n"  # the last has no id
+    (raw / "ucdp_replaced.csv").write_text(replaced)
+    result = run(raw, tmp_path / "cache")
+    assert (result.stats["replaced_ucdp_events"], result.stats["deleted_events"]) == (2, 1)
+    assert sorted(result.events.filter(pl.col("source") == "UCDP")["event_id"]) == ["UCDP:1", "UCDP:3", "UCDP:5"]
+    bad = result.quarantine.row(0, named=True)  # a replacement without an id is quarantined, not applied
+    assert (bad["source_file"], bad["reason"]) == ("ucdp_replaced.csv", "replacement without an event id")
+

@@ -8,7 +8,8 @@ every time, so the table is always a function of the files present:
 * the same event id in several files (ACLED re-publishes corrected events with a newer `timestamp`) keeps the newest
   revision; equal revisions go to the file that sorts last. Nothing is counted twice.
 * an ACLED deletions file (`event_id_cnty`, `deleted_timestamp`) removes events whose revision is not newer than the
-  deletion.
+  deletion; a UCDP replacements file (written by `sahel fetch ucdp`) removes the events a newer GED version
+  replaces and does not hold (Candidate events, or an earlier GED version's), counted apart.
 * rows of an extract without ids that match an event of an export with ids (same source, date, location, event type
   and fatalities) are reported as overlaps and not kept twice.
 """
@@ -77,7 +78,8 @@ def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
     """(path, display name) of every CSV under the given folders or files, in a stable order.
 
     The display name is the path relative to the folder it was found in, and file order decides ties between equal
-    revisions: name weekly files so that they sort by date (e.g. acled_2024-05-13.csv).
+    revisions: name weekly files so that they sort by date (e.g. acled_2024-05-13.csv). Hidden files and folders
+    (a name starting with '.') are not read: a pull keeps its pages and half-written files there.
     """
     found: list[tuple[Path, str]] = []
     for given in paths:
@@ -85,11 +87,10 @@ def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
         if root.is_file():
             found.append((root, root.name))
         elif root.is_dir():
-            found.extend(
-                (p, p.relative_to(root).as_posix())
-                for p in sorted(root.rglob("*"))
-                if p.is_file() and p.suffix.lower() == ".csv"
-            )
+            for p in sorted(root.rglob("*.[cC][sS][vV]")):
+                name = p.relative_to(root)
+                if p.is_file() and not any(part.startswith(".") for part in name.parts):
+                    found.append((p, name.as_posix()))
         else:
             raise FileNotFoundError(f"raw data path does not exist: {root}")
     return sorted(found, key=lambda item: item[1])
@@ -153,7 +154,7 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
             # The file is hashed on a thread while it is parsed: hashlib runs without holding the interpreter, and a
             # gigabyte takes about a second to hash.
             with ThreadPoolExecutor(1) as hasher:
-                digest = hasher.submit(_sha256, path)
+                digest = hasher.submit(file_sha256, path)
                 try:
                     source, error = read_source_file(path, name), None
                 except SourceError as err:
@@ -208,7 +209,7 @@ def consolidate(
     )
     events, revised, superseded = keep_newest_revisions(all_events)
     deletions = pl.concat(deletion_frames) if deletion_frames else _no_deletions()
-    events, deleted = apply_deletions(events, deletions)
+    events, deleted, replaced = apply_deletions(events, deletions)
     events, overlaps = drop_overlapping_extract_rows(events)
     stats = {
         "events": events.height,
@@ -217,6 +218,7 @@ def consolidate(
         "revised_events": revised,
         "superseded_versions": superseded,
         "deleted_events": deleted,
+        "replaced_ucdp_events": replaced,
         "overlapping_rows": overlaps.height,
     }
     return IngestResult(
@@ -251,17 +253,21 @@ def duplicated(ids: pl.Series) -> pl.Series:
     return pl.repeat(False, len(ids), eager=True).scatter(confirmed, True)
 
 
-def apply_deletions(events: pl.DataFrame, deletions: pl.DataFrame) -> tuple[pl.DataFrame, int]:
-    """Remove deleted events, unless the event was re-published after its deletion (a newer revision)."""
+def apply_deletions(events: pl.DataFrame, deletions: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
+    """Remove deleted events, unless the event was re-published after its deletion (a newer revision).
+
+    Returns the events, how many ACLED events were deleted and how many UCDP events a newer GED version replaced
+    (UCDP publishes no deletions: its only removals are the replacement files of `sahel fetch ucdp`)."""
     if deletions.height == 0:
-        return events, 0
+        return events, 0, 0
     latest = deletions.group_by("event_id").agg(pl.col("deleted_at").max())
     marked = events.join(latest, on="event_id", how="left")
     gone = pl.col("deleted_at").is_not_null() & (
         pl.col("revision").is_null() | (pl.col("revision") <= pl.col("deleted_at"))
     )
     kept = marked.filter(~gone).drop("deleted_at")
-    return kept, events.height - kept.height
+    replaced = marked.filter(gone & (pl.col("source") == "UCDP")).height
+    return kept, events.height - kept.height - replaced, replaced
 
 
 def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -296,7 +302,7 @@ def _cache_key(name: str, digest: str) -> str:
     return hashlib.sha256(f"{PARSER_VERSION}\0{name}\0{digest}".encode()).hexdigest()[:32]
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while chunk := fh.read(1 << 24):

@@ -41,6 +41,7 @@ class SourceError(ValueError):
 ACLED_EVENT_COLUMNS = ("event_date", "event_type", "actor1", "fatalities")
 LAYOUTS: dict[str, tuple[str, ...]] = {
     "acled_deletions": ("event_id_cnty", "deleted_timestamp"),
+    "ucdp_replacements": ("id", "replaced_by", "replaced_at"),
     "ucdp_ged": ("id", "date_start", "side_a", "side_b", "type_of_violence"),
     "acled": ("event_id_cnty", *ACLED_EVENT_COLUMNS, "actor2"),
     "acled_monadic": ("event_id_cnty", *ACLED_EVENT_COLUMNS),
@@ -52,6 +53,12 @@ LAYOUT_DESCRIPTIONS = {
     "acled_extract": "an ACLED extract without event ids",
     "ucdp_ged": "a UCDP GED file (and a deaths column: best or best_est)",
     "acled_deletions": "an ACLED deletions file",
+    "ucdp_replacements": "a UCDP replacements file (written by `sahel fetch ucdp`)",
+}
+# Files that remove events rather than add them: layout -> (id column, timestamp column, id prefix, what a row is).
+REMOVAL_LAYOUTS: dict[str, tuple[str, str, str, str]] = {
+    "acled_deletions": ("event_id_cnty", "deleted_timestamp", "ACLED:", "deletion"),
+    "ucdp_replacements": ("id", "replaced_at", "UCDP:", "replacement"),
 }
 
 ACLED_DATE_FORMATS = ("%Y-%m-%d", "%d %B %Y", "%d %b %Y", "%d-%m-%Y", "%d/%m/%Y", "%m/%d/%Y", "%d-%B-%Y")
@@ -97,8 +104,8 @@ def read_source_file(path: str | Path, display_name: str | None = None) -> Sourc
     frame = raw.frame.rename({orig: low for low, orig in columns.items() if orig != low})
     if frame.height == 0:
         raw.notes.append("header only: no data rows")
-    if layout == "acled_deletions":
-        deletions, quarantine = normalise_deletions(frame, name)
+    if layout in REMOVAL_LAYOUTS:
+        deletions, quarantine = normalise_deletions(frame, name, layout)
         return SourceFile(
             name,
             layout,
@@ -374,13 +381,17 @@ def normalise_ucdp(frame: pl.DataFrame, name: str, notes: list[str]) -> pl.DataF
     return events.with_columns(parse_dates(events["_raw_event_date"], UCDP_DATE_FORMATS))
 
 
-def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """ACLED deletions file -> (event_id, deleted_at); rows without a usable id or timestamp are quarantined."""
+def normalise_deletions(
+    frame: pl.DataFrame, name: str, layout: str = "acled_deletions"
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """ACLED deletions or UCDP replacements -> (event_id, deleted_at); rows without a usable id or
+    timestamp are quarantined."""
+    id_column, time_column, prefix, kind = REMOVAL_LAYOUTS[layout]
     parsed = frame.select(
-        event_id=pl.lit("ACLED:") + pl.col("event_id_cnty").str.strip_chars(),
-        deleted_at=pl.col("deleted_timestamp").str.strip_chars(),
+        event_id=pl.lit(prefix) + pl.col(id_column).str.strip_chars(),
+        deleted_at=pl.col(time_column).str.strip_chars(),
         source_row=pl.col("source_row"),
-        _raw=pl.col("deleted_timestamp"),
+        _raw=pl.col(time_column),
     )
     parsed = parsed.with_columns(deleted_at=to_unix_seconds(parsed["deleted_at"]))
     bad = parsed.filter(pl.col("event_id").is_null() | pl.col("deleted_at").is_null())
@@ -388,14 +399,12 @@ def normalise_deletions(frame: pl.DataFrame, name: str) -> tuple[pl.DataFrame, p
         source_file=pl.lit(name),
         source_row=pl.col("source_row"),
         event_id=pl.col("event_id"),
-        column=pl.when(pl.col("event_id").is_null())
-        .then(pl.lit("event_id_cnty"))
-        .otherwise(pl.lit("deleted_timestamp")),
+        column=pl.when(pl.col("event_id").is_null()).then(pl.lit(id_column)).otherwise(pl.lit(time_column)),
         value=pl.col("_raw"),
         reason=pl.when(pl.col("event_id").is_null())
-        .then(pl.lit("deletion without an event id"))
-        .otherwise(pl.lit("deleted_timestamp is not a Unix time or a date")),
-        record=pl.struct(event_id=pl.col("event_id"), deleted_timestamp=pl.col("_raw")).struct.json_encode(),
+        .then(pl.lit(f"{kind} without an event id"))
+        .otherwise(pl.lit(f"{time_column} is not a Unix time or a date")),
+        record=pl.struct(pl.col("event_id"), pl.col("_raw").alias(time_column)).struct.json_encode(),
     )
     good = parsed.filter(pl.col("event_id").is_not_null() & pl.col("deleted_at").is_not_null())
     return good.select("event_id", "deleted_at", "source_row").with_columns(source_file=pl.lit(name)), quarantine
