@@ -2,16 +2,24 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, ingest, models, panels
+from sahel_pipeline.defs import alerts, automation, backtest, fetch, ingest, models, panels
+from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 
-def build_definitions(settings: PipelineSettings, model_settings: ModelSettings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: PipelineSettings,
+    model_settings: ModelSettings | None = None,
+    acled: AcledApi | None = None,
+    ucdp: UcdpApi | None = None,
+) -> dg.Definitions:
     """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI
-    their own."""
+    their own. Without API resources the pulls have no credentials and pull nothing."""
     return dg.Definitions(
         assets=[
+            fetch.acled_pull,
+            fetch.ucdp_pull,
             ingest.ingested_events,
             panels.monthly_panels,
             *models.SERIES_SCORES,
@@ -33,13 +41,29 @@ def build_definitions(settings: PipelineSettings, model_settings: ModelSettings 
         resources={
             "settings": settings,
             "models": model_settings or ModelSettings(),
+            "acled": acled or AcledApi(),
+            "ucdp": ucdp or UcdpApi(),
             "io_manager": parquet_warehouse,
         },
         executor=dg.multiprocess_executor,
     )
 
 
-# Paths come from SAHEL_RAW_PATHS and SAHEL_OUTPUT_DIR, read when a run starts (`dagster dev` loads them from .env).
+# Paths, credentials and what to pull come from the environment, read when a run starts (`dagster dev` loads them
+# from .env). Dagster has no default for an unset variable (dagster-io/dagster#3947): each must be set, empty where
+# it does not apply (empty credentials: nothing is pulled; an empty URL: the provider's own service).
 defs = build_definitions(
-    PipelineSettings(raw_paths=dg.EnvVar("SAHEL_RAW_PATHS"), output_dir=dg.EnvVar("SAHEL_OUTPUT_DIR"))
+    PipelineSettings(raw_paths=dg.EnvVar("SAHEL_RAW_PATHS"), output_dir=dg.EnvVar("SAHEL_OUTPUT_DIR")),
+    acled=AcledApi(
+        email=dg.EnvVar("ACLED_EMAIL"),
+        password=dg.EnvVar("ACLED_PASSWORD"),
+        base_url=dg.EnvVar("SAHEL_ACLED_API_URL"),
+        countries=dg.EnvVar("SAHEL_FETCH_COUNTRIES"),
+    ),
+    ucdp=UcdpApi(
+        token=dg.EnvVar("UCDP_API_TOKEN"),
+        base_url=dg.EnvVar("SAHEL_UCDP_API_URL"),
+        versions=dg.EnvVar("SAHEL_UCDP_VERSIONS"),
+        countries=dg.EnvVar("SAHEL_FETCH_COUNTRIES"),
+    ),
 )

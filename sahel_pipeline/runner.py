@@ -13,6 +13,7 @@ from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
@@ -32,7 +33,8 @@ class RunFailed(Exception):
 
 
 class Runner:
-    """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance."""
+    """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance. It does not pull:
+    `sahel fetch` does, before."""
 
     def __init__(
         self,
@@ -41,11 +43,13 @@ class Runner:
         workers: int = 1,
         log_level: str = "INFO",
         backtest_months: int = BACKTEST_MONTHS,
+        as_of: str = "",
     ):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
             output_dir=str(out),
             sample_fallback=not raw,
+            as_of=as_of,
         )
         models = ModelSettings(workers=workers, backtest_months=backtest_months)
         self.definitions = build_definitions(self.settings, models)
@@ -58,7 +62,7 @@ class Runner:
         self.nodes = [*self.assets, *cast(list[dg.AssetChecksDefinition], self.definitions.asset_checks)]
         partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest)
         self.monthly = partitioned & dg.AssetSelection.keys(*self._partitioned_keys())
-        self.upstream = partitioned - self.monthly
+        self.upstream = partitioned - self.monthly - dg.AssetSelection.groups(FETCH_GROUP)
 
     def _partitioned_keys(self) -> list[dg.AssetKey]:
         return [key for asset in self.assets for key in asset.keys if asset.partitions_def == MONTHS]

@@ -15,6 +15,7 @@ from sahel_pipeline.defs.partitions import MODEL_SHARDS
 from sahel_pipeline.defs.resources import PipelineSettings
 
 ASSETS = {
+    "acled_pull", "ucdp_pull",
     "raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary",
     "group_month_panel", "country_month_panel", "admin1_month_panel",
     *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
@@ -30,10 +31,17 @@ CHECKS = {
 }
 
 
+# The code location's environment without API credentials, as `.env.example` has it.
+NO_PULLS = {name: "" for name in ("ACLED_EMAIL", "ACLED_PASSWORD", "SAHEL_ACLED_API_URL", "UCDP_API_TOKEN",
+                                  "SAHEL_UCDP_API_URL", "SAHEL_UCDP_VERSIONS", "SAHEL_FETCH_COUNTRIES")}
+
+
 @pytest.fixture
 def defs(monkeypatch, tmp_path):
     monkeypatch.setenv("SAHEL_RAW_PATHS", str(tmp_path / "raw"))
     monkeypatch.setenv("SAHEL_OUTPUT_DIR", str(tmp_path / "out"))
+    for name, value in NO_PULLS.items():
+        monkeypatch.setenv(name, value)
     from sahel_pipeline.definitions import defs
 
     dg.Definitions.validate_loadable(defs)
@@ -71,7 +79,8 @@ def test_schedule_refreshes_the_previous_and_the_current_month():
     assert len({r.run_key for r in requests}) == 2
 
 
-def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(tmp_path):
+def sensor_on(tmp_path):
+    """A raw folder holding one export, and one evaluation of the sensor on it, from a cursor."""
     raw = tmp_path / "raw"
     raw.mkdir()
     (raw / "acled_2024-05-06.csv").write_text("event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n")
@@ -82,8 +91,17 @@ def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(tmp
         context = dg.build_sensor_context(cursor=cursor, definitions=definitions, resources={"settings": settings})
         return raw_files_sensor.evaluate_tick(context)
 
+    return raw, tick
+
+
+def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(tmp_path):
+    raw, tick = sensor_on(tmp_path)
     first = tick(None)
     assert len(first.run_requests) == 2 and first.cursor
+    for request in first.run_requests:  # a file dropped by hand rescores; it does not call the providers' APIs
+        selected = {key.to_user_string() for key in request.asset_selection}
+        assert "canonical_events" in selected and "escalation_alerts" in selected
+        assert not selected & {"acled_pull", "ucdp_pull"}
     quiet = tick(first.cursor)
     assert quiet.run_requests == [] and "no new or changed file" in quiet.skip_message
 
@@ -117,3 +135,29 @@ def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_to
     assert result.success
     assert (launched / "warehouse" / "canonical_events.parquet").exists()
     assert not (tmp_path / "out").exists()  # SAHEL_OUTPUT_DIR, which the launch settings replaced
+
+
+def test_files_a_dagster_run_pulled_do_not_wake_the_sensor_but_a_cli_pull_does(tmp_path):
+    from sahel_pipeline.core import vintages
+
+    raw, tick = sensor_on(tmp_path)
+    first = tick(None)
+    for n, made_by in enumerate(("dagster", "cli")):
+        name = f"acled_api/acled_2026-11-2{n}T060000Z.csv"
+        (raw / name).parent.mkdir(exist_ok=True)
+        (raw / name).write_text("event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n")
+        vintages.record_vintage(raw, {"vintage": f"2026-11-2{n}T060000Z-acled", "provider": "ACLED",
+                                      "created_at": "2026-11-23T06:00:00+00:00", "made_by": made_by, "files": [name]})
+        after = tick(first.cursor)
+        assert (after.run_requests == []) is (made_by == "dagster"), made_by
+
+
+def test_the_code_location_with_empty_credentials_pulls_nothing_and_does_not_fail(defs):
+    job = defs.resolve_job_def("weekly_escalation_job")
+    pulls = [dg.AssetKey("acled_pull"), dg.AssetKey("ucdp_pull")]
+    result = job.execute_in_process(partition_key="2024-12", asset_selection=pulls)
+    assert result.success
+    reasons = {m.asset_key.to_user_string(): m.materialization.metadata["reason"].value
+               for m in result.get_asset_materialization_events()}
+    assert reasons == {"acled_pull": "ACLED_EMAIL and ACLED_PASSWORD are not set",
+                       "ucdp_pull": "UCDP_API_TOKEN is not set"}

@@ -47,6 +47,10 @@ def test_every_month_runs_with_passing_checks(run):
     _, results = run
     for month, result in results.items():
         assert result.success, month
+        pulls = {m.asset_key.to_user_string(): m.materialization.metadata["reason"].value
+                 for m in result.get_asset_materialization_events() if m.asset_key.to_user_string().endswith("_pull")}
+        assert pulls == {"acled_pull": "ACLED_EMAIL and ACLED_PASSWORD are not set",
+                         "ucdp_pull": "UCDP_API_TOKEN is not set"}  # no credentials: nothing pulled, not a failure
         failed = [e.check_name for e in result.get_asset_check_evaluations() if not e.passed]
         assert failed == [], (month, failed)
 
@@ -83,7 +87,9 @@ def test_a_month_without_alerts_still_writes_its_files(run):
     quiet = alerts(out, "2017-06")  # six months of history: nothing can be modelled yet
     assert quiet.height == 0 and quiet.columns == ALERT_COLUMNS
     document = json.loads((out / "alerts" / "2017-06.json").read_text())
-    assert document == {"month": "2017-06", "columns": ALERT_COLUMNS, "alerts": []}
+    digest = document.pop("input_digest")
+    assert len(digest) == 16 and int(digest, 16) >= 0  # which files the alerts were computed on
+    assert document == {"month": "2017-06", "vintage": None, "columns": ALERT_COLUMNS, "alerts": []}  # none pulled
     assert pl.read_parquet(out / "alerts" / "2017-06.parquet").columns == ALERT_COLUMNS
     assert "No series could be scored for June 2017" in (out / "reports" / "2017-06.html").read_text()
     assert "No series could be scored" not in (out / "reports" / "2024-12.html").read_text()
@@ -97,6 +103,7 @@ def test_report_reads_on_its_own(run):
     assert page.count("data:image/png;base64,") >= 2  # plots are embedded: the page needs no other file
     assert "Islamic State Sahel Province (ISSP) in Niger (ACLED)" in page
     assert "Data quality" in page and "deleted events: 5" in page and "Forecasts" in page
+    assert "data vintage: none recorded" in page and "input digest: " in page
     markdown = (out / "reports" / "2024-12.md").read_text()
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert images and all((out / "reports" / image).exists() for image in images)
@@ -209,9 +216,11 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     )
     context = dg.build_asset_context(partition_key="2024-12")
     shards = {f"shard_{k}": (shard if k == 1 else empty) for k in range(1, MODEL_SHARDS + 1)}
+    summary = pl.DataFrame({"vintage": ["2026-11-23T060012Z-acled"], "input_digest": ["0123456789abcdef"]})
     outputs = list(
         escalation_alerts(
-            context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1, **shards
+            context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1,
+            ingest_summary=summary, **shards,
         )
     )
     materialization = outputs[0]
@@ -221,6 +230,8 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     written = pl.read_csv(tmp_path / "alerts" / "2024-12.csv")
     assert written["group"].to_list() == ["ISSP"]
     assert "Tillaberi" in written["explanation"][0]
+    document = json.loads((tmp_path / "alerts" / "2024-12.json").read_text())
+    assert (document["vintage"], document["input_digest"]) == ("2026-11-23T060012Z-acled", "0123456789abcdef")
 
 
 def test_breaks_file_is_read():

@@ -172,14 +172,14 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
     )
 
 
-def write_alert_files(alerts: pl.DataFrame, folder: Path, key: str) -> dict[str, Path]:
+def write_alert_files(alerts: pl.DataFrame, folder: Path, key: str, data: dict[str, str | None]) -> dict[str, Path]:
     """alerts/<key>.csv, .json and .parquet; a month without alerts still gets its files (header only), so that
-    silence is visible."""
+    silence is visible. The JSON file says which data the alerts were computed on (`data`: vintage, input digest)."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
     alerts.write_csv(paths["csv"])
     alerts.write_parquet(paths["parquet"])
-    document = {"month": key, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
+    document = {"month": key, **data, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
     paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     return paths
 

@@ -25,6 +25,7 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
+from sahel_pipeline.core.vintages import provenance
 
 HISTORY_MONTHS = 48
 PLOTTED_ALERTS = 12  # the most severe alerts get a plot; the others are listed with their sentence and table
@@ -79,7 +80,8 @@ def reported_series(alerts: pl.DataFrame, scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame) -> dict[str, int | str]:
-    """The report's data-quality figures: what the ingest read and kept, and the last day each source's data reach."""
+    """The report's data-quality figures: what the ingest read and kept, the vintage of the data, and the last day each
+    source's data reach."""
     figures = ingest_summary.row(0, named=True) if ingest_summary.height else {}
     quality: dict[str, int | str] = {
         key: int(figures[key])
@@ -90,10 +92,19 @@ def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame
             "quarantined_rows",
             "revised_events",
             "deleted_events",
+            "replaced_ucdp_events",
             "overlapping_rows",
         )
         if key in figures
     }
+    if not quality.get("replaced_ucdp_events"):  # said only where pulled UCDP versions replaced others
+        quality.pop("replaced_ucdp_events", None)
+    data = provenance(ingest_summary)
+    quality["data_vintage"] = data["vintage"] or (
+        "none recorded (the files were not pulled by `sahel fetch`, or changed since the last pull)"
+    )
+    if data["input_digest"]:
+        quality["input_digest"] = data["input_digest"]
     last_day = pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1))
     ends = (
         country_month_panel.select("source", last_day=last_day)

@@ -18,6 +18,7 @@ from sahel_pipeline.core.report import (
     series_history,
     write_report,
 )
+from sahel_pipeline.core.vintages import provenance
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
 from sahel_pipeline.defs.partitions import MONTHS
@@ -31,7 +32,7 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"polars", "csv", "json", "parquet"},
-    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn()},
+    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn(), "ingest_summary": dg.AssetIn()},
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
                           description="The alerts files have exactly the documented columns, in order."),
@@ -42,6 +43,7 @@ def escalation_alerts(
     settings: PipelineSettings,
     models: ModelSettings,
     admin1_month_panel: pl.LazyFrame,
+    ingest_summary: pl.DataFrame,
     **shards: pl.DataFrame,
 ):
     """The month's escalation alerts, one explained row per rising series, in alerts/YYYY-MM.csv/.json/.parquet."""
@@ -52,7 +54,9 @@ def escalation_alerts(
         pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
     alerts = alert_table(scores, admin1, config)
-    paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key)
+    paths = write_alert_files(
+        alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary)
+    )
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
     scored = modelled_series(scores)
     if scored == 0:

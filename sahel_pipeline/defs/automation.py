@@ -5,8 +5,11 @@ import hashlib
 
 import dagster as dg
 
+from sahel_pipeline.core import vintages
+from sahel_pipeline.core.ingest import raw_path_list
 from sahel_pipeline.core.months import month_key, shift_month
 from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -14,8 +17,13 @@ weekly_escalation_job = dg.define_asset_job(
     "weekly_escalation_job",
     selection=dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest),
     partitions_def=MONTHS,
-    description="Ingest and validate the raw files, rebuild the panels, score every series and write the month's "
-    "alerts and report.",
+    description="Pull ACLED and UCDP (where credentials are set), ingest and validate the raw files, rebuild the "
+    "panels, score every series and write the month's alerts and report.",
+)
+# What the sensor's runs materialize: the weekly job without the pulls (a file dropped by hand is no reason to call
+# the providers' APIs).
+WITHOUT_PULLS = (
+    dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest) - dg.AssetSelection.groups(FETCH_GROUP)
 )
 
 backtest_job = dg.define_asset_job(
@@ -46,10 +54,12 @@ def weekly_escalation_schedule(context: dg.ScheduleEvaluationContext):
 @dg.sensor(
     job=weekly_escalation_job,
     minimum_interval_seconds=60,
-    description="Starts the weekly run when a CSV is added to or changed in the raw folders.",
+    description="Starts the weekly run (without the pulls) when a CSV is added to or changed in the raw folders by "
+    "hand or by `sahel fetch`; files pulled by a Dagster run are scored by that run.",
 )
 def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
-    files = settings.raw_files(context.log.info)
+    pulled_here = vintages.files_pulled_by(raw_path_list(settings.raw_paths), "dagster")
+    files = [(path, name) for path, name in settings.raw_files(context.log.info) if name not in pulled_here]
     fingerprint = hashlib.sha256(
         "\n".join(f"{name}\t{path.stat().st_size}\t{path.stat().st_mtime_ns}" for path, name in files).encode()
     ).hexdigest()
@@ -57,4 +67,6 @@ def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSett
         return dg.SkipReason(f"no new or changed file among {len(files)}")
     context.update_cursor(fingerprint)
     now = dt.datetime.now(dt.UTC)
-    return [dg.RunRequest(run_key=f"{fingerprint[:16]}-{key}", partition_key=key) for key in months_to_refresh(now)]
+    keys = sorted(WITHOUT_PULLS.resolve(context.repository_def.asset_graph)) if context.repository_def else None
+    return [dg.RunRequest(run_key=f"{fingerprint[:16]}-{key}", partition_key=key, asset_selection=keys)
+            for key in months_to_refresh(now)]

@@ -5,8 +5,10 @@ import datetime as dt
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.ingest import ingest
+from sahel_pipeline.core import vintages
+from sahel_pipeline.core.ingest import ingest, raw_path_list
 from sahel_pipeline.core.validation import validate_with_great_expectations, warm_up_great_expectations
+from sahel_pipeline.defs.fetch import acled_pull, ucdp_pull
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.resources import PipelineSettings
@@ -22,8 +24,9 @@ QUARANTINE_WARN_SHARE = 0.01
         canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
         quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
         ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, "
-        "deleted.",
+        "deleted, and the vintage of the data.",
     ),
+    deps=[acled_pull, ucdp_pull],
 )
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
     """Read new or changed CSVs under the raw folders, then merge all of them into canonical events."""
@@ -55,6 +58,7 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "revised_events": stats["revised_events"],
             "superseded_versions": stats["superseded_versions"],
             "deleted_events": stats["deleted_events"],
+            "replaced_ucdp_events": stats["replaced_ucdp_events"],
             "overlapping_extract_rows": stats["overlapping_rows"],
             "events_by_source": dg.MetadataValue.md(
                 markdown_table(result.events.group_by("source", "country").len("events").sort("source", "country"))
@@ -74,8 +78,15 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "preview": table_preview(result.quarantine.drop("record")),
         },
     )
-    summary = pl.DataFrame([{**stats, "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}])
-    yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={"figures": table_preview(summary)})
+    ingested = dict(result.manifest.select("file", "sha256").iter_rows())
+    vintage = settings.as_of or vintages.identify(raw_path_list(settings.raw_paths), ingested) or ""
+    digest = vintages.input_digest(ingested)
+    context.log.info(f"data vintage: {vintage or 'none recorded (files not all from one pull)'}; input digest {digest}")
+    summary = pl.DataFrame([{**stats, "vintage": vintage, "input_digest": digest,
+                             "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}])
+    yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={
+        "vintage": vintage, "input_digest": digest, "figures": table_preview(summary),
+    })
 
 
 @dg.asset_check(

@@ -10,8 +10,9 @@ import dagster as dg
 from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
+from sahel_pipeline.core import vintages
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
-from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
@@ -46,9 +47,26 @@ class PipelineSettings(dg.ConfigurableResource):
         default="separate",
         description="'X and/or Y' events: their own series (separate) or counted for each group named (each).",
     )
+    as_of: str = Field(
+        default="",
+        description="A vintage id (e.g. 2026-11-23T060012Z-acled): ingest exactly the files the raw folder held "
+        "then, to recompute that week's alerts. Empty for the files there now.",
+    )
 
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
+        if self.as_of:
+            files = vintages.files_at(raw_path_list(self.raw_paths), self.as_of)
+            log(f"as of vintage {self.as_of}: {len(files)} files held then")
+            return files
         return discover_raw_files(self.raw_paths, SAMPLE_DIR if self.sample_fallback else None, log)
+
+    def pull_folder(self) -> Path:
+        """Where pulls write: the first raw path, which must be a folder (it is made if missing)."""
+        folder = raw_path_list(self.raw_paths)[0]
+        if folder.is_file():
+            raise FileNotFoundError(f"pulls write into a folder, and the first raw path is a file: {folder}")
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     @property
     def output_path(self) -> Path:
@@ -66,9 +84,9 @@ class PipelineSettings(dg.ConfigurableResource):
     def panel_cache(self) -> Path:
         return self.warehouse / "_panel_counts"
 
-    @staticmethod
-    def today() -> dt.date:
-        return dt.datetime.now(dt.UTC).date()
+    def today(self) -> dt.date:
+        """The day rows are judged against ("date in the future"): a past vintage's own day when recomputing it."""
+        return vintages.vintage_date(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()
 
 
 class ModelSettings(dg.ConfigurableResource):
