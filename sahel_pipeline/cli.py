@@ -1,16 +1,22 @@
 """`sahel`: run the pipeline, read the alerts, run the backtest, from a terminal.
 
     sahel run [--raw PATH ...] [--out DIR] [--month YYYY-MM | --from YYYY-MM --to YYYY-MM] [--workers N]
+              [--as-of VINTAGE]
     sahel alerts [--month YYYY-MM] [--out DIR]
     sahel backtest [--raw PATH ...] [--out DIR] [--workers N]
+    sahel fetch acled --raw DIR [--country NAME ...] [--since YYYY-MM-DD]
+    sahel fetch ucdp --raw DIR --version VERSION [...] [--country NAME ...]
+    sahel vintages [--raw DIR]
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
-for (by default the latest month the data cover in full). Errors are one line and a non-zero exit status.
+for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
+and records the vintage. Errors are one line and a non-zero exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 import textwrap
@@ -33,7 +39,9 @@ class CliError(Exception):
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    given = sys.argv[1:] if argv is None else argv
+    args = parser().parse_args(given)
+    args.out_given = any(a == "--out" or a.startswith("--out=") for a in given)
     from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
 
     skip_final_garbage_collection()
@@ -56,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sahel", description="Early-warning pipeline for armed-conflict analysts.")
-    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest}")
+    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages}")
 
     def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
         if raw:
@@ -79,6 +87,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)"
     )
+    run.add_argument(
+        "--as-of", dest="as_of", metavar="VINTAGE",
+        help="recompute from exactly the files the raw folder held at this vintage (see `sahel vintages`); needs --out",
+    )
     run.set_defaults(command=command_run)
 
     alerts = commands.add_parser("alerts", help="print a month's alerts table")
@@ -96,6 +108,28 @@ def parser() -> argparse.ArgumentParser:
     )
     backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     backtest.set_defaults(command=command_backtest)
+
+    fetch = commands.add_parser("fetch", help="pull ACLED or UCDP data from their APIs into a raw folder")
+    providers = fetch.add_subparsers(required=True, metavar="{acled,ucdp}")
+    acled = providers.add_parser("acled", help="ACLED events (ACLED_EMAIL, ACLED_PASSWORD): a first pull, then changes")
+    acled.add_argument("--raw", required=True, metavar="DIR", help="the raw folder to pull into (made if missing)")
+    acled.add_argument("--country", nargs="+", action="extend", default=[], metavar="NAME",
+                       help="ACLED country names (default: every country)")
+    acled.add_argument("--since", metavar="YYYY-MM-DD",
+                       help="first event date of a country's first pull (default: 1997-01-01, all of ACLED; a country "
+                       "held keeps the date it was first pulled from)")
+    acled.set_defaults(command=command_fetch_acled)
+    ucdp = providers.add_parser("ucdp", help="UCDP GED and Candidate versions (UCDP_API_TOKEN)")
+    ucdp.add_argument("--raw", required=True, metavar="DIR", help="the raw folder to pull into (made if missing)")
+    ucdp.add_argument("--version", required=True, nargs="+", action="extend", metavar="VERSION",
+                      help="GED versions like 25.1, Candidate versions like 26.0.3")
+    ucdp.add_argument("--country", nargs="+", action="extend", default=[], metavar="NAME",
+                      help="country names or Gleditsch-Ward codes (default: every country)")
+    ucdp.set_defaults(command=command_fetch_ucdp)
+
+    listing = commands.add_parser("vintages", help="list the pulls recorded in a raw folder")
+    listing.add_argument("--raw", default="data/raw", metavar="DIR", help="the raw folder (default: data/raw)")
+    listing.set_defaults(command=command_vintages)
     return top
 
 
@@ -107,6 +141,8 @@ def command_run(args: argparse.Namespace) -> int:
         raise CliError("--from and --to go together")
     months = _months(args)
     _check_partitions(months)
+    if args.as_of:
+        _check_as_of(args)
     runner = _runner(args)
     upstream = runner.materialize_upstream()
     if not months:
@@ -142,6 +178,18 @@ def _check_partitions(months: list[str]) -> None:
         raise CliError(f"month {outside[0]} is outside the months the pipeline scores, {keys[0]} to {keys[-1]}")
 
 
+def _check_as_of(args: argparse.Namespace) -> None:
+    """Before any work: the vintage exists, its files are intact, and the past week goes to a folder of its own."""
+    from sahel_pipeline.core.vintages import VintageError, files_at
+
+    if not args.out_given:
+        raise CliError("--as-of recomputes a past week: give --out DIR, a folder apart from the current outputs")
+    try:
+        files_at([Path(p).expanduser() for p in (args.raw or ["data/raw"])], args.as_of)
+    except VintageError as err:
+        raise CliError(str(err)) from None
+
+
 def _runner(args: argparse.Namespace):
     from sahel_pipeline.runner import Runner
 
@@ -152,7 +200,11 @@ def _runner(args: argparse.Namespace):
     if getattr(args, "months", 1) < 1:
         raise CliError("--months must be at least 1")
     return Runner(
-        raw, Path(args.out), workers=max(1, args.workers), backtest_months=getattr(args, "months", BACKTEST_MONTHS)
+        raw,
+        Path(args.out),
+        workers=max(1, args.workers),
+        backtest_months=getattr(args, "months", BACKTEST_MONTHS),
+        as_of=getattr(args, "as_of", None) or "",
     )
 
 
@@ -166,11 +218,15 @@ def _latest_complete_month(settings) -> str:
 
 
 def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
+    replaced = upstream.get("replaced_ucdp_events") or 0
+    by_ged = f", {replaced:,} UCDP events replaced by GED" if replaced else ""
     print(
         f"events: {upstream['events']:,} from {upstream['files']} files ({upstream['rows_read']:,} rows read, "
         f"{upstream['quarantined_rows']:,} quarantined, {upstream['revised_events']:,} revised, "
-        f"{upstream['deleted_events']:,} deleted)"
+        f"{upstream['deleted_events']:,} deleted{by_ged})"
     )
+    if upstream.get("vintage"):
+        print(f"data vintage: {upstream['vintage']} (input digest {upstream['input_digest']})")
     for month in months:
         report = out / "reports" / f"{month}.html"
         if pl.read_csv(out / "forecasts" / f"{month}.csv", infer_schema=False).height == 0:  # one row per scored series
@@ -238,6 +294,129 @@ def command_backtest(args: argparse.Namespace) -> int:
         print(pl.read_csv(folder / "alert_rates.csv"))
         print(pl.read_csv(folder / "episodes.csv").drop("description"))
     print(f"backtest tables: {folder}")
+    return 0
+
+
+# --- fetch ----------------------------------------------------------------------------------------------------------
+
+
+class ProgressLine:
+    """Pages and rows of a pull on one line of stderr: rewritten in place on a terminal, a line per ten pages in a
+    log."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty()
+        self.open = False
+
+    def __call__(self, event) -> None:
+        of = f"/{event.pages}" if event.pages is not None else ""
+        total = f" of {event.total:,}" if event.total is not None else ""
+        text = f"{event.provider} {event.query}: page {event.page}{of}, {event.rows:,}{total} rows"
+        done = event.pages is not None and event.page >= event.pages
+        if self.live:
+            self.stream.write("\r\033[K" + text + ("\n" if done else ""))
+            self.open = not done
+        elif event.page == 1 or event.page % 10 == 0 or done:
+            self.stream.write(text + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.open:
+            self.stream.write("\n")
+            self.open = False
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _pull_folder(raw: str) -> Path:
+    folder = Path(raw).expanduser()
+    if folder.is_file():
+        raise CliError(f"--raw must be a folder to pull into, not a file: {raw}")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _pull(client, pull):
+    """Run a pull with its progress line; a FetchError becomes the one-line error of a failed command."""
+    from sahel_pipeline.core.fetch.http import FetchError
+
+    progress = ProgressLine()
+    with client:
+        try:
+            return pull(progress)
+        except FetchError as err:
+            raise CliError(str(err), EXIT_FAILED) from None
+        finally:
+            progress.close()
+
+
+def command_fetch_acled(args: argparse.Namespace) -> int:
+    from sahel_pipeline.core.fetch.acled import ACLED_URL, AcledClient, AcledCredentials, check_countries, pull_acled
+    from sahel_pipeline.core.fetch.http import FetchError
+
+    try:
+        since = dt.date.fromisoformat(args.since) if args.since else None
+    except ValueError:
+        raise CliError(f"bad date '{args.since}' for --since: expected YYYY-MM-DD, e.g. 2017-01-01") from None
+    credentials = AcledCredentials(os.environ.get("ACLED_EMAIL", "").strip(), os.environ.get("ACLED_PASSWORD", ""))
+    if not credentials.complete:
+        raise CliError("ACLED_EMAIL and ACLED_PASSWORD must hold your myACLED login (see the README, 'Pulling from "
+                       "the APIs')")
+    try:
+        check_countries(args.country)
+    except FetchError as err:
+        raise CliError(str(err)) from None
+    client = AcledClient(credentials, os.environ.get("SAHEL_ACLED_API_URL") or ACLED_URL, log=_log)
+    result = _pull(client, lambda progress: pull_acled(_pull_folder(args.raw), client, args.country, since,
+                                                       progress=progress))
+    wrote = ", ".join(str(p) for p in (result.events_file, result.deletions_file) if p) or "no file (nothing changed)"
+    print(f"ACLED: {result.rows_written:,} new or revised events, {result.deletions_written:,} deletions: {wrote}")
+    print(f"vintage: {result.vintage.id if result.vintage else 'none'}")
+    return 0
+
+
+def command_fetch_ucdp(args: argparse.Namespace) -> int:
+    from sahel_pipeline.core.fetch.http import FetchError
+    from sahel_pipeline.core.fetch.ucdp import UCDP_URL, UcdpClient, country_codes, pull_ucdp, version_kind
+
+    token = os.environ.get("UCDP_API_TOKEN", "").strip()
+    if not token:
+        raise CliError("UCDP_API_TOKEN must hold your UCDP API token (see the README, 'Pulling from the APIs')")
+    try:
+        for version in args.version:
+            version_kind(version)
+        country_codes(args.country)
+    except FetchError as err:
+        raise CliError(str(err)) from None
+    client = UcdpClient(token, os.environ.get("SAHEL_UCDP_API_URL") or UCDP_URL, log=_log)
+    result = _pull(client, lambda progress: pull_ucdp(_pull_folder(args.raw), client, args.version, args.country,
+                                                      progress=progress))
+    if result.vintage is None:
+        print("UCDP: every version asked is held already for these countries: nothing pulled")
+        return 0
+    wrote = ", ".join(str(p) for p in result.files) or "no file"
+    print(f"UCDP: {result.rows_written:,} events; replaced by GED: {result.replaced:,} Candidate events, "
+          f"{result.replaced_ged:,} of earlier GED versions: {wrote}")
+    print(f"vintage: {result.vintage.id}")
+    return 0
+
+
+def command_vintages(args: argparse.Namespace) -> int:
+    from sahel_pipeline.core.vintages import read_vintages
+
+    found = read_vintages(Path(args.raw).expanduser())
+    if not found:
+        raise CliError(f"no pull recorded under {args.raw} (`sahel fetch` records one per pull)", EXIT_FAILED)
+    for vintage in found:
+        record = vintage.record
+        newest = record.get("newest_timestamp")
+        if isinstance(newest, int):
+            newest = f"{dt.datetime.fromtimestamp(newest, dt.UTC):%Y-%m-%d %H:%M} UTC"
+        print(f"{vintage.id:<32} {vintage.provider:<5} {record.get('rows', 0):>9,} rows  newest {newest or '-'}  "
+              f"{len(vintage.holdings)} files held")
     return 0
 
 

@@ -135,7 +135,7 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("sahel")
     assert script.is_file(), f"no console script at {script}: install the project (make install)"
     completed = subprocess.run([str(script), "--help"], capture_output=True, text=True)
-    assert completed.returncode == 0 and "{run,alerts,backtest}" in completed.stdout
+    assert completed.returncode == 0 and "{run,alerts,backtest,fetch,vintages}" in completed.stdout
 
 
 @requires_real_data
