@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, write_alert_files
+from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.core.report import (
     ReportInputs,
@@ -31,7 +32,7 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"polars", "csv", "json", "parquet"},
-    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn()},
+    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn(), "ingest_summary": dg.AssetIn()},
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
                           description="The alerts files have exactly the documented columns, in order."),
@@ -42,6 +43,7 @@ def escalation_alerts(
     settings: PipelineSettings,
     models: ModelSettings,
     admin1_month_panel: pl.LazyFrame,
+    ingest_summary: pl.DataFrame,
     **shards: pl.DataFrame,
 ):
     """The month's escalation alerts, one explained row per rising series, in alerts/YYYY-MM.csv/.json/.parquet."""
@@ -51,8 +53,9 @@ def escalation_alerts(
     admin1 = admin1_month_panel.filter(
         pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
-    alerts = alert_table(scores, admin1, config)
-    paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key)
+    synthetic = any_synthetic(ingest_summary)
+    alerts = alert_table(scores, admin1, config, synthetic=synthetic)
+    paths = write_alert_files(alerts, settings.output_path / "alerts", context.partition_key, synthetic)
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
     scored = modelled_series(scores)
     if scored == 0:
@@ -69,6 +72,7 @@ def escalation_alerts(
             "series_scored": scored,
             **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
             "new": alerts.filter(pl.col("status") == "new").height,
+            "synthetic": synthetic,
             "csv": dg.MetadataValue.path(str(paths["csv"])),
             "alerts": dg.MetadataValue.md(
                 markdown_table(alerts.select("severity", "status", "explanation"), max_rows=30)
@@ -126,6 +130,7 @@ def alert_report(
         data_quality=data_quality(ingest_summary, country_month_panel),
         quarantine_reasons=quarantine_reasons(quarantined_events),
         config=config,
+        synthetic=any_synthetic(ingest_summary),
     )
     paths = write_report(inputs, settings.output_path / "reports")
     preview = (
@@ -138,6 +143,7 @@ def alert_report(
             "html": dg.MetadataValue.path(str(paths["html"])),
             "markdown": dg.MetadataValue.path(str(paths["markdown"])),
             "alerts": escalation_alerts.height,
+            "synthetic": inputs.synthetic,
             "first_alert_plot": dg.MetadataValue.md(preview),
         }
     )

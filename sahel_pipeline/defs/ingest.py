@@ -22,7 +22,7 @@ QUARANTINE_WARN_SHARE = 0.01
         canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
         quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
         ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, "
-        "deleted.",
+        "deleted, and whether any input is synthetic.",
     ),
 )
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
@@ -38,9 +38,12 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "files": stats["files"],
             "files_read_this_run": stats["files_read_this_run"],
             "unreadable_files": result.unreadable_files().height,
+            "synthetic_files": stats["synthetic_files"],
             "files_table": dg.MetadataValue.md(
                 markdown_table(
-                    result.manifest.select("file", "layout", "rows", "events", "quarantined_rows", "notes", "error")
+                    result.manifest.select(
+                        "file", "layout", "rows", "events", "quarantined_rows", "synthetic", "notes", "error"
+                    )
                 )
             ),
         },
@@ -74,7 +77,12 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "preview": table_preview(result.quarantine.drop("record")),
         },
     )
-    summary = pl.DataFrame([{**stats, "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}])
+    if stats["synthetic_files"]:
+        context.log.warning(f"{stats['synthetic_files']} of {stats['files']} input files are synthetic, not real data: "
+                            "every alert, report and notification of this run says so")
+    summary = pl.DataFrame([{
+        **stats, "synthetic": stats["synthetic_files"] > 0, "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    }])
     yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={"figures": table_preview(summary)})
 
 
