@@ -2,12 +2,16 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, ingest, models, panels
+from sahel_pipeline.defs import alerts, automation, backtest, delivery, ingest, models, panels
 from sahel_pipeline.defs.io_manager import parquet_warehouse
-from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
 
 
-def build_definitions(settings: PipelineSettings, model_settings: ModelSettings | None = None) -> dg.Definitions:
+def build_definitions(
+    settings: PipelineSettings,
+    model_settings: ModelSettings | None = None,
+    delivery_settings: DeliverySettings | None = None,
+) -> dg.Definitions:
     """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI
     their own."""
     return dg.Definitions(
@@ -18,6 +22,8 @@ def build_definitions(settings: PipelineSettings, model_settings: ModelSettings 
             models.series_forecasts,
             alerts.escalation_alerts,
             alerts.alert_report,
+            delivery.alert_feeds,
+            delivery.alert_notifications,
             backtest.forecast_backtest,
         ],
         asset_checks=[
@@ -33,6 +39,8 @@ def build_definitions(settings: PipelineSettings, model_settings: ModelSettings 
         resources={
             "settings": settings,
             "models": model_settings or ModelSettings(),
+            # Channels unset here are read from SAHEL_SMTP_*, SAHEL_SLACK_WEBHOOK_URL... when the notifications run.
+            "delivery": delivery_settings or DeliverySettings(),
             "io_manager": parquet_warehouse,
         },
         executor=dg.multiprocess_executor,

@@ -18,7 +18,7 @@ ASSETS = {
     "raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary",
     "group_month_panel", "country_month_panel", "admin1_month_panel",
     *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
-    "series_forecasts", "escalation_alerts", "alert_report", "forecast_backtest",
+    "series_forecasts", "escalation_alerts", "alert_report", "alert_feeds", "alert_notifications", "forecast_backtest",
 }
 CHECKS = {
     "raw_file_manifest:raw_files_are_readable",
@@ -27,6 +27,8 @@ CHECKS = {
     "country_month_panel:country_panel_counts_every_event_once",
     "group_month_panel:group_panel_is_zero_filled",
     "escalation_alerts:alert_table_has_the_documented_columns",
+    "alert_feeds:alert_geojson_follows_rfc_7946",
+    "alert_notifications:notifications_were_delivered",
 }
 
 

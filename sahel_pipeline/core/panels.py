@@ -75,12 +75,22 @@ class Panels:
     counts: MonthlyCounts
 
 
+def counted_by(indicator: str) -> pl.Expr:
+    """Whether an event counts towards the indicator (for fatalities: whether it has any)."""
+    return {
+        "events": pl.lit(True),
+        "violent_events": pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)),
+        "fatalities": pl.col("fatalities") > 0,
+        "civilian_targeting_events": pl.col("civilian_targeting"),
+    }[indicator]
+
+
 def indicator_sums() -> list[pl.Expr]:
     return [
         pl.len().alias("events"),
-        pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)).sum().alias("violent_events"),
+        counted_by("violent_events").sum().alias("violent_events"),
         pl.col("fatalities").sum().alias("fatalities"),
-        pl.col("civilian_targeting").sum().alias("civilian_targeting_events"),
+        counted_by("civilian_targeting_events").sum().alias("civilian_targeting_events"),
     ]
 
 
