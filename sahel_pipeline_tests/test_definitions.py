@@ -119,3 +119,37 @@ def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_to
     assert result.success
     assert (launched / "warehouse" / "canonical_events.parquet").exists()
     assert not (tmp_path / "out").exists()  # SAHEL_OUTPUT_DIR, which the launch settings replaced
+
+
+def test_the_weekly_job_ends_in_feeds_and_notifications_after_the_report(defs):
+    job = defs.resolve_job_def("weekly_escalation_job")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert {"alert_feeds", "alert_notifications"} <= selected
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey("alert_report") in graph.get(dg.AssetKey("alert_notifications")).parent_keys
+    assert dg.AssetKey("canonical_events") in graph.get(dg.AssetKey("alert_feeds")).parent_keys
+
+
+def test_delivery_settings_read_unset_channels_from_the_environment_when_the_run_starts(monkeypatch):
+    from sahel_pipeline.defs.resources import DeliverySettings
+
+    settings = DeliverySettings()
+    assert settings.is_dry_run()  # nothing configured: nothing is sent
+    channels, problems = settings.channels()
+    assert channels.smtp is None and channels.slack is None and channels.teams is None and problems == []
+    monkeypatch.setenv("SAHEL_NOTIFY_DRY_RUN", "false")
+    monkeypatch.setenv("SAHEL_SMTP_HOST", "smtp.example.org")
+    monkeypatch.setenv("SAHEL_SMTP_SECURITY", "tls")
+    monkeypatch.setenv("SAHEL_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("SAHEL_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/x")
+    assert not settings.is_dry_run()
+    channels, problems = settings.channels()
+    assert (channels.smtp.host, channels.smtp.port, channels.smtp.security, channels.smtp.password) == (
+        "smtp.example.org", 465, "tls", "s3cret")  # implicit TLS's port unless one is given
+    assert channels.slack.url.startswith("https://hooks.slack.com/") and channels.teams is None
+    given = DeliverySettings(dry_run=True, smtp_host="", slack_webhook_url="")  # a value given wins, even empty
+    assert given.is_dry_run() and given.channels()[0].smtp is None and given.channels()[0].slack is None
+    monkeypatch.setenv("SAHEL_SMTP_PORT", "smtp")
+    channels, problems = settings.channels()
+    assert channels.smtp is None and problems == ["e-mail: SAHEL_SMTP_PORT 'smtp' is not a port number"]
+    assert channels.slack is not None  # one channel's bad setting leaves the others on

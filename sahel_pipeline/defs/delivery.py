@@ -29,6 +29,7 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.messages import report_link
 from sahel_pipeline.core.report import admin1_history, alert_series
 from sahel_pipeline.core.subscriptions import SubscriptionError, load_subscriptions
+from sahel_pipeline.defs.alerts import any_synthetic
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MONTHS, month_of
 from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
@@ -40,7 +41,8 @@ GROUP = "delivery"
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"atom", "geojson"},
-    ins={"escalation_alerts": dg.AssetIn(), "canonical_events": dg.AssetIn(), "admin1_month_panel": dg.AssetIn()},
+    ins={"escalation_alerts": dg.AssetIn(), "canonical_events": dg.AssetIn(), "admin1_month_panel": dg.AssetIn(),
+         "ingest_summary": dg.AssetIn()},
     check_specs=[
         dg.AssetCheckSpec("alert_geojson_follows_rfc_7946", asset="alert_feeds",
                           description="The GeoJSON file is RFC 7946: types, longitude-latitude positions in range, no crs."),
@@ -54,12 +56,13 @@ def alert_feeds(
     escalation_alerts: pl.DataFrame,
     canonical_events: pl.LazyFrame,
     admin1_month_panel: pl.LazyFrame,
+    ingest_summary: pl.DataFrame,
 ):
     """The month's alerts as an Atom feed and a GeoJSON layer of their recent events and admin1 hot spots, written
     beside the alert files (alerts/YYYY-MM.atom, alerts/YYYY-MM.geojson)."""
     key, month = context.partition_key, month_of(context.partition_key)
     config = models.config()
-    synthetic = bool(escalation_alerts["synthetic"].any()) if escalation_alerts.height else False
+    synthetic = any_synthetic(ingest_summary)
     cards = alert_cards(escalation_alerts)
     folder = settings.output_path / "alerts"
     atom_path, geojson_path = folder / f"{key}.atom", folder / f"{key}.geojson"
@@ -102,7 +105,7 @@ def alert_feeds(
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"email", "slack", "teams"},
-    ins={"escalation_alerts": dg.AssetIn()},
+    ins={"escalation_alerts": dg.AssetIn(), "ingest_summary": dg.AssetIn()},
     deps=["alert_report"],
     check_specs=[
         dg.AssetCheckSpec("notifications_were_delivered", asset="alert_notifications",
@@ -115,13 +118,14 @@ def alert_notifications(
     settings: PipelineSettings,
     delivery: DeliverySettings,
     escalation_alerts: pl.DataFrame,
+    ingest_summary: pl.DataFrame,
 ):
     """The month's alerts sent to the people who follow them (e-mail digests by subscription, Slack, Teams), each
     alert once until its severity rises; recorded in notifications/ledger.jsonl. Never fails the run: what could not
     be delivered is reported here and tried again next run."""
     key = context.partition_key
     month_name = f"{month_of(key):%B %Y}"
-    synthetic = bool(escalation_alerts["synthetic"].any()) if escalation_alerts.height else False
+    synthetic = any_synthetic(ingest_summary)
     cards = alert_cards(escalation_alerts, settings.output_path / "reports" / key)
     dry_run = delivery.is_dry_run()
     channels, problems = delivery.channels()
