@@ -10,6 +10,7 @@ import feedparser
 import pytest
 
 from sahel_pipeline.core.feeds import atom_feed, geojson_problems
+from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
 from sahel_pipeline_tests.test_messages import make_cards
 
 T0 = dt.datetime(2025, 1, 6, 7, 0, tzinfo=dt.UTC)
@@ -98,9 +99,48 @@ def test_a_valid_document_has_no_problem():
         (collection({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}), "needs geometry and properties"),
         (collection(point(0, 0), bbox=[0, 10, 1, 5]), "southern latitude is north"),
         ({"type": "FeatureCollection"}, "needs a features array"),
+        (collection({"type": "Feature", "properties": {}, "geometry": {"type": "GeometryCollection", "geometries": [
+            {"type": "Point", "coordinates": [0, 100]}]}}), "features[0].geometry.geometries[0].coordinates: latitude 100"),
+        (collection({"type": "Feature", "properties": {}, "geometry": {"type": "GeometryCollection"}}), "needs a geometries array"),
         ([point(0, 0)], "not a JSON object"),
     ],
 )
 def test_what_rfc_7946_forbids_is_found(document, problem):
     problems = geojson_problems(document)
     assert any(problem in p for p in problems), problems
+
+
+@pytest.mark.slow
+@requires_real_data
+def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
+    """On the real export: every mapped event and hot spot lies in Burkina Faso's bounding box, which tells longitude
+    from latitude (about -5.5..2.4 and 9.4..15.1), and the file is valid and not flagged synthetic."""
+    import polars as pl
+
+    from sahel_pipeline import ALIAS_TABLE
+    from sahel_pipeline.core.alerts import alert_table
+    from sahel_pipeline.core.feeds import alert_geojson, hot_spots, recent_alert_events
+    from sahel_pipeline.core.groups import load_alias_table
+    from sahel_pipeline.core.ingest import find_csv_files, ingest
+    from sahel_pipeline.core.models import ModelConfig
+    from sahel_pipeline.core.panels import build_panels
+    from sahel_pipeline.core.report import admin1_history, alert_series
+    from sahel_pipeline.core.scoring import score_month
+
+    result = ingest(find_csv_files([real_file("acled_burkina_1997-2020.csv")]), tmp_path / "cache", TODAY, log=lambda _: None)
+    assert not result.manifest["synthetic"].any()
+    aliases = load_alias_table(ALIAS_TABLE)
+    panels = build_panels(result.events, aliases)
+    config, month = ModelConfig(), dt.date(2019, 2, 1)
+    scores = score_month(panels.group_month, panels.country_month, month, config, log=lambda _: None)
+    alerts = alert_table(scores.scores, panels.admin1_month, config)
+    assert alerts.height > 0
+    events = recent_alert_events(result.events.lazy(), aliases, alerts, month, config)
+    spots = hot_spots(alerts, admin1_history(panels.admin1_month.lazy(), alert_series(alerts), month, config), events, month, config)
+    document = alert_geojson(events, spots, month="2019-02", synthetic=False)
+    assert geojson_problems(document) == []
+    kinds = {f["properties"]["kind"] for f in document["features"]}
+    assert kinds == {"event", "hot_spot"}
+    for feature in document["features"]:
+        lon, lat = feature["geometry"]["coordinates"]
+        assert -5.6 <= lon <= 2.5 and 9.3 <= lat <= 15.2, feature["properties"]

@@ -176,76 +176,51 @@ def recent_alert_events(
 
 def hot_spots(alerts: pl.DataFrame, admin1: pl.DataFrame, located: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
     """The admin1 units where each alert's series rose (recent window above the baseline rate), each placed at the
-    mean location of its recent events that the alert's indicator counts. `admin1` is the panel's long history of the
+    mean location of its recent events that the alert's indicator counts. `admin1` is the panel's history of the
     alerted series (report.admin1_history); `located` is recent_alert_events. Units without a located event or an
     admin1 name are left out."""
-    rows = []
-    for alert in alerts.iter_rows(named=True):
-        group_id = alert["group"] or None
-        series = [pl.col("source") == alert["source"], pl.col("country") == alert["country"],
-                  pl.col("group_id").eq_missing(pl.lit(group_id, pl.String))]
-        rises = admin1_rises(admin1.filter(*series, pl.col("indicator") == alert["indicator"]), month, config)
-        rises = rises.filter(pl.col("rise") > 0, pl.col("admin1") != UNKNOWN_ADMIN1)
-        places = (
-            located.filter(*series, pl.col("indicators").list.contains(alert["indicator"]),
-                           pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null())
-            .group_by("admin1")
-            .agg(latitude=pl.col("latitude").mean(), longitude=pl.col("longitude").mean(), events_located=pl.len())
-        )
-        spots = rises.join(places, on="admin1").with_columns(
-            source=pl.lit(alert["source"]), country=pl.lit(alert["country"]), group_id=pl.lit(group_id, pl.String),
-            group_name=pl.lit(alert["group_name"]), indicator=pl.lit(alert["indicator"]), severity=pl.lit(alert["severity"]),
-        )
-        rows.append(spots)
-    schema = {"admin1": pl.String, "recent": pl.Int64, "at_baseline_rate": pl.Float64, "rise": pl.Float64,
-              "latitude": pl.Float64, "longitude": pl.Float64, "events_located": pl.UInt32, "source": pl.String,
-              "country": pl.String, "group_id": pl.String, "group_name": pl.String, "indicator": pl.String,
-              "severity": pl.String}
-    return pl.concat([pl.DataFrame(schema=schema), *(r.select(list(schema)).cast(schema) for r in rows)])
+    series = [*SERIES_COLUMNS, "indicator"]
+    keyed = alerts.select(
+        "source", "country", "indicator", "severity", "group_name",
+        group_id=pl.when(pl.col("group") == "").then(pl.lit(None, pl.String)).otherwise(pl.col("group")),
+    )
+    rises = admin1_rises(admin1, month, config, by=tuple(series)).filter(pl.col("rise") > 0, pl.col("admin1") != UNKNOWN_ADMIN1)
+    places = (
+        located.filter(pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null())
+        .explode("indicators")
+        .rename({"indicators": "indicator"})
+        .group_by(*series, "admin1")
+        .agg(latitude=pl.col("latitude").mean(), longitude=pl.col("longitude").mean(), events_located=pl.len())
+    )
+    return (
+        rises.join(places, on=[*series, "admin1"], nulls_equal=True)
+        .join(keyed, on=series, nulls_equal=True)
+        .sort("source", "country", "group_id", "indicator", "rise", descending=[False, False, False, False, True], nulls_last=False)
+    )
 
 
 # --- GeoJSON --------------------------------------------------------------------------------------------------------
 
 
 def alert_geojson(events: pl.DataFrame, spots: pl.DataFrame, *, month: str, synthetic: bool) -> dict:
-    """The FeatureCollection of recent_alert_events (events with coordinates) and hot_spots."""
-    features = []
-    for row in events.filter(pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null()).iter_rows(named=True):
-        features.append(_point(row, {
-            "kind": "event",
-            "event_id": row["event_id"],
-            "date": f"{row['event_date']:%Y-%m-%d}",
-            "source": row["source"],
-            "country": row["country"],
-            "admin1": row["admin1"],
-            "location": row["location"],
-            "event_type": row["event_type"],
-            "fatalities": row["fatalities"],
-            "group": row["group_id"] or "",
-            "group_name": row["group_name"] or "",
-            "indicators": row["indicators"],
-            "severity": row["severity"],
-        }))
-    for row in spots.iter_rows(named=True):
-        features.append(_point(row, {
-            "kind": "hot_spot",
-            "source": row["source"],
-            "country": row["country"],
-            "admin1": row["admin1"],
-            "group": row["group_id"] or "",
-            "group_name": row["group_name"] or "",
-            "indicator": row["indicator"],
-            "severity": row["severity"],
-            "recent": row["recent"],
-            "at_baseline_rate": round(row["at_baseline_rate"], 1),
-            "rise": round(row["rise"], 1),
-            "events_located": row["events_located"],
-        }))
+    """The FeatureCollection of recent_alert_events (those with coordinates) and hot_spots."""
+    group = [pl.col("group_id").fill_null("").alias("group"), pl.col("group_name").fill_null("")]
+    located = events.filter(pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null()).select(
+        "longitude", "latitude", kind=pl.lit("event"), event_id=pl.col("event_id"),
+        date=pl.col("event_date").dt.strftime("%Y-%m-%d"), *group,
+        *("source", "country", "admin1", "location", "event_type", "fatalities", "indicators", "severity"),
+    )
+    places = spots.select(
+        "longitude", "latitude", kind=pl.lit("hot_spot"), *group,
+        *("source", "country", "admin1", "indicator", "severity", "recent", "events_located"),
+        at_baseline_rate=pl.col("at_baseline_rate").round(1), rise=pl.col("rise").round(1),
+    )
+    features = [_point(row) for frame in (located, places) for row in frame.to_dicts()]
     return {"type": "FeatureCollection", "month": month, "synthetic": synthetic, "features": features}
 
 
-def _point(row: dict, properties: dict) -> dict:
-    position = [round(row["longitude"], COORDINATE_DIGITS), round(row["latitude"], COORDINATE_DIGITS)]
+def _point(properties: dict) -> dict:
+    position = [round(properties.pop("longitude"), COORDINATE_DIGITS), round(properties.pop("latitude"), COORDINATE_DIGITS)]
     return {"type": "Feature", "geometry": {"type": "Point", "coordinates": position}, "properties": properties}
 
 
@@ -270,15 +245,7 @@ def _object(obj: dict, where: str, problems: list[str]) -> None:
     if "bbox" in obj:
         _bbox(obj["bbox"], f"{where}.bbox", problems)
     if kind == "FeatureCollection":
-        features = obj.get("features")
-        if not isinstance(features, list):
-            problems.append(f"{where}.features: a FeatureCollection needs a features array")
-            return
-        for i, feature in enumerate(features):
-            if not isinstance(feature, dict) or feature.get("type") != "Feature":
-                problems.append(f"{where}.features[{i}]: not a Feature object")
-            else:
-                _object(feature, f"{where}.features[{i}]", problems)
+        _members(obj, "features", where, problems, lambda m: m.get("type") == "Feature", _object, "Feature object")
     elif kind == "Feature":
         if "geometry" not in obj or "properties" not in obj:
             problems.append(f"{where}: a Feature needs geometry and properties members (either may be null)")
@@ -296,18 +263,23 @@ def _object(obj: dict, where: str, problems: list[str]) -> None:
         problems.append(f"{where}.type: {kind!r} is not a GeoJSON type")
 
 
+def _members(container: dict, key: str, where: str, problems: list[str], is_member, check, what: str) -> None:
+    """The members array of a FeatureCollection or a GeometryCollection, each checked."""
+    members = container.get(key)
+    if not isinstance(members, list):
+        problems.append(f"{where}.{key}: a {container['type']} needs a {key} array")
+        return
+    for i, member in enumerate(members):
+        if isinstance(member, dict) and is_member(member):
+            check(member, f"{where}.{key}[{i}]", problems)
+        else:
+            problems.append(f"{where}.{key}[{i}]: not a {what}")
+
+
 def _geometry(geometry: dict, where: str, problems: list[str]) -> None:
     kind = geometry["type"]
     if kind == "GeometryCollection":
-        members = geometry.get("geometries")
-        if not isinstance(members, list):
-            problems.append(f"{where}.geometries: a GeometryCollection needs a geometries array")
-            return
-        for i, member in enumerate(members):
-            if isinstance(member, dict) and member.get("type") in GEOMETRY_TYPES:
-                _geometry(member, f"{where}.geometries[{i}]", problems)
-            else:
-                problems.append(f"{where}.geometries[{i}]: not a geometry")
+        _members(geometry, "geometries", where, problems, lambda m: m.get("type") in GEOMETRY_TYPES, _geometry, "geometry")
         return
     coordinates = geometry.get("coordinates")
     at = f"{where}.coordinates"
