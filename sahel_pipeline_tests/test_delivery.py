@@ -39,8 +39,17 @@ def everything(recipient="desk@example.org", delivery="immediate") -> Target:
 
 def sent(card, month="2024-12", severity=None, recipient="desk@example.org", outcome="sent", at=NOW) -> LedgerEntry:
     alert = SentAlert(card.source, card.country, card.group, card.indicator, severity or card.severity, card.status)
-    return LedgerEntry(at=at.isoformat(), month=month, channel="email", recipient=recipient, outcome=outcome,
-                       attempts=1, alerts=(alert,), subject="", synthetic=False)
+    return LedgerEntry(
+        at=at.isoformat(),
+        month=month,
+        channel="email",
+        recipient=recipient,
+        outcome=outcome,
+        attempts=1,
+        alerts=(alert,),
+        subject="",
+        synthetic=False,
+    )
 
 
 # --- who gets what --------------------------------------------------------------------------------------------------
@@ -123,8 +132,9 @@ def test_transient_errors_are_retried_with_backoff_and_permanent_ones_are_not():
 
 
 def digest(recipient="desk@example.org"):
-    return email_message(make_cards(2), month_name="December 2024", synthetic=True, sender="alerts@example.org",
-                         recipient=recipient)
+    return email_message(
+        make_cards(2), month_name="December 2024", synthetic=True, sender="alerts@example.org", recipient=recipient
+    )
 
 
 @pytest.mark.integration
@@ -182,9 +192,11 @@ def test_webhooks_post_documented_payloads_and_retry_a_service_that_is_away():
     cards = make_cards(3)
     with WebhookEndpoint() as endpoint:
         Webhook(f"{endpoint.url}/slack/T000/B000/XXX", "Slack").post(
-            slack_payload(cards, month_name="December 2024", synthetic=True))
+            slack_payload(cards, month_name="December 2024", synthetic=True)
+        )
         Webhook(f"{endpoint.url}/teams/workflows/abc", "Teams").post(
-            teams_payload(cards, month_name="December 2024", synthetic=True))
+            teams_payload(cards, month_name="December 2024", synthetic=True)
+        )
         endpoint.answers["/slack/away"] = [503, 429]
         hook = Webhook(f"{endpoint.url}/slack/away", "Slack")
         made, error = with_retries(lambda: hook.post({"text": "x", "blocks": []}), attempts=3, delay=0.01)
@@ -215,18 +227,37 @@ def test_deliver_records_each_message_and_stops_trying_a_channel_that_keeps_fail
     cards = make_cards(2)
     targets = [everything(f"r{i}@example.org") for i in range(4)] + [channel_target("slack", "low")]
     planned = plan(cards, targets, [], NOW, 6)
-    messages = [render(p, month_name="December 2024", synthetic=True, sender="alerts@example.org", link="") for p in planned]
+    messages = [
+        render(p, month_name="December 2024", synthetic=True, sender="alerts@example.org", link="") for p in planned
+    ]
     ledger = Ledger(tmp_path / "ledger.jsonl")
     with WebhookEndpoint() as endpoint:
-        channels = Channels(smtp=SmtpServer("127.0.0.1", free_port(), "none", timeout=2),
-                            slack=Webhook(f"{endpoint.url}/slack", "Slack"))
+        channels = Channels(
+            smtp=SmtpServer("127.0.0.1", free_port(), "none", timeout=2),
+            slack=Webhook(f"{endpoint.url}/slack", "Slack"),
+        )
         with ledger.locked():
-            entries = deliver(messages, channels, month="2024-12", synthetic=True, dry_run=False, outbox=tmp_path / "outbox",
-                              attempts=2, delay=0.01, now=lambda: NOW, record=ledger.append)
+            entries = deliver(
+                messages,
+                channels,
+                month="2024-12",
+                synthetic=True,
+                dry_run=False,
+                outbox=tmp_path / "outbox",
+                attempts=2,
+                delay=0.01,
+                now=lambda: NOW,
+                record=ledger.append,
+            )
     outcomes = [(e.channel, e.outcome, e.attempts) for e in entries]
     # two e-mails tried twice each, then the channel is given up for this run; Slack is not held back by it
-    assert outcomes == [("email", "failed", 2), ("email", "failed", 2), ("email", "failed", 0), ("email", "failed", 0),
-                        ("slack", "sent", 1)]
+    assert outcomes == [
+        ("email", "failed", 2),
+        ("email", "failed", 2),
+        ("email", "failed", 0),
+        ("email", "failed", 0),
+        ("slack", "sent", 1),
+    ]
     assert "not attempted" in entries[2].error
     assert ledger.entries() == entries
     assert all(isinstance(m, Message) for m in messages)
@@ -239,8 +270,18 @@ def test_a_dry_run_writes_the_outbox_and_sends_nothing(tmp_path):
     outbox = tmp_path / "outbox"
     (outbox / "stale.eml").parent.mkdir()
     (outbox / "stale.eml").write_text("from an earlier dry run")
-    entries = deliver(messages, Channels(), month="2024-12", synthetic=True, dry_run=True, outbox=outbox, attempts=3,
-                      delay=0.01, now=lambda: NOW, record=lambda e: None)
+    entries = deliver(
+        messages,
+        Channels(),
+        month="2024-12",
+        synthetic=True,
+        dry_run=True,
+        outbox=outbox,
+        attempts=3,
+        delay=0.01,
+        now=lambda: NOW,
+        record=lambda e: None,
+    )
     assert [e.outcome for e in entries] == ["dry_run", "dry_run"]
     assert sorted(p.name for p in outbox.iterdir()) == ["email-desk@example.org.eml", "teams.json"]
 

@@ -42,8 +42,9 @@ def expected_alerts(alerts: pl.DataFrame) -> dict[str, list[str]]:
     wanted = {
         "niger@example.org": alerts.filter(pl.col("country") == "Niger"),
         "mali-high@example.org": alerts.filter(pl.col("country") == "Mali", rank <= SEVERITY["high"]),
-        "dozo@example.org": alerts.filter(pl.col("group_name").str.to_lowercase() == "dozo communal militia (mali)",
-                                          rank <= SEVERITY["medium"]),
+        "dozo@example.org": alerts.filter(
+            pl.col("group_name").str.to_lowercase() == "dozo communal militia (mali)", rank <= SEVERITY["medium"]
+        ),
         "everyone@example.org": alerts,
     }
     return {address: frame["explanation"].to_list() for address, frame in wanted.items() if frame.height}
@@ -52,10 +53,17 @@ def expected_alerts(alerts: pl.DataFrame) -> dict[str, list[str]]:
 def delivery_settings(out, smtp_port, hooks_url, **changes) -> DeliverySettings:
     (out / "subscriptions.csv").write_text(SUBSCRIPTIONS)
     settings = {
-        "dry_run": False, "subscriptions": str(out / "subscriptions.csv"), "smtp_host": "127.0.0.1",
-        "smtp_port": smtp_port, "smtp_security": "none", "smtp_sender": "alerts@example.org",
-        "slack_webhook_url": f"{hooks_url}/slack/T0/B0/x", "teams_webhook_url": f"{hooks_url}/teams/flow",
-        "slack_min_severity": "low", "teams_min_severity": "medium", "retry_delay_seconds": 0.01,
+        "dry_run": False,
+        "subscriptions": str(out / "subscriptions.csv"),
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "smtp_security": "none",
+        "smtp_sender": "alerts@example.org",
+        "slack_webhook_url": f"{hooks_url}/slack/T0/B0/x",
+        "teams_webhook_url": f"{hooks_url}/teams/flow",
+        "slack_min_severity": "low",
+        "teams_min_severity": "medium",
+        "retry_delay_seconds": 0.01,
         "report_url": "https://reports.example.org/sahel",
     }
     return DeliverySettings(**{**settings, **changes})
@@ -65,8 +73,12 @@ def notify(out, delivery: DeliverySettings) -> dg.ExecuteInProcessResult:
     """Only the notifications of the month, from the alerts stored by the weekly run."""
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False)
     definitions = build_definitions(settings, delivery_settings=delivery)
-    return dg.materialize([*definitions.assets, *definitions.asset_checks], selection=[alert_notifications.key],
-                          partition_key=MONTH, resources=definitions.resources)
+    return dg.materialize(
+        [*definitions.assets, *definitions.asset_checks],
+        selection=[alert_notifications.key],
+        partition_key=MONTH,
+        resources=definitions.resources,
+    )
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -128,7 +140,9 @@ def test_slack_and_teams_get_posts_that_follow_their_documented_schemas(delivere
     jsonschema.validate(teams, TEAMS_MESSAGE)
     assert slack["blocks"][0]["text"]["text"] == "SYNTHETIC - Escalation alerts, December 2024"
     posted = json.dumps(slack)
-    assert all(s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in posted for s in alerts["explanation"])
+    assert all(
+        s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in posted for s in alerts["explanation"]
+    )
     card = teams["attachments"][0]["content"]
     assert card["body"][0]["text"] == "SYNTHETIC - Escalation alerts, December 2024"
     medium_up = alerts.filter(pl.col("severity") != "low")["explanation"].to_list()
@@ -138,10 +152,13 @@ def test_slack_and_teams_get_posts_that_follow_their_documented_schemas(delivere
 
 
 def test_the_ledger_records_what_went_to_whom(delivered):
-    lines = [json.loads(line) for line in (delivered["out"] / "notifications" / "ledger.jsonl").read_text().splitlines()]
+    lines = [
+        json.loads(line) for line in (delivered["out"] / "notifications" / "ledger.jsonl").read_text().splitlines()
+    ]
     assert {(e["channel"], e["recipient"]) for e in lines} == {
         *(("email", a) for a in expected_alerts(pl.read_csv(delivered["out"] / "alerts" / f"{MONTH}.csv"))),
-        ("slack", "slack"), ("teams", "teams"),
+        ("slack", "slack"),
+        ("teams", "teams"),
     }
     assert all(e["outcome"] == "sent" and e["attempts"] == 1 and e["synthetic"] and e["month"] == MONTH for e in lines)
     assert "hooks" not in json.dumps(lines) and delivered["hooks"].url not in json.dumps(lines)  # no webhook URL kept
@@ -150,7 +167,9 @@ def test_the_ledger_records_what_went_to_whom(delivered):
 
 def test_a_rerun_of_the_month_sends_nothing_twice(delivered):
     before_mail, before_posts = len(delivered["mail"].received), len(delivered["hooks"].posted)
-    result = notify(delivered["out"], delivery_settings(delivered["out"], delivered["smtp_port"], delivered["hooks"].url))
+    result = notify(
+        delivered["out"], delivery_settings(delivered["out"], delivered["smtp_port"], delivered["hooks"].url)
+    )
     assert result.success and check(result).passed
     assert len(delivered["mail"].received) == before_mail and len(delivered["hooks"].posted) == before_posts
     assert metadata(result)["sent"] == 0 and metadata(result)["alerts_not_repeated"] > 0
@@ -169,17 +188,37 @@ def test_an_alert_sent_last_month_at_a_lower_severity_is_sent_again_the_others_n
     others = alerts.filter(pl.col("severity") != "high")
     # November's ledger: every alert went to everyone@ already, the high one then only at medium
     earlier = [
-        {"source": a["source"], "country": a["country"], "group": a["group"] or "", "indicator": a["indicator"],
-         "severity": "medium" if a["severity"] == "high" else a["severity"], "status": "new"}
+        {
+            "source": a["source"],
+            "country": a["country"],
+            "group": a["group"] or "",
+            "indicator": a["indicator"],
+            "severity": "medium" if a["severity"] == "high" else a["severity"],
+            "status": "new",
+        }
         for a in alerts.iter_rows(named=True)
     ]
-    entry = {"at": "2024-12-02T06:00:00+00:00", "month": "2024-11", "channel": "email", "recipient": "everyone@example.org",
-             "outcome": "sent", "attempts": 1, "alerts": earlier, "subject": "", "synthetic": True, "error": ""}
+    entry = {
+        "at": "2024-12-02T06:00:00+00:00",
+        "month": "2024-11",
+        "channel": "email",
+        "recipient": "everyone@example.org",
+        "outcome": "sent",
+        "attempts": 1,
+        "alerts": earlier,
+        "subject": "",
+        "synthetic": True,
+        "error": "",
+    }
     (out / "notifications" / "ledger.jsonl").write_text(json.dumps(entry) + "\n")
     mail = delivered["mail"]
     before = len(mail.received)
-    result = notify(out, delivery_settings(out, delivered["smtp_port"], delivered["hooks"].url,
-                                           slack_webhook_url="", teams_webhook_url=""))
+    result = notify(
+        out,
+        delivery_settings(
+            out, delivered["smtp_port"], delivered["hooks"].url, slack_webhook_url="", teams_webhook_url=""
+        ),
+    )
     assert result.success
     mine = [r for r in mail.received[before:] if r.recipients == ["everyone@example.org"]]
     (message,) = mine
@@ -218,7 +257,9 @@ def test_a_failing_server_is_retried_then_reported_and_the_run_still_succeeds(de
 def test_a_bad_subscriptions_file_is_reported_and_the_other_channels_still_go_out(delivered, tmp_path):
     out = copy_without_deliveries(delivered, tmp_path)
     delivery = delivery_settings(out, delivered["smtp_port"], delivered["hooks"].url)
-    (out / "subscriptions.csv").write_text("address,countries,groups,min_severity,delivery\nniger@example.org,Nigeria;Nigr,*,low,now\n")
+    (out / "subscriptions.csv").write_text(
+        "address,countries,groups,min_severity,delivery\nniger@example.org,Nigeria;Nigr,*,low,now\n"
+    )
     before = len(delivered["hooks"].posted)
     result = notify(out, delivery)
     assert result.success
@@ -235,7 +276,9 @@ def test_the_feed_and_the_map_layer_are_written_beside_the_alerts(delivered):
     assert [e.summary.rsplit("assessment. ", 1)[1] for e in parsed.entries] == alerts["explanation"].to_list()
     document = json.loads((out / "alerts" / f"{MONTH}.geojson").read_text())
     assert geojson_problems(document) == [] and document["synthetic"] is True and "crs" not in document
-    checks = [e for e in delivered["result"].get_asset_check_evaluations() if e.check_name == "alert_geojson_follows_rfc_7946"]
+    checks = [
+        e for e in delivered["result"].get_asset_check_evaluations() if e.check_name == "alert_geojson_follows_rfc_7946"
+    ]
     assert checks and checks[0].passed
 
 
@@ -244,9 +287,16 @@ def test_the_map_layer_holds_the_alerted_series_recent_events_in_longitude_latit
     document = json.loads((out / "alerts" / f"{MONTH}.geojson").read_text())
     events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
     alerts = pl.read_csv(out / "alerts" / f"{MONTH}.csv")
-    issp = alerts.filter(pl.col("group") == "ISSP", pl.col("country") == "Niger", pl.col("indicator") == "events").row(0, named=True)
+    issp = alerts.filter(pl.col("group") == "ISSP", pl.col("country") == "Niger", pl.col("indicator") == "events").row(
+        0, named=True
+    )
     points = [f for f in document["features"] if f["properties"]["kind"] == "event"]
-    by_id = {row["event_id"]: row for row in events.filter(pl.col("event_id").is_in([f["properties"]["event_id"] for f in points])).iter_rows(named=True)}
+    by_id = {
+        row["event_id"]: row
+        for row in events.filter(pl.col("event_id").is_in([f["properties"]["event_id"] for f in points])).iter_rows(
+            named=True
+        )
+    }
     issp_names = [a.lower() for a in pl.read_csv(ALIAS_TABLE).filter(pl.col("group_id") == "ISSP")["alias"]]
     for feature in points:
         event = by_id[feature["properties"]["event_id"]]
@@ -257,22 +307,41 @@ def test_the_map_layer_holds_the_alerted_series_recent_events_in_longitude_latit
         if feature["properties"]["group"] == "ISSP":
             actors = f"{event['actor1']};{event['assoc_actor_1'] or ''}".lower()
             assert any(name in actors for name in issp_names)
-    issp_december = [f for f in points if f["properties"]["group"] == "ISSP" and f["properties"]["country"] == "Niger"
-                     and f["properties"]["date"].startswith("2024-12") and "events" in f["properties"]["indicators"]]
+    issp_december = [
+        f
+        for f in points
+        if f["properties"]["group"] == "ISSP"
+        and f["properties"]["country"] == "Niger"
+        and f["properties"]["date"].startswith("2024-12")
+        and "events" in f["properties"]["indicators"]
+    ]
     assert len(issp_december) == issp["observed"]  # the month's count in the table: every one of its events is mapped
 
 
 def test_hot_spots_sit_at_the_mean_of_their_units_recent_events_with_the_rise(delivered):
     document = json.loads((delivered["out"] / "alerts" / f"{MONTH}.geojson").read_text())
     spots = [f for f in document["features"] if f["properties"]["kind"] == "hot_spot"]
-    tillaberi = [s for s in spots if s["properties"]["group"] == "ISSP" and s["properties"]["admin1"] == "Tillaberi"
-                 and s["properties"]["indicator"] == "events"]
+    tillaberi = [
+        s
+        for s in spots
+        if s["properties"]["group"] == "ISSP"
+        and s["properties"]["admin1"] == "Tillaberi"
+        and s["properties"]["indicator"] == "events"
+    ]
     (spot,) = tillaberi  # where the sample planted the rise
-    there = [f for f in document["features"] if f["properties"]["kind"] == "event" and f["properties"]["group"] == "ISSP"
-             and f["properties"]["admin1"] == "Tillaberi" and "events" in f["properties"]["indicators"]]
+    there = [
+        f
+        for f in document["features"]
+        if f["properties"]["kind"] == "event"
+        and f["properties"]["group"] == "ISSP"
+        and f["properties"]["admin1"] == "Tillaberi"
+        and "events" in f["properties"]["indicators"]
+    ]
     assert spot["properties"]["recent"] == len(there) == spot["properties"]["events_located"]
     lon = sum(f["geometry"]["coordinates"][0] for f in there) / len(there)
     lat = sum(f["geometry"]["coordinates"][1] for f in there) / len(there)
     assert spot["geometry"]["coordinates"] == pytest.approx([lon, lat], abs=1e-4)
-    assert spot["properties"]["rise"] == pytest.approx(spot["properties"]["recent"] - spot["properties"]["at_baseline_rate"], abs=0.11)
+    assert spot["properties"]["rise"] == pytest.approx(
+        spot["properties"]["recent"] - spot["properties"]["at_baseline_rate"], abs=0.11
+    )
     assert all(s["properties"]["rise"] > 0 for s in spots)

@@ -41,7 +41,8 @@ def run(tmp_path_factory):
 
 
 def alerts(out, month: str) -> pl.DataFrame:
-    return pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema_length=None, schema_overrides={"synthetic": pl.Boolean})
+    path = out / "alerts" / f"{month}.csv"
+    return pl.read_csv(path, infer_schema_length=None, schema_overrides={"synthetic": pl.Boolean})
 
 
 @pytest.mark.slow  # runs the whole graph (the module's `run`)
@@ -311,7 +312,8 @@ def test_the_synthetic_sample_says_so_in_every_output(run):
 
 def test_notifications_are_a_dry_run_unless_configured(run):
     out, results = run
-    assert {e.check_name: e.passed for e in results["2024-12"].get_asset_check_evaluations()}["notifications_were_delivered"]
+    checks = {e.check_name: e.passed for e in results["2024-12"].get_asset_check_evaluations()}
+    assert checks["notifications_were_delivered"]
     ledger = [json.loads(line) for line in (out / "notifications" / "ledger.jsonl").read_text().splitlines()]
     assert ledger and {e["outcome"] for e in ledger} == {"dry_run"}
     outbox = out / "notifications" / "2024-12" / "outbox"
@@ -332,7 +334,8 @@ def test_real_looking_files_raise_no_synthetic_flag(tmp_path):
         frame.write_csv(raw / path.name.replace("_SYNTHETIC", ""))
     out = tmp_path / "out"
     settings = PipelineSettings(raw_paths=str(raw), output_dir=str(out), sample_fallback=False)
-    result = build_definitions(settings).resolve_job_def("weekly_escalation_job").execute_in_process(partition_key="2024-12")
+    job = build_definitions(settings).resolve_job_def("weekly_escalation_job")
+    result = job.execute_in_process(partition_key="2024-12")
     assert result.success
     assert not pl.read_parquet(out / "warehouse" / "raw_file_manifest.parquet")["synthetic"].any()
     december = alerts(out, "2024-12")

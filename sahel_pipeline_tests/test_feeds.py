@@ -10,7 +10,7 @@ import feedparser
 import pytest
 
 from sahel_pipeline.core.feeds import atom_feed, geojson_problems
-from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import TODAY, real_file, requires_real_data
 from sahel_pipeline_tests.test_messages import make_cards
 
 T0 = dt.datetime(2025, 1, 6, 7, 0, tzinfo=dt.UTC)
@@ -18,8 +18,15 @@ T1 = T0 + dt.timedelta(days=7)
 
 
 def feed(cards, generated=T0, previous=None, synthetic=True, link="https://reports.example.org/reports/2024-12.html"):
-    return atom_feed(cards, month="2024-12", month_name="December 2024", synthetic=synthetic, generated=generated,
-                     link=link, previous=previous)
+    return atom_feed(
+        cards,
+        month="2024-12",
+        month_name="December 2024",
+        synthetic=synthetic,
+        generated=generated,
+        link=link,
+        previous=previous,
+    )
 
 
 def test_the_feed_is_atom_with_an_entry_per_alert():
@@ -73,9 +80,14 @@ def test_a_valid_document_has_no_problem():
     document = collection(
         point(2.1, 13.5),
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [square]}, "properties": None, "id": 7},
-        {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[2, 13], [3, 14, 250.0]]}, "properties": {}},
+        {
+            "type": "Feature",
+            "geometry": {"type": "LineString", "coordinates": [[2, 13], [3, 14, 250.0]]},
+            "properties": {},
+        },
         {"type": "Feature", "geometry": None, "properties": {"note": "no place"}},
-        bbox=[2.0, 13.0, 3.0, 14.0], month="2024-12",  # foreign members are allowed
+        bbox=[2.0, 13.0, 3.0, 14.0],
+        month="2024-12",  # foreign members are allowed
     )
     assert geojson_problems(document) == []
 
@@ -88,20 +100,63 @@ def test_a_valid_document_has_no_problem():
         (collection(point(190.0, 13.5)), "longitude 190.0 outside -180..180"),
         (collection(point(2.1, float("nan"))), "finite numbers"),
         (collection(point("2.1", 13.5)), "finite numbers"),
-        (collection({"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.1]}, "properties": {}}), "two or three numbers"),
-        (collection({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]},
-                     "properties": {}}), "a linear ring must end where it starts"),
-        (collection({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]},
-                     "properties": {}}), "3 positions, at least 4 needed"),
-        (collection({"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0]]}, "properties": {}}),
-         "1 positions, at least 2 needed"),
-        (collection({"type": "Feature", "geometry": {"type": "Circle", "coordinates": [0, 0]}, "properties": {}}), "'Circle' is not a GeoJSON type"),
-        (collection({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}), "needs geometry and properties"),
+        (
+            collection({"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.1]}, "properties": {}}),
+            "two or three numbers",
+        ),
+        (
+            collection(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1]]]},
+                    "properties": {},
+                }
+            ),
+            "a linear ring must end where it starts",
+        ),
+        (
+            collection(
+                {
+                    "type": "Feature",
+                    "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [0, 0]]]},
+                    "properties": {},
+                }
+            ),
+            "3 positions, at least 4 needed",
+        ),
+        (
+            collection(
+                {"type": "Feature", "geometry": {"type": "LineString", "coordinates": [[0, 0]]}, "properties": {}}
+            ),
+            "1 positions, at least 2 needed",
+        ),
+        (
+            collection({"type": "Feature", "geometry": {"type": "Circle", "coordinates": [0, 0]}, "properties": {}}),
+            "'Circle' is not a GeoJSON type",
+        ),
+        (
+            collection({"type": "Feature", "geometry": {"type": "Point", "coordinates": [0, 0]}}),
+            "needs geometry and properties",
+        ),
         (collection(point(0, 0), bbox=[0, 10, 1, 5]), "southern latitude is north"),
         ({"type": "FeatureCollection"}, "needs a features array"),
-        (collection({"type": "Feature", "properties": {}, "geometry": {"type": "GeometryCollection", "geometries": [
-            {"type": "Point", "coordinates": [0, 100]}]}}), "features[0].geometry.geometries[0].coordinates: latitude 100"),
-        (collection({"type": "Feature", "properties": {}, "geometry": {"type": "GeometryCollection"}}), "needs a geometries array"),
+        (
+            collection(
+                {
+                    "type": "Feature",
+                    "properties": {},
+                    "geometry": {
+                        "type": "GeometryCollection",
+                        "geometries": [{"type": "Point", "coordinates": [0, 100]}],
+                    },
+                }
+            ),
+            "features[0].geometry.geometries[0].coordinates: latitude 100",
+        ),
+        (
+            collection({"type": "Feature", "properties": {}, "geometry": {"type": "GeometryCollection"}}),
+            "needs a geometries array",
+        ),
         ([point(0, 0)], "not a JSON object"),
     ],
 )
@@ -115,7 +170,6 @@ def test_what_rfc_7946_forbids_is_found(document, problem):
 def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     """On the real export: every mapped event and hot spot lies in Burkina Faso's bounding box, which tells longitude
     from latitude (about -5.5..2.4 and 9.4..15.1), and the file is valid and not flagged synthetic."""
-    import polars as pl
 
     from sahel_pipeline import ALIAS_TABLE
     from sahel_pipeline.core.alerts import alert_table
@@ -127,7 +181,9 @@ def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     from sahel_pipeline.core.report import admin1_history, alert_series
     from sahel_pipeline.core.scoring import score_month
 
-    result = ingest(find_csv_files([real_file("acled_burkina_1997-2020.csv")]), tmp_path / "cache", TODAY, log=lambda _: None)
+    result = ingest(
+        find_csv_files([real_file("acled_burkina_1997-2020.csv")]), tmp_path / "cache", TODAY, log=lambda _: None
+    )
     assert not result.manifest["synthetic"].any()
     aliases = load_alias_table(ALIAS_TABLE)
     panels = build_panels(result.events, aliases)
@@ -136,7 +192,9 @@ def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     alerts = alert_table(scores.scores, panels.admin1_month, config)
     assert alerts.height > 0
     events = recent_alert_events(result.events.lazy(), aliases, alerts, month, config)
-    spots = hot_spots(alerts, admin1_history(panels.admin1_month.lazy(), alert_series(alerts), month, config), events, month, config)
+    spots = hot_spots(
+        alerts, admin1_history(panels.admin1_month.lazy(), alert_series(alerts), month, config), events, month, config
+    )
     document = alert_geojson(events, spots, month="2019-02", synthetic=False)
     assert geojson_problems(document) == []
     kinds = {f["properties"]["kind"] for f in document["features"]}

@@ -228,7 +228,8 @@ def test_a_file_is_synthetic_by_its_name_or_when_every_note_says_so():
 def test_the_manifest_says_which_files_are_synthetic(tmp_path, sample_dir):
     raw = tmp_path / "raw"
     raw.mkdir()
-    shutil.copy(sample_dir / "acled_sahel_update_2024-12-31_SYNTHETIC.csv", raw / "renamed_update.csv")  # the notes say it
+    # renamed: only the notes say it
+    shutil.copy(sample_dir / "acled_sahel_update_2024-12-31_SYNTHETIC.csv", raw / "renamed_update.csv")
     shutil.copy(BAD_FILES / "bad_dates.csv", raw / "hand_made.csv")
     result = run(raw, tmp_path / "cache")
     flags = dict(result.manifest.select("file", "synthetic").iter_rows())

@@ -20,10 +20,22 @@ from sahel_pipeline_tests.payload_schemas import SLACK_MESSAGE, TEAMS_MESSAGE
 def make_cards(n: int, synthetic: bool = True, plot=None, sentence_words: int = 60) -> list[AlertCard]:
     severities = ["high", "medium", "low"]
     return [
-        AlertCard(month="2024-12", source="ACLED", country=f"Country {i}", group=f"G{i}", group_name=f"Group <{i}> & co",
-                  indicator="events", observed=10 + i, expected=2.5, upper=8, severity=severities[i % 3],
-                  status="new" if i % 2 else "continuing", sentence=" ".join(["word"] * sentence_words) + f" {i}.",
-                  synthetic=synthetic, plot=plot)
+        AlertCard(
+            month="2024-12",
+            source="ACLED",
+            country=f"Country {i}",
+            group=f"G{i}",
+            group_name=f"Group <{i}> & co",
+            indicator="events",
+            observed=10 + i,
+            expected=2.5,
+            upper=8,
+            severity=severities[i % 3],
+            status="new" if i % 2 else "continuing",
+            sentence=" ".join(["word"] * sentence_words) + f" {i}.",
+            synthetic=synthetic,
+            plot=plot,
+        )
         for i in range(n)
     ]
 
@@ -37,7 +49,9 @@ def png(tmp_path):
 
 @pytest.mark.parametrize("n", [1, 5, 60])
 def test_slack_payload_follows_block_kit_and_its_limits(n):
-    payload = slack_payload(make_cards(n), month_name="December 2024", synthetic=True, link="https://example.org/r.html")
+    payload = slack_payload(
+        make_cards(n), month_name="December 2024", synthetic=True, link="https://example.org/r.html"
+    )
     jsonschema.validate(payload, SLACK_MESSAGE)
     blocks = payload["blocks"]
     assert blocks[0]["type"] == "header" and blocks[0]["text"]["text"].startswith("SYNTHETIC")
@@ -45,7 +59,9 @@ def test_slack_payload_follows_block_kit_and_its_limits(n):
     shown = [b for b in blocks if b["type"] == "section" and b["text"]["text"].startswith("*Group")]
     if n == 60:  # more than fit in 50 blocks: the rest are counted, not dropped silently
         more = [b for b in blocks if b["type"] == "context" and "more alerts" in b["elements"][0]["text"]]
-        assert len(blocks) <= 50 and len(more) == 1 and f"{60 - len(shown)} more alerts" in more[0]["elements"][0]["text"]
+        assert (
+            len(blocks) <= 50 and len(more) == 1 and f"{60 - len(shown)} more alerts" in more[0]["elements"][0]["text"]
+        )
     else:
         assert len(shown) == n
     assert all("&lt;" in b["text"]["text"] and "&amp;" in b["text"]["text"] for b in shown)  # Slack's escapes
@@ -60,7 +76,9 @@ def test_slack_cuts_a_text_over_its_limit_instead_of_being_refused():
 
 @pytest.mark.parametrize("n", [1, 60])
 def test_teams_payload_is_a_workflows_message_with_an_adaptive_card(n):
-    payload = teams_payload(make_cards(n), month_name="December 2024", synthetic=True, link="https://example.org/r.html")
+    payload = teams_payload(
+        make_cards(n), month_name="December 2024", synthetic=True, link="https://example.org/r.html"
+    )
     jsonschema.validate(payload, TEAMS_MESSAGE)
     card = payload["attachments"][0]["content"]
     assert card["body"][0]["text"].startswith("SYNTHETIC")
@@ -76,8 +94,15 @@ def test_teams_payload_is_a_workflows_message_with_an_adaptive_card(n):
 def test_the_email_has_a_text_part_and_an_html_part_with_its_plots_inline(png):
     with_plot, without = make_cards(2)
     cards = [dataclasses.replace(with_plot, plot=png), without]
-    message = email_message(cards, month_name="December 2024", synthetic=True, sender="alerts@example.org",
-                            recipient="desk@example.org", why="because line 2", already_sent=3)
+    message = email_message(
+        cards,
+        month_name="December 2024",
+        synthetic=True,
+        sender="alerts@example.org",
+        recipient="desk@example.org",
+        why="because line 2",
+        already_sent=3,
+    )
     assert message["Subject"].startswith("[SYNTHETIC] Escalation alerts, December 2024: 2 alerts")
     text = message.get_body(("plain",)).get_content()
     html = message.get_body(("html",)).get_content()
@@ -93,7 +118,9 @@ def test_the_email_has_a_text_part_and_an_html_part_with_its_plots_inline(png):
 
 def test_a_real_month_says_nothing_of_synthetic():
     cards = make_cards(2, synthetic=False)
-    message = email_message(cards, month_name="December 2024", synthetic=False, sender="a@example.org", recipient="b@example.org")
+    message = email_message(
+        cards, month_name="December 2024", synthetic=False, sender="a@example.org", recipient="b@example.org"
+    )
     assert "SYNTHETIC" not in message.as_string()
     assert "SYNTHETIC" not in json.dumps(slack_payload(cards, month_name="December 2024", synthetic=False))
     assert "SYNTHETIC" not in json.dumps(teams_payload(cards, month_name="December 2024", synthetic=False))

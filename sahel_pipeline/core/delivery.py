@@ -23,7 +23,6 @@ import fcntl
 import json
 import re
 import smtplib
-import socket
 import ssl
 import time
 import urllib.error
@@ -37,7 +36,7 @@ from typing import Literal
 from sahel_pipeline.core.alerts import SEVERITY_ORDER
 from sahel_pipeline.core.cards import AlertCard, at_least
 from sahel_pipeline.core.messages import email_message, headline, slack_payload, teams_payload
-from sahel_pipeline.core.scoring import month_index
+from sahel_pipeline.core.months import month_index, parse_month
 from sahel_pipeline.core.subscriptions import Delivery, Subscriber
 
 Channel = Literal["email", "slack", "teams"]
@@ -73,8 +72,15 @@ class Target:
 
 def subscriber_targets(subscribers: list[Subscriber], subscriptions_file: str) -> list[Target]:
     return [
-        Target("email", s.address, s.delivery, s.wants,
-               f"You get this message through {Path(subscriptions_file).name}, " + "; ".join(r.describe() for r in s.rules) + ".")
+        Target(
+            "email",
+            s.address,
+            s.delivery,
+            s.wants,
+            f"You get this message through {Path(subscriptions_file).name}, "
+            + "; ".join(r.describe() for r in s.rules)
+            + ".",
+        )
         for s in subscribers
     ]
 
@@ -131,12 +137,16 @@ def plan(
     sent = [e for e in ledger if e.outcome == "sent"]
     planned = []
     for target in targets:
-        theirs = [e for e in sent if e.channel == target.channel and e.recipient.casefold() == target.recipient.casefold()]
+        theirs = [
+            e for e in sent if e.channel == target.channel and e.recipient.casefold() == target.recipient.casefold()
+        ]
         matching = [c for c in cards if target.wants(c)]
         repeated = [c for c in matching if in_cooldown(c, theirs, cooldown_months)]
         due = [c for c in matching if c not in repeated]
-        held = target.delivery == "weekly" and bool(due) and any(
-            e.month == due[0].month and e.moment.isocalendar()[:2] == now.isocalendar()[:2] for e in theirs
+        held = (
+            target.delivery == "weekly"
+            and bool(due)
+            and any(e.month == due[0].month and e.moment.isocalendar()[:2] == now.isocalendar()[:2] for e in theirs)
         )
         planned.append(Planned(target, due, repeated, held))
     return planned
@@ -155,7 +165,7 @@ def in_cooldown(card: AlertCard, sent: list[LedgerEntry], cooldown_months: int) 
 
 
 def _month_number(month: str) -> int:
-    return month_index(dt.datetime.strptime(month, "%Y-%m").date())
+    return month_index(parse_month(month))
 
 
 # --- the ledger -----------------------------------------------------------------------------------------------------
@@ -231,17 +241,25 @@ class SmtpServer:
                 server.send_message(message)
         except smtplib.SMTPRecipientsRefused as err:
             codes = [code for code, _ in err.recipients.values()]
-            raise DeliveryError(f"recipient refused: {_smtp_reply(err.recipients)}", transient=all(400 <= c < 500 for c in codes)) from err
+            raise DeliveryError(
+                f"recipient refused: {_smtp_reply(err.recipients)}", transient=all(400 <= c < 500 for c in codes)
+            ) from err
         except smtplib.SMTPConnectError as err:
-            raise DeliveryError(f"cannot connect to {self.host}:{self.port}: {_text(err.smtp_error)}", transient=True) from err
+            raise DeliveryError(
+                f"cannot connect to {self.host}:{self.port}: {_text(err.smtp_error)}", transient=True
+            ) from err
         except smtplib.SMTPResponseException as err:
-            raise DeliveryError(f"server answered {err.smtp_code} {_text(err.smtp_error)}", transient=400 <= err.smtp_code < 500) from err
+            raise DeliveryError(
+                f"server answered {err.smtp_code} {_text(err.smtp_error)}", transient=400 <= err.smtp_code < 500
+            ) from err
         except smtplib.SMTPNotSupportedError as err:
             raise DeliveryError(f"{self.host}:{self.port} does not support it: {err}", transient=False) from err
         except smtplib.SMTPServerDisconnected as err:
             raise DeliveryError(f"{self.host}:{self.port} closed the connection: {err}", transient=True) from err
         except ssl.SSLError as err:  # a certificate that does not verify will not verify on a second try
-            raise DeliveryError(f"TLS with {self.host}:{self.port} failed: {err.reason or err}", transient=False) from err
+            raise DeliveryError(
+                f"TLS with {self.host}:{self.port} failed: {err.reason or err}", transient=False
+            ) from err
         except OSError as err:
             raise DeliveryError(f"cannot reach {self.host}:{self.port}: {err.strerror or err}", transient=True) from err
 
@@ -265,7 +283,9 @@ class Webhook:
 
     def post(self, payload: dict) -> None:
         request = urllib.request.Request(
-            self.url, data=json.dumps(payload).encode(), method="POST",
+            self.url,
+            data=json.dumps(payload).encode(),
+            method="POST",
             headers={"Content-Type": "application/json; charset=utf-8", "User-Agent": "sahel-pipeline"},
         )
         try:
@@ -275,8 +295,10 @@ class Webhook:
             body = err.read(300).decode(errors="replace").strip()
             transient = err.code == 429 or err.code >= 500
             retry_after = _seconds(err.headers.get("Retry-After")) if err.code == 429 else None
-            raise DeliveryError(f"{self.name} answered {err.code} {body or err.reason}", transient, retry_after) from err
-        except (urllib.error.URLError, TimeoutError, ConnectionError, socket.timeout) as err:
+            raise DeliveryError(
+                f"{self.name} answered {err.code} {body or err.reason}", transient, retry_after
+            ) from err
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as err:
             reason = getattr(err, "reason", err)
             raise DeliveryError(f"cannot reach {self.name}'s webhook: {reason}", transient=True) from err
 
@@ -288,7 +310,9 @@ def _seconds(value: str | None) -> float | None:
         return None
 
 
-def with_retries(send: Callable[[], None], attempts: int, delay: float, sleep: Callable[[float], None] = time.sleep) -> tuple[int, str]:
+def with_retries(
+    send: Callable[[], None], attempts: int, delay: float, sleep: Callable[[float], None] = time.sleep
+) -> tuple[int, str]:
     """(attempts made, last error or ''): transient errors are tried again after `delay`, doubling each time, or after
     the server's Retry-After."""
     for attempt in range(1, attempts + 1):
@@ -332,8 +356,16 @@ DEFAULT_SENDER = "sahel-pipeline@localhost"
 def render(planned: Planned, *, month_name: str, synthetic: bool, sender: str, link: str) -> Message:
     target, cards = planned.target, planned.due
     if target.channel == "email":
-        email = email_message(cards, month_name=month_name, synthetic=synthetic, sender=sender or DEFAULT_SENDER,
-                              recipient=target.recipient, link=link, why=target.why, already_sent=len(planned.repeated))
+        email = email_message(
+            cards,
+            month_name=month_name,
+            synthetic=synthetic,
+            sender=sender or DEFAULT_SENDER,
+            recipient=target.recipient,
+            link=link,
+            why=target.why,
+            already_sent=len(planned.repeated),
+        )
         return Message(target, tuple(cards), str(email["Subject"]), email=email)
     build = slack_payload if target.channel == "slack" else teams_payload
     payload = build(cards, month_name=month_name, synthetic=synthetic, link=link)
@@ -366,18 +398,32 @@ def deliver(
             _write_outbox(outbox, message)
             made, error = 0, ""
         elif (send := _sender(message, channels)) is None:
-            made, error = 0, f"{CHANNEL_NAMES[channel]} is not configured" + (" (no SMTP host)" if channel == "email" else "")
+            made, error = (
+                0,
+                f"{CHANNEL_NAMES[channel]} is not configured" + (" (no SMTP host)" if channel == "email" else ""),
+            )
         elif failures_in_a_row.get(channel, 0) >= CONSECUTIVE_FAILURES:
-            made, error = 0, f"not attempted: the previous {CONSECUTIVE_FAILURES} {CHANNEL_NAMES[channel]} messages failed"
+            made, error = (
+                0,
+                f"not attempted: the previous {CONSECUTIVE_FAILURES} {CHANNEL_NAMES[channel]} messages failed",
+            )
         else:
             made, error = with_retries(send, attempts, delay, sleep)
             failures_in_a_row[channel] = failures_in_a_row.get(channel, 0) + 1 if error else 0
         outcome: Outcome = "dry_run" if dry_run else "failed" if error else "sent"
         entry = LedgerEntry(
-            at=now().astimezone(dt.UTC).isoformat(timespec="seconds"), month=month, channel=channel,
-            recipient=message.target.recipient, outcome=outcome, attempts=made,
-            alerts=tuple(SentAlert(c.source, c.country, c.group, c.indicator, c.severity, c.status) for c in message.cards),
-            subject=message.subject, synthetic=synthetic, error=error,
+            at=now().astimezone(dt.UTC).isoformat(timespec="seconds"),
+            month=month,
+            channel=channel,
+            recipient=message.target.recipient,
+            outcome=outcome,
+            attempts=made,
+            alerts=tuple(
+                SentAlert(c.source, c.country, c.group, c.indicator, c.severity, c.status) for c in message.cards
+            ),
+            subject=message.subject,
+            synthetic=synthetic,
+            error=error,
         )
         record(entry)
         entries.append(entry)
@@ -399,7 +445,9 @@ def _write_outbox(outbox: Path, message: Message) -> None:
         name = re.sub(r"[^A-Za-z0-9@._-]", "_", message.target.recipient)
         (outbox / f"email-{name}.eml").write_bytes(message.email.as_bytes())
     else:
-        (outbox / f"{message.target.channel}.json").write_text(json.dumps(message.payload, indent=1, ensure_ascii=False), encoding="utf-8")
+        (outbox / f"{message.target.channel}.json").write_text(
+            json.dumps(message.payload, indent=1, ensure_ascii=False), encoding="utf-8"
+        )
 
 
 def _clear(outbox: Path) -> None:

@@ -16,26 +16,35 @@ import datetime as dt
 import math
 import uuid
 import xml.etree.ElementTree as ET
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
-from sahel_pipeline.core.alerts import SEVERITY_ORDER
+from sahel_pipeline.core.alerts import SEVERITY_ORDER, admin1_rise
 from sahel_pipeline.core.cards import SYNTHETIC_LABEL, SYNTHETIC_NOTICE, AlertCard
 from sahel_pipeline.core.groups import Ambiguity, Role, event_groups
 from sahel_pipeline.core.messages import headline, summary_line
 from sahel_pipeline.core.models import ModelConfig
-from sahel_pipeline.core.panels import INDICATORS, counted_by
-from sahel_pipeline.core.report import admin1_rises
-from sahel_pipeline.core.scoring import index_month, month_index
+from sahel_pipeline.core.months import window_start
+from sahel_pipeline.core.panels import INDICATORS, UNKNOWN_ADMIN1, counted_by
+from sahel_pipeline.core.report import alert_series
+from sahel_pipeline.core.series import SERIES_KEY, UNIT_KEY
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/sahel-pipeline/alerts")
 COORDINATE_DIGITS = 5  # about a metre: ACLED's coordinates have four decimals
-SERIES_COLUMNS = ["source", "country", "group_id"]
-EVENT_COLUMNS = ["event_id", "event_date", "admin1", "location", "latitude", "longitude", "event_type", "fatalities",
-                 "civilian_targeting"]
-UNKNOWN_ADMIN1 = "(unknown)"  # the panels' name for events without an admin1
+EVENT_COLUMNS = [
+    "event_id",
+    "event_date",
+    "admin1",
+    "location",
+    "latitude",
+    "longitude",
+    "event_type",
+    "fatalities",
+    "civilian_targeting",
+]
 
 
 # --- Atom -----------------------------------------------------------------------------------------------------------
@@ -58,13 +67,14 @@ def atom_feed(
     now = _timestamp(generated)
     entries = []
     for card in cards:
-        title = (f"[{SYNTHETIC_LABEL}] " if synthetic else "") + f"[{card.severity}, {card.status}] {card.title} ({card.source})"
+        label = f"[{SYNTHETIC_LABEL}] " if synthetic else ""
+        title = f"{label}[{card.severity}, {card.status}] {card.title} ({card.source})"
         summary = (f"{SYNTHETIC_NOTICE} " if synthetic else "") + card.sentence
         entry_id = _urn(f"alert/{month}/" + "/".join(card.series))
         before = kept.get(entry_id)
         same = before is not None and before[1:] == (title, summary)
-        entries.append((entry_id, title, summary, before[0] if same else now, card, same))
-    unchanged = bool(previous_updated) and {e[0] for e in entries} == set(kept) and all(e[5] for e in entries)
+        entries.append(_Entry(entry_id, title, summary, before[0] if before is not None and same else now, card, same))
+    unchanged = bool(previous_updated) and {e.id for e in entries} == set(kept) and all(e.same for e in entries)
     feed = ET.Element(f"{{{ATOM}}}feed")
     _sub(feed, "id", _urn(f"feed/{month}"))
     _sub(feed, "title", headline(month_name, synthetic))
@@ -75,20 +85,37 @@ def atom_feed(
     _sub(feed, "generator", "sahel_pipeline")
     if link:
         ET.SubElement(feed, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=link)
-    for entry_id, title, summary, updated, card, _ in entries:
+    for item in entries:
+        card = item.card
         entry = _sub(feed, "entry")
-        _sub(entry, "id", entry_id)
-        _sub(entry, "title", title)
-        _sub(entry, "updated", updated)
-        _sub(entry, "summary", summary)
+        _sub(entry, "id", item.id)
+        _sub(entry, "title", item.title)
+        _sub(entry, "updated", item.updated)
+        _sub(entry, "summary", item.summary)
         if link:
             ET.SubElement(entry, f"{{{ATOM}}}link", rel="alternate", type="text/html", href=link)
-        for scheme, term in (("severity", card.severity), ("status", card.status), ("country", card.country),
-                             ("group", card.group), ("indicator", card.indicator), ("source", card.source)):
+        for scheme, term in (
+            ("severity", card.severity),
+            ("status", card.status),
+            ("country", card.country),
+            ("group", card.group),
+            ("indicator", card.indicator),
+            ("source", card.source),
+        ):
             if term:
                 ET.SubElement(entry, f"{{{ATOM}}}category", scheme=f"urn:sahel-pipeline:{scheme}", term=term)
     ET.indent(feed)
     return ET.tostring(feed, encoding="unicode", xml_declaration=True) + "\n"
+
+
+@dataclass(frozen=True)
+class _Entry:
+    id: str
+    title: str
+    summary: str
+    updated: str
+    card: AlertCard
+    same: bool  # as in the feed written before
 
 
 def _previous_entries(previous: str | None) -> tuple[str, dict[str, tuple[str, str, str]]]:
@@ -135,68 +162,73 @@ def recent_alert_events(
     role: Role = "perpetrator",
     ambiguous: Ambiguity = "separate",
 ) -> pl.DataFrame:
-    """The events of the alerted series in the recent window up to `month`, one row per event and series (source,
-    country, group), attributed to groups as the panels are (the same alias table, role and ambiguity settings), with
-    the alerted indicators that count the event and the most severe of their alerts."""
-    keyed = alerts.select(
-        "source", "country", "indicator", "severity",
-        group_id=pl.when(pl.col("group") == "").then(pl.lit(None, pl.String)).otherwise(pl.col("group")),
-        group_name=pl.col("group_name"),
-    )
-    start = index_month(month_index(month) - config.recent_months + 1)
-    window = (
-        events.filter(pl.col("event_date").dt.month_start().is_between(start, month))
-        .join(keyed.select("source", "country").unique().lazy(), on=["source", "country"], how="semi")
-    )
-    grouped = keyed.filter(pl.col("group_id").is_not_null())
-    by_group = (
-        event_groups(window, aliases, role, ambiguous, carry=EVENT_COLUMNS)
-        .join(grouped.select(SERIES_COLUMNS).unique().lazy(), on=SERIES_COLUMNS, how="semi")
-        .select("source", "country", "group_id", *EVENT_COLUMNS)
-        if grouped.height else None
-    )
-    by_country = window.select("source", "country", pl.lit(None, pl.String).alias("group_id"), *EVENT_COLUMNS)
-    frames = [by_country] + ([by_group] if by_group is not None else [])
-    series_events = pl.concat(frames).join(keyed.lazy(), on=SERIES_COLUMNS, nulls_equal=True)
+    """The events of the alerted units (UNIT_KEY: a group in a country, or a whole country) in the recent window up
+    to `month`, one row per event and unit, attributed to groups as the panels are (the same alias table, role and
+    ambiguity settings), with the alerted indicators that count the event and the most severe of their alerts."""
+    keyed = _keyed(alerts)
+    window = events.filter(
+        pl.col("event_date").dt.month_start().is_between(window_start(month, config.recent_months), month)
+    ).join(keyed.select("source", "country").unique().lazy(), on=["source", "country"], how="semi")
+    units = [
+        window.select(
+            "source",
+            pl.lit("country").alias("level"),
+            pl.lit(None, pl.String).alias("group_id"),
+            "country",
+            *EVENT_COLUMNS,
+        )
+    ]
+    if keyed.filter(pl.col("level") == "group").height:
+        units.append(
+            event_groups(window, aliases, role, ambiguous, carry=EVENT_COLUMNS)
+            .select("source", pl.lit("group").alias("level"), "group_id", "country", *EVENT_COLUMNS)
+            .join(keyed.select(UNIT_KEY).unique().lazy(), on=UNIT_KEY, how="semi", nulls_equal=True)
+        )
+    series_events = pl.concat(units).join(keyed.lazy(), on=UNIT_KEY, nulls_equal=True)
     counted = pl.concat(
         [series_events.filter(pl.col("indicator") == indicator, counted_by(indicator)) for indicator in INDICATORS]
     )
     return (
         counted.with_columns(_rank=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
-        .group_by(*SERIES_COLUMNS, "event_id")
+        .group_by(*UNIT_KEY, "event_id")
         .agg(
             pl.col("group_name", *EVENT_COLUMNS[1:]).first(),
             indicators=pl.col("indicator").unique().sort(),
             severity=pl.col("severity").sort_by("_rank").first(),
         )
-        .sort("source", "country", "group_id", "event_date", "event_id", nulls_last=False)
+        .sort(*UNIT_KEY, "event_date", "event_id", nulls_last=False)
         .collect()
     )
 
 
-def hot_spots(alerts: pl.DataFrame, admin1: pl.DataFrame, located: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
-    """The admin1 units where each alert's series rose (recent window above the baseline rate), each placed at the
-    mean location of its recent events that the alert's indicator counts. `admin1` is the panel's history of the
-    alerted series (report.admin1_history); `located` is recent_alert_events. Units without a located event or an
-    admin1 name are left out."""
-    series = [*SERIES_COLUMNS, "indicator"]
-    keyed = alerts.select(
-        "source", "country", "indicator", "severity", "group_name",
-        group_id=pl.when(pl.col("group") == "").then(pl.lit(None, pl.String)).otherwise(pl.col("group")),
+def hot_spots(
+    alerts: pl.DataFrame, admin1: pl.DataFrame, located: pl.DataFrame, month: dt.date, config: ModelConfig
+) -> pl.DataFrame:
+    """The admin1 units where each alert's series rose (admin1_rise: the recent window above the baseline rate),
+    each placed at the mean location of its recent events that the alert's indicator counts. `admin1` is the panel's
+    history of the alerted series (report.admin1_history); `located` is recent_alert_events. Units without a located
+    event or an admin1 name are left out."""
+    recent = pl.col("month") >= window_start(month, config.recent_months)
+    rises = admin1_rise(admin1, SERIES_KEY, recent, config).filter(
+        pl.col("rise") > 0, pl.col("admin1") != UNKNOWN_ADMIN1
     )
-    rises = admin1_rises(admin1, month, config, by=tuple(series)).filter(pl.col("rise") > 0, pl.col("admin1") != UNKNOWN_ADMIN1)
     places = (
         located.filter(pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null())
         .explode("indicators")
         .rename({"indicators": "indicator"})
-        .group_by(*series, "admin1")
+        .group_by(*SERIES_KEY, "admin1")
         .agg(latitude=pl.col("latitude").mean(), longitude=pl.col("longitude").mean(), events_located=pl.len())
     )
     return (
-        rises.join(places, on=[*series, "admin1"], nulls_equal=True)
-        .join(keyed, on=series, nulls_equal=True)
-        .sort("source", "country", "group_id", "indicator", "rise", descending=[False, False, False, False, True], nulls_last=False)
+        rises.join(places, on=[*SERIES_KEY, "admin1"], nulls_equal=True)
+        .join(_keyed(alerts), on=SERIES_KEY, nulls_equal=True)
+        .sort(*SERIES_KEY, "rise", descending=[False] * len(SERIES_KEY) + [True], nulls_last=False)
     )
+
+
+def _keyed(alerts: pl.DataFrame) -> pl.DataFrame:
+    """Each alert's series key (SERIES_KEY), group name and severity."""
+    return alert_series(alerts).select(*SERIES_KEY, "group_name", "severity")
 
 
 # --- GeoJSON --------------------------------------------------------------------------------------------------------
@@ -206,25 +238,44 @@ def alert_geojson(events: pl.DataFrame, spots: pl.DataFrame, *, month: str, synt
     """The FeatureCollection of recent_alert_events (those with coordinates) and hot_spots."""
     group = [pl.col("group_id").fill_null("").alias("group"), pl.col("group_name").fill_null("")]
     located = events.filter(pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null()).select(
-        "longitude", "latitude", kind=pl.lit("event"), event_id=pl.col("event_id"),
-        date=pl.col("event_date").dt.strftime("%Y-%m-%d"), *group,
+        "longitude",
+        "latitude",
+        pl.lit("event").alias("kind"),
+        "event_id",
+        pl.col("event_date").dt.strftime("%Y-%m-%d").alias("date"),
+        *group,
         *("source", "country", "admin1", "location", "event_type", "fatalities", "indicators", "severity"),
     )
     places = spots.select(
-        "longitude", "latitude", kind=pl.lit("hot_spot"), *group,
+        "longitude",
+        "latitude",
+        pl.lit("hot_spot").alias("kind"),
+        *group,
         *("source", "country", "admin1", "indicator", "severity", "recent", "events_located"),
-        at_baseline_rate=pl.col("at_baseline_rate").round(1), rise=pl.col("rise").round(1),
+        pl.col("at_baseline_rate").round(1),
+        pl.col("rise").round(1),
     )
     features = [_point(row) for frame in (located, places) for row in frame.to_dicts()]
     return {"type": "FeatureCollection", "month": month, "synthetic": synthetic, "features": features}
 
 
 def _point(properties: dict) -> dict:
-    position = [round(properties.pop("longitude"), COORDINATE_DIGITS), round(properties.pop("latitude"), COORDINATE_DIGITS)]
+    position = [
+        round(properties.pop("longitude"), COORDINATE_DIGITS),
+        round(properties.pop("latitude"), COORDINATE_DIGITS),
+    ]
     return {"type": "Feature", "geometry": {"type": "Point", "coordinates": position}, "properties": properties}
 
 
-GEOMETRY_TYPES = {"Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection"}
+GEOMETRY_TYPES = {
+    "Point",
+    "MultiPoint",
+    "LineString",
+    "MultiLineString",
+    "Polygon",
+    "MultiPolygon",
+    "GeometryCollection",
+}
 
 
 def geojson_problems(document: object) -> list[str]:
@@ -279,12 +330,14 @@ def _members(container: dict, key: str, where: str, problems: list[str], is_memb
 def _geometry(geometry: dict, where: str, problems: list[str]) -> None:
     kind = geometry["type"]
     if kind == "GeometryCollection":
-        _members(geometry, "geometries", where, problems, lambda m: m.get("type") in GEOMETRY_TYPES, _geometry, "geometry")
+        _members(
+            geometry, "geometries", where, problems, lambda m: m.get("type") in GEOMETRY_TYPES, _geometry, "geometry"
+        )
         return
     coordinates = geometry.get("coordinates")
     at = f"{where}.coordinates"
     depth = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}[kind]
-    if not _nested(coordinates, depth, at, problems):
+    if not _nested(coordinates, depth, at, problems) or not isinstance(coordinates, list):
         return
     if kind == "LineString":
         _line(coordinates, at, 2, problems)

@@ -65,18 +65,25 @@ def email_message(
     """One subscriber's digest: `cards` are the alerts due to them; `already_sent` counts matching alerts left out
     because they were sent before (the cool-down); `why` says which subscription lines matched."""
     message = EmailMessage()
-    message["Subject"] = (f"[{SYNTHETIC_LABEL}] " if synthetic else "") + f"Escalation alerts, {month_name}: {summary_line(cards)}"
+    message["Subject"] = (
+        f"[{SYNTHETIC_LABEL}] " if synthetic else ""
+    ) + f"Escalation alerts, {month_name}: {summary_line(cards)}"
     message["From"] = sender
     message["To"] = recipient
     message["Date"] = formatdate(usegmt=True)
     message["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2] or None)
     message.set_content(_email_text(cards, month_name, synthetic, link, why, already_sent))
     message.add_alternative(_email_html(cards, month_name, synthetic, link, why, already_sent), subtype="html")
-    related = message.get_payload()[1]
+    related = message.get_body(("html",))  # the HTML part, which its images are related to
+    assert related is not None
     for card in cards:
         if card.plot is not None:
             related.add_related(
-                card.plot.read_bytes(), maintype="image", subtype="png", cid=f"<{card.plot_cid}>", filename=card.plot.name
+                card.plot.read_bytes(),
+                maintype="image",
+                subtype="png",
+                cid=f"<{card.plot_cid}>",
+                filename=card.plot.name,
             )
     return message
 
@@ -84,15 +91,19 @@ def email_message(
 def _footer(link: str, why: str, already_sent: int) -> list[str]:
     lines = []
     if already_sent:
-        lines.append(f"{already_sent} other matching alert{'s' * (already_sent != 1)} continue at a severity you "
-                     "were sent before and are not repeated; the report lists every alert.")
+        lines.append(
+            f"{already_sent} other matching alert{'s' * (already_sent != 1)} continue at a severity you "
+            "were sent before and are not repeated; the report lists every alert."
+        )
     lines.append(f"The month's report: {link}" if link else "The month's report is in the pipeline's reports folder.")
     if why:
         lines.append(why)
     return lines
 
 
-def _email_text(cards: list[AlertCard], month_name: str, synthetic: bool, link: str, why: str, already_sent: int) -> str:
+def _email_text(
+    cards: list[AlertCard], month_name: str, synthetic: bool, link: str, why: str, already_sent: int
+) -> str:
     lines = [headline(month_name, synthetic), ""]
     if synthetic:
         lines += [SYNTHETIC_NOTICE, ""]
@@ -102,17 +113,24 @@ def _email_text(cards: list[AlertCard], month_name: str, synthetic: bool, link: 
     return "\n".join([*lines, *_footer(link, why, already_sent), ""])
 
 
-def _email_html(cards: list[AlertCard], month_name: str, synthetic: bool, link: str, why: str, already_sent: int) -> str:
+def _email_html(
+    cards: list[AlertCard], month_name: str, synthetic: bool, link: str, why: str, already_sent: int
+) -> str:
     e = html.escape
     parts = [
-        "<!doctype html><html><body style='margin:0;background:#f4f4f4;font-family:Arial,Helvetica,sans-serif;color:#222'>",
+        "<!doctype html><html><body style='margin:0;background:#f4f4f4;"
+        "font-family:Arial,Helvetica,sans-serif;color:#222'>",
         "<div style='max-width:680px;margin:0 auto;background:#fff;padding:16px'>",
     ]
     if synthetic:
-        parts.append(f"<p style='background:#7a0019;color:#fff;font-weight:bold;padding:10px;margin:0 0 12px'>"
-                     f"{e(SYNTHETIC_NOTICE)}</p>")
-    parts += [f"<h1 style='font-size:20px;margin:0 0 4px'>{e(headline(month_name, synthetic))}</h1>",
-              f"<p style='color:#555;margin:0 0 12px'>{e(summary_line(cards))}</p>"]
+        parts.append(
+            f"<p style='background:#7a0019;color:#fff;font-weight:bold;padding:10px;margin:0 0 12px'>"
+            f"{e(SYNTHETIC_NOTICE)}</p>"
+        )
+    parts += [
+        f"<h1 style='font-size:20px;margin:0 0 4px'>{e(headline(month_name, synthetic))}</h1>",
+        f"<p style='color:#555;margin:0 0 12px'>{e(summary_line(cards))}</p>",
+    ]
     for card in cards:
         colour = SEVERITY_COLOURS.get(card.severity, "#777")
         parts.append("<div style='border:1px solid #ddd;border-radius:6px;padding:10px 12px;margin:12px 0'>")
@@ -124,8 +142,13 @@ def _email_html(cards: list[AlertCard], month_name: str, synthetic: bool, link: 
         parts.append(f"<h2 style='font-size:16px;margin:0 0 6px'>{e(card.title)}</h2>")
         parts.append(f"<p style='margin:0 0 8px;line-height:1.4'>{e(card.sentence)}</p>")
         if card.plot is not None:
-            alt = f"Monthly {card.indicator_label} of {card.who} in {card.country} over four years, with the model's expectation"
-            parts.append(f"<img src='cid:{card.plot_cid}' alt='{e(alt)}' width='640' style='max-width:100%;height:auto'>")
+            alt = (
+                f"Monthly {card.indicator_label} of {card.who} in {card.country} over four years, "
+                "with the model's expectation"
+            )
+            parts.append(
+                f"<img src='cid:{card.plot_cid}' alt='{e(alt)}' width='640' style='max-width:100%;height:auto'>"
+            )
         parts.append("</div>")
     footer = _footer(f"<a href='{e(link)}'>{e(link)}</a>" if link else "", e(why), already_sent)
     parts.append("".join(f"<p style='color:#666;font-size:12px'>{line}</p>" for line in footer))
@@ -209,11 +232,14 @@ def _teams_alert(card: AlertCard) -> dict:
         "items": [
             _text(card.title, weight="Bolder"),
             _text(card.sentence),
-            {"type": "FactSet", "facts": [
-                {"title": "Severity", "value": card.severity},
-                {"title": "Status", "value": card.status},
-                {"title": "Source", "value": card.source},
-            ]},
+            {
+                "type": "FactSet",
+                "facts": [
+                    {"title": "Severity", "value": card.severity},
+                    {"title": "Status", "value": card.status},
+                    {"title": "Source", "value": card.source},
+                ],
+            },
         ],
     }
 

@@ -41,6 +41,7 @@ EVENT_COLUMNS = [
     "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "source_file",
 ]
 GROUP_KEYS = ["source", "group_id", "country"]
+UNKNOWN_ADMIN1 = "(unknown)"  # the admin1 panel's name for events without an admin1
 COUNTRY_KEYS = ["source", "country"]
 
 
@@ -138,7 +139,7 @@ def build_panels(
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
         country_month=monthly("country", COUNTRY_KEYS),
-        admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null("(unknown)")),
+        admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null(UNKNOWN_ADMIN1)),
         coverage=coverage,
         unmapped=unmapped_actors(counts.unmapped.lazy()),
         counts=counts,

@@ -47,7 +47,10 @@ class Subscription:
         return (
             at_least(card.severity, self.min_severity)
             and (self.countries is None or card.country in self.countries)
-            and (self.groups is None or bool({card.group.casefold(), card.group_name.casefold()} & {g.casefold() for g in self.groups}))
+            and (
+                self.groups is None
+                or bool({card.group.casefold(), card.group_name.casefold()} & {g.casefold() for g in self.groups})
+            )
         )
 
     def describe(self) -> str:
@@ -75,7 +78,9 @@ def load_subscriptions(path: str | Path) -> list[Subscriber]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise SubscriptionError(f"{path}: no such file (the subscriptions file lists who gets alerts by e-mail)") from None
+        raise SubscriptionError(
+            f"{path}: no such file (the subscriptions file lists who gets alerts by e-mail)"
+        ) from None
     except UnicodeDecodeError as err:
         raise SubscriptionError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
     rows = csv.reader(text.splitlines())
@@ -117,19 +122,16 @@ def _rule(path: Path, line: int, row: dict[str, str]) -> Subscription:
         severity = SEVERITIES[-1]
     if severity not in SEVERITIES:
         raise SubscriptionError(f"{where}: min_severity '{row['min_severity']}' is not one of {', '.join(SEVERITIES)}")
-    delivery = row["delivery"].lower() or "immediate"
-    if delivery not in DELIVERIES:
+    delivery = next((d for d in DELIVERIES if d == (row["delivery"].lower() or "immediate")), None)
+    if delivery is None:
         raise SubscriptionError(f"{where}: delivery '{row['delivery']}' is not one of {', '.join(DELIVERIES)}")
-    countries = _listed(row["countries"])
-    if countries is not None:
-        countries = frozenset(_country(where, name) for name in countries)
-    groups = _listed(row["groups"])
+    countries, groups = _listed(row["countries"]), _listed(row["groups"])
     return Subscription(
         address=address,
-        countries=countries,
+        countries=frozenset(_country(where, name) for name in countries) if countries is not None else None,
         groups=frozenset(groups) if groups is not None else None,
         min_severity=severity,
-        delivery=delivery,  # type: ignore[arg-type]
+        delivery=delivery,
         line=line,
     )
 

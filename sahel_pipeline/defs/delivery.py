@@ -26,12 +26,13 @@ from sahel_pipeline.core.feeds import (
     write_text,
 )
 from sahel_pipeline.core.groups import load_alias_table
+from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.messages import report_link
+from sahel_pipeline.core.months import month_label, parse_month
 from sahel_pipeline.core.report import admin1_history, alert_series
 from sahel_pipeline.core.subscriptions import SubscriptionError, load_subscriptions
-from sahel_pipeline.defs.alerts import any_synthetic
 from sahel_pipeline.defs.metadata import markdown_table
-from sahel_pipeline.defs.partitions import MONTHS, month_of
+from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
 
 GROUP = "delivery"
@@ -41,11 +42,18 @@ GROUP = "delivery"
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"atom", "geojson"},
-    ins={"escalation_alerts": dg.AssetIn(), "canonical_events": dg.AssetIn(), "admin1_month_panel": dg.AssetIn(),
-         "ingest_summary": dg.AssetIn()},
+    ins={
+        "escalation_alerts": dg.AssetIn(),
+        "canonical_events": dg.AssetIn(),
+        "admin1_month_panel": dg.AssetIn(),
+        "ingest_summary": dg.AssetIn(),
+    },
     check_specs=[
-        dg.AssetCheckSpec("alert_geojson_follows_rfc_7946", asset="alert_feeds",
-                          description="The GeoJSON file is RFC 7946: types, longitude-latitude positions in range, no crs."),
+        dg.AssetCheckSpec(
+            "alert_geojson_follows_rfc_7946",
+            asset="alert_feeds",
+            description="The GeoJSON file is RFC 7946: types, longitude-latitude positions in range, no crs.",
+        ),
     ],
 )
 def alert_feeds(
@@ -60,27 +68,38 @@ def alert_feeds(
 ):
     """The month's alerts as an Atom feed and a GeoJSON layer of their recent events and admin1 hot spots, written
     beside the alert files (alerts/YYYY-MM.atom, alerts/YYYY-MM.geojson)."""
-    key, month = context.partition_key, month_of(context.partition_key)
+    key, month = context.partition_key, parse_month(context.partition_key)
     config = models.config()
     synthetic = any_synthetic(ingest_summary)
     cards = alert_cards(escalation_alerts)
     folder = settings.output_path / "alerts"
     atom_path, geojson_path = folder / f"{key}.atom", folder / f"{key}.geojson"
     previous = atom_path.read_text(encoding="utf-8") if atom_path.exists() else None
-    write_text(atom_path, atom_feed(
-        cards, month=key, month_name=f"{month:%B %Y}", synthetic=synthetic, generated=dt.datetime.now(dt.UTC),
-        link=report_link(delivery.setting("report_url"), key), previous=previous,
-    ))
+    write_text(
+        atom_path,
+        atom_feed(
+            cards,
+            month=key,
+            month_name=month_label(month),
+            synthetic=synthetic,
+            generated=dt.datetime.now(dt.UTC),
+            link=report_link(delivery.setting("report_url"), key),
+            previous=previous,
+        ),
+    )
     aliases = load_alias_table(settings.alias_table)
-    events = recent_alert_events(canonical_events, aliases, escalation_alerts, month, config,
-                                 settings.group_role, settings.ambiguous_attribution)
+    events = recent_alert_events(
+        canonical_events, aliases, escalation_alerts, month, config, settings.group_role, settings.ambiguous_attribution
+    )
     admin1 = admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config)
     spots = hot_spots(escalation_alerts, admin1, events, month, config)
     document = alert_geojson(events, spots, month=key, synthetic=synthetic)
     write_text(geojson_path, json.dumps(document, ensure_ascii=False))
     unlocated = events.filter(pl.col("latitude").is_null() | pl.col("longitude").is_null()).height
-    context.log.info(f"feeds for {key}: {len(cards)} alerts, {events.height - unlocated} events and {spots.height} "
-                     f"hot spots mapped: {atom_path}, {geojson_path}")
+    context.log.info(
+        f"feeds for {key}: {len(cards)} alerts, {events.height - unlocated} events and {spots.height} "
+        f"hot spots mapped: {atom_path}, {geojson_path}"
+    )
     problems = geojson_problems(json.loads(geojson_path.read_text(encoding="utf-8")))
     yield dg.MaterializeResult(
         metadata={
@@ -108,9 +127,12 @@ def alert_feeds(
     ins={"escalation_alerts": dg.AssetIn(), "ingest_summary": dg.AssetIn()},
     deps=["alert_report"],
     check_specs=[
-        dg.AssetCheckSpec("notifications_were_delivered", asset="alert_notifications",
-                          description="Every message due was delivered (or, in a dry run, written to the outbox); "
-                          "the channels and the subscriptions file could be used."),
+        dg.AssetCheckSpec(
+            "notifications_were_delivered",
+            asset="alert_notifications",
+            description="Every message due was delivered (or, in a dry run, written to the outbox); "
+            "the channels and the subscriptions file could be used.",
+        ),
     ],
 )
 def alert_notifications(
@@ -124,7 +146,7 @@ def alert_notifications(
     alert once until its severity rises; recorded in notifications/ledger.jsonl. Never fails the run: what could not
     be delivered is reported here and tried again next run."""
     key = context.partition_key
-    month_name = f"{month_of(key):%B %Y}"
+    month_name = month_label(parse_month(key))
     synthetic = any_synthetic(ingest_summary)
     cards = alert_cards(escalation_alerts, settings.output_path / "reports" / key)
     dry_run = delivery.is_dry_run()
@@ -142,10 +164,19 @@ def alert_notifications(
         planned = plan(cards, targets, ledger.entries(), dt.datetime.now(dt.UTC), delivery.cooldown_months)
         due = [p for p in planned if p.due and not p.held]
         link = report_link(delivery.setting("report_url"), key)
-        messages = [render(p, month_name=month_name, synthetic=synthetic, sender=channels.sender, link=link) for p in due]
+        messages = [
+            render(p, month_name=month_name, synthetic=synthetic, sender=channels.sender, link=link) for p in due
+        ]
         entries = deliver(
-            messages, channels, month=key, synthetic=synthetic, dry_run=dry_run, outbox=folder / key / "outbox",
-            attempts=delivery.attempts, delay=delivery.retry_delay_seconds, now=lambda: dt.datetime.now(dt.UTC),
+            messages,
+            channels,
+            month=key,
+            synthetic=synthetic,
+            dry_run=dry_run,
+            outbox=folder / key / "outbox",
+            attempts=delivery.attempts,
+            delay=delivery.retry_delay_seconds,
+            now=lambda: dt.datetime.now(dt.UTC),
             record=ledger.append,
         )
     if ledger.unreadable_lines:
@@ -182,8 +213,11 @@ def alert_notifications(
 
 def _summary(planned: list[Planned], entries: list[LedgerEntry], dry_run: bool) -> str:
     counts = {o: sum(e.outcome == o for e in entries) for o in ("sent", "failed", "dry_run")}
-    parts = [f"{counts['dry_run']} messages written to the outbox (dry run, nothing sent)"] if dry_run else [
-        f"{counts['sent']} sent", f"{counts['failed']} failed"]
+    parts = (
+        [f"{counts['dry_run']} messages written to the outbox (dry run, nothing sent)"]
+        if dry_run
+        else [f"{counts['sent']} sent", f"{counts['failed']} failed"]
+    )
     held = sum(p.held for p in planned)
     repeated = sum(len(p.repeated) for p in planned)
     parts += [f"{held} held for the weekly digest"] if held else []
@@ -196,14 +230,26 @@ def _message_table(planned: list[Planned], entries: list[LedgerEntry]) -> pl.Dat
     rows = []
     for p in planned:
         entry = outcome.get((p.target.channel, p.target.recipient))
-        rows.append({
-            "channel": p.target.channel,
-            "recipient": p.target.recipient,
-            "due": len(p.due),
-            "not repeated": len(p.repeated),
-            "outcome": entry.outcome if entry else ("held (weekly)" if p.held else "nothing due"),
-            "attempts": entry.attempts if entry else 0,
-            "error": entry.error if entry else "",
-        })
-    return pl.DataFrame(rows, schema={"channel": pl.String, "recipient": pl.String, "due": pl.Int64, "not repeated": pl.Int64,
-                                      "outcome": pl.String, "attempts": pl.Int64, "error": pl.String})
+        rows.append(
+            {
+                "channel": p.target.channel,
+                "recipient": p.target.recipient,
+                "due": len(p.due),
+                "not repeated": len(p.repeated),
+                "outcome": entry.outcome if entry else ("held (weekly)" if p.held else "nothing due"),
+                "attempts": entry.attempts if entry else 0,
+                "error": entry.error if entry else "",
+            }
+        )
+    return pl.DataFrame(
+        rows,
+        schema={
+            "channel": pl.String,
+            "recipient": pl.String,
+            "due": pl.Int64,
+            "not repeated": pl.Int64,
+            "outcome": pl.String,
+            "attempts": pl.Int64,
+            "error": pl.String,
+        },
+    )

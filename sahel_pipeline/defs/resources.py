@@ -4,14 +4,14 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import dagster as dg
 from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
-from sahel_pipeline.core.delivery import Channels, SmtpServer, Webhook
+from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
@@ -149,23 +149,49 @@ class DeliverySettings(dg.ConfigurableResource):
     off): a dry run writes the messages to notifications/YYYY-MM/outbox/ instead.
     """
 
-    dry_run: bool | None = Field(default=None, description="Write messages to the outbox instead of sending. Unset: SAHEL_NOTIFY_DRY_RUN, a dry run unless false.")
-    subscriptions: str = Field(default=str(SUBSCRIPTIONS), description="CSV of e-mail subscribers: address, countries, groups, min_severity, delivery.")
-    cooldown_months: int = Field(default=6, description="An alert already sent at this severity or higher for the same series this many months away or fewer is not sent again.")
+    dry_run: bool | None = Field(
+        default=None,
+        description="Write messages to the outbox instead of sending. Unset: SAHEL_NOTIFY_DRY_RUN, a dry run unless "
+        "false.",
+    )
+    subscriptions: str = Field(
+        default=str(SUBSCRIPTIONS),
+        description="CSV of e-mail subscribers: address, countries, groups, min_severity, delivery.",
+    )
+    cooldown_months: int = Field(
+        default=6,
+        description="An alert already sent at this severity or higher for the same series this many months away or "
+        "fewer is not sent again.",
+    )
     attempts: int = Field(default=3, description="Tries per message when the server is away or rate-limits.")
-    retry_delay_seconds: float = Field(default=2.0, description="Wait before the second try, doubled before each further one.")
+    retry_delay_seconds: float = Field(
+        default=2.0, description="Wait before the second try, doubled before each further one."
+    )
     slack_min_severity: Severity = Field(default="medium", description="The least severity posted to Slack.")
     teams_min_severity: Severity = Field(default="medium", description="The least severity posted to Teams.")
-    report_url: str | None = Field(default=None, description="Base URL where the output folder's reports/ are served, for links (SAHEL_REPORT_URL).")
+    report_url: str | None = Field(
+        default=None,
+        description="Base URL where the output folder's reports/ are served, for links (SAHEL_REPORT_URL).",
+    )
     smtp_host: str | None = Field(default=None, description="SMTP server (SAHEL_SMTP_HOST); none: no e-mail.")
-    smtp_port: int | None = Field(default=None, description="SMTP port (SAHEL_SMTP_PORT); 587 for STARTTLS, 465 for TLS, 25 plain.")
-    smtp_security: str | None = Field(default=None, description="starttls, tls (implicit) or none (SAHEL_SMTP_SECURITY; starttls).")
+    smtp_port: int | None = Field(
+        default=None, description="SMTP port (SAHEL_SMTP_PORT); 587 for STARTTLS, 465 for TLS, 25 plain."
+    )
+    smtp_security: str | None = Field(
+        default=None, description="starttls, tls (implicit) or none (SAHEL_SMTP_SECURITY; starttls)."
+    )
     smtp_user: str | None = Field(default=None, description="SMTP login (SAHEL_SMTP_USER); none: no login.")
     smtp_password: str | None = Field(default=None, description="SMTP password (SAHEL_SMTP_PASSWORD).")
     smtp_sender: str | None = Field(default=None, description="The From address (SAHEL_SMTP_FROM).")
-    smtp_ca_file: str | None = Field(default=None, description="CA bundle for a privately signed server certificate (SAHEL_SMTP_CA_FILE).")
-    slack_webhook_url: str | None = Field(default=None, description="Slack incoming-webhook URL (SAHEL_SLACK_WEBHOOK_URL); none: no Slack.")
-    teams_webhook_url: str | None = Field(default=None, description="Teams Workflows webhook URL (SAHEL_TEAMS_WEBHOOK_URL); none: no Teams.")
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle for a privately signed server certificate (SAHEL_SMTP_CA_FILE)."
+    )
+    slack_webhook_url: str | None = Field(
+        default=None, description="Slack incoming-webhook URL (SAHEL_SLACK_WEBHOOK_URL); none: no Slack."
+    )
+    teams_webhook_url: str | None = Field(
+        default=None, description="Teams Workflows webhook URL (SAHEL_TEAMS_WEBHOOK_URL); none: no Teams."
+    )
 
     def setting(self, name: str) -> str:
         """A channel setting: the resource's value, else its environment variable, else ''."""
@@ -196,15 +222,24 @@ class DeliverySettings(dg.ConfigurableResource):
         return channels, problems
 
     def smtp_server(self) -> SmtpServer | None:
-        """None without a host. Raises ValueError, naming the setting, for a security mode or port that cannot be used."""
+        """None without a host. Raises ValueError, naming the setting, for a security mode or a port that cannot be
+        used."""
         host = self.setting("smtp_host")
         if not host:
             return None
         security = self.setting("smtp_security").lower() or "starttls"
         if security not in SMTP_PORTS:
-            raise ValueError(f"{DELIVERY_ENVIRONMENT['smtp_security']} '{security}' is not one of {', '.join(SMTP_PORTS)}")
+            raise ValueError(
+                f"{DELIVERY_ENVIRONMENT['smtp_security']} '{security}' is not one of {', '.join(SMTP_PORTS)}"
+            )
         port = self.setting("smtp_port") or str(SMTP_PORTS[security])
         if not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"{DELIVERY_ENVIRONMENT['smtp_port']} '{port}' is not a port number")
-        return SmtpServer(host, int(port), security, self.setting("smtp_user"), self.setting("smtp_password"),  # type: ignore[arg-type]
-                          ca_file=self.setting("smtp_ca_file"))
+        return SmtpServer(
+            host,
+            int(port),
+            cast(Security, security),  # one of SMTP_PORTS' keys, checked above
+            self.setting("smtp_user"),
+            self.setting("smtp_password"),
+            ca_file=self.setting("smtp_ca_file"),
+        )
