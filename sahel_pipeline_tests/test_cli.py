@@ -94,7 +94,7 @@ def test_alerts_prints_the_table(sample_outputs, capsys):
     assert main(["alerts", "--out", str(sample_outputs)]) == 0
     printed = capsys.readouterr().out
     written = pl.read_csv(sample_outputs / "alerts" / "2024-12.csv")
-    assert printed.startswith(f"2024-12: {written.height} alerts")
+    assert printed.startswith(f"2024-12: {written.height} alerts (SYNTHETIC data, not real)\n")
     assert printed.count("\n\n") >= written.height  # one block per alert
     assert "HIGH" in printed and "Islamic State Sahel Province (ISSP) in Niger" in printed
 
