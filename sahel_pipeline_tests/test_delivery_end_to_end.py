@@ -345,3 +345,15 @@ def test_hot_spots_sit_at_the_mean_of_their_units_recent_events_with_the_rise(de
         spot["properties"]["recent"] - spot["properties"]["at_baseline_rate"], abs=0.11
     )
     assert all(s["properties"]["rise"] > 0 for s in spots)
+
+
+def test_whatever_stops_the_notifications_is_reported_and_the_run_still_succeeds(delivered, tmp_path):
+    out = copy_without_deliveries(delivered, tmp_path)
+    blocked = out / "notifications" / MONTH / "outbox"
+    shutil.rmtree(blocked, ignore_errors=True)
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    blocked.write_text("a file where the outbox folder should be")  # as a full or read-only disk would
+    result = notify(out, DeliverySettings(dry_run=True, subscriptions=delivery_settings(out, 25, "").subscriptions))
+    assert result.success
+    evaluation = check(result)
+    assert not evaluation.passed and "notifications stopped after 0 messages: " in evaluation.description

@@ -160,25 +160,37 @@ def alert_notifications(
     targets += [channel_target("teams", delivery.teams_min_severity)] if channels.teams else []
     folder = settings.output_path / "notifications"
     ledger = Ledger(folder / "ledger.jsonl")
-    with ledger.locked():
-        planned = plan(cards, targets, ledger.entries(), dt.datetime.now(dt.UTC), delivery.cooldown_months)
-        due = [p for p in planned if p.due and not p.held]
-        link = report_link(delivery.setting("report_url"), key)
-        messages = [
-            render(p, month_name=month_name, synthetic=synthetic, sender=channels.sender, link=link) for p in due
-        ]
-        entries = deliver(
-            messages,
-            channels,
-            month=key,
-            synthetic=synthetic,
-            dry_run=dry_run,
-            outbox=folder / key / "outbox",
-            attempts=delivery.attempts,
-            delay=delivery.retry_delay_seconds,
-            now=lambda: dt.datetime.now(dt.UTC),
-            record=ledger.append,
-        )
+    entries: list[LedgerEntry] = []
+    planned: list[Planned] = []
+
+    def record(entry: LedgerEntry) -> None:
+        ledger.append(entry)
+        entries.append(entry)
+
+    try:
+        with ledger.locked():
+            planned = plan(cards, targets, ledger.entries(), dt.datetime.now(dt.UTC), delivery.cooldown_months)
+            link = report_link(delivery.setting("report_url"), key)
+            messages = [
+                render(p, month_name=month_name, synthetic=synthetic, sender=channels.sender, link=link)
+                for p in planned
+                if p.due and not p.held
+            ]
+            deliver(
+                messages,
+                channels,
+                month=key,
+                synthetic=synthetic,
+                dry_run=dry_run,
+                outbox=folder / key / "outbox",
+                attempts=delivery.attempts,
+                delay=delivery.retry_delay_seconds,
+                now=lambda: dt.datetime.now(dt.UTC),
+                record=record,
+            )
+    except Exception as err:  # whatever stops the delivery must not fail the run: it is reported instead
+        context.log.exception(f"notifications for {key} stopped")
+        problems.append(f"notifications stopped after {len(entries)} messages: {type(err).__name__}: {err}")
     if ledger.unreadable_lines:
         problems.append(f"{ledger.path}: {ledger.unreadable_lines} unreadable lines skipped")
     failed = [e for e in entries if e.outcome == "failed"]
