@@ -8,6 +8,7 @@ SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
 ALIAS_TABLE = PROJECT_DIR / "data" / "actor_aliases.csv"
 BREAK_DATES = PROJECT_DIR / "data" / "break_dates.csv"
 KNOWN_ESCALATIONS = PROJECT_DIR / "data" / "known_escalations.csv"
+SUBSCRIPTIONS = PROJECT_DIR / "data" / "subscriptions.csv"
 
 # Polars configures its allocator (jemalloc) to hand freed memory back to the system after half a second, to keep
 # its footprint small (pola-rs/polars#18088), and lets `_RJEM_MALLOC_CONF` override that. A run here builds and drops

@@ -7,6 +7,7 @@
     sahel fetch acled --raw DIR [--country NAME ...] [--since YYYY-MM-DD]
     sahel fetch ucdp --raw DIR --version VERSION [...] [--country NAME ...]
     sahel vintages [--raw DIR]
+    sahel notify [--month YYYY-MM] [--dry-run] [--out DIR]
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
 for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
@@ -21,11 +22,15 @@ import os
 import sys
 import textwrap
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.months import is_month_key, month_key, month_range, parse_month
+
+if TYPE_CHECKING:
+    from sahel_pipeline.runner import Notified
 
 EXIT_USAGE, EXIT_FAILED = 2, 1
 
@@ -64,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sahel", description="Early-warning pipeline for armed-conflict analysts.")
-    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages}")
+    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages,notify}")
 
     def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
         if raw:
@@ -130,6 +135,17 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("vintages", help="list the pulls recorded in a raw folder")
     listing.add_argument("--raw", default="data/raw", metavar="DIR", help="the raw folder (default: data/raw)")
     listing.set_defaults(command=command_vintages)
+
+    notify = commands.add_parser("notify", help="send a month's alerts to their subscribers, Slack and Teams")
+    common(notify, raw=False)
+    notify.add_argument("--month", metavar="YYYY-MM", help="default: the latest month with alerts written")
+    notify.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write the messages to notifications/YYYY-MM/outbox/ and send nothing, whatever SAHEL_NOTIFY_DRY_RUN "
+        "says (without it, nothing is sent either unless SAHEL_NOTIFY_DRY_RUN=false)",
+    )
+    notify.set_defaults(command=command_notify)
     return top
 
 
@@ -148,9 +164,8 @@ def command_run(args: argparse.Namespace) -> int:
     if not months:
         months = [_latest_complete_month(runner.settings)]
         print(f"month: {months[0]} (the latest month the data cover in full)")
-    for month in months:
-        runner.materialize_month(month)
-    _print_run_summary(upstream, runner.settings.output_path, months)
+    notified = {month: runner.materialize_month(month) for month in months}
+    _print_run_summary(upstream, runner.settings.output_path, notified)
     return 0
 
 
@@ -217,7 +232,11 @@ def _latest_complete_month(settings) -> str:
     return month_key(last_complete_month(panel))
 
 
-def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
+def _print_run_summary(upstream: dict, out: Path, notified: dict[str, Notified | None]) -> None:
+    if upstream["synthetic"]:
+        print(
+            f"SYNTHETIC: {upstream['synthetic_files']} of {upstream['files']} input files are synthetic, not real data"
+        )
     replaced = upstream.get("replaced_ucdp_events") or 0
     by_ged = f", {replaced:,} UCDP events replaced by GED" if replaced else ""
     print(
@@ -227,41 +246,56 @@ def _print_run_summary(upstream: dict, out: Path, months: list[str]) -> None:
     )
     if upstream.get("vintage"):
         print(f"data vintage: {upstream['vintage']} (input digest {upstream['input_digest']})")
-    for month in months:
+    for month, notes in notified.items():
         report = out / "reports" / f"{month}.html"
         if pl.read_csv(out / "forecasts" / f"{month}.csv", infer_schema=False).height == 0:  # one row per scored series
             print(
                 f"{month}: no series could be scored (no data for the month, or too short a history); report: {report}"
             )
-            continue
-        alerts = pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema=False)
-        by = dict(alerts.group_by("severity").len().iter_rows())
-        counts = ", ".join(f"{by.get(s, 0)} {s}" for s in ("high", "medium", "low"))
-        print(f"{month}: {alerts.height} alerts ({counts}); report: {report}")
+        else:
+            alerts = pl.read_csv(out / "alerts" / f"{month}.csv", infer_schema=False)
+            by = dict(alerts.group_by("severity").len().iter_rows())
+            counts = ", ".join(f"{by.get(s, 0)} {s}" for s in ("high", "medium", "low"))
+            print(f"{month}: {alerts.height} alerts ({counts}); report: {report}")
+        if notes is not None:
+            _print_notified(month, notes)
+
+
+def _print_notified(month: str, notes: Notified) -> None:
+    print(f"{month}: notifications: {notes.summary}" + (f": {notes.outbox}" if notes.outbox else ""))
+    if notes.problems:
+        print(f"{month}: notifications: not all delivered: {notes.problems}", file=sys.stderr)
 
 
 # --- alerts ---------------------------------------------------------------------------------------------------------
 
 
 def command_alerts(args: argparse.Namespace) -> int:
-    folder = Path(args.out) / "alerts"
-    if args.month and not is_month_key(args.month):
-        raise CliError(f"bad month '{args.month}': expected YYYY-MM, e.g. 2023-10")
+    month = _written_month(Path(args.out), args.month)
+    print(format_alerts(pl.read_csv(Path(args.out) / "alerts" / f"{month}.csv", infer_schema=False), month))
+    return 0
+
+
+def _written_month(out: Path, month: str | None) -> str:
+    """The month asked for, or the latest with alerts written under `out`; an error when there are none."""
+    folder = out / "alerts"
+    if month and not is_month_key(month):
+        raise CliError(f"bad month '{month}': expected YYYY-MM, e.g. 2023-10")
     written = sorted(folder.glob("*.csv")) if folder.is_dir() else []
     if not written:
         raise CliError(f"no alerts written under {folder}: run `sahel run` first", EXIT_FAILED)
-    path = folder / f"{args.month}.csv" if args.month else written[-1]
+    path = folder / f"{month}.csv" if month else written[-1]
     if not path.exists():
         months = ", ".join(p.stem for p in written[-6:])
-        raise CliError(f"no alerts for {args.month} under {folder} (written: {months})", EXIT_FAILED)
-    print(format_alerts(pl.read_csv(path, infer_schema=False), path.stem))
-    return 0
+        raise CliError(f"no alerts for {month} under {folder} (written: {months})", EXIT_FAILED)
+    return path.stem
 
 
 def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
     if alerts.height == 0:
         return f"{month}: no alerts."
-    lines = [f"{month}: {alerts.height} alerts", ""]
+    synthetic = "synthetic" in alerts.columns and bool((alerts["synthetic"].str.to_lowercase() == "true").any())
+    lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), ""]
     for row in alerts.iter_rows(named=True):
         who = row["group"] or "(country)"
         ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
@@ -272,6 +306,26 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
         lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
         lines.append("")
     return "\n".join(lines)
+
+
+# --- notify ---------------------------------------------------------------------------------------------------------
+
+
+def command_notify(args: argparse.Namespace) -> int:
+    from sahel_pipeline.defs.resources import DeliverySettings
+    from sahel_pipeline.runner import Runner
+
+    out = Path(args.out)
+    month = _written_month(out, args.month)
+    _check_partitions([month])
+    if not (out / "warehouse" / "escalation_alerts" / f"{month}.parquet").exists():
+        raise CliError(f"no alerts stored for {month} under {out}: run `sahel run --month {month}` first", EXIT_FAILED)
+    runner = Runner([], out, delivery=DeliverySettings(dry_run=True if args.dry_run else None))
+    notes = runner.materialize_notifications(month)
+    if notes is None:
+        raise CliError(f"the notifications of {month} did not run", EXIT_FAILED)
+    _print_notified(month, notes)
+    return EXIT_FAILED if notes.problems else 0
 
 
 # --- backtest -------------------------------------------------------------------------------------------------------

@@ -2,15 +2,16 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, fetch, ingest, models, panels
+from sahel_pipeline.defs import alerts, automation, backtest, delivery, fetch, ingest, models, panels
 from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
-from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
 
 
 def build_definitions(
     settings: PipelineSettings,
     model_settings: ModelSettings | None = None,
+    delivery_settings: DeliverySettings | None = None,
     acled: AcledApi | None = None,
     ucdp: UcdpApi | None = None,
 ) -> dg.Definitions:
@@ -26,6 +27,8 @@ def build_definitions(
             models.series_forecasts,
             alerts.escalation_alerts,
             alerts.alert_report,
+            delivery.alert_feeds,
+            delivery.alert_notifications,
             backtest.forecast_backtest,
         ],
         asset_checks=[
@@ -41,6 +44,8 @@ def build_definitions(
         resources={
             "settings": settings,
             "models": model_settings or ModelSettings(),
+            # Channels unset here are read from SAHEL_SMTP_*, SAHEL_SLACK_WEBHOOK_URL... when the notifications run.
+            "delivery": delivery_settings or DeliverySettings(),
             "acled": acled or AcledApi(),
             "ucdp": ucdp or UcdpApi(),
             "io_manager": parquet_warehouse,

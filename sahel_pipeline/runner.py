@@ -3,6 +3,7 @@
 import atexit
 import gc
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -13,9 +14,10 @@ from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.delivery import alert_notifications
 from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
-from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
 
 
 def skip_final_garbage_collection() -> None:
@@ -44,6 +46,7 @@ class Runner:
         log_level: str = "INFO",
         backtest_months: int = BACKTEST_MONTHS,
         as_of: str = "",
+        delivery: DeliverySettings | None = None,
     ):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
@@ -52,7 +55,7 @@ class Runner:
             as_of=as_of,
         )
         models = ModelSettings(workers=workers, backtest_months=backtest_months)
-        self.definitions = build_definitions(self.settings, models)
+        self.definitions = build_definitions(self.settings, models, delivery)
         if models.pool is not None:
             models.pool.warm_up()  # every run ends in fitting: the workers import statsmodels while ingest runs
         self.instance = dg.DagsterInstance.ephemeral()
@@ -72,9 +75,13 @@ class Runner:
         self._run(self.upstream)
         return pl.read_parquet(self.settings.warehouse / "ingest_summary.parquet").row(0, named=True)
 
-    def materialize_month(self, month: str) -> None:
-        """Scores, forecasts, alerts and report of one month, from the stored panels."""
-        self._run(self.monthly, partition_key=month)
+    def materialize_month(self, month: str) -> "Notified | None":
+        """Scores, forecasts, alerts, report, feeds and notifications of one month, from the stored panels."""
+        return notified(self._run(self.monthly, partition_key=month), month)
+
+    def materialize_notifications(self, month: str) -> "Notified | None":
+        """A month's notifications, from the alerts and report stored by an earlier run."""
+        return notified(self._run(dg.AssetSelection.assets(alert_notifications), partition_key=month), month)
 
     def materialize_backtest(self) -> None:
         self._run(dg.AssetSelection.assets(forecast_backtest))
@@ -92,6 +99,35 @@ class Runner:
         if not result.success:
             raise RunFailed(failure_message(result))
         return result
+
+
+@dataclass(frozen=True)
+class Notified:
+    """What a run's notifications did, as its materialization and check say."""
+
+    summary: str
+    problems: str  # '' when every message due went out (or to the outbox)
+    outbox: str  # the dry run's folder, or ''
+
+
+def notified(result: dg.ExecuteInProcessResult, month: str) -> Notified | None:
+    """None when the run did not materialize the month's notifications."""
+    found = [
+        m for m in result.get_asset_materialization_events()
+        if m.asset_key == alert_notifications.key and m.partition == month
+    ]
+    if not found:
+        return None
+    materialization = found[-1].materialization
+    assert materialization is not None
+    metadata = materialization.metadata
+    check = [e for e in result.get_asset_check_evaluations() if e.check_name == "notifications_were_delivered"]
+    outbox = metadata.get("outbox")
+    return Notified(
+        summary=str(metadata["summary"].value),
+        problems="" if not check or check[-1].passed else (check[-1].description or "see the asset's metadata"),
+        outbox=str(outbox.value) if outbox is not None else "",
+    )
 
 
 def failure_message(result: dg.ExecuteInProcessResult) -> str:

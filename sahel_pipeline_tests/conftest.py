@@ -12,3 +12,12 @@ from sahel_pipeline import SAMPLE_DIR
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE_DIR
+
+
+@pytest.fixture(autouse=True)
+def no_delivery_settings_from_the_environment(monkeypatch):
+    """A developer's SAHEL_SMTP_* or webhook variables must not make a test send anything, nor change its outcome."""
+    from sahel_pipeline.defs.resources import DELIVERY_ENVIRONMENT
+
+    for name in DELIVERY_ENVIRONMENT.values():
+        monkeypatch.delenv(name, raising=False)

@@ -20,7 +20,9 @@ import secrets
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from sahel_pipeline_tests.local_services import LoopbackHttpServer
 
 ACLED_COLUMNS = [
     "event_id_cnty", "event_date", "year", "time_precision", "disorder_type", "event_type", "sub_event_type",
@@ -48,7 +50,7 @@ class Logged:
     form: dict
 
 
-class FakeProviders:
+class FakeProviders(LoopbackHttpServer):
     """One loopback server answering as both ACLED and UCDP."""
 
     def __init__(self, email: str = "analyst@example.org", password: str = "secret", ucdp_token: str = "ucdp-token"):
@@ -66,21 +68,7 @@ class FakeProviders:
         self._access: dict[str, float] = {}
         self._refresh: dict[str, float] = {}
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    def __enter__(self) -> FakeProviders:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        super().__init__(_handler(self), poll_interval=0.05)
 
     # --- what the tests change -------------------------------------------------------------------------------------
 

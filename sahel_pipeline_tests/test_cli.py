@@ -65,7 +65,9 @@ def test_run_prints_a_summary(tmp_path, capsys):
     )
     printed = capsys.readouterr().out
     events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
+    assert printed.startswith("SYNTHETIC: 3 of 3 input files are synthetic, not real data\n")
     assert f"events: {events.height:,} from 3 files" in printed
+    assert "2024-12: notifications: 3 messages written to the outbox (dry run, nothing sent)" in printed
     assert "5 deleted" in printed and "12 revised" in printed
     alerts = pl.read_csv(out / "alerts" / "2024-12.csv")
     severity = {s: alerts.filter(pl.col("severity") == s).height for s in ("high", "medium", "low")}
@@ -92,7 +94,7 @@ def test_alerts_prints_the_table(sample_outputs, capsys):
     assert main(["alerts", "--out", str(sample_outputs)]) == 0
     printed = capsys.readouterr().out
     written = pl.read_csv(sample_outputs / "alerts" / "2024-12.csv")
-    assert printed.startswith(f"2024-12: {written.height} alerts")
+    assert printed.startswith(f"2024-12: {written.height} alerts (SYNTHETIC data, not real)\n")
     assert printed.count("\n\n") >= written.height  # one block per alert
     assert "HIGH" in printed and "Islamic State Sahel Province (ISSP) in Niger" in printed
 
@@ -107,6 +109,8 @@ def test_alerts_prints_the_table(sample_outputs, capsys):
         (["run", "--from", "2024-01"], "--from and --to go together"),
         (["run", "--from", "2024-05", "--to", "2024-01"], "--from 2024-05 is after --to 2024-01"),
         (["alerts", "--out", "/nowhere/at/all"], "no alerts written under /nowhere/at/all/alerts"),
+        (["notify", "--out", "/nowhere/at/all"], "no alerts written under /nowhere/at/all/alerts"),
+        (["notify", "--month", "24-12"], "bad month '24-12': expected YYYY-MM"),
     ],
 )
 def test_user_errors_are_one_line_and_a_non_zero_exit(argv, message, capsys):
@@ -130,12 +134,42 @@ def test_a_folder_with_no_recognised_file_fails_clearly(tmp_path, capsys):
     assert "Traceback" not in err
 
 
+def test_notify_dry_run_writes_the_outbox_and_sends_nothing(sample_outputs, capsys, monkeypatch):
+    monkeypatch.setenv("SAHEL_NOTIFY_DRY_RUN", "false")  # --dry-run wins over the environment
+    monkeypatch.setenv("SAHEL_SMTP_HOST", "127.0.0.1")
+    monkeypatch.setenv("SAHEL_SMTP_PORT", "9")  # nothing listens there: a send would fail and say so
+    assert main(["notify", "--out", str(sample_outputs), "--dry-run"]) == 0
+    printed = capsys.readouterr().out
+    assert "2024-12: notifications: 3 messages written to the outbox (dry run, nothing sent)" in printed
+    ledger = [json.loads(line) for line in (sample_outputs / "notifications" / "ledger.jsonl").read_text().splitlines()]
+    assert {e["outcome"] for e in ledger} == {"dry_run"}
+
+
+@pytest.mark.integration
+def test_notify_that_cannot_deliver_says_so_and_exits_non_zero(sample_outputs, tmp_path, capsys, monkeypatch):
+    from sahel_pipeline_tests.local_services import smtp_server
+
+    out = tmp_path / "out"
+    shutil.copytree(sample_outputs, out)
+    with smtp_server() as (controller, handler):
+        handler.refuse_with = "550 5.7.1 relaying denied"
+        monkeypatch.setenv("SAHEL_NOTIFY_DRY_RUN", "false")
+        monkeypatch.setenv("SAHEL_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("SAHEL_SMTP_PORT", str(controller.port))
+        monkeypatch.setenv("SAHEL_SMTP_SECURITY", "none")
+        assert main(["notify", "--out", str(out), "--month", "2024-12"]) == 1
+    captured = capsys.readouterr()
+    assert "2024-12: notifications: 0 sent, 3 failed" in captured.out
+    assert "not all delivered: email to " in captured.err
+    assert "server answered 550 5.7.1 relaying denied" in captured.err
+
+
 def test_console_script_is_installed():
     """`sahel` is installed beside this interpreter (the project's venv) and runs."""
     script = Path(sys.executable).with_name("sahel")
     assert script.is_file(), f"no console script at {script}: install the project (make install)"
     completed = subprocess.run([str(script), "--help"], capture_output=True, text=True)
-    assert completed.returncode == 0 and "{run,alerts,backtest,fetch,vintages}" in completed.stdout
+    assert completed.returncode == 0 and "{run,alerts,backtest,fetch,vintages,notify}" in completed.stdout
 
 
 @requires_real_data

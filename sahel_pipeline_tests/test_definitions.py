@@ -19,7 +19,7 @@ ASSETS = {
     "raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary",
     "group_month_panel", "country_month_panel", "admin1_month_panel",
     *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
-    "series_forecasts", "escalation_alerts", "alert_report", "forecast_backtest",
+    "series_forecasts", "escalation_alerts", "alert_report", "alert_feeds", "alert_notifications", "forecast_backtest",
 }
 CHECKS = {
     "raw_file_manifest:raw_files_are_readable",
@@ -28,6 +28,8 @@ CHECKS = {
     "country_month_panel:country_panel_counts_every_event_once",
     "group_month_panel:group_panel_is_zero_filled",
     "escalation_alerts:alert_table_has_the_documented_columns",
+    "alert_feeds:alert_geojson_follows_rfc_7946",
+    "alert_notifications:notifications_were_delivered",
 }
 
 
@@ -161,3 +163,37 @@ def test_the_code_location_with_empty_credentials_pulls_nothing_and_does_not_fai
                for m in result.get_asset_materialization_events()}
     assert reasons == {"acled_pull": "ACLED_EMAIL and ACLED_PASSWORD are not set",
                        "ucdp_pull": "UCDP_API_TOKEN is not set"}
+
+
+def test_the_weekly_job_ends_in_feeds_and_notifications_after_the_report(defs):
+    job = defs.resolve_job_def("weekly_escalation_job")
+    selected = {key.to_user_string() for key in job.asset_layer.selected_asset_keys}
+    assert {"alert_feeds", "alert_notifications"} <= selected
+    graph = defs.resolve_asset_graph()
+    assert dg.AssetKey("alert_report") in graph.get(dg.AssetKey("alert_notifications")).parent_keys
+    assert dg.AssetKey("canonical_events") in graph.get(dg.AssetKey("alert_feeds")).parent_keys
+
+
+def test_delivery_settings_read_unset_channels_from_the_environment_when_the_run_starts(monkeypatch):
+    from sahel_pipeline.defs.resources import DeliverySettings
+
+    settings = DeliverySettings()
+    assert settings.is_dry_run()  # nothing configured: nothing is sent
+    channels, problems = settings.channels()
+    assert channels.smtp is None and channels.slack is None and channels.teams is None and problems == []
+    monkeypatch.setenv("SAHEL_NOTIFY_DRY_RUN", "false")
+    monkeypatch.setenv("SAHEL_SMTP_HOST", "smtp.example.org")
+    monkeypatch.setenv("SAHEL_SMTP_SECURITY", "tls")
+    monkeypatch.setenv("SAHEL_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("SAHEL_SLACK_WEBHOOK_URL", "https://hooks.slack.com/services/T/B/x")
+    assert not settings.is_dry_run()
+    channels, problems = settings.channels()
+    assert (channels.smtp.host, channels.smtp.port, channels.smtp.security, channels.smtp.password) == (
+        "smtp.example.org", 465, "tls", "s3cret")  # implicit TLS's port unless one is given
+    assert channels.slack.url.startswith("https://hooks.slack.com/") and channels.teams is None
+    given = DeliverySettings(dry_run=True, smtp_host="", slack_webhook_url="")  # a value given wins, even empty
+    assert given.is_dry_run() and given.channels()[0].smtp is None and given.channels()[0].slack is None
+    monkeypatch.setenv("SAHEL_SMTP_PORT", "smtp")
+    channels, problems = settings.channels()
+    assert channels.smtp is None and problems == ["e-mail: SAHEL_SMTP_PORT 'smtp' is not a port number"]
+    assert channels.slack is not None  # one channel's bad setting leaves the others on

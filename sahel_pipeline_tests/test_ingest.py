@@ -10,8 +10,8 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from sahel_pipeline.core.ingest import duplicated, find_csv_files, ingest
-from sahel_pipeline_tests.fixtures import TODAY, real_file, requires_real_data
+from sahel_pipeline.core.ingest import duplicated, find_csv_files, ingest, synthetic_reason
+from sahel_pipeline_tests.fixtures import BAD_FILES, TODAY, real_file, requires_real_data
 
 HEADER = "event_id_cnty,event_date,event_type,sub_event_type,actor1,actor2,country,admin1,location,fatalities,timestamp"
 T0, T1, T2 = 1_715_000_000, 1_715_600_000, 1_716_000_000
@@ -179,6 +179,7 @@ def test_all_real_files_together(tmp_path):
     by_source = dict(result.events.group_by("source").len().iter_rows())
     assert by_source == {"ACLED": acled, "UCDP": ucdp}
     assert result.events["event_id"].n_unique() == result.events.height
+    assert not result.manifest["synthetic"].any() and result.stats["synthetic_files"] == 0  # real files are real
 
 
 @pytest.mark.parametrize("given", ["file", "folder"])
@@ -239,3 +240,30 @@ def test_ucdp_replacements_remove_events_and_are_counted_apart_from_acled_deleti
     bad = result.quarantine.row(0, named=True)  # a replacement without an id is quarantined, not applied
     assert (bad["source_file"], bad["reason"]) == ("ucdp_replaced.csv", "replacement without an event id")
 
+
+def test_a_file_is_synthetic_by_its_name_or_when_every_note_says_so():
+    notes = pl.DataFrame({"notes": ["SYNTHETIC, not real. An attack.", "SYNTHETIC, not real. A clash."]})
+    assert synthetic_reason("acled_sahel_deletions_2024-12-31_SYNTHETIC.csv", None) == "the file name says SYNTHETIC"
+    assert synthetic_reason("weekly/synthetic-test.csv", notes.clear()) == "the file name says SYNTHETIC"
+    assert synthetic_reason("acled_2024-05-13.csv", notes) == "every event note starts with SYNTHETIC"
+    one_real = pl.DataFrame({"notes": ["SYNTHETIC, not real. An attack.", "On 3 May, JNIM attacked..."]})
+    assert synthetic_reason("acled_2024-05-13.csv", one_real) is None
+    assert synthetic_reason("acled_2024-05-13.csv", pl.DataFrame({"notes": ["SYNTHETIC, x", None]})) is None
+    assert synthetic_reason("acled_2024-05-13.csv", notes.clear()) is None  # no events: nothing to go by but the name
+    assert synthetic_reason("acled_2024-05-13.csv", pl.DataFrame({"notes": ["synthetic fuel depot attacked"]})) is None
+
+
+def test_the_manifest_says_which_files_are_synthetic(tmp_path, sample_dir):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    # renamed: only the notes say it
+    shutil.copy(sample_dir / "acled_sahel_update_2024-12-31_SYNTHETIC.csv", raw / "renamed_update.csv")
+    shutil.copy(BAD_FILES / "bad_dates.csv", raw / "hand_made.csv")
+    result = run(raw, tmp_path / "cache")
+    flags = dict(result.manifest.select("file", "synthetic").iter_rows())
+    assert flags == {"renamed_update.csv": True, "hand_made.csv": False}
+    assert result.stats["synthetic_files"] == 1
+    notes = dict(result.manifest.select("file", "notes").iter_rows())
+    assert "synthetic: every event note starts with SYNTHETIC" in notes["renamed_update.csv"]
+    again = run(raw, tmp_path / "cache")  # from the cache: the flag is kept
+    assert dict(again.manifest.select("file", "synthetic").iter_rows()) == flags

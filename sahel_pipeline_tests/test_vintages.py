@@ -139,7 +139,7 @@ def test_the_weekly_job_pulls_then_ingests_and_no_output_holds_a_credential(tmp_
 
 
 @pytest.mark.slow
-def test_as_of_a_vintage_recomputes_that_weeks_alerts_byte_for_byte(tmp_path, monkeypatch):
+def test_as_of_a_vintage_recomputes_that_weeks_alerts_byte_for_byte(tmp_path, monkeypatch, capsys):
     """Pull week 1, run; pull week 2, run; then --as-of week 1 into a new folder gives week 1's alert files exactly."""
     monkeypatch.setenv("ACLED_EMAIL", EMAIL)
     monkeypatch.setenv("ACLED_PASSWORD", PASSWORD)
@@ -160,7 +160,11 @@ def test_as_of_a_vintage_recomputes_that_weeks_alerts_byte_for_byte(tmp_path, mo
         week2 = vintages.read_vintages(raw)[-1].id
         assert main([*run, "--out", str(tmp_path / "week2")]) == 0
     assert week2 != week1
+    capsys.readouterr()
     assert main([*run, "--as-of", week1, "--out", str(tmp_path / "again")]) == 0
+    printed = capsys.readouterr().out  # week 1 held one file, the stand-in's copy of the synthetic sample
+    assert "SYNTHETIC: 1 of 1 input files are synthetic, not real data" in printed
+    assert f"data vintage: {week1} (input digest " in printed
 
     def output(week: str, name: str) -> bytes:
         return (tmp_path / week / name).read_bytes()

@@ -30,13 +30,14 @@ from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 
 ALERT_COLUMNS = [
     "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
-    "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
+    "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation", "synthetic",
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "month": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
     "group_name": pl.String(), "indicator": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(),
     "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
     "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "explanation": pl.String(),
+    "synthetic": pl.Boolean(),
 }
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
@@ -128,8 +129,11 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
     )
 
 
-def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
-    """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first."""
+def alert_table(
+    scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, synthetic: bool = False
+) -> pl.DataFrame:
+    """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first. `synthetic` marks
+    every row when any input file was synthetic, so that an alert copied out of the table still says so."""
     ruled = apply_alert_rule(scores, config)
     alerts = ruled.filter(pl.col("alert"))
     if alerts.height == 0:
@@ -160,6 +164,7 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
                 "severity": row["severity"],
                 "status": row["status"],
                 "explanation": explain(row, config),
+                "synthetic": synthetic,
             }
         )
     return (
@@ -172,14 +177,17 @@ def alert_table(scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig)
     )
 
 
-def write_alert_files(alerts: pl.DataFrame, folder: Path, key: str, data: dict[str, str | None]) -> dict[str, Path]:
+def write_alert_files(
+    alerts: pl.DataFrame, folder: Path, key: str, data: dict[str, str | None], synthetic: bool
+) -> dict[str, Path]:
     """alerts/<key>.csv, .json and .parquet; a month without alerts still gets its files (header only), so that
-    silence is visible. The JSON file says which data the alerts were computed on (`data`: vintage, input digest)."""
+    silence is visible. The JSON file says which data the alerts were computed on (`data`: vintage, input digest) and
+    `synthetic` at its top, where a month without alerts can say it too."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
     alerts.write_csv(paths["csv"])
     alerts.write_parquet(paths["parquet"])
-    document = {"month": key, **data, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
+    document = {"month": key, **data, "synthetic": synthetic, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
     paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     return paths
 

@@ -40,8 +40,8 @@ from sahel_pipeline.core.validation import quarantine_invalid_rows
 
 DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
 
-# Bump when normalisation or the row rules change, so cached files are read again.
-PARSER_VERSION = "3"
+# Bump when normalisation, the row rules or what the cache records change, so cached files are read again.
+PARSER_VERSION = "5"
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -55,6 +55,7 @@ MANIFEST_SCHEMA: dict[str, pl.DataType] = {
     "deletions": pl.Int64(),
     "quarantined_rows": pl.Int64(),
     "read_this_run": pl.Boolean(),
+    "synthetic": pl.Boolean(),
     "notes": pl.String(),
     "error": pl.String(),
 }
@@ -163,7 +164,8 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
             if error is not None:
                 log(f"cannot read {name}: {error}")
                 entries.append({**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0,
-                                "quarantined_rows": 0, "notes": "", "error": str(error)})
+                                "quarantined_rows": 0, "synthetic": synthetic_reason(name, None) is not None,
+                                "notes": "", "error": str(error)})
                 continue
             # A file touched but not changed has its validated rows in the cache already.
             cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]))
@@ -172,7 +174,7 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
             valid, invalid = quarantine_invalid_rows(source.events, today)
             source.events = valid.select(CANONICAL_COLUMNS)
             source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
-            cached = _write_cache(cache_dir, _cache_key(name, entry["sha256"]), source)
+            cached = _write_cache(cache_dir, _cache_key(name, entry["sha256"]), name, source)
         events, deletions, quarantine, info = cached
         entries.append({**entry, **info, "error": None})
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
@@ -185,7 +187,10 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
     result = consolidate(event_frames, deletion_frames, quarantine_frames)
     manifest = _manifest_frame(entries, result.quarantine)
     result.manifest = manifest
-    result.stats.update(files=len(entries), files_read_this_run=read_now, rows_read=int(manifest["rows"].sum()))
+    result.stats.update(
+        files=len(entries), files_read_this_run=read_now, rows_read=int(manifest["rows"].sum()),
+        synthetic_files=int(manifest["synthetic"].sum()),
+    )
     log(
         f"canonical events: {result.events.height:,} ({result.stats['quarantined_rows']:,} rows quarantined, "
         f"{result.stats['revised_events']:,} revised, {result.stats['deleted_events']:,} deleted, "
@@ -295,6 +300,27 @@ def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, p
     )
 
 
+SYNTHETIC_MARK = "SYNTHETIC"
+
+
+def synthetic_reason(name: str, events: pl.DataFrame | None) -> str | None:
+    """Why a file is synthetic (not real data), or None: its name says so (any case), or it has events and every one
+    of their notes starts with SYNTHETIC, as the bundled sample's and the benchmark's do. Either alone is enough: a
+    deletions file has no notes, and a renamed copy of the sample keeps its notes."""
+    if SYNTHETIC_MARK.lower() in Path(name).name.lower():
+        return f"the file name says {SYNTHETIC_MARK}"
+    if events is not None and events.height:
+        notes = events["notes"]
+        if notes.null_count() == 0 and bool(notes.str.starts_with(SYNTHETIC_MARK).all()):
+            return f"every event note starts with {SYNTHETIC_MARK}"
+    return None
+
+
+def any_synthetic(ingest_summary: pl.DataFrame) -> bool:
+    """Whether any input file of the run was synthetic, from the ingest summary's row."""
+    return bool(ingest_summary["synthetic"].any()) if ingest_summary.height else False
+
+
 # --- cache and manifest ---------------------------------------------------------------------------------------------
 
 
@@ -321,14 +347,16 @@ def _read_cache(cache_dir: Path, key: str) -> tuple[pl.DataFrame, pl.DataFrame, 
 
 
 def _write_cache(
-    cache_dir: Path, key: str, source: SourceFile
+    cache_dir: Path, key: str, name: str, source: SourceFile
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+    synthetic = synthetic_reason(name, source.events)
     info = {
         "layout": source.layout,
         "rows": source.rows,
         "events": source.events.height,
         "deletions": source.deletions.height,
-        "notes": "; ".join(source.notes),
+        "synthetic": synthetic is not None,
+        "notes": "; ".join([*source.notes, *([f"synthetic: {synthetic}"] if synthetic else [])]),
     }
     for part, frame in (("events", source.events), ("deletions", source.deletions), ("quarantine", source.quarantine)):
         frame.write_parquet(cache_dir / f"{key}.{part}.parquet", compression="lz4")

@@ -41,6 +41,7 @@ EVENT_COLUMNS = [
     "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "source_file",
 ]
 GROUP_KEYS = ["source", "group_id", "country"]
+UNKNOWN_ADMIN1 = "(unknown)"  # the admin1 panel's name for events without an admin1
 COUNTRY_KEYS = ["source", "country"]
 
 
@@ -75,12 +76,22 @@ class Panels:
     counts: MonthlyCounts
 
 
+def counted_by(indicator: str) -> pl.Expr:
+    """Whether an event counts towards the indicator (for fatalities: whether it has any)."""
+    return {
+        "events": pl.lit(True),
+        "violent_events": pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)),
+        "fatalities": pl.col("fatalities") > 0,
+        "civilian_targeting_events": pl.col("civilian_targeting"),
+    }[indicator]
+
+
 def indicator_sums() -> list[pl.Expr]:
     return [
         pl.len().alias("events"),
-        pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)).sum().alias("violent_events"),
+        counted_by("violent_events").sum().alias("violent_events"),
         pl.col("fatalities").sum().alias("fatalities"),
-        pl.col("civilian_targeting").sum().alias("civilian_targeting_events"),
+        counted_by("civilian_targeting_events").sum().alias("civilian_targeting_events"),
     ]
 
 
@@ -128,7 +139,7 @@ def build_panels(
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
         country_month=monthly("country", COUNTRY_KEYS),
-        admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null("(unknown)")),
+        admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null(UNKNOWN_ADMIN1)),
         coverage=coverage,
         unmapped=unmapped_actors(counts.unmapped.lazy()),
         counts=counts,

@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.alerts import admin1_rise
+from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, plot_name
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
@@ -48,6 +49,7 @@ class ReportInputs:
     data_quality: dict[str, int | str]
     quarantine_reasons: pl.DataFrame  # column, reason, rows
     config: ModelConfig
+    synthetic: bool = False  # any input file synthetic: the report says so first
 
 
 def series_history(
@@ -261,7 +263,7 @@ def build_sections(inputs: ReportInputs, earlier_plots: dict[str, bytes] | None 
         plotted = (inputs.history.filter(*match), score, inputs.forecasts.filter(*match), inputs.config, title)
         digest = plot_digest(*plotted)
         png = earlier_plots.get(digest) or plot_series(*plotted)
-        sections.append(AlertSection(alert, [Figure(f"alert{n}", png, PLOT_CAPTION, digest)], where))
+        sections.append(AlertSection(alert, [Figure(plot_name(n), png, PLOT_CAPTION, digest)], where))
     return sections
 
 
@@ -310,7 +312,10 @@ def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
 
 def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_dir: str) -> str:
     month = month_label(inputs.month)
-    lines = [f"# Escalation alerts, {month}", "", _summary_sentence(inputs), ""]
+    lines = [f"# Escalation alerts, {month}", ""]
+    if inputs.synthetic:
+        lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
+    lines += [_summary_sentence(inputs), ""]
     for section in sections:
         a = section.alert
         lines += [
@@ -345,7 +350,9 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>Escalation alerts, {month}</title>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<style>{_CSS}</style></head><body><main>",
+        f"<style>{_CSS}</style></head><body>",
+        *([f"<div class='synthetic' role='alert'>{html.escape(SYNTHETIC_NOTICE)}</div>"] if inputs.synthetic else []),
+        "<main>",
         f"<h1>Escalation alerts, {month}</h1>",
         f"<p class='lead'>{html.escape(_summary_sentence(inputs))}</p>",
     ]
@@ -496,5 +503,6 @@ table{border-collapse:collapse;font-size:.85rem;width:100%;background:#fff}
 th,td{border-bottom:1px solid #e5e5e5;padding:.25rem .4rem;text-align:left}
 th{background:#f0f0f0}
 .where{font-size:.85rem;color:#444;margin-bottom:.2rem}
+.synthetic{background:#7a0019;color:#fff;font-weight:600;padding:.6rem 1.2rem;text-align:center}
 .none{font-size:1.05rem;background:#fff;border:1px solid #e3e3e3;border-radius:8px;padding:1rem}
 """

@@ -6,6 +6,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, write_alert_files
+from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.core.report import (
     ReportInputs,
@@ -53,9 +54,10 @@ def escalation_alerts(
     admin1 = admin1_month_panel.filter(
         pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
-    alerts = alert_table(scores, admin1, config)
+    synthetic = any_synthetic(ingest_summary)
+    alerts = alert_table(scores, admin1, config, synthetic=synthetic)
     paths = write_alert_files(
-        alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary)
+        alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary), synthetic
     )
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
     scored = modelled_series(scores)
@@ -73,6 +75,7 @@ def escalation_alerts(
             "series_scored": scored,
             **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
             "new": alerts.filter(pl.col("status") == "new").height,
+            "synthetic": synthetic,
             "csv": dg.MetadataValue.path(str(paths["csv"])),
             "alerts": dg.MetadataValue.md(
                 markdown_table(alerts.select("severity", "status", "explanation"), max_rows=30)
@@ -130,6 +133,7 @@ def alert_report(
         data_quality=data_quality(ingest_summary, country_month_panel),
         quarantine_reasons=quarantine_reasons(quarantined_events),
         config=config,
+        synthetic=any_synthetic(ingest_summary),
     )
     paths = write_report(inputs, settings.output_path / "reports")
     preview = (
@@ -142,6 +146,7 @@ def alert_report(
             "html": dg.MetadataValue.path(str(paths["html"])),
             "markdown": dg.MetadataValue.path(str(paths["markdown"])),
             "alerts": escalation_alerts.height,
+            "synthetic": inputs.synthetic,
             "first_alert_plot": dg.MetadataValue.md(preview),
         }
     )

@@ -24,7 +24,7 @@ QUARANTINE_WARN_SHARE = 0.01
         canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
         quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
         ingest_summary="One row of ingest figures for reports: files, rows read, events, quarantined, revised, "
-        "deleted, and the vintage of the data.",
+        "deleted, the vintage of the data, and whether any input is synthetic.",
     ),
     deps=[acled_pull, ucdp_pull],
 )
@@ -41,9 +41,12 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "files": stats["files"],
             "files_read_this_run": stats["files_read_this_run"],
             "unreadable_files": result.unreadable_files().height,
+            "synthetic_files": stats["synthetic_files"],
             "files_table": dg.MetadataValue.md(
                 markdown_table(
-                    result.manifest.select("file", "layout", "rows", "events", "quarantined_rows", "notes", "error")
+                    result.manifest.select(
+                        "file", "layout", "rows", "events", "quarantined_rows", "synthetic", "notes", "error"
+                    )
                 )
             ),
         },
@@ -78,12 +81,17 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "preview": table_preview(result.quarantine.drop("record")),
         },
     )
+    if stats["synthetic_files"]:
+        context.log.warning(f"{stats['synthetic_files']} of {stats['files']} input files are synthetic, not real data: "
+                            "every alert, report and notification of this run says so")
     ingested = dict(result.manifest.select("file", "sha256").iter_rows())
     vintage = settings.as_of or vintages.identify(raw_path_list(settings.raw_paths), ingested) or ""
     digest = vintages.input_digest(ingested)
     context.log.info(f"data vintage: {vintage or 'none recorded (files not all from one pull)'}; input digest {digest}")
-    summary = pl.DataFrame([{**stats, "vintage": vintage, "input_digest": digest,
-                             "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None)}])
+    summary = pl.DataFrame([{
+        **stats, "vintage": vintage, "input_digest": digest, "synthetic": stats["synthetic_files"] > 0,
+        "ingested_at": dt.datetime.now(dt.UTC).replace(tzinfo=None),
+    }])
     yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={
         "vintage": vintage, "input_digest": digest, "figures": table_preview(summary),
     })

@@ -4,14 +4,15 @@ import datetime as dt
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import dagster as dg
 from pydantic import Field
 
-from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR
+from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
 from sahel_pipeline.core import vintages
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
+from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
 from sahel_pipeline.core.models import ModelConfig, load_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
@@ -134,3 +135,129 @@ class ModelSettings(dg.ConfigurableResource):
     def pool(self) -> FittingPool | None:
         """This process's fitting workers, started when there is enough to fit and kept for later runs."""
         return fitting_pool(self.workers)
+
+
+Severity = Literal["high", "medium", "low"]
+
+# The environment variable each channel setting falls back to when the resource leaves it unset.
+DELIVERY_ENVIRONMENT = {
+    "dry_run": "SAHEL_NOTIFY_DRY_RUN",
+    "report_url": "SAHEL_REPORT_URL",
+    "smtp_host": "SAHEL_SMTP_HOST",
+    "smtp_port": "SAHEL_SMTP_PORT",
+    "smtp_security": "SAHEL_SMTP_SECURITY",
+    "smtp_user": "SAHEL_SMTP_USER",
+    "smtp_password": "SAHEL_SMTP_PASSWORD",
+    "smtp_sender": "SAHEL_SMTP_FROM",
+    "smtp_ca_file": "SAHEL_SMTP_CA_FILE",
+    "slack_webhook_url": "SAHEL_SLACK_WEBHOOK_URL",
+    "teams_webhook_url": "SAHEL_TEAMS_WEBHOOK_URL",
+}
+SMTP_PORTS = {"starttls": 587, "tls": 465, "none": 25}
+NOT_DRY_RUN = ("false", "no", "0", "off")
+
+
+class DeliverySettings(dg.ConfigurableResource):
+    """How alerts reach people: the subscriptions, the cool-down, retries, and the channels (SMTP, Slack, Teams).
+
+    A channel setting left unset (None) is read from its environment variable (DELIVERY_ENVIRONMENT) through
+    `dg.EnvVar` when the notifications run, and a channel without one is off. Given as `EnvVar` in the resource's
+    config instead, an unset variable would fail every run at launch, alerts and report included, on a deployment
+    that configures no channel. Nothing is sent until `dry_run` is false (or SAHEL_NOTIFY_DRY_RUN is false, no, 0 or
+    off): a dry run writes the messages to notifications/YYYY-MM/outbox/ instead.
+    """
+
+    dry_run: bool | None = Field(
+        default=None,
+        description="Write messages to the outbox instead of sending. Unset: SAHEL_NOTIFY_DRY_RUN, a dry run unless "
+        "false.",
+    )
+    subscriptions: str = Field(
+        default=str(SUBSCRIPTIONS),
+        description="CSV of e-mail subscribers: address, countries, groups, min_severity, delivery.",
+    )
+    cooldown_months: int = Field(
+        default=6,
+        description="An alert already sent at this severity or higher for the same series this many months away or "
+        "fewer is not sent again.",
+    )
+    attempts: int = Field(default=3, description="Tries per message when the server is away or rate-limits.")
+    retry_delay_seconds: float = Field(
+        default=2.0, description="Wait before the second try, doubled before each further one."
+    )
+    slack_min_severity: Severity = Field(default="medium", description="The least severity posted to Slack.")
+    teams_min_severity: Severity = Field(default="medium", description="The least severity posted to Teams.")
+    report_url: str | None = Field(
+        default=None,
+        description="Base URL where the output folder's reports/ are served, for links (SAHEL_REPORT_URL).",
+    )
+    smtp_host: str | None = Field(default=None, description="SMTP server (SAHEL_SMTP_HOST); none: no e-mail.")
+    smtp_port: int | None = Field(
+        default=None, description="SMTP port (SAHEL_SMTP_PORT); 587 for STARTTLS, 465 for TLS, 25 plain."
+    )
+    smtp_security: str | None = Field(
+        default=None, description="starttls, tls (implicit) or none (SAHEL_SMTP_SECURITY; starttls)."
+    )
+    smtp_user: str | None = Field(default=None, description="SMTP login (SAHEL_SMTP_USER); none: no login.")
+    smtp_password: str | None = Field(default=None, description="SMTP password (SAHEL_SMTP_PASSWORD).")
+    smtp_sender: str | None = Field(default=None, description="The From address (SAHEL_SMTP_FROM).")
+    smtp_ca_file: str | None = Field(
+        default=None, description="CA bundle for a privately signed server certificate (SAHEL_SMTP_CA_FILE)."
+    )
+    slack_webhook_url: str | None = Field(
+        default=None, description="Slack incoming-webhook URL (SAHEL_SLACK_WEBHOOK_URL); none: no Slack."
+    )
+    teams_webhook_url: str | None = Field(
+        default=None, description="Teams Workflows webhook URL (SAHEL_TEAMS_WEBHOOK_URL); none: no Teams."
+    )
+
+    def setting(self, name: str) -> str:
+        """A channel setting: the resource's value, else its environment variable, else ''."""
+        value = getattr(self, name)
+        if value is not None:
+            return str(value)
+        return (dg.EnvVar(DELIVERY_ENVIRONMENT[name]).get_value() or "").strip()
+
+    def is_dry_run(self) -> bool:
+        if self.dry_run is not None:
+            return self.dry_run
+        return self.setting("dry_run").lower() not in NOT_DRY_RUN
+
+    def channels(self) -> tuple[Channels, list[str]]:
+        """The configured channels, and what makes a channel's settings unusable (that channel is then off)."""
+        problems = []
+        try:
+            smtp = self.smtp_server()
+        except ValueError as err:
+            smtp, problems = None, [f"e-mail: {err}"]
+        slack, teams = self.setting("slack_webhook_url"), self.setting("teams_webhook_url")
+        channels = Channels(
+            smtp=smtp,
+            sender=self.setting("smtp_sender"),
+            slack=Webhook(slack, "Slack") if slack else None,
+            teams=Webhook(teams, "Teams") if teams else None,
+        )
+        return channels, problems
+
+    def smtp_server(self) -> SmtpServer | None:
+        """None without a host. Raises ValueError, naming the setting, for a security mode or a port that cannot be
+        used."""
+        host = self.setting("smtp_host")
+        if not host:
+            return None
+        security = self.setting("smtp_security").lower() or "starttls"
+        if security not in SMTP_PORTS:
+            raise ValueError(
+                f"{DELIVERY_ENVIRONMENT['smtp_security']} '{security}' is not one of {', '.join(SMTP_PORTS)}"
+            )
+        port = self.setting("smtp_port") or str(SMTP_PORTS[security])
+        if not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{DELIVERY_ENVIRONMENT['smtp_port']} '{port}' is not a port number")
+        return SmtpServer(
+            host,
+            int(port),
+            cast(Security, security),  # one of SMTP_PORTS' keys, checked above
+            self.setting("smtp_user"),
+            self.setting("smtp_password"),
+            ca_file=self.setting("smtp_ca_file"),
+        )
