@@ -11,6 +11,7 @@ import pytest
 from scipy import stats
 
 from sahel_pipeline.core.alerts import apply_alert_rule
+from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
 from sahel_pipeline.core.models import Break, ModelConfig, Predictive, SeriesTask, rate_ratio, score_series
 from sahel_pipeline.core.months import month_index
 from sahel_pipeline.core.series import SERIES_KEY
@@ -148,13 +149,14 @@ def test_a_month_between_two_breaks_is_compared_with_the_earlier_one():
     assert later["break_label"] == "the May 2021 coup"  # July 2021: the latest coup is known by then
 
 
-def test_forecasts_give_three_months_with_nested_intervals():
+def test_forecasts_give_six_months_with_ordered_quantiles():
     rng = np.random.default_rng(5)
     score, forecasts = score_series(task(negbin(rng, 20, 0.1, 48)), CONFIG)
-    assert [f["horizon"] for f in forecasts] == [1, 2, 3]
+    assert [f["horizon"] for f in forecasts] == [1, 2, 3, 4, 5, 6]
     for f in forecasts:
-        assert f["lo95"] <= f["lo80"] <= f["median"] <= f["hi80"] <= f["hi95"]
-        assert 10 < f["expected"] < 35
+        quantiles = [f[c] for c in QUANTILE_COLUMNS]
+        assert quantiles == sorted(quantiles)
+        assert 10 < f["mean"] < 35 and 10 < f["q50"] < 35
 
 
 @pytest.mark.parametrize("mu, se, alpha", [(7.0, 0.0, 0.0), (7.0, 0.0, 0.3), (150.0, 0.2, 1.5), (0.02, 1.0, 0.0)])
@@ -238,11 +240,12 @@ def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
 @pytest.mark.parametrize("alpha", [0.0, 0.4])
 @pytest.mark.parametrize("partial", [False, True])
 def test_direct_rate_fits_equal_statsmodels_glm(alpha, partial):
-    """The rate ratio's and the forecast's small GLMs are solved directly; they must be statsmodels' GLM (to its
-    convergence tolerance: IRLS stops within about 1e-5 of the exact maximum)."""
+    """The rate ratio's and the backtest's flat level's small GLMs are solved directly; they must be statsmodels' GLM
+    (to its convergence tolerance: IRLS stops within about 1e-5 of the exact maximum)."""
     import statsmodels.api as sm
 
-    from sahel_pipeline.core.models import forecast_level, rate_ratio
+    from sahel_pipeline.core.backtest import flat_level
+    from sahel_pipeline.core.models import rate_ratio
 
     rng = np.random.default_rng(11)
     y_base, y_recent = negbin(rng, 6, 0.4, 36).astype(float), negbin(rng, 14, 0.4, 3).astype(float)
@@ -259,7 +262,7 @@ def test_direct_rate_fits_equal_statsmodels_glm(alpha, partial):
     weights = 0.5 ** (np.arange(39)[::-1] / 2.0)
     exposure = np.r_[e_base, e_recent]
     level = sm.GLM(y, np.ones((39, 1)), family=family, offset=np.log(exposure), var_weights=weights).fit()
-    forecast = forecast_level(y, exposure, alpha, 2.0)
+    forecast = flat_level(y, exposure, alpha, 2.0)
     assert forecast.mu == pytest.approx(math.exp(level.params[0]), rel=1e-4)
     assert forecast.se == pytest.approx(level.bse[0], rel=1e-4)
 
@@ -277,14 +280,13 @@ def test_heavy_imports_start_in_the_background_once():
     assert import_in_background("mailbox", "json") is None
 
 
-def test_forecast_rows_have_the_columns_of_the_forecast_schema():
-    from sahel_pipeline.core.scoring import FORECAST_SCHEMA
+def test_forecast_and_exceedance_rows_have_the_columns_of_their_schemas():
+    from sahel_pipeline.core.models import forecast_chunk
+    from sahel_pipeline.core.scoring import EXCEEDANCE_SCHEMA, FORECAST_SCHEMA
 
     rng = np.random.default_rng(5)
     _, forecasts = score_series(task(rng.poisson(6.0, 48)), CONFIG)
     assert len(forecasts) == CONFIG.horizons
-    assert all(
-        list(row) == ["horizon", "target_month", "expected", "se", "alpha", "lo95", "lo80", "median", "hi80", "hi95"]
-        for row in forecasts
-    )
-    assert set(forecasts[0]) == set(FORECAST_SCHEMA)
+    assert all(list(row) == list(FORECAST_SCHEMA) for row in forecasts)
+    exceedance = forecast_chunk([task(rng.poisson(6.0, 48))], CONFIG)[0].exceedance
+    assert exceedance and all(list(row) == list(EXCEEDANCE_SCHEMA) for row in exceedance)

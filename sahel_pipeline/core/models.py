@@ -14,10 +14,12 @@ For an as-of month M and one monthly count series, three questions are answered:
 2. Rate ratio. The incidence rate ratio of the recent window against the baseline, with a 95% interval, from a GLM
    with a window dummy ("x2.9 [1.8-4.6]"). When the baseline holds no event the exact conditional interval is used.
    The same is computed after a known break date when one is configured for the series' country.
-3. Forecast. The next 1-3 months from a local level: the same GLM family, intercept only, with exponentially decaying
-   weights (half-life 2 months) over the last 39 months, and 80%/95% predictive intervals.
+3. Forecast. The next six months from the series' recent level (`forecast.py`: a local level that drifts, filtered
+   over the last 39 months), as predictive distributions whose intervals widen with the horizon, with the
+   probabilities of reaching given counts next month and over the next three months.
 
-Everything works on plain numpy arrays; `score_series` is the unit of work a process pool fans out.
+Everything works on plain numpy arrays; `score_chunk` is the unit of work a process pool fans out (its forecasts are
+computed for the whole chunk at once).
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ import numpy as np
 from scipy import optimize, special
 
 from sahel_pipeline.core.months import days_in_month, index_month, month_index
+
+from sahel_pipeline.core import negbin
+from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, TOTAL_MONTHS, LevelParams, Outlook, filter_levels, outlook
 
 
 @dataclass(frozen=True)
@@ -76,8 +81,16 @@ class ModelConfig:
     min_counts: dict[str, int] = field(
         default_factory=lambda: {"events": 5, "violent_events": 5, "fatalities": 10, "civilian_targeting_events": 5}
     )
-    forecast_half_life: float = 2.0  # chosen on the UCDP Burkina Faso backtest (1.5-2 best), not on the ACLED files
-    horizons: int = 3
+    level: LevelParams = LevelParams()  # the forecasts' local level
+    horizons: int = 6
+    # P(count >= k) is given for these k next month and over the next three months, and for the busiest month (and
+    # three months) of the last twelve: "at least 25 deaths", "more than in any month of the past year".
+    exceedance_counts: dict[str, tuple[int, ...]] = field(
+        default_factory=lambda: {
+            "events": (1, 5, 10, 25, 50, 100), "violent_events": (1, 5, 10, 25, 50, 100),
+            "civilian_targeting_events": (1, 5, 10, 25, 50, 100), "fatalities": (1, 10, 25, 100, 250, 1000),
+        }
+    )
     breaks: tuple[Break, ...] = ()
     max_break_age_months: int = 60  # breaks further back than this are not compared
 
@@ -104,16 +117,7 @@ class ModelConfig:
 
 def nb_logpmf(y: np.ndarray, mu: np.ndarray, alpha: float) -> np.ndarray:
     """Negative binomial (NB2: variance mu + alpha mu^2) log-probabilities; Poisson when alpha is 0."""
-    if alpha <= 0:
-        return y * np.log(mu) - mu - special.gammaln(y + 1)
-    size = 1.0 / alpha
-    return (
-        special.gammaln(y + size)
-        - special.gammaln(size)
-        - special.gammaln(y + 1)
-        + size * np.log(size / (size + mu))
-        + y * np.log(mu / (size + mu))
-    )
+    return negbin.logpmf(y, mu, max(alpha, 0.0))
 
 
 @dataclass(frozen=True)
@@ -134,54 +138,24 @@ class Predictive:
     def dispersion(self) -> float:
         return max(self.alpha, 0.0) + self.se**2
 
-    def _params(self) -> tuple[float, float]:
-        size = 1.0 / max(self.dispersion, 1e-10)
-        return size, size / (size + max(self.mu, 1e-12))
-
     def cdf(self, y: np.ndarray | float) -> np.ndarray:
-        """P(Y <= y) for each y (scipy.special directly: frozen scipy distributions cost a millisecond each)."""
-        k = np.floor(np.asarray(y, dtype=float))
-        size, p = self._params()
-        return np.where(k < 0, 0.0, special.betainc(size, np.maximum(k, 0) + 1, p))
+        """P(Y <= y) for each y."""
+        return negbin.cdf(y, self.mu, self.dispersion)
 
     def sf_at_least(self, y: float) -> float:
         """P(Y >= y), computed as an upper tail so that small probabilities keep their precision."""
-        if y <= 0:
-            return 1.0
-        size, p = self._params()
-        return float(special.betainc(y, size, 1 - p))
+        return float(negbin.sf_at_least(y, self.mu, self.dispersion))
 
     def quantiles(self, qs: list[float]) -> list[int]:
         """Smallest counts whose predictive CDF reaches each q."""
-        size, p = self._params()
-        q = np.asarray(qs, dtype=float)
-        # nbdtrik inverts the CDF over a continuous count; the integer quantile is its ceiling, checked both ways
-        # (all levels at once: a series asks for five, and per-level calls were a fifth of a weekly run's scoring).
-        inverse = special.nbdtrik(q, size, p)
-        k = np.maximum(np.ceil(np.where(np.isnan(inverse), 0.0, inverse)) - 1, 0)
-        while (short := self.cdf(k) < q).any():
-            k += short
-        while (over := (k > 0) & (self.cdf(k - 1) >= q)).any():
-            k -= over
-        return [int(v) for v in k]
+        return negbin.quantiles(self.mu, self.dispersion, qs).tolist()
 
     def quantile(self, q: float) -> int:
         return self.quantiles([q])[0]
 
     def crps(self, y: int) -> float:
-        """Continuous ranked probability score of a count: the sum over k of (F(k) - 1[k >= y])^2.
-
-        Dense up to a few thousand; beyond, the tail is summed on a geometric grid (each point standing for the
-        counts up to the next one).
-        """
-        top = max(y + 1, self.quantile(0.9999))
-        dense = np.arange(0, min(top, 5_000) + 1)
-        total = float(np.sum((self.cdf(dense) - (dense >= y)) ** 2))
-        if top > dense[-1]:
-            points = np.unique(np.geomspace(dense[-1] + 1, top + 1, 400).astype(np.int64))
-            widths = np.diff(np.append(points, top + 1))
-            total += float(np.sum(widths * (self.cdf(points) - (points >= y)) ** 2))
-        return total
+        """Continuous ranked probability score of a count: the sum over k of (F(k) - 1[k >= y])^2."""
+        return float(negbin.crps(y, self.mu, self.dispersion))
 
 
 # --- fitting --------------------------------------------------------------------------------------------------------
@@ -409,16 +383,6 @@ def _exact_rate_ratio(base: float, e_base: float, recent: float, e_recent: float
     return RateRatio(ratio, to_ratio(low_p), to_ratio(high_p), "exact")
 
 
-def forecast_level(y: np.ndarray, exposure: np.ndarray, alpha: float, half_life: float) -> Predictive:
-    """Local-level forecast: an intercept-only count GLM with exponentially decaying weights, newest month last."""
-    # Prior weights 1 for the newest month, halving every half_life months: about half_life/ln 2 months of information.
-    weights = 0.5 ** (np.arange(len(y))[::-1] / half_life)
-    if y.sum() == 0:
-        return Predictive(0.5 / float((weights * exposure).sum()), 1.0, 0.0)
-    log_rate, se = group_rate(y, exposure, alpha, weights)
-    return Predictive(math.exp(log_rate), se, alpha)
-
-
 # --- one series -----------------------------------------------------------------------------------------------------
 
 
@@ -435,11 +399,8 @@ class SeriesTask:
     cached_fit: BaselineFit | None = None  # an earlier fit of the same baseline data, reused as is
 
 
-# The predictive quantiles each forecast row carries, by column (scoring.FORECAST_SCHEMA has all the columns).
-FORECAST_QUANTILES = {"lo95": 0.025, "lo80": 0.10, "median": 0.5, "hi80": 0.90, "hi95": 0.975}
-
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
-MODEL_VERSION = "2"
+MODEL_VERSION = "3"
 
 
 def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str]:
@@ -460,8 +421,10 @@ def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str]:
     return baseline.hexdigest(), everything.hexdigest()
 
 
-def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict]]:
-    """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows)."""
+def score_series(task: SeriesTask, config: ModelConfig, forecast: SeriesForecast | None = None) -> tuple[dict, list[dict]]:
+    """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows).
+
+    `forecast` is the series' part of `forecast_chunk` when the caller computed a chunk's forecasts at once."""
     y, exposure = task.counts.astype(float), task.exposure.astype(float)
     recent = slice(max(0, len(y) - config.recent_months), len(y))
     start = max(0, len(y) - config.window_months)
@@ -510,21 +473,71 @@ def score_series(task: SeriesTask, config: ModelConfig) -> tuple[dict, list[dict
         rate_ratio_method=ratio.method,
         **_break_ratio(task, config, fit.alpha),
     )
-    level = forecast_level(y[start:], exposure[start:], fit.alpha, config.forecast_half_life)
-    # The level is assumed to hold over the horizon: every month ahead gets the same predictive distribution.
-    bounds = dict(zip(FORECAST_QUANTILES, level.quantiles(list(FORECAST_QUANTILES.values())), strict=True))
-    forecasts = [
+    return score, (forecast or forecast_chunk([task], config)[0]).months
+
+
+@dataclass
+class SeriesForecast:
+    """One series' forecast rows (one per month ahead) and exceedance rows (one per period and threshold)."""
+
+    months: list[dict]
+    exceedance: list[dict]
+
+
+def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesForecast]:
+    """Forecasts of several series at once: their last 39 months through the level filter, vectorised over series."""
+    if not tasks:
+        return []
+    width = config.window_months
+    counts, exposure = np.zeros((len(tasks), width)), np.zeros((len(tasks), width))
+    breaks = np.zeros((len(tasks), width), dtype=bool)
+    ladders = [config.exceedance_counts.get(task.indicator, ()) for task in tasks]
+    rungs = max(map(len, ladders)) + 1
+    month_k, total_k = np.full((len(tasks), rungs), np.nan), np.full((len(tasks), rungs), np.nan)
+    for i, task in enumerate(tasks):
+        y, e, months = task.counts[-width:], task.exposure[-width:], task.months[-width:]
+        counts[i, width - len(y):], exposure[i, width - len(y):] = y, e
+        # a break known by the last month: its variance is added on leaving its month (a break in the last month
+        # itself widens the forecast)
+        for brk in config.breaks:
+            if brk.country == task.country and months[0] <= month_index(brk.date) <= months[-1]:
+                breaks[i, width - len(y) + month_index(brk.date) - months[0]] = True
+        year = task.counts[-12:]
+        month_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, year.max())]
+        three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum(keepdims=True)
+        total_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, three.max())]
+    level = filter_levels(counts, exposure, config.level, breaks)
+    view = outlook(level, config.horizons, month_k, total_k)
+    return [_series_forecast(task, view, i, len(ladders[i]), month_k[i], total_k[i]) for i, task in enumerate(tasks)]
+
+
+def _series_forecast(task: SeriesTask, view: Outlook, i: int, fixed: int, month_k: np.ndarray, total_k: np.ndarray) -> SeriesForecast:
+    last = int(task.months[-1])
+    months = [
         {
-            "horizon": h,
-            "target_month": int(task.months[-1]) + h,
-            "expected": level.mu,
-            "se": level.se,
-            "alpha": level.alpha,
-            **bounds,
+            "horizon": h + 1,
+            "target_month": last + h + 1,
+            "mean": float(view.mean[i, h]),
+            **dict(zip(QUANTILE_COLUMNS, view.quantiles[i, h].tolist(), strict=True)),
+            "rate": float(view.rate[i]),
+            "rate_log_sd": float(view.rate_log_sd[i, h]),
+            "alpha": float(view.alpha[i]),
         }
-        for h in range(1, config.horizons + 1)
+        for h in range(view.mean.shape[1])
     ]
-    return score, forecasts
+    exceedance = [
+        {
+            "months": span,
+            "first_month": last + 1,
+            "last_month": last + span,
+            "basis": "fixed" if j < fixed else "12-month high",
+            "at_least": int(thresholds[j]),
+            "probability": float(probabilities[i, j]),
+        }
+        for span, thresholds, probabilities in ((1, month_k, view.p_month), (TOTAL_MONTHS, total_k, view.p_total))
+        for j in range(fixed + 1)
+    ]
+    return SeriesForecast(months, exceedance)
 
 
 def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
@@ -551,10 +564,11 @@ def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
     }
 
 
-def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tuple, dict, list[dict]]]:
-    """Score several series: the unit of work sent to a worker process."""
+def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tuple, dict, list[dict], list[dict]]]:
+    """Score several series: the unit of work sent to a worker process. Returns (key, score, forecast rows,
+    exceedance rows) per series; a series not modelled (short history, failed fit) has no forecast."""
     results = []
-    for task in tasks:
-        score, forecasts = score_series(task, config)
-        results.append((task.key, score, forecasts))
+    for task, forecast in zip(tasks, forecast_chunk(tasks, config), strict=True):
+        score, months = score_series(task, config, forecast)
+        results.append((task.key, score, months, forecast.exceedance if months else []))
     return results

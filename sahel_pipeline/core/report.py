@@ -1,8 +1,8 @@
 """The monthly alert report: a self-contained HTML page and a Markdown twin, with matplotlib plots.
 
 For each alert, most severe first: its sentence, the series over the last four years (observed counts, the
-baseline expectation, the 99% bound for the month, the baseline and recent windows shaded, the next three months'
-forecast with 80% and 95% intervals), and a table of the admin1 units where the rise happened. Then the forecasts of the
+baseline expectation, the 99% bound for the month, the baseline and recent windows shaded, the next six months'
+forecast with 80% and 95% intervals, which widen with the horizon), and a table of the admin1 units where the rise happened. Then the forecasts of the
 alerted series and of every country, and a data-quality section (events read, quarantined, revised, deleted).
 """
 
@@ -32,7 +32,7 @@ HISTORY_MONTHS = 48
 PLOTTED_ALERTS = 12  # the most severe alerts get a plot; the others are listed with their sentence and table
 PLOT_CAPTION = (
     "Grey bars: monthly counts. Blue line: the model's expectation over the baseline (grey) and recent (orange) "
-    "windows. Red tick: the month's 99% bound. Blue dots and bars: the next three months' forecast, median with 80% "
+    "windows. Red tick: the month's 99% bound. Blue dots and bars: the next six months' forecast, median with 80% "
     "(dark) and 95% (light) intervals."
 )
 SEVERITY_COLOURS = {"high": "#b2182b", "medium": "#ef8a62", "low": "#f4c542"}
@@ -196,10 +196,10 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
     if forecasts.height:
         f = forecasts.sort("target_month")
         fx = [month_index(d) for d in f["target_month"]]
-        ax.vlines(fx, f["lo95"].to_list(), f["hi95"].to_list(), color="#92c5de", lw=6, zorder=2)
-        ax.vlines(fx, f["lo80"].to_list(), f["hi80"].to_list(), color="#2166ac", lw=2, zorder=3)
-        ax.plot(fx, f["median"].to_list(), "o", color="#2166ac", markersize=4, zorder=4)
-        top = max(top, *f["hi95"].to_list())
+        ax.vlines(fx, f["q025"].to_list(), f["q975"].to_list(), color="#92c5de", lw=6, zorder=2)
+        ax.vlines(fx, f["q10"].to_list(), f["q90"].to_list(), color="#2166ac", lw=2, zorder=3)
+        ax.plot(fx, f["q50"].to_list(), "o", color="#2166ac", markersize=4, zorder=4)
+        top = max(top, *f["q975"].to_list())
     ticks = [i for i in range(min(x, default=m), m + config.horizons + 1) if i % 12 in (0, 6)]
     ax.set_xticks(ticks, [f"{index_month(i):%b %Y}" for i in ticks])
     ax.set_title(title, fontsize=10, loc="left")
@@ -268,7 +268,7 @@ def build_sections(inputs: ReportInputs, earlier_plots: dict[str, bytes] | None 
 
 
 # Part of every plot's digest: change it when plot_series draws differently, so that no earlier plot is reused.
-PLOT_VERSION = "1"
+PLOT_VERSION = "2"
 
 
 def plot_digest(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, config: ModelConfig, title: str) -> str:
@@ -306,7 +306,10 @@ def _forecast_table(inputs: ReportInputs) -> pl.DataFrame:
             "horizon",
             descending=[False, False, True, False, False, False],
         )
-        .select("source", "country", "series", "indicator", "target", "median", "lo80", "hi80", "lo95", "hi95")
+        .select(
+            "source", "country", "series", "indicator", "target", median="q50",
+            **{"80% from": "q10", "80% to": "q90", "95% from": "q025", "95% to": "q975"},
+        )
     )
 
 

@@ -22,6 +22,7 @@ from functools import partial
 import numpy as np
 import polars as pl
 
+from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
 from sahel_pipeline.core.models import (
     FITTING_MODULES,
     BaselineFit,
@@ -37,43 +38,69 @@ from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 CHUNK = 64
 Log = Callable[[str], None]
 
-# A forecast row after the series' key (models.score_series makes them): the columns of stored shards' nested
-# forecasts and of the forecasts CSV, in order.
+# A forecast row after the series' key (models.forecast_chunk makes them): the columns of stored shards' nested
+# forecasts and of the forecasts CSV, in order; and an exceedance row's, for the exceedance CSV.
 FORECAST_SCHEMA = {
-    "horizon": pl.Int64, "target_month": pl.Date, "expected": pl.Float64, "se": pl.Float64, "alpha": pl.Float64,
-    **{bound: pl.Int64 for bound in ("median", "lo80", "hi80", "lo95", "hi95")},
+    "horizon": pl.Int64,
+    "target_month": pl.Date,
+    "mean": pl.Float64,
+    **{column: pl.Int64 for column in QUANTILE_COLUMNS},
+    "rate": pl.Float64,
+    "rate_log_sd": pl.Float64,
+    "alpha": pl.Float64,
 }
+EXCEEDANCE_SCHEMA = {
+    "months": pl.Int64,
+    "first_month": pl.Date,
+    "last_month": pl.Date,
+    "basis": pl.String,
+    "at_least": pl.Int64,
+    "probability": pl.Float64,
+}
+NESTED = {"forecasts": FORECAST_SCHEMA, "exceedance": EXCEEDANCE_SCHEMA}  # per-series rows kept in list columns
+NESTED_ORDER = {"forecasts": ["horizon"], "exceedance": ["months", "basis", "at_least"]}
 
 
 @dataclass
 class MonthScores:
     scores: pl.DataFrame  # one row per modelled or skipped series
     forecasts: pl.DataFrame  # one row per modelled series and horizon
+    exceedance: pl.DataFrame  # one row per modelled series, period (next month, next three months) and threshold
     reuse: dict[str, int] = field(default_factory=dict)  # how much of an earlier run's work was kept
 
 
-def nest_forecasts(scores: pl.DataFrame, forecasts: pl.DataFrame) -> pl.DataFrame:
-    """One row per series: the forecast months go into a list column, so that a month's scores are one table."""
-    if forecasts.height == 0:
-        return scores.with_columns(forecasts=pl.lit(None, pl.List(pl.Struct(FORECAST_SCHEMA))))
-    nested = forecasts.group_by(SERIES_COLUMNS).agg(forecasts=pl.struct(list(FORECAST_SCHEMA)))
-    return scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
+def nest_forecasts(result: MonthScores) -> pl.DataFrame:
+    """One row per series: its forecast months and exceedance rows go into list columns, so that a month's scores
+    are one table."""
+    scores = result.scores
+    for column, schema in NESTED.items():
+        rows = getattr(result, column)
+        if rows.height == 0:
+            scores = scores.with_columns(pl.lit(None, pl.List(pl.Struct(schema))).alias(column))
+            continue
+        nested = rows.group_by(SERIES_COLUMNS).agg(pl.struct(list(schema)).alias(column))
+        scores = scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
+    return scores
 
 
-def unnest_forecasts(scores: pl.DataFrame) -> pl.DataFrame:
-    """The forecast rows of nested scores, one per series and horizon, in the forecasts CSV's order."""
+def unnest_forecasts(scores: pl.DataFrame, column: str = "forecasts") -> pl.DataFrame:
+    """The rows of a list column of nested scores (forecasts, or exceedance), one each, in the CSVs' order."""
+    if column not in scores.columns:
+        return pl.DataFrame(schema={"month": pl.Date, **{k: pl.String for k in SERIES_COLUMNS}, **NESTED[column]})
     return (
-        scores.filter(pl.col("forecasts").is_not_null())
-        .select("month", *SERIES_COLUMNS, "forecasts")
-        .explode("forecasts")
-        .unnest("forecasts")
-        .sort("source", "country", "level", "group_id", "indicator", "horizon", nulls_last=True)
+        scores.filter(pl.col(column).is_not_null())
+        .select("month", *SERIES_COLUMNS, column)
+        .explode(column)
+        .unnest(column)
+        .sort("source", "country", "level", "group_id", "indicator", *NESTED_ORDER[column], nulls_last=True)
     )
 
 
 def split_forecasts(scores: pl.DataFrame) -> MonthScores:
-    """Nested scores back into scores and forecast rows (the inverse of nest_forecasts)."""
-    return MonthScores(scores.drop("forecasts"), unnest_forecasts(scores))
+    """Nested scores back into scores, forecast and exceedance rows (the inverse of nest_forecasts)."""
+    return MonthScores(
+        scores.drop(*NESTED, strict=False), unnest_forecasts(scores), unnest_forecasts(scores, "exceedance")
+    )
 
 
 def shard_of(country: str, shards: int) -> int:
@@ -231,22 +258,22 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
         log(f"fitted {done:,} of {total:,} series ({done / max(elapsed, 1e-9):.0f} series/s)")
 
 
-def _frames(results: list[tuple[tuple, dict, list[dict]]]) -> MonthScores:
-    score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _ in results]
-    forecast_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, _, rows in results for row in rows]
-    scores = (
-        pl.DataFrame(score_rows, infer_schema_length=None)
-        if score_rows
-        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
+    score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
+    scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], ["target_month"])
+    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], ["first_month", "last_month"])
+    return MonthScores(scores, forecasts, exceedance)
+
+
+def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], month_columns: list[str]) -> pl.DataFrame:
+    """Per-series rows under their series key, with month numbers as dates."""
+    rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, series_rows in rows_by_key for row in series_rows]
+    if not rows:
+        return pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    return pl.DataFrame(rows, infer_schema_length=None).with_columns(
+        index_month_expr(c).alias(c) for c in month_columns
     )
-    forecasts = (
-        pl.DataFrame(forecast_rows, infer_schema_length=None).with_columns(
-            target_month=index_month_expr("target_month")
-        )
-        if forecast_rows
-        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
-    )
-    return MonthScores(scores, forecasts)
 
 
 def score_month(
@@ -267,11 +294,11 @@ def score_month(
     """
     tasks, skipped = build_tasks(group_panel, country_panel, month, config, indicators, shard)
     keys = {task.key: input_keys(task, config) for task in tasks}
-    kept_scores, kept_forecasts, tasks = reuse_earlier(tasks, keys, previous)
+    kept, tasks = reuse_earlier(tasks, keys, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
     log(
         f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit), "
-        f"{sum(f.height for f in kept_scores):,} unchanged since the last run, "
+        f"{sum(f.height for f in kept.scores):,} unchanged since the last run, "
         f"{skipped.height:,} skipped (sparse or no data for the month)"
     )
     fitted = score_tasks(tasks, config, pool, log)
@@ -282,24 +309,33 @@ def score_month(
             orient="row",
         )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
-    scores = pl.concat([fitted.scores, *kept_scores, skipped], how="diagonal_relaxed")
-    forecasts = pl.concat([fitted.forecasts, *kept_forecasts], how="diagonal_relaxed")
+    scores = pl.concat([fitted.scores, *kept.scores, skipped], how="diagonal_relaxed")
+    forecasts = pl.concat([fitted.forecasts, *kept.forecasts], how="diagonal_relaxed")
+    exceedance = pl.concat([fitted.exceedance, *kept.exceedance], how="diagonal_relaxed")
     reuse = {
         "series_fitted": len(tasks) - reused_fits,
         "baseline_fits_reused": reused_fits,
-        "scores_reused": sum(f.height for f in kept_scores),
+        "scores_reused": sum(f.height for f in kept.scores),
         "series_skipped": skipped.height,
     }
-    return MonthScores(scores.with_columns(month=pl.lit(month)), forecasts.with_columns(month=pl.lit(month)), reuse)
+    month_column = pl.lit(month).alias("month")
+    return MonthScores(scores.with_columns(month_column), forecasts.with_columns(month_column), exceedance.with_columns(month_column), reuse)
 
 
-def reuse_earlier(
-    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str]], previous: MonthScores | None
-) -> tuple[list[pl.DataFrame], list[pl.DataFrame], list[SeriesTask]]:
+@dataclass
+class Kept:
+    """What an earlier run scored that still holds: frames to add to this run's."""
+
+    scores: list[pl.DataFrame] = field(default_factory=list)
+    forecasts: list[pl.DataFrame] = field(default_factory=list)
+    exceedance: list[pl.DataFrame] = field(default_factory=list)
+
+
+def reuse_earlier(tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str]], previous: MonthScores | None) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
     carrying their earlier baseline fit when the baseline data have not changed."""
     if previous is None or "window_key" not in previous.scores.columns:
-        return [], [], tasks
+        return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     by_key = {
         tuple(row[k] for k in SERIES_COLUMNS): row
@@ -322,8 +358,10 @@ def reuse_earlier(
         else:
             to_fit.append(task)
     if not unchanged:
-        return [], [], to_fit
+        return Kept(), to_fit
     chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_COLUMNS}, orient="row")
-    kept_scores = earlier.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month")
-    kept_forecasts = previous.forecasts.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)
-    return [kept_scores], [kept_forecasts], to_fit
+
+    def kept(frame: pl.DataFrame) -> list[pl.DataFrame]:
+        return [frame.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)]
+
+    return Kept(kept(earlier), kept(previous.forecasts), kept(previous.exceedance)), to_fit

@@ -28,7 +28,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         partitions_def=MONTHS,
         group_name=GROUP,
         kinds={"statsmodels", "polars"},
-        description=f"Escalation scores and 3-month forecasts of every series in shard {shard + 1} of {MODEL_SHARDS} "
+        description=f"Escalation scores and 6-month forecasts of every series in shard {shard + 1} of {MODEL_SHARDS} "
         "of the countries, as of the month.",
         ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
     )
@@ -46,7 +46,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
             group_month_panel, country_month_panel, month, models.config(), models.pool, context.log.info,
             shard=(shard, MODEL_SHARDS), previous=split_forecasts(earlier) if earlier is not None else None,
         )
-        scores = nest_forecasts(result.scores, result.forecasts)
+        scores = nest_forecasts(result)
         models_used = scores.group_by("model").len().sort("len", descending=True)
         return dg.MaterializeResult(
             value=scores,
@@ -76,11 +76,15 @@ def gathered_scores(shards: dict[str, pl.DataFrame]) -> pl.DataFrame:
 def series_forecasts(
     context: dg.AssetExecutionContext, settings: PipelineSettings, **shards: pl.DataFrame
 ) -> dg.MaterializeResult:
-    """Forecasts of the next three months for every modelled series, with 80% and 95% predictive intervals."""
-    forecasts = unnest_forecasts(gathered_scores(shards))
-    path = settings.output_path / "forecasts" / f"{context.partition_key}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Forecasts of the next six months for every modelled series (mean and quantiles), and the probabilities of
+    reaching given counts next month and over the next three months."""
+    gathered = gathered_scores(shards)
+    forecasts = unnest_forecasts(gathered)
+    folder = settings.output_path / "forecasts"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{context.partition_key}.csv"
     forecasts.write_csv(path)
+    unnest_forecasts(gathered, "exceedance").write_csv(folder / f"{context.partition_key}-exceedance.csv")
     countries = forecasts.filter(pl.col("level") == "country", pl.col("horizon") == 1)
     return dg.MaterializeResult(
         value=forecasts,
@@ -89,7 +93,7 @@ def series_forecasts(
             "csv": dg.MetadataValue.path(str(path)),
             "next_month_by_country": dg.MetadataValue.md(
                 markdown_table(
-                    countries.select("source", "country", "indicator", "median", "lo80", "hi80", "lo95", "hi95")
+                    countries.select("source", "country", "indicator", "q50", "q10", "q90", "q025", "q975")
                 )
             ),
         },

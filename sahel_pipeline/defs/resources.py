@@ -105,9 +105,6 @@ class ModelSettings(dg.ConfigurableResource):
         default=ModelConfig.rr_alert_low,
         description="A rise is sustained when the rate ratio's lower 95% bound reaches this.",
     )
-    forecast_half_life: float = Field(
-        default=ModelConfig.forecast_half_life, description="Half-life in months of the forecast's local level."
-    )
     break_dates: str = Field(
         default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none."
     )
@@ -127,7 +124,6 @@ class ModelSettings(dg.ConfigurableResource):
             recent_months=self.recent_months,
             alert_p=self.alert_p,
             rr_alert_low=self.rr_alert_low,
-            forecast_half_life=self.forecast_half_life,
             breaks=load_breaks(self.break_dates) if self.break_dates else (),
         )
 
