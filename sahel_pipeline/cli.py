@@ -332,6 +332,8 @@ def command_notify(args: argparse.Namespace) -> int:
 
 
 def command_backtest(args: argparse.Namespace) -> int:
+    from sahel_pipeline.core.backtest import BASELINES
+
     runner = _runner(args)
     runner.materialize_upstream()
     runner.materialize_backtest()
@@ -344,7 +346,12 @@ def command_backtest(args: argparse.Namespace) -> int:
         float_precision=2,
         tbl_hide_dataframe_shape=True,
     ):
-        print(pl.read_csv(folder / "summary.csv"))
+        print(
+            pl.read_csv(folder / "by_horizon.csv").select(
+                "level", "horizon", "forecasts", "crps_model", *(f"crps_{b}" for b in BASELINES),
+                "log_score_model", "pit50", "pit80", "pit95",
+            )
+        )
         print(pl.read_csv(folder / "alert_rates.csv"))
         print(pl.read_csv(folder / "episodes.csv").drop("description"))
     print(f"backtest tables: {folder}")

@@ -22,7 +22,8 @@ def forecast_backtest(
     group_month_panel: pl.DataFrame,
     country_month_panel: pl.DataFrame,
 ) -> dg.MaterializeResult:
-    """Rolling-origin backtest of forecasts (MAE, CRPS, interval coverage against naive forecasts) and of alerts."""
+    """Rolling-origin backtest of the forecasts at horizons 1-6 (CRPS, interval and log scores, coverage, against
+    ViEWS' baselines and the former flat level) and of the alerts."""
     last = last_complete_month(country_month_panel)
     first, last_origin = shift_month(last, -models.backtest_months), shift_month(last, -1)
     result = run_backtest(
@@ -31,14 +32,14 @@ def forecast_backtest(
     )
     folder = settings.output_path / "backtest"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("summary", "alert_rates", "episodes", "forecasts"):
+    for name in ("by_horizon", "summary", "alert_rates", "episodes", "forecasts"):
         getattr(result, name).write_csv(folder / f"{name}.csv")
     return dg.MaterializeResult(
         value=result.summary,
         metadata={
             "origins": f"{month_key(first)} to {month_key(last_origin)}",
             "forecasts_scored": result.forecasts.height,
-            "summary": dg.MetadataValue.md(markdown_table(result.summary)),
+            "by_horizon": dg.MetadataValue.md(markdown_table(result.by_horizon)),
             "alerts_per_series_year": dg.MetadataValue.md(markdown_table(result.alert_rates)),
             "known_episodes": dg.MetadataValue.md(markdown_table(result.episodes.drop("description"))),
             "folder": dg.MetadataValue.path(str(folder)),
