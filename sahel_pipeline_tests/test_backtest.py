@@ -41,7 +41,8 @@ def test_the_2018_2019_issp_and_jnim_surge_in_burkina_faso_is_flagged(real_backt
 @requires_real_data
 def test_forecasts_beat_every_baseline_at_every_horizon_and_hold_their_coverage(real_backtest):
     by_horizon = real_backtest.by_horizon
-    assert by_horizon.select("level", "horizon").rows() == [(level, h) for level in ("country", "group") for h in range(1, 7)]
+    cells = [(level, h) for level in ("country", "group") for h in range(1, 7)]
+    assert by_horizon.select("level", "horizon").rows() == cells
     for baseline in BASELINES:
         assert (by_horizon["crps_model"] < by_horizon[f"crps_{baseline}"]).all(), (baseline, by_horizon)
     assert (by_horizon["log_score_model"] < by_horizon["log_score_flat_level"]).all()
@@ -52,7 +53,8 @@ def test_forecasts_beat_every_baseline_at_every_horizon_and_hold_their_coverage(
     assert (by_horizon["in80"] >= 0.75).all() and (by_horizon["in95"] >= 0.89).all(), by_horizon
     # and they widen: the six-month forecasts' 95% intervals are wider than the next month's
     forecasts = real_backtest.forecasts
-    width = forecasts.group_by("horizon").agg((pl.col("q975") - pl.col("q025")).mean().alias("width")).sort("horizon")["width"].to_list()
+    widths = forecasts.group_by("horizon").agg((pl.col("q975") - pl.col("q025")).mean().alias("width"))
+    width = widths.sort("horizon")["width"].to_list()
     assert width == sorted(width) and width[-1] > 1.2 * width[0]
 
 
@@ -71,13 +73,15 @@ def test_scores_in_the_forecast_table_are_recomputable(real_backtest):
         parts = [stats.nbinom(1 / dispersion, 1 / (1 + dispersion * rate)) for rate in rates]
         counts = np.arange(0, max(int(parts[-1].ppf(1 - 1e-12)), row["actual"]) + 2)
         cdf = sum(w * part.cdf(counts) for w, part in zip(weights, parts, strict=True))
-        assert row["crps"] == pytest.approx(float(np.sum((cdf - (counts >= row["actual"])) ** 2)), rel=1e-3, abs=1e-9)
+        crps = float(np.sum((cdf - (counts >= row["actual"])) ** 2))
+        assert row["crps"] == pytest.approx(crps, rel=1e-3, abs=1e-9)
         pmf = sum(w * part.pmf(row["actual"]) for w, part in zip(weights, parts, strict=True))
         assert row["log_score"] == pytest.approx(-np.log(pmf), rel=1e-6)
         assert row["crps_last_value"] == abs(row["last_value"] - row["actual"])
         assert row["crps_zero"] == row["actual"]
         quantiles = np.array([[row[c] for c in QUANTILE_COLUMNS]], dtype=float)
-        assert row["wis"] == pytest.approx(float(weighted_interval_score(np.array([float(row["actual"])]), quantiles)[0]))
+        wis = weighted_interval_score(np.array([float(row["actual"])]), quantiles)
+        assert row["wis"] == pytest.approx(float(wis[0]))
 
 
 @pytest.mark.slow
@@ -88,7 +92,7 @@ def test_backtest_command_writes_its_tables(tmp_path, capsys):
     assert set(summary["level"]) == {"group", "country"}
     assert (summary["forecasts"] > 0).all()
     by_horizon = pl.read_csv(tmp_path / "backtest" / "by_horizon.csv")
-    assert sorted(set(by_horizon["horizon"])) == [1, 2, 3, 4, 5, 6]  # six origins: every horizon is scored once at least
+    assert sorted(set(by_horizon["horizon"])) == [1, 2, 3, 4, 5, 6]  # six origins: every horizon scored at least once
     episodes = pl.read_csv(tmp_path / "backtest" / "episodes.csv")
     niger = episodes.filter(pl.col("group") == "JNIM", pl.col("country") == "Niger")
     assert niger["in_backtest_window"].to_list() == [False]  # the sample's January 2024 is before these six months

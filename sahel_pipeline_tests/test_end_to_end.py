@@ -136,7 +136,8 @@ def test_report_metadata_shows_the_first_alerts_plot_in_the_ui(run):
 def test_forecasts_cover_the_next_six_months_with_widening_intervals(run):
     out, _ = run
     forecasts = pl.read_csv(out / "forecasts" / "2024-12.csv", try_parse_dates=True)
-    issp = forecasts.filter(pl.col("group_id") == "ISSP", pl.col("country") == "Niger", pl.col("indicator") == "events").sort("horizon")
+    issp_events = (pl.col("group_id") == "ISSP") & (pl.col("country") == "Niger") & (pl.col("indicator") == "events")
+    issp = forecasts.filter(issp_events).sort("horizon")
     assert issp["horizon"].to_list() == [1, 2, 3, 4, 5, 6]
     assert issp["target_month"].to_list() == [dt.date(2025, m, 1) for m in range(1, 7)]
     quantiles = issp.select("q025", "q05", "q10", "q25", "q50", "q75", "q90", "q95", "q975").rows()
@@ -144,9 +145,7 @@ def test_forecasts_cover_the_next_six_months_with_widening_intervals(run):
     width = (issp["q975"] - issp["q025"]).to_list()
     assert width == sorted(width) and width[-1] > width[0]  # the level's uncertainty grows with the horizon
     exceedance = pl.read_csv(out / "forecasts" / "2024-12-exceedance.csv", try_parse_dates=True)
-    issp_any = exceedance.filter(
-        pl.col("group_id") == "ISSP", pl.col("country") == "Niger", pl.col("indicator") == "events", pl.col("basis") == "fixed"
-    ).sort("months", "at_least")
+    issp_any = exceedance.filter(issp_events, pl.col("basis") == "fixed").sort("months", "at_least")
     month, quarter = (issp_any.filter(pl.col("months") == n)["probability"].to_list() for n in (1, 3))
     assert month == sorted(month, reverse=True) and quarter == sorted(quarter, reverse=True)  # P(>= k) falls with k
     assert all(q >= m for m, q in zip(month, quarter, strict=True))  # three months' total reaches k more easily

@@ -76,7 +76,9 @@ def test_exceedance_probabilities_are_calibrated(drifting):
     counts, level = drifting
     thresholds = np.array([1, 5, 10, 25])
     month = level.month(1)
-    predicted = Counts(month.m[:, None], month.v[:, None], month.alpha[:, None]).sf_at_least(thresholds[None, :]).ravel()
+    predicted = (
+        Counts(month.m[:, None], month.v[:, None], month.alpha[:, None]).sf_at_least(thresholds[None, :]).ravel()
+    )
     happened = (counts[:, MONTHS][:, None] >= thresholds[None, :]).ravel()
     bins = np.digitize(predicted, np.linspace(0, 1, 11)[1:-1])
     for b in np.unique(bins):
@@ -113,7 +115,9 @@ def test_the_total_shares_the_level_path():
         path = path + np.sqrt(level.drift[0]) * rng.standard_normal(draws)
         totals += rng.poisson(np.exp(path) * rng.gamma(1 / level.alpha[0], level.alpha[0], draws))
     forecast = level.total([1, 2, 3])
-    variance = forecast.mean + forecast.alpha * forecast.mean**2 * np.exp(forecast.v) + forecast.mean**2 * np.expm1(forecast.v)
+    variance = (
+        forecast.mean + forecast.alpha * forecast.mean**2 * np.exp(forecast.v) + forecast.mean**2 * np.expm1(forecast.v)
+    )
     assert forecast.mean[0] == pytest.approx(totals.mean(), rel=0.01)
     assert variance[0] == pytest.approx(totals.var(), rel=0.03)
     # the mixture the quantiles come from has the same moments (to the three nodes' precision)
@@ -121,7 +125,10 @@ def test_the_total_shares_the_level_path():
     pmf = np.exp(Counts(forecast.m[:, None], forecast.v[:, None], forecast.alpha[:, None]).logpmf(grid[None, :]))[0]
     assert pmf @ grid == pytest.approx(totals.mean(), rel=0.01)
     assert pmf @ (grid - pmf @ grid) ** 2 == pytest.approx(totals.var(), rel=0.05)
-    independent = sum(c.mean + c.alpha * c.mean**2 * np.exp(c.v) + c.mean**2 * np.expm1(c.v) for c in (level.month(h) for h in (1, 2, 3)))
+    independent = sum(
+        c.mean + c.alpha * c.mean**2 * np.exp(c.v) + c.mean**2 * np.expm1(c.v)
+        for c in (level.month(h) for h in (1, 2, 3))
+    )
     assert independent[0] < 0.9 * totals.var()
 
 
@@ -137,17 +144,23 @@ def test_the_monthly_update_is_the_laplace_approximation_of_the_posterior():
         def log_posterior(x, y=y, centre=centre):
             return float(negbin.logpmf(y, np.exp(x), alpha)) - (x - centre) ** 2 / (2 * prior_var)
 
-        mode = optimize.minimize_scalar(lambda x: -log_posterior(x), bounds=(-10, 10), method="bounded", options={"xatol": 1e-10}).x
+        mode = optimize.minimize_scalar(
+            lambda x: -log_posterior(x), bounds=(-10, 10), method="bounded", options={"xatol": 1e-10}
+        ).x
         step = 1e-4
         curvature = -(log_posterior(mode + step) - 2 * log_posterior(mode) + log_posterior(mode - step)) / step**2
         assert level.mean[0] == pytest.approx(mode, abs=1e-5), y
         assert level.variance[0] == pytest.approx(1 / curvature, rel=1e-3), y
-        density = lambda x, lp=log_posterior: np.exp(lp(x))  # noqa: E731
-        norm = integrate.quad(density, -15, 10)[0]
-        mean = integrate.quad(lambda x: x * density(x), -15, 10)[0] / norm
-        variance = integrate.quad(lambda x: (x - mean) ** 2 * density(x), -15, 10)[0] / norm
+        _, mean, variance = _moments(lambda x, lp=log_posterior: np.exp(lp(x)))
         assert level.mean[0] == pytest.approx(mean, abs=0.1), y
         assert level.variance[0] == pytest.approx(variance, rel=0.15), y
+
+
+def _moments(density):
+    """Mass, mean and variance of a density on the log scale, by quadrature."""
+    norm = integrate.quad(density, -15, 10)[0]
+    mean = integrate.quad(lambda x: x * density(x), -15, 10)[0] / norm
+    return norm, mean, integrate.quad(lambda x: (x - mean) ** 2 * density(x), -15, 10)[0] / norm
 
 
 def test_a_coup_moves_the_level_within_a_month():
@@ -196,8 +209,10 @@ def test_forecast_rows_and_exceedance_rows():
     fixed = [r for r in fatalities.exceedance if r["basis"] == "fixed" and r["months"] == 1]
     assert [r["at_least"] for r in fixed] == list(config.exceedance_counts["fatalities"])
     high = [r for r in events.exceedance if r["basis"] == "12-month high"]
-    assert [r["at_least"] for r in high] == [max(1, int(tasks[1].counts[-12:].max())),
-                                              max(1, int(np.convolve(tasks[1].counts[-12:], np.ones(3), "valid").max()))]
+    assert [r["at_least"] for r in high] == [
+        max(1, int(tasks[1].counts[-12:].max())),
+        max(1, int(np.convolve(tasks[1].counts[-12:], np.ones(3), "valid").max())),
+    ]
     for row in fatalities.exceedance + events.exceedance:
         assert 0 <= row["probability"] <= 1
     # one series computed alone is the same as in a chunk
@@ -208,13 +223,17 @@ def test_forecast_rows_and_exceedance_rows():
 # --- the distribution and the scores, against independent computations -------------------------------------------
 
 
-@pytest.mark.parametrize("mu, dispersion", [(0.3, 0.0), (7.0, 0.0), (7.0, 0.4), (150.0, 1.5), (2500.0, 0.05), (0.02, 1.0)])
+@pytest.mark.parametrize(
+    "mu, dispersion", [(0.3, 0.0), (7.0, 0.0), (7.0, 0.4), (150.0, 1.5), (2500.0, 0.05), (0.02, 1.0)]
+)
 def test_negative_binomial_functions_match_scipy(mu, dispersion):
     reference = stats.poisson(mu) if dispersion == 0 else stats.nbinom(1 / dispersion, 1 / (1 + dispersion * mu))
     grid = np.arange(0, 4000)
     assert np.allclose(negbin.cdf(grid, mu, dispersion), reference.cdf(grid), atol=1e-9)
     assert np.allclose(negbin.logpmf(grid[:200], mu, dispersion), reference.logpmf(grid[:200]), atol=1e-8)
-    assert np.allclose(negbin.sf_at_least(grid[1:200], mu, dispersion), reference.sf(grid[:199]), rtol=1e-6, atol=1e-300)
+    assert np.allclose(
+        negbin.sf_at_least(grid[1:200], mu, dispersion), reference.sf(grid[:199]), rtol=1e-6, atol=1e-300
+    )
     levels = [0.01, 0.025, 0.1, 0.5, 0.9, 0.975, 0.99]
     assert negbin.quantiles(mu, dispersion, levels).tolist() == [int(v) for v in reference.ppf(levels)]
     for y in (0, 3, int(mu) + 1, int(3 * mu) + 5):
@@ -250,4 +269,6 @@ def test_interval_score_and_pit_coverage_match_their_definitions():
     draws = below[:, None] + rng.uniform(size=(300, 4000)) * (at_most - below)[:, None]
     for level in (0.5, 0.8, 0.95):
         low, high = (1 - level) / 2, (1 + level) / 2
-        assert pit_coverage(below, at_most, level) == pytest.approx(((draws >= low) & (draws <= high)).mean(axis=1), abs=0.03)
+        assert pit_coverage(below, at_most, level) == pytest.approx(
+            ((draws >= low) & (draws <= high)).mean(axis=1), abs=0.03
+        )

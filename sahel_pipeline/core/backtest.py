@@ -38,8 +38,8 @@ from sahel_pipeline.core import negbin
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, QUANTILES, Counts
 from sahel_pipeline.core.models import ModelConfig, Predictive, group_rate
-from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
+from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.scoring import build_tasks, fitting_pool, score_month
 from sahel_pipeline.core.series import SERIES_COLUMNS, SERIES_KEY, long_series
 
@@ -99,7 +99,11 @@ def run_backtest(
         )
     all_scores = apply_alert_rule(pl.concat(scores, how="diagonal_relaxed"), config)
     scored = score_forecasts(
-        pl.concat(forecasts, how="diagonal_relaxed"), pl.concat(baselines, how="diagonal_relaxed"), group_panel, country_panel, indicators
+        pl.concat(forecasts, how="diagonal_relaxed"),
+        pl.concat(baselines, how="diagonal_relaxed"),
+        group_panel,
+        country_panel,
+        indicators,
     )
     return BacktestResult(
         forecasts=scored,
@@ -121,15 +125,28 @@ def flat_level(y: np.ndarray, exposure: np.ndarray, alpha: float, half_life: flo
 
 
 def baseline_inputs(
-    group_panel: pl.DataFrame, country_panel: pl.DataFrame, origin: dt.date, config: ModelConfig, indicators: list[str], scores: pl.DataFrame
+    group_panel: pl.DataFrame,
+    country_panel: pl.DataFrame,
+    origin: dt.date,
+    config: ModelConfig,
+    indicators: list[str],
+    scores: pl.DataFrame,
 ) -> pl.DataFrame:
     """Per series forecast at `origin`: the last value, the last 12 months, and the flat level's distribution (with the
     dispersion of the series' baseline fit)."""
+    schema: dict[str, pl.DataType] = {
+        **{k: pl.String() for k in SERIES_COLUMNS},
+        "month": pl.Date(),
+        "last_value": pl.Float64(),
+        "history": pl.List(pl.Float64),
+        "flat_mean": pl.Float64(),
+        "flat_dispersion": pl.Float64(),
+    }
+    if "alpha" not in scores.columns:  # nothing was modelled
+        return pl.DataFrame(schema=schema)
+    modelled = scores.filter(pl.col("alpha").is_not_null()).select(*SERIES_COLUMNS, "alpha")
+    alphas = {tuple(row[:-1]): row[-1] for row in modelled.iter_rows()}
     tasks, _ = build_tasks(group_panel, country_panel, origin, config, indicators)
-    alphas = {
-        tuple(row[:-1]): row[-1]
-        for row in scores.filter(pl.col("alpha").is_not_null()).select(*SERIES_COLUMNS, "alpha").iter_rows()
-    } if "alpha" in scores.columns else {}
     rows = []
     for task in tasks:
         if task.key not in alphas:  # not modelled: no forecast to compare with
@@ -137,13 +154,15 @@ def baseline_inputs(
         window = slice(max(0, len(task.counts) - config.window_months), len(task.counts))
         flat = flat_level(task.counts[window], task.exposure[window], alphas[task.key])
         rows.append((*task.key, origin, task.counts[-1], task.counts[-HISTORY:].tolist(), flat.mu, flat.dispersion))
-    schema = {**{k: pl.String for k in SERIES_COLUMNS}, "month": pl.Date, "last_value": pl.Float64,
-              "history": pl.List(pl.Float64), "flat_mean": pl.Float64, "flat_dispersion": pl.Float64}
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
 def score_forecasts(
-    forecasts: pl.DataFrame, baselines: pl.DataFrame, group_panel: pl.DataFrame, country_panel: pl.DataFrame, indicators: list[str]
+    forecasts: pl.DataFrame,
+    baselines: pl.DataFrame,
+    group_panel: pl.DataFrame,
+    country_panel: pl.DataFrame,
+    indicators: list[str],
 ) -> pl.DataFrame:
     """Attach the outcome and the baselines to each forecast, and score them all."""
     if forecasts.height == 0:
@@ -174,7 +193,10 @@ def score_forecasts(
         "crps_flat_level": negbin.crps(y, flat_mu, flat_d),
         "log_score": -model.logpmf(y),
         "log_score_flat_level": -negbin.logpmf(y, flat_mu, flat_d),
-        **{("wis" if name == "model" else f"wis_{name}"): weighted_interval_score(y, q) for name, q in quantile_sets.items()},
+        **{
+            ("wis" if name == "model" else f"wis_{name}"): weighted_interval_score(y, q)
+            for name, q in quantile_sets.items()
+        },
     }
     below, at_most = model.cdf(y - 1), model.cdf(y)
     for level in INTERVALS:
@@ -212,7 +234,8 @@ def pit_coverage(below: np.ndarray, at_most: np.ndarray, level: float) -> np.nda
 
 def sample_crps(samples: np.ndarray, y: np.ndarray) -> np.ndarray:
     """CRPS of an empirical distribution (rows of equally likely values): E|X - y| - E|X - X'| / 2."""
-    return np.abs(samples - y[:, None]).mean(axis=1) - 0.5 * np.abs(samples[:, :, None] - samples[:, None, :]).mean(axis=(1, 2))
+    spread = np.abs(samples[:, :, None] - samples[:, None, :]).mean(axis=(1, 2))
+    return np.abs(samples - y[:, None]).mean(axis=1) - 0.5 * spread
 
 
 def sample_quantiles(samples: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:

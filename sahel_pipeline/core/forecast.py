@@ -53,7 +53,6 @@ import numpy as np
 
 from sahel_pipeline.core import negbin
 
-
 QUANTILES = (0.025, 0.05, 0.10, 0.25, 0.50, 0.75, 0.90, 0.95, 0.975)
 QUANTILE_COLUMNS = ("q025", "q05", "q10", "q25", "q50", "q75", "q90", "q95", "q975")
 TOTAL_MONTHS = 3  # exceedance is also given for the total of the next three months
@@ -155,7 +154,9 @@ class Level:
         return Level(self.mean[rows], self.variance[rows], self.alpha[rows], self.drift[rows], self.pending[rows])
 
 
-def filter_levels(counts: np.ndarray, exposure: np.ndarray, params: LevelParams, breaks: np.ndarray | None = None) -> Level:
+def filter_levels(
+    counts: np.ndarray, exposure: np.ndarray, params: LevelParams, breaks: np.ndarray | None = None
+) -> Level:
     """Filter every series (rows) through its months (columns) and return its level at the last month."""
     y = np.asarray(counts, dtype=float)
     e = np.asarray(exposure, dtype=float)
@@ -208,7 +209,6 @@ def _update(y, e, m, P, alpha, steps):
 # --- forecasts from the level ---------------------------------------------------------------------------------------
 
 
-
 @dataclass
 class Outlook:
     """Forecasts of n series for horizons 1..H (arrays (n, H)), and exceedance probabilities (n, K) of given counts
@@ -238,5 +238,7 @@ def outlook(level: Level, horizons: int, thresholds_month: np.ndarray, threshold
         mean=months.mean,
         quantiles=months.quantiles(),
         p_month=Counts(months.m[:, :1], months.v[:, :1], months.alpha).sf_at_least(np.nan_to_num(thresholds_month)),
-        p_total=Counts(total.m[:, None], total.v[:, None], total.alpha[:, None]).sf_at_least(np.nan_to_num(thresholds_total)),
+        p_total=Counts(total.m[:, None], total.v[:, None], total.alpha[:, None]).sf_at_least(
+            np.nan_to_num(thresholds_total)
+        ),
     )

@@ -35,10 +35,9 @@ from pathlib import Path
 import numpy as np
 from scipy import optimize, special
 
-from sahel_pipeline.core.months import days_in_month, index_month, month_index
-
 from sahel_pipeline.core import negbin
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, TOTAL_MONTHS, LevelParams, Outlook, filter_levels, outlook
+from sahel_pipeline.core.months import days_in_month, index_month, month_index
 
 
 @dataclass(frozen=True)
@@ -421,7 +420,9 @@ def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str]:
     return baseline.hexdigest(), everything.hexdigest()
 
 
-def score_series(task: SeriesTask, config: ModelConfig, forecast: SeriesForecast | None = None) -> tuple[dict, list[dict]]:
+def score_series(
+    task: SeriesTask, config: ModelConfig, forecast: SeriesForecast | None = None
+) -> tuple[dict, list[dict]]:
     """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows).
 
     `forecast` is the series' part of `forecast_chunk` when the caller computed a chunk's forecasts at once."""
@@ -504,14 +505,16 @@ def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesF
                 breaks[i, width - len(y) + month_index(brk.date) - months[0]] = True
         year = task.counts[-12:]
         month_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, year.max())]
-        three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum(keepdims=True)
+        three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum()
         total_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, three.max())]
     level = filter_levels(counts, exposure, config.level, breaks)
     view = outlook(level, config.horizons, month_k, total_k)
     return [_series_forecast(task, view, i, len(ladders[i]), month_k[i], total_k[i]) for i, task in enumerate(tasks)]
 
 
-def _series_forecast(task: SeriesTask, view: Outlook, i: int, fixed: int, month_k: np.ndarray, total_k: np.ndarray) -> SeriesForecast:
+def _series_forecast(
+    task: SeriesTask, view: Outlook, i: int, fixed: int, month_k: np.ndarray, total_k: np.ndarray
+) -> SeriesForecast:
     last = int(task.months[-1])
     months = [
         {

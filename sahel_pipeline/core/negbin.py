@@ -37,8 +37,11 @@ def logpmf(y, mu, dispersion, weights=None):
         return y * np.log(mu) - mu - special.gammaln(y + 1)
     size = 1.0 / np.maximum(d, POISSON)
     nb = (
-        special.gammaln(y + size) - special.gammaln(size) - special.gammaln(y + 1)
-        - size * np.log1p(mu / size) + y * (np.log(mu) - np.log(size + mu))
+        special.gammaln(y + size)
+        - special.gammaln(size)
+        - special.gammaln(y + 1)
+        - size * np.log1p(mu / size)
+        + y * (np.log(mu) - np.log(size + mu))
     )
     return np.where(poisson, y * np.log(mu) - mu - special.gammaln(y + 1), nb) if poisson.any() else nb
 
@@ -47,7 +50,9 @@ def cdf(k, mu, dispersion, weights=None):
     """P(Y <= k) for each k (the regularised incomplete beta function; Poisson's gamma function)."""
     if weights is not None:
         return cdf(np.asarray(k, dtype=float)[..., None], mu, dispersion) @ np.asarray(weights, dtype=float)
-    k, mu, d = np.broadcast_arrays(np.floor(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float))
+    k, mu, d = np.broadcast_arrays(
+        np.floor(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float)
+    )
     size, p, _ = _params(mu, d)
     kk = np.maximum(k, 0)
     value = np.where(d <= POISSON, special.pdtr(kk, mu), special.betainc(size, kk + 1, p))
@@ -58,7 +63,9 @@ def sf_at_least(k, mu, dispersion, weights=None):
     """P(Y >= k), computed as an upper tail so that small probabilities keep their precision."""
     if weights is not None:
         return sf_at_least(np.asarray(k, dtype=float)[..., None], mu, dispersion) @ np.asarray(weights, dtype=float)
-    k, mu, d = np.broadcast_arrays(np.ceil(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float))
+    k, mu, d = np.broadcast_arrays(
+        np.ceil(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float)
+    )
     size, _, tail = _params(mu, d)
     kk = np.maximum(k, 1)
     value = np.where(d <= POISSON, special.pdtrc(kk - 1, mu), special.betainc(kk, size, tail))
@@ -89,7 +96,15 @@ def crps(y, mu, dispersion, weights=None) -> np.ndarray:
         k = np.arange(cumulative.shape[1])
         out[rows] = ((cumulative - (k >= y[rows, None])) ** 2).sum(axis=1)
     for row in np.flatnonzero(top > MAX_GRID):
-        points = np.unique(np.concatenate([[0.0], np.arange(max(0.0, y[row] - 2000), y[row] + 2000), np.geomspace(1, top[row] + 1, 4000).astype(np.int64)]))
+        points = np.unique(
+            np.concatenate(
+                [
+                    [0.0],
+                    np.arange(max(0.0, y[row] - 2000), y[row] + 2000),
+                    np.geomspace(1, top[row] + 1, 4000).astype(np.int64),
+                ]
+            )
+        )
         widths = np.diff(np.append(points, top[row] + 1))  # each point stands for the counts up to the next
         out[row] = float(np.sum(widths * (cdf(points, mu[row], d[row], w) - (points >= y[row])) ** 2))
     return out.reshape(shape)

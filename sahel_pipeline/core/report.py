@@ -2,8 +2,9 @@
 
 For each alert, most severe first: its sentence, the series over the last four years (observed counts, the
 baseline expectation, the 99% bound for the month, the baseline and recent windows shaded, the next six months'
-forecast with 80% and 95% intervals, which widen with the horizon), and a table of the admin1 units where the rise happened. Then the forecasts of the
-alerted series and of every country, and a data-quality section (events read, quarantined, revised, deleted).
+forecast with 80% and 95% intervals, which widen with the horizon), and a table of the admin1 units where the rise
+happened. Then the forecasts of the alerted series and of every country, and a data-quality section (events read,
+quarantined, revised, deleted).
 """
 
 from __future__ import annotations

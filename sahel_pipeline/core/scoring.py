@@ -260,7 +260,11 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 
 def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
     score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
-    scores = pl.DataFrame(score_rows, infer_schema_length=None) if score_rows else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    scores = (
+        pl.DataFrame(score_rows, infer_schema_length=None)
+        if score_rows
+        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
+    )
     forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], ["target_month"])
     exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], ["first_month", "last_month"])
     return MonthScores(scores, forecasts, exceedance)
@@ -268,7 +272,7 @@ def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthS
 
 def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], month_columns: list[str]) -> pl.DataFrame:
     """Per-series rows under their series key, with month numbers as dates."""
-    rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, series_rows in rows_by_key for row in series_rows]
+    rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
     if not rows:
         return pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
     return pl.DataFrame(rows, infer_schema_length=None).with_columns(
@@ -319,7 +323,12 @@ def score_month(
         "series_skipped": skipped.height,
     }
     month_column = pl.lit(month).alias("month")
-    return MonthScores(scores.with_columns(month_column), forecasts.with_columns(month_column), exceedance.with_columns(month_column), reuse)
+    return MonthScores(
+        scores.with_columns(month_column),
+        forecasts.with_columns(month_column),
+        exceedance.with_columns(month_column),
+        reuse,
+    )
 
 
 @dataclass
@@ -331,7 +340,9 @@ class Kept:
     exceedance: list[pl.DataFrame] = field(default_factory=list)
 
 
-def reuse_earlier(tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str]], previous: MonthScores | None) -> tuple[Kept, list[SeriesTask]]:
+def reuse_earlier(
+    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str]], previous: MonthScores | None
+) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
     carrying their earlier baseline fit when the baseline data have not changed."""
     if previous is None or "window_key" not in previous.scores.columns:
