@@ -216,6 +216,27 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     assert reused.forecasts.sort(order, nulls_last=True).equals(
         fresh.forecasts.select(reused.forecasts.columns).sort(order, nulls_last=True)
     )
+    order = [*keys, "months", "basis", "at_least"]
+    assert reused.exceedance.height == fresh.exceedance.height > 0
+    assert reused.exceedance.sort(order, nulls_last=True).equals(
+        fresh.exceedance.select(reused.exceedance.columns).sort(order, nulls_last=True)
+    )
+
+
+def test_a_stored_month_splits_back_into_its_scores_forecasts_and_exceedance(sample_panels):
+    """A shard stores one row per series with its forecasts and exceedance nested; reading it back gives the rows."""
+    from sahel_pipeline.core.scoring import nest_forecasts, score_month, split_forecasts, unnest_forecasts
+
+    month = score_month(sample_panels.group_month, sample_panels.country_month, dt.date(2024, 12, 1), CONFIG,
+                        log=lambda _: None)
+    stored = nest_forecasts(month)
+    assert stored.height == month.scores.height
+    back = split_forecasts(stored)
+    assert back.scores.equals(month.scores)
+    for name in ("forecasts", "exceedance"):
+        rows = getattr(month, name)
+        assert getattr(back, name).equals(unnest_forecasts(stored, name)) and getattr(back, name).height == rows.height
+        assert getattr(back, name).select(rows.columns).sort(rows.columns).equals(rows.sort(rows.columns))
 
 
 def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):

@@ -48,28 +48,27 @@ def logpmf(y, mu, dispersion, weights=None):
 
 def cdf(k, mu, dispersion, weights=None):
     """P(Y <= k) for each k (the regularised incomplete beta function; Poisson's gamma function)."""
-    if weights is not None:
-        return cdf(np.asarray(k, dtype=float)[..., None], mu, dispersion) @ np.asarray(weights, dtype=float)
-    k, mu, d = np.broadcast_arrays(
-        np.floor(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float)
-    )
-    size, p, _ = _params(mu, d)
-    kk = np.maximum(k, 0)
-    value = np.where(d <= POISSON, special.pdtr(kk, mu), special.betainc(size, kk + 1, p))
-    return np.where(k < 0, 0.0, value)
+    return _probability(np.floor(np.asarray(k, dtype=float)), mu, dispersion, weights, upper=False)
 
 
 def sf_at_least(k, mu, dispersion, weights=None):
     """P(Y >= k), computed as an upper tail so that small probabilities keep their precision."""
+    return _probability(np.ceil(np.asarray(k, dtype=float)), mu, dispersion, weights, upper=True)
+
+
+def _probability(k, mu, dispersion, weights, upper):
     if weights is not None:
-        return sf_at_least(np.asarray(k, dtype=float)[..., None], mu, dispersion) @ np.asarray(weights, dtype=float)
-    k, mu, d = np.broadcast_arrays(
-        np.ceil(np.asarray(k, dtype=float)), np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float)
-    )
-    size, _, tail = _params(mu, d)
-    kk = np.maximum(k, 1)
-    value = np.where(d <= POISSON, special.pdtrc(kk - 1, mu), special.betainc(kk, size, tail))
-    return np.where(k <= 0, 1.0, value)
+        return _probability(k[..., None], mu, dispersion, None, upper) @ np.asarray(weights, dtype=float)
+    k, mu, d = np.broadcast_arrays(k, np.asarray(mu, dtype=float), np.asarray(dispersion, dtype=float))
+    size, p, tail = _params(mu, d)
+    poisson = d <= POISSON
+    if upper:  # P(Y >= k) = I_{mu/(r+mu)}(k, r)
+        at_least = np.maximum(k, 1)
+        value = np.where(poisson, special.pdtrc(at_least - 1, mu), special.betainc(at_least, size, tail))
+        return np.where(k <= 0, 1.0, value)
+    at_most = np.maximum(k, 0)
+    value = np.where(poisson, special.pdtr(at_most, mu), special.betainc(size, at_most + 1, p))
+    return np.where(k < 0, 0.0, value)
 
 
 def quantiles(mu, dispersion, qs, weights=None) -> np.ndarray:
