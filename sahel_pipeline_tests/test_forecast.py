@@ -11,7 +11,7 @@ from scipy import integrate, optimize, stats
 
 from sahel_pipeline.core import negbin
 from sahel_pipeline.core.backtest import pit_coverage, sample_crps, sample_quantiles, weighted_interval_score
-from sahel_pipeline.core.forecast import QUANTILES, Counts, LevelParams, filter_levels
+from sahel_pipeline.core.forecast import QUANTILES, Counts, FilterState, LevelParams, filter_levels
 from sahel_pipeline.core.models import Break, ModelConfig, SeriesTask, forecast_chunk, month_index
 
 PARAMS = LevelParams()
@@ -49,8 +49,10 @@ def test_a_drifting_level_gets_intervals_that_hold_at_horizons_1_and_6(drifting,
     counts, level = drifting
     forecast = level.month(horizon)
     outcome = counts[:, MONTHS - 1 + horizon]
+    # within 3 points (measured 0.49, 0.79, 0.94 and 0.51, 0.79, 0.95); the former flat level, the same distribution
+    # at every horizon, gave 0.52, 0.82, 0.95 and 0.47, 0.75, 0.91: it fails six months ahead
     for nominal in (0.5, 0.8, 0.95):
-        assert calibration(outcome, forecast, nominal) == pytest.approx(nominal, abs=0.05), nominal
+        assert calibration(outcome, forecast, nominal) == pytest.approx(nominal, abs=0.03), nominal
     # and the plain intervals an analyst reads hold at least their nominal share (more: counts are discrete)
     q = forecast.quantiles(QUANTILES)
     inside = (q[:, 0] <= outcome) & (outcome <= q[:, -1])
@@ -185,6 +187,26 @@ def test_a_break_in_the_last_month_widens_the_forecast():
     with_break, without = (forecast_chunk([series], ModelConfig(breaks=b))[0].months[0] for b in ((coup,), ()))
     assert with_break["q50"] == without["q50"] == 8
     assert with_break["q975"] - with_break["q025"] > 1.3 * (without["q975"] - without["q025"])
+
+
+def test_going_on_from_the_state_reaching_the_last_month_equals_filtering_it_all():
+    """A weekly rerun changes a series' last month: the filter goes on from the state it had reached (one month's
+    work), and gives what filtering every month again gives, breaks and partial months included."""
+    rng = np.random.default_rng(12)
+    counts = simulate(rng, 50, MONTHS, 0.04, 0.3, 5.0)
+    exposure = np.ones_like(counts)
+    exposure[:10, :5] = 0  # series that start later
+    exposure[::3, -1] = 0.4  # a partial last month
+    breaks = np.zeros_like(counts, dtype=bool)
+    breaks[::4, -2] = breaks[::5, -1] = True  # breaks into the last month and after it
+    earlier = filter_levels(counts, exposure, PARAMS, breaks)
+    revised = counts.copy()
+    revised[:, -1] += rng.poisson(3, 50)  # this week's new events in the last month
+    whole = filter_levels(revised, exposure, PARAMS, breaks)
+    state = FilterState.unpacked(earlier.reaching_last.packed())
+    resumed = filter_levels(revised[:, -1:], exposure[:, -1:], PARAMS, breaks[:, -1:], state)
+    for name in ("mean", "variance", "alpha", "drift", "pending"):
+        assert np.allclose(getattr(resumed, name), getattr(whole, name), rtol=1e-12, atol=1e-12), name
 
 
 def test_a_recent_rise_carries_into_the_forecast_and_a_partial_month_is_scaled():

@@ -206,6 +206,7 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     reused = score_month(updated, panels.country_month, month, CONFIG, log=lambda _: None, previous=last_week)
     fresh = score_month(updated, panels.country_month, month, CONFIG, log=lambda _: None)
     assert reused.reuse["baseline_fits_reused"] == 1  # ISSP Niger events: only its last month changed
+    assert reused.reuse["forecast_filters_reused"] == 1  # ... so its forecast filter goes on from the month before
     assert reused.reuse["series_fitted"] == 0
     assert reused.reuse["scores_reused"] == fresh.scores.filter(pl.col("model") != "skipped").height - 1
     keys = SERIES_KEY

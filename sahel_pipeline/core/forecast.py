@@ -115,6 +115,26 @@ class Counts:
 
 
 @dataclass
+class FilterState:
+    """Every candidate's prior for one month, N(m, P) (arrays (n, candidates)), the likelihood of the months before,
+    and how many months each series had been filtered: what the filter needs to go on from that month."""
+
+    m: np.ndarray
+    P: np.ndarray
+    loglik: np.ndarray
+    age: np.ndarray  # (n, 1)
+
+    def packed(self) -> np.ndarray:
+        """One row of floats per series, to store beside its score."""
+        return np.concatenate([self.m, self.P, self.loglik, self.age], axis=1)
+
+    @classmethod
+    def unpacked(cls, rows: np.ndarray) -> FilterState:
+        c = (rows.shape[1] - 1) // 3
+        return cls(rows[:, :c], rows[:, c : 2 * c], rows[:, 2 * c : 3 * c], rows[:, 3 * c :])
+
+
+@dataclass
 class Level:
     """The filtered log level at the last month of each series, N(mean, variance), and the series' noise alpha."""
 
@@ -123,6 +143,7 @@ class Level:
     alpha: np.ndarray
     drift: np.ndarray  # q chosen for each series
     pending: np.ndarray  # break variance not yet crossed: a break right after the last month
+    reaching_last: FilterState | None = None  # every candidate's state on reaching the last month
 
     def ahead(self, h: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of the log level h months after the last."""
@@ -153,11 +174,26 @@ class Level:
     def __getitem__(self, rows) -> Level:
         return Level(self.mean[rows], self.variance[rows], self.alpha[rows], self.drift[rows], self.pending[rows])
 
+    @classmethod
+    def joined(cls, parts: list[tuple[np.ndarray, Level]], n: int) -> Level:
+        """One Level of n series from parts, each (the rows it fills, a Level of those rows)."""
+        whole = cls(np.empty(n), np.empty(n), np.empty(n), np.empty(n), np.empty(n))
+        for rows, part in parts:
+            for name in ("mean", "variance", "alpha", "drift", "pending"):
+                getattr(whole, name)[rows] = getattr(part, name)
+        return whole
+
 
 def filter_levels(
-    counts: np.ndarray, exposure: np.ndarray, params: LevelParams, breaks: np.ndarray | None = None
+    counts: np.ndarray,
+    exposure: np.ndarray,
+    params: LevelParams,
+    breaks: np.ndarray | None = None,
+    resume: FilterState | None = None,
 ) -> Level:
-    """Filter every series (rows) through its months (columns) and return its level at the last month."""
+    """Filter every series (rows) through its months (columns) and return its level at the last month, with the state
+    the filter had on reaching the last month (`Level.reaching_last`: to go on from there when only that month's
+    count changes). With `resume` (such a state), the counts are the months from that state's month on."""
     y = np.asarray(counts, dtype=float)
     e = np.asarray(exposure, dtype=float)
     n, months = y.shape
@@ -166,25 +202,39 @@ def filter_levels(
     alphas = np.repeat(np.asarray(params.alphas, dtype=float), len(params.drifts))[None, :]
     qs = np.tile(np.asarray(params.drifts, dtype=float), len(params.alphas))[None, :]
     prior = np.tile(np.log(np.asarray(params.drift_prior, dtype=float)), len(params.alphas))[None, :]
-    covered = e > 0
-    first = np.where(covered.any(axis=1), covered.argmax(axis=1), months)[:, None]
-    start = np.log((y.sum(axis=1) + 0.5) / np.maximum(e.sum(axis=1), 1e-9))[:, None]
-    m = np.repeat(start, alphas.shape[1], axis=1)
-    P = np.full_like(m, params.prior_variance)
-    loglik = np.zeros_like(m)
+    state = resume or _starting_state(y, e, params, alphas.shape[1])
+    m, P, loglik, age = state.m, state.P, state.loglik, state.age
+    last = state
     for t in range(months):
         if t:
-            P = np.where(t > first, P + qs + bumps[:, t - 1 : t], P)
+            P = np.where(age > 0, P + qs + bumps[:, t - 1 : t], P)
+        if t == months - 1:
+            last = FilterState(m, P, loglik, age)
         yt, et = y[:, t : t + 1], e[:, t : t + 1]
-        counted = (t >= first + params.burn_in) & (et > 0)
+        counted = (age >= params.burn_in) & (et > 0)
         if counted.any():
-            predicted = negbin.logpmf(yt, et * np.exp(m + P / 2), (1 + alphas) * np.exp(P) - 1)
-            loglik += np.where(counted, predicted, 0.0)
+            dispersion = (1 + alphas) * np.exp(P) - 1
+            predicted = negbin.logpmf(yt, et * np.exp(m + P / 2), dispersion, factorial=False)
+            loglik = loglik + np.where(counted, predicted, 0.0)
         m, P = _update(yt, et, m, P, alphas, params.newton_steps)
+        age = age + 1
     best = np.argmax(loglik + prior, axis=1)
     rows = np.arange(n)
     pending = bumps[:, -1] if months else np.zeros(n)
-    return Level(m[rows, best], P[rows, best], alphas[0, best], qs[0, best], pending)
+    return Level(m[rows, best], P[rows, best], alphas[0, best], qs[0, best], pending, last)
+
+
+def _starting_state(y: np.ndarray, e: np.ndarray, params: LevelParams, candidates: int) -> FilterState:
+    """Each series' prior at its first covered month: its mean rate over its first year, with a wide variance (the
+    first year, not every month, so that the state reaching the last month does not depend on the last month)."""
+    n, months = y.shape
+    covered = e > 0
+    first = np.where(covered.any(axis=1), covered.argmax(axis=1), months)
+    year = (np.arange(months)[None, :] >= first[:, None]) & (np.arange(months)[None, :] < first[:, None] + 12)
+    start = np.log(((y * year).sum(axis=1) + 0.5) / np.maximum((e * year).sum(axis=1), 1e-9))[:, None]
+    m = np.repeat(start, candidates, axis=1)
+    # months before a series' first covered month leave the prior as it is; age counts its filtered months from 0
+    return FilterState(m, np.full_like(m, params.prior_variance), np.zeros_like(m), -first[:, None].astype(float))
 
 
 def _update(y, e, m, P, alpha, steps):
@@ -195,15 +245,15 @@ def _update(y, e, m, P, alpha, steps):
     weight = np.where(e > 0, (y + 0.5) / (1 + alpha * (y + 0.5)), 0.0)
     own = np.log((y + 0.5) / np.maximum(e, 1e-12))
     x = (m * precision + own * weight) / (precision + weight)
+    noisy = 1 + alpha * y
     for _ in range(steps):
         mu = e * np.exp(x)
         damp = 1.0 / (1.0 + alpha * mu)
         gradient = (y - mu) * damp - (x - m) * precision
-        curvature = mu * (1 + alpha * y) * damp**2 + precision
-        x = x + np.clip(gradient / curvature, -2.0, 2.0)
+        curvature = mu * noisy * damp * damp + precision
+        x += np.maximum(np.minimum(gradient / curvature, 2.0), -2.0)  # ufuncs: np.clip's wrapper costs as much
     mu = e * np.exp(x)
-    information = mu * (1 + alpha * y) / (1 + alpha * mu) ** 2
-    return x, 1.0 / (precision + information)
+    return x, 1.0 / (precision + mu * noisy / (1 + alpha * mu) ** 2)
 
 
 # --- forecasts from the level ---------------------------------------------------------------------------------------

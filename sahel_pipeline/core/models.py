@@ -36,7 +36,15 @@ import numpy as np
 from scipy import optimize, special
 
 from sahel_pipeline.core import negbin
-from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, TOTAL_MONTHS, LevelParams, Outlook, filter_levels, outlook
+from sahel_pipeline.core.forecast import (
+    QUANTILE_COLUMNS,
+    TOTAL_MONTHS,
+    FilterState,
+    Level,
+    LevelParams,
+    filter_levels,
+    outlook,
+)
 from sahel_pipeline.core.months import days_in_month, index_month, month_index
 
 
@@ -396,28 +404,34 @@ class SeriesTask:
     counts: np.ndarray
     exposure: np.ndarray  # share of each month the data cover (1 except a partial last month)
     cached_fit: BaselineFit | None = None  # an earlier fit of the same baseline data, reused as is
+    # the forecast filter's state on reaching the last month, from an earlier run on the same months before it
+    cached_level: np.ndarray | None = None
 
 
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
 MODEL_VERSION = "3"
 
 
-def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str]:
-    """Digests of what a score depends on: (the baseline window, everything). Equal keys give equal results.
+def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str, str]:
+    """Digests of what a score depends on: (the baseline window, the forecast filter's months before the last,
+    everything). Equal keys give equal results.
 
     A weekly update changes the last month of most series but rarely their baseline, which ends three months
-    earlier: the baseline fit, most of the cost, can then be reused.
+    earlier, or the months before the last: the baseline fit, most of the cost, and the forecast filter's run up to
+    the last month can then be reused.
     """
     settings = f"{MODEL_VERSION}|{config!r}".encode()
     n = len(task.counts)
     start, end = max(0, n - config.window_months), max(0, n - config.recent_months)
-    baseline = hashlib.blake2b(settings, digest_size=12)
-    for array in (task.counts[start:end], task.exposure[start:end], task.months[start:end]):
-        baseline.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    everything = hashlib.blake2b(settings, digest_size=12)
-    for array in (task.counts, task.exposure, task.months):
-        everything.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
-    return baseline.hexdigest(), everything.hexdigest()
+    windows = (slice(start, end), slice(start, n - 1), slice(0, n))
+    digests = []
+    for window in windows:
+        digest = hashlib.blake2b(settings, digest_size=12)
+        for array in (task.counts[window], task.exposure[window], task.months[window]):
+            digest.update(np.ascontiguousarray(array, dtype=np.float64).tobytes())
+        digests.append(digest.hexdigest())
+    baseline, level, everything = digests
+    return baseline, level, everything
 
 
 def score_series(
@@ -479,10 +493,12 @@ def score_series(
 
 @dataclass
 class SeriesForecast:
-    """One series' forecast rows (one per month ahead) and exceedance rows (one per period and threshold)."""
+    """One series' forecast rows (one per month ahead) and exceedance rows (one per period and threshold), and the
+    filter's state on reaching the last month (stored with the score: `SeriesTask.cached_level` next time)."""
 
     months: list[dict]
     exceedance: list[dict]
+    level_state: list[float]
 
 
 def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesForecast]:
@@ -496,51 +512,74 @@ def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesF
     rungs = max(map(len, ladders)) + 1
     month_k, total_k = np.full((len(tasks), rungs), np.nan), np.full((len(tasks), rungs), np.nan)
     for i, task in enumerate(tasks):
-        y, e, months = task.counts[-width:], task.exposure[-width:], task.months[-width:]
+        y, e, filtered = task.counts[-width:], task.exposure[-width:], task.months[-width:]
         counts[i, width - len(y):], exposure[i, width - len(y):] = y, e
         # a break known by the last month: its variance is added on leaving its month (a break in the last month
         # itself widens the forecast)
         for brk in config.breaks:
-            if brk.country == task.country and months[0] <= month_index(brk.date) <= months[-1]:
-                breaks[i, width - len(y) + month_index(brk.date) - months[0]] = True
+            if brk.country == task.country and filtered[0] <= month_index(brk.date) <= filtered[-1]:
+                breaks[i, width - len(y) + month_index(brk.date) - filtered[0]] = True
         year = task.counts[-12:]
         month_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, year.max())]
         three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum()
         total_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, three.max())]
-    level = filter_levels(counts, exposure, config.level, breaks)
+    level, states = _filtered(tasks, counts, exposure, breaks, config)
     view = outlook(level, config.horizons, month_k, total_k)
-    return [_series_forecast(task, view, i, len(ladders[i]), month_k[i], total_k[i]) for i, task in enumerate(tasks)]
+    # Python lists once for the chunk: element by element, numpy's conversions cost more than the forecast itself.
+    quantiles, mean, sd = view.quantiles.tolist(), view.mean.tolist(), view.rate_log_sd.tolist()
+    rate, alpha = view.rate.tolist(), view.alpha.tolist()
+    spans = ((1, month_k.tolist(), view.p_month.tolist()), (TOTAL_MONTHS, total_k.tolist(), view.p_total.tolist()))
+    forecasts = []
+    for i, task in enumerate(tasks):
+        last = int(task.months[-1])
+        months = [
+            {
+                "horizon": h + 1,
+                "target_month": last + h + 1,
+                "mean": mean[i][h],
+                **dict(zip(QUANTILE_COLUMNS, quantiles[i][h], strict=True)),
+                "rate": rate[i],
+                "rate_log_sd": sd[i][h],
+                "alpha": alpha[i],
+            }
+            for h in range(config.horizons)
+        ]
+        fixed = len(ladders[i])
+        exceedance = [
+            {
+                "months": span,
+                "first_month": last + 1,
+                "last_month": last + span,
+                "basis": "fixed" if j < fixed else "12-month high",
+                "at_least": int(thresholds[i][j]),
+                "probability": probabilities[i][j],
+            }
+            for span, thresholds, probabilities in spans
+            for j in range(fixed + 1)
+        ]
+        forecasts.append(SeriesForecast(months, exceedance, states[i]))
+    return forecasts
 
 
-def _series_forecast(
-    task: SeriesTask, view: Outlook, i: int, fixed: int, month_k: np.ndarray, total_k: np.ndarray
-) -> SeriesForecast:
-    last = int(task.months[-1])
-    months = [
-        {
-            "horizon": h + 1,
-            "target_month": last + h + 1,
-            "mean": float(view.mean[i, h]),
-            **dict(zip(QUANTILE_COLUMNS, view.quantiles[i, h].tolist(), strict=True)),
-            "rate": float(view.rate[i]),
-            "rate_log_sd": float(view.rate_log_sd[i, h]),
-            "alpha": float(view.alpha[i]),
-        }
-        for h in range(view.mean.shape[1])
-    ]
-    exceedance = [
-        {
-            "months": span,
-            "first_month": last + 1,
-            "last_month": last + span,
-            "basis": "fixed" if j < fixed else "12-month high",
-            "at_least": int(thresholds[j]),
-            "probability": float(probabilities[i, j]),
-        }
-        for span, thresholds, probabilities in ((1, month_k, view.p_month), (TOTAL_MONTHS, total_k, view.p_total))
-        for j in range(fixed + 1)
-    ]
-    return SeriesForecast(months, exceedance)
+def _filtered(tasks: list[SeriesTask], counts, exposure, breaks, config: ModelConfig) -> tuple[Level, list]:
+    """The level of every task at its last month, and the filter's state on reaching it: filtered from the start, or
+    from an earlier run's state when the months before the last are unchanged (one month's work instead of 39)."""
+    cached = np.array([task.cached_level is not None for task in tasks])
+    fresh, resumed = np.flatnonzero(~cached), np.flatnonzero(cached)
+    parts = []
+    if fresh.size:
+        parts.append((fresh, filter_levels(counts[fresh], exposure[fresh], config.level, breaks[fresh])))
+    if resumed.size:
+        state = FilterState.unpacked(np.stack([np.asarray(tasks[i].cached_level, dtype=float) for i in resumed]))
+        last = slice(counts.shape[1] - 1, None)
+        month = (counts[resumed, last], exposure[resumed, last])
+        parts.append((resumed, filter_levels(*month, config.level, breaks[resumed, last], state)))
+    states: list = [None] * len(tasks)
+    for rows, level in parts:
+        assert level.reaching_last is not None
+        for i, state_row in zip(rows.tolist(), level.reaching_last.packed().tolist(), strict=True):
+            states[i] = state_row
+    return Level.joined(parts, len(tasks)), states
 
 
 def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
@@ -573,5 +612,7 @@ def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tupl
     results = []
     for task, forecast in zip(tasks, forecast_chunk(tasks, config), strict=True):
         score, months = score_series(task, config, forecast)
+        if months:  # modelled: its filter's state is kept for the next run over the same months
+            score["level_state"] = forecast.level_state
         results.append((task.key, score, months, forecast.exceedance if months else []))
     return results

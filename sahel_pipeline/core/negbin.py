@@ -25,25 +25,28 @@ GRID_CELLS = 4_000_000  # grid points built at once (32 MB): rows are taken in b
 MAX_GRID = 1 << 20  # rows needing a longer grid than this (counts beyond a million) are inverted by bisection
 
 
-def logpmf(y, mu, dispersion, weights=None):
-    """log P(Y = y)."""
+def logpmf(y, mu, dispersion, weights=None, factorial=True):
+    """log P(Y = y). Without `factorial`, less log(y!): a term that does not depend on the distribution, left out
+    where only distributions are compared on the same counts (the level filter's choice of candidates)."""
     if weights is not None:
         y = np.asarray(y, dtype=float)[..., None]
-        return special.logsumexp(logpmf(y, mu, dispersion), b=np.asarray(weights, dtype=float), axis=-1)
+        mixed = logpmf(y, mu, dispersion, factorial=factorial)
+        return special.logsumexp(mixed, b=np.asarray(weights, dtype=float), axis=-1)
     y, mu, d = (np.asarray(a, dtype=float) for a in (y, mu, dispersion))
     mu = np.maximum(mu, 1e-300)
+    shared = special.gammaln(y + 1) if factorial else 0.0
     poisson = d <= POISSON
     if poisson.all():
-        return y * np.log(mu) - mu - special.gammaln(y + 1)
+        return y * np.log(mu) - mu - shared
     size = 1.0 / np.maximum(d, POISSON)
     nb = (
         special.gammaln(y + size)
         - special.gammaln(size)
-        - special.gammaln(y + 1)
+        - shared
         - size * np.log1p(mu / size)
         + y * (np.log(mu) - np.log(size + mu))
     )
-    return np.where(poisson, y * np.log(mu) - mu - special.gammaln(y + 1), nb) if poisson.any() else nb
+    return np.where(poisson, y * np.log(mu) - mu - shared, nb) if poisson.any() else nb
 
 
 def cdf(k, mu, dispersion, weights=None):
@@ -78,7 +81,7 @@ def quantiles(mu, dispersion, qs, weights=None) -> np.ndarray:
     out = np.empty((mu.shape[0], q.size), dtype=np.int64)
     top = _upper_bound(mu, d, w, float(q.max()))
     for rows, cumulative in _grids(mu, d, w, top):
-        out[rows] = (cumulative[:, :, None] < q).sum(axis=1)
+        out[rows] = _first_reaching(cumulative, q)
     for row in np.flatnonzero(top > MAX_GRID):
         out[row] = _bisected(mu[row], d[row], w, q, top[row])
     return out.reshape(*shape, q.size)
@@ -107,6 +110,15 @@ def crps(y, mu, dispersion, weights=None) -> np.ndarray:
         widths = np.diff(np.append(points, top[row] + 1))  # each point stands for the counts up to the next
         out[row] = float(np.sum(widths * (cdf(points, mu[row], d[row], w) - (points >= y[row])) ** 2))
     return out.reshape(shape)
+
+
+def _first_reaching(cumulative: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """For each row of a CDF on 0..K, the first k with F(k) >= q, for each q: one binary search over all rows, each
+    row shifted above the one before (CDFs lie in [0, 1])."""
+    rows, length = cumulative.shape
+    shift = 2.0 * np.arange(rows)[:, None]
+    found = np.searchsorted((cumulative + shift).ravel(), (q[None, :] + shift).ravel()).reshape(rows, q.size)
+    return found - length * np.arange(rows)[:, None]
 
 
 def _components(mu, dispersion, weights):

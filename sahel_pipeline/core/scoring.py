@@ -36,6 +36,7 @@ from sahel_pipeline.core.panels import INDICATORS
 from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 
 CHUNK = 64
+DIGEST_COLUMNS = ["baseline_key", "level_key", "window_key"]  # models.input_keys, as score columns
 Log = Callable[[str], None]
 
 # A forecast row after the series' key (models.forecast_chunk makes them): the columns of stored shards' nested
@@ -300,16 +301,18 @@ def score_month(
     keys = {task.key: input_keys(task, config) for task in tasks}
     kept, tasks = reuse_earlier(tasks, keys, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
+    reused_levels = sum(task.cached_level is not None for task in tasks)
     log(
-        f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit), "
+        f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit, "
+        f"{reused_levels:,} with an unchanged forecast filter up to the last month), "
         f"{sum(f.height for f in kept.scores):,} unchanged since the last run, "
         f"{skipped.height:,} skipped (sparse or no data for the month)"
     )
     fitted = score_tasks(tasks, config, pool, log)
     if fitted.scores.height:
         digests = pl.DataFrame(
-            [(*key, baseline, everything) for key, (baseline, everything) in keys.items()],
-            schema={**{k: pl.String for k in SERIES_COLUMNS}, "baseline_key": pl.String, "window_key": pl.String},
+            [(*key, *digest) for key, digest in keys.items()],
+            schema={k: pl.String for k in [*SERIES_COLUMNS, *DIGEST_COLUMNS]},
             orient="row",
         )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
@@ -319,6 +322,7 @@ def score_month(
     reuse = {
         "series_fitted": len(tasks) - reused_fits,
         "baseline_fits_reused": reused_fits,
+        "forecast_filters_reused": reused_levels,
         "scores_reused": sum(f.height for f in kept.scores),
         "series_skipped": skipped.height,
     }
@@ -341,33 +345,34 @@ class Kept:
 
 
 def reuse_earlier(
-    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str]], previous: MonthScores | None
+    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str, str]], previous: MonthScores | None
 ) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
-    carrying their earlier baseline fit when the baseline data have not changed."""
-    if previous is None or "window_key" not in previous.scores.columns:
+    carrying their earlier baseline fit when the baseline data have not changed, and their forecast filter's state
+    at the last month when the months before it have not."""
+    if previous is None or not {*DIGEST_COLUMNS, "level_state"} <= set(previous.scores.columns):
         return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
-    by_key = {
-        tuple(row[k] for k in SERIES_COLUMNS): row
-        for row in earlier.select(*SERIES_COLUMNS, "window_key", "baseline_key", *BaselineFit.SCORE_COLUMNS).iter_rows(
-            named=True
-        )
-    }
+    columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, "level_state", *BaselineFit.SCORE_COLUMNS]
+    by_key = {tuple(row[k] for k in SERIES_COLUMNS): row for row in earlier.select(columns).iter_rows(named=True)}
     unchanged, to_fit = [], []
     for task in tasks:
         row = by_key.get(task.key)
-        baseline, everything = keys[task.key]
-        if row is not None and row["window_key"] == everything:
-            unchanged.append(task.key)
-        elif (
-            row is not None
-            and row["baseline_key"] == baseline
-            and row["model"] in ("negbin", "poisson", "zero-baseline")
-        ):
-            to_fit.append(replace(task, cached_fit=BaselineFit.from_score(row)))
-        else:
+        baseline, level, everything = keys[task.key]
+        if row is None:
             to_fit.append(task)
+            continue
+        if row["window_key"] == everything:
+            unchanged.append(task.key)
+            continue
+        fitted = row["model"] in ("negbin", "poisson", "zero-baseline")
+        to_fit.append(
+            replace(
+                task,
+                cached_fit=BaselineFit.from_score(row) if fitted and row["baseline_key"] == baseline else None,
+                cached_level=row["level_state"] if fitted and row["level_key"] == level else None,
+            )
+        )
     if not unchanged:
         return Kept(), to_fit
     chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_COLUMNS}, orient="row")
