@@ -41,7 +41,7 @@ from sahel_pipeline.core.validation import quarantine_invalid_rows
 DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
 
 # Bump when normalisation, the row rules or what the cache records change, so cached files are read again.
-PARSER_VERSION = "5"
+PARSER_VERSION = "6"
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import polars as pl
 
+from sahel_pipeline.core.actors import INTER_DTYPE
+
 CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "event_id": pl.String(),  # source-prefixed: ACLED:BFO4217, UCDP:497710, ACLED~<hash> when derived
     "event_id_derived": pl.Boolean(),  # True when the source had no id and it was derived from the row
@@ -15,6 +17,7 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "location": pl.String(),
     "latitude": pl.Float64(),
     "longitude": pl.Float64(),
+    "geo_precision": pl.Int8(),  # as the source gives it: ACLED geo_precision 1-3, UCDP where_prec 1-7; null when absent
     "disorder_type": pl.String(),
     "event_type": pl.String(),
     "sub_event_type": pl.String(),
@@ -22,6 +25,8 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "assoc_actor_1": pl.String(),
     "actor2": pl.String(),
     "assoc_actor_2": pl.String(),
+    "inter1": INTER_DTYPE,  # actor1's type (ACLED inter1 as a code or a word; UCDP side_a), in one vocabulary
+    "inter2": INTER_DTYPE,  # actor2's type
     "civilian_targeting": pl.Boolean(),
     "fatalities": pl.Int64(),
     "notes": pl.String(),

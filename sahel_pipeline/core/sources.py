@@ -22,6 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
+from sahel_pipeline.core.actors import read_inter, ucdp_side_type, unrecognised_inter
 from sahel_pipeline.core.reference import UCDP_VIOLENCE_TYPES, acled_country_name, country_from_file_name
 from sahel_pipeline.core.schema import (
     CANONICAL_COLUMNS,
@@ -318,6 +319,7 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
         location=text("location"),
         latitude=_to_float(text("latitude")),
         longitude=_to_float(text("longitude")),
+        geo_precision=_to_small_int(text("geo_precision")),
         disorder_type=disorder,
         event_type=event_type,
         sub_event_type=text("sub_event_type"),
@@ -325,6 +327,8 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
         assoc_actor_1=text("assoc_actor_1"),
         actor2=actor2,
         assoc_actor_2=text("assoc_actor_2"),
+        inter1=read_inter(text("inter1")),
+        inter2=read_inter(text("inter2")),
         civilian_targeting=civilian_targeting,
         fatalities=_to_whole_number(text("fatalities")),
         notes=text("notes"),
@@ -336,6 +340,7 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
     events = events.with_columns(
         parse_dates(events["_raw_event_date"], ACLED_DATE_FORMATS), revision=to_unix_seconds(events["revision"])
     )
+    _note_unread_values(frame, events, notes, {"inter1": "inter1", "inter2": "inter2", "geo_precision": "geo_precision"})
     if layout == "acled_extract":
         events = events.with_columns(event_id=derive_event_ids(events))
     return events
@@ -360,6 +365,7 @@ def normalise_ucdp(frame: pl.DataFrame, name: str, notes: list[str]) -> pl.DataF
         location=text("where_coordinates"),
         latitude=_to_float(text("latitude")),
         longitude=_to_float(text("longitude")),
+        geo_precision=_to_small_int(text("where_prec")),
         disorder_type=pl.lit("Political violence"),
         event_type=violence.replace_strict({k: v[0] for k, v in UCDP_VIOLENCE_TYPES.items()}, default=None),
         sub_event_type=violence.replace_strict({k: v[1] for k, v in UCDP_VIOLENCE_TYPES.items()}, default=None),
@@ -367,6 +373,9 @@ def normalise_ucdp(frame: pl.DataFrame, name: str, notes: list[str]) -> pl.DataF
         assoc_actor_1=pl.lit(None, pl.String),
         actor2=text("side_b"),
         assoc_actor_2=pl.lit(None, pl.String),
+        # sides name governments in UCDP's spelling of the country, which is compared before it is mapped to ACLED's
+        inter1=ucdp_side_type(text("side_a"), pl.col("country").str.strip_chars(), pl.lit(False)),
+        inter2=ucdp_side_type(text("side_b"), pl.col("country").str.strip_chars(), (violence == "3").fill_null(False)),
         civilian_targeting=(violence == "3").fill_null(False),
         fatalities=_to_whole_number(text(deaths)),
         notes=text("source_headline"),
@@ -378,6 +387,7 @@ def normalise_ucdp(frame: pl.DataFrame, name: str, notes: list[str]) -> pl.DataF
         _raw_latitude=text("latitude"),
         _raw_longitude=text("longitude"),
     )
+    _note_unread_values(frame, events, notes, {"where_prec": "geo_precision"})
     return events.with_columns(parse_dates(events["_raw_event_date"], UCDP_DATE_FORMATS))
 
 
@@ -492,6 +502,33 @@ def _disorder_from_event_type(event_type: pl.Expr) -> pl.Expr:
     )
 
 
+def _to_small_int(raw: pl.Expr) -> pl.Expr:
+    """A precision code (1-7) as given; text that is not one is null, and counted in the file's notes."""
+    return raw.str.strip_chars().cast(pl.Int8, strict=False)
+
+
+def _note_unread_values(frame: pl.DataFrame, events: pl.DataFrame, notes: list[str], read: dict[str, str]) -> None:
+    """Values of descriptive columns (actor types, precision codes) that do not read as one are left empty, not
+    quarantined: the event stands without them. The file's notes say how many, per column."""
+    for raw_column, column in read.items():
+        if raw_column not in frame.columns:
+            continue
+        raw = frame[raw_column]
+        if column.startswith("inter"):
+            missed = unrecognised_inter(raw, events[column])
+        else:
+            missed = int((raw.str.strip_chars().fill_null("").ne("") & events[column].is_null()).sum())
+        if missed:
+            notes.append(f"{raw_column}: {missed} value(s) that are not {_WHAT_IS_READ[column]}: left empty")
+
+
+_WHAT_IS_READ = {
+    "inter1": "an ACLED actor type (a code 1-8 or its words)",
+    "inter2": "an ACLED actor type (a code 1-8 or its words)",
+    "geo_precision": "a precision code",
+}
+
+
 def _to_float(raw: pl.Expr) -> pl.Expr:
     return raw.cast(pl.Float64, strict=False)
 
@@ -533,7 +570,7 @@ def derive_event_ids(events: pl.DataFrame) -> pl.Series:
 
 # --- duplicates within one file ------------------------------------------------------------------------------------
 
-_ACTOR_COLUMNS = ("actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting")
+_ACTOR_COLUMNS = ("actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "inter1", "inter2", "civilian_targeting")
 
 
 def collapse_actor_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, list[str]]:
@@ -555,11 +592,14 @@ def collapse_actor_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     actors, assocs = pl.col("_actors"), pl.col("_assocs")
     collapsed = (
         good.group_by("event_id", maintain_order=True)
-        .agg(*[pl.col(c).first() for c in others], _actors=pl.col("actor1"), _assocs=pl.col("assoc_actor_1"))
+        .agg(*[pl.col(c).first() for c in others], _actors=pl.col("actor1"), _assocs=pl.col("assoc_actor_1"), _inters=pl.col("inter1"))
         .with_columns(
             actor1=actors.list.get(0),
             assoc_actor_1=assocs.list.get(0),
             actor2=actors.list.get(1, null_on_oob=True),
+            # each row's inter1 is its own actor's type: the second row's is actor2's
+            inter1=pl.col("_inters").list.get(0),
+            inter2=pl.col("_inters").list.get(1, null_on_oob=True),
             assoc_actor_2=pl.concat_list(assocs.list.slice(1, 1), actors.list.slice(2), assocs.list.slice(2))
             .list.drop_nulls()
             .list.join("; "),
