@@ -10,6 +10,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE
+from sahel_pipeline.core.actors import INTER_DTYPE
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.panels import Panels, build_panels, load_counts, save_counts
@@ -36,11 +37,11 @@ def canonical(paths, tmp_path):
 def events_frame(rows: list[dict]) -> pl.DataFrame:
     base = {
         "event_id": None, "source": "ACLED", "event_date": None, "country": "Niger", "admin1": "Tillaberi",
-        "event_type": "Battles", "fatalities": 0, "civilian_targeting": False,
+        "disorder_type": "Political violence", "event_type": "Battles", "fatalities": 0, "civilian_targeting": False,
         "actor1": "Islamic State (Sahel)", "assoc_actor_1": None, "actor2": None, "assoc_actor_2": None,
-        "source_file": "acled.csv",
+        "inter1": None, "inter2": None, "source_file": "acled.csv",
     }
-    return pl.DataFrame([{**base, **r} for r in rows], schema_overrides={"event_date": pl.Date})
+    return pl.DataFrame([{**base, **r} for r in rows], schema_overrides={"event_date": pl.Date, "inter1": INTER_DTYPE, "inter2": INTER_DTYPE})
 
 
 def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):

@@ -5,8 +5,10 @@ differently again ("IS"), and a group's units appear under their own names ("Kat
 (`data/actor_aliases.csv`) maps each spelling to one short, stable id. An alias can be limited to one source and to
 some countries: UCDP's "IS" is ISSP in the central Sahel but ISWAP around Lake Chad.
 
-Actors that are not in the table keep their own name as their group, so nothing disappears. "X and/or Y" labels,
-where ACLED could not attribute an event, resolve each side and by default become their own series ("JNIM/ISSP").
+State actors (`Military Forces of Niger (2023-) Gendarmerie`) not in the table become one group per country and kind
+by the rule in `actors.py`; an alias row for the raw or the normalised name wins over the rule. Other actors that are
+not in the table keep their own name as their group, so nothing disappears. "X and/or Y" labels, where ACLED could
+not attribute an event, resolve each side and by default become their own series ("JNIM/ISSP").
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from typing import Literal
 
 import polars as pl
 
+from sahel_pipeline.core.actor_types import GROUP_TYPES, check_types
+from sahel_pipeline.core.actors import INTER_DTYPE, StateUnits, state_group_name
+
 Role = Literal["perpetrator", "any"]
 Ambiguity = Literal["separate", "each"]
 
@@ -23,7 +28,9 @@ ROLE_COLUMNS: dict[str, list[str]] = {
     "perpetrator": ["actor1", "assoc_actor_1"],
     "any": ["actor1", "assoc_actor_1", "actor2", "assoc_actor_2"],
 }
-ALIAS_COLUMNS = ["alias", "group_id", "group_name", "source", "countries"]
+ALIAS_COLUMNS = ["alias", "group_id", "group_name", "source", "countries"]  # and optionally `type`
+# The inter column that gives an actor column's type: an associated actor takes its primary actor's.
+INTER_OF = {"actor1": "inter1", "assoc_actor_1": "inter1", "actor2": "inter2", "assoc_actor_2": "inter2"}
 AMBIGUOUS_SEPARATOR = " and/or "
 ANY = "*"
 
@@ -43,6 +50,16 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
     blank = table.filter(pl.col("alias").is_null() | pl.col("group_id").is_null())
     if blank.height:
         raise AliasTableError(f"{path}: line {blank['line'][0]} has no alias or no group_id")
+    if "type" not in table.columns:
+        table = table.with_columns(type=pl.lit(None, pl.String))
+    table = table.with_columns(pl.col("type").str.strip_chars().str.to_lowercase())
+    typed = table.filter(pl.col("type").is_not_null())
+    for line, value in typed.select("line", "type").iter_rows():
+        if value not in GROUP_TYPES:
+            check_types([value], f"{path}: line {line}, column type")
+    clashing = typed.group_by("group_id").agg(pl.col("type").n_unique(), pl.col("line").min()).filter(pl.col("type") > 1)
+    if clashing.height:
+        raise AliasTableError(f"{path}: group {clashing['group_id'][0]} has more than one type (first at line {clashing['line'][0]})")
     lookup = (
         table.select(
             "line",
@@ -51,6 +68,7 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
             group_name=pl.coalesce(pl.col("group_name").str.strip_chars(), pl.col("group_id").str.strip_chars()),
             source=pl.coalesce(pl.col("source").str.strip_chars().str.to_uppercase(), pl.lit(ANY)),
             country=pl.coalesce(pl.col("countries").str.split(";"), pl.lit([ANY])),
+            type=pl.col("type"),
         )
         .explode("country")
         .with_columns(pl.col("country").str.strip_chars())
@@ -72,59 +90,59 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
     return lookup.drop("line").unique()
 
 
+def alias_types(aliases: pl.DataFrame) -> pl.DataFrame:
+    """group_id -> type, for the groups the alias table gives a type."""
+    return aliases.filter(pl.col("type").is_not_null()).select("group_id", "type").unique()
+
+
 def actor_mentions(events: pl.LazyFrame, role: Role, carry: list[str] | None = None) -> pl.LazyFrame:
-    """One row per (event, actor name) for the actor columns of the role, with the event columns in `carry`.
+    """One row per (event, actor name) for the actor columns of the role, with the event columns in `carry`, the
+    actor type the event gives the column (`inter`: inter1 for actor1 and its associated actors, inter2 for actor2's)
+    and whether the name is an associated actor.
 
     Associated actors are split on '; '. `_event` numbers the events, a cheaper key than their text ids.
     """
     indexed = events.with_row_index("_event")
     keep = ["_event", "source", "country", *(carry or [])]
+    present = set(indexed.collect_schema().names())
+
+    def inter(column: str) -> pl.Expr:
+        code = INTER_OF[column]
+        return pl.col(code) if code in present else pl.lit(None, INTER_DTYPE)
+
     # One frame per actor column, stacked: a third of the cost of one list per event holding every column's names.
     per_column = [
-        indexed.select(*keep, actor=pl.col(column).cast(pl.String).str.split("; "))
-        .filter(pl.col("actor").is_not_null())
-        .explode("actor")
+        indexed.select(
+            *keep, actor=pl.col(column).cast(pl.String).str.split("; "), inter=inter(column),
+            associated=pl.lit(column.startswith("assoc")),
+        ).filter(pl.col("actor").is_not_null()).explode("actor")
         for column in ROLE_COLUMNS[role]
     ]
     return pl.concat(per_column).with_columns(pl.col("actor").str.strip_chars()).filter(pl.col("actor") != "")
 
 
-def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambiguity = "separate") -> pl.DataFrame:
-    """(actor, source, country) -> group_id, group_name, whether the alias table knew the actor, ambiguity.
+def resolve_names(
+    names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambiguity = "separate", units: StateUnits = "fold"
+) -> pl.DataFrame:
+    """(actor, source, country) -> group_id, group_name, whether the name was resolved (alias table or state rule),
+    ambiguity.
 
     Works on distinct names (thousands), not on mentions (millions). An alias limited to a source or to countries wins
-    over a general one. With ambiguous="each" an "X and/or Y" name gives one row per group it names.
+    over a general one; an alias of the raw name, then of the state rule's name, wins over the rule. With
+    ambiguous="each" an "X and/or Y" name gives one row per group it names.
     """
-    parts = (
-        names.with_columns(
-            _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
-            is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
-        )
-        .explode("_parts")
-        .with_columns(_key=pl.col("_parts").str.strip_chars().str.to_lowercase())
-    )
-    resolved = parts
-    # From the most specific alias row to the most general; the first match wins.
-    for i, (source_any, country_any) in enumerate(((False, False), (True, False), (False, True), (True, True))):
-        candidates = aliases.filter(
-            (pl.col("source") == ANY) if source_any else (pl.col("source") != ANY),
-            (pl.col("country") == ANY) if country_any else (pl.col("country") != ANY),
-        )
-        on_left = ["_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
-        on_right = ["alias_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
-        resolved = resolved.join(
-            candidates.select(*on_right, pl.col("group_id").alias(f"_id{i}"), pl.col("group_name").alias(f"_name{i}")),
-            left_on=on_left,
-            right_on=on_right,
-            how="left",
-        )
-    part_id = pl.coalesce([pl.col(f"_id{i}") for i in range(4)])
+    parts = names.with_columns(
+        _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
+        is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
+    ).explode("_parts").with_columns(pl.col("_parts").str.strip_chars())
+    parts = parts.with_columns(_key=pl.col("_parts").str.to_lowercase(), _state=state_group_name(pl.col("_parts"), units))
+    parts = parts.with_columns(_state_key=pl.col("_state").str.to_lowercase())
+    resolved = _alias_lookup(_alias_lookup(parts, "_key", aliases, "raw"), "_state_key", aliases, "state")
+    alias_id = pl.coalesce(pl.col("raw_id"), pl.col("state_id"))
     resolved = resolved.with_columns(
-        _part_known=part_id.is_not_null(),
-        _part_id=pl.coalesce(part_id, pl.col("_parts").str.strip_chars()),
-        _part_name=pl.coalesce(
-            pl.coalesce([pl.col(f"_name{i}") for i in range(4)]), pl.col("_parts").str.strip_chars()
-        ),
+        _part_known=alias_id.is_not_null() | pl.col("_state").is_not_null(),
+        _part_id=pl.coalesce(alias_id, pl.col("_state"), pl.col("_parts")),
+        _part_name=pl.coalesce(pl.col("raw_name"), pl.col("state_name"), pl.col("_state"), pl.col("_parts")),
     )
     if ambiguous == "each":
         return resolved.select(
@@ -155,6 +173,27 @@ def resolve_names(names: pl.DataFrame, aliases: pl.DataFrame, ambiguous: Ambigui
     )
 
 
+def _alias_lookup(parts: pl.DataFrame, key: str, aliases: pl.DataFrame, prefix: str) -> pl.DataFrame:
+    """`<prefix>_id` and `<prefix>_name` of the alias row matching `key`, from the most specific row to the most
+    general (limited to a source and countries, to a source, to countries, to neither); null without a match."""
+    resolved = parts
+    for i, (source_any, country_any) in enumerate(((False, False), (True, False), (False, True), (True, True))):
+        candidates = aliases.filter(
+            (pl.col("source") == ANY) if source_any else (pl.col("source") != ANY),
+            (pl.col("country") == ANY) if country_any else (pl.col("country") != ANY),
+        )
+        on_left = [key] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
+        on_right = ["alias_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
+        resolved = resolved.join(
+            candidates.select(*on_right, pl.col("group_id").alias(f"_id{i}"), pl.col("group_name").alias(f"_name{i}")),
+            left_on=on_left, right_on=on_right, how="left",
+        )
+    return resolved.with_columns(
+        pl.coalesce([pl.col(f"_id{i}") for i in range(4)]).alias(f"{prefix}_id"),
+        pl.coalesce([pl.col(f"_name{i}") for i in range(4)]).alias(f"{prefix}_name"),
+    ).drop([f"_{what}{i}" for what in ("id", "name") for i in range(4)])
+
+
 NAME_KEYS = ["actor", "source", "country"]  # what a name resolves by
 
 
@@ -164,15 +203,17 @@ def event_groups(
     role: Role = "perpetrator",
     ambiguous: Ambiguity = "separate",
     carry: list[str] | None = None,
+    units: StateUnits = "fold",
 ) -> pl.LazyFrame:
     """One row per (event, group) with the `carry` columns: an event by Katiba Macina with JNIM associated counts once
-    for JNIM. Also keeps the actor name that brought the group, and whether the alias table knew it."""
+    for JNIM. Also keeps the actor name that brought the group (the first in column order: actor1 before its
+    associated actors), the type the event gives it (`inter`, `associated`), and whether the name was resolved."""
     mentions = actor_mentions(events, role, carry).collect()
     # The names are resolved once per distinct (actor, country, source) and joined back on a 64-bit key made of the
     # actor's and the country's categorical codes: at millions of mentions, a third of the cost of joining on text.
     keyed = mentions.with_columns(_name=_code("actor") * 2**32 + _code("country"))
     distinct = keyed.select("_name", *NAME_KEYS).unique(["_name", "source"])
-    names = distinct.join(resolve_names(distinct.select(NAME_KEYS), aliases, ambiguous), on=NAME_KEYS, nulls_equal=True)
+    names = distinct.join(resolve_names(distinct.select(NAME_KEYS), aliases, ambiguous, units), on=NAME_KEYS, nulls_equal=True)
     names = names.drop("actor", "country").with_columns(_group=pl.col("group_id").rank("dense").cast(pl.UInt64))
     groups = keyed.join(names, on=["_name", "source"], how="left", maintain_order="left")
     return groups.filter(_first_of_each_event_and_group(groups)).drop("_name", "_group").lazy()

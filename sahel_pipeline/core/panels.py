@@ -7,6 +7,9 @@ country over its whole span, a file for one country covers that country only, so
 not read as zeros. The last month is usually still open: `days_covered` says how many of its days the data cover and
 `partial` marks it, so that models scale their expectation instead of reading half a month as a drop.
 
+Each group series carries its actor type (`group_type`, see `actors.py`), from the counts of the types the events give
+its names. Protests and riots are counted per country (`demonstrations`): protesters and rioters are not groups.
+
 The panels are sums of counts per (source, month), which a run can keep (`MonthlyCounts`, `save_counts`): the next
 run recounts only the months whose events changed, found by a digest of each month's events.
 """
@@ -19,47 +22,58 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
-from sahel_pipeline.core.groups import Ambiguity, Role, event_groups
+from sahel_pipeline.core.actor_types import UNKNOWN
+from sahel_pipeline.core.actors import StateUnits, group_types, group_variants, regime_periods
+from sahel_pipeline.core.groups import Ambiguity, Role, alias_types, event_groups
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline.core.series import UNIT_KEY
 
-INDICATORS = ["events", "violent_events", "fatalities", "civilian_targeting_events"]
+if TYPE_CHECKING:
+    from sahel_pipeline.core.models import Break
+
+INDICATORS = ["events", "violent_events", "fatalities", "civilian_targeting_events", "demonstrations"]
 INDICATOR_LABELS = {
     "events": "events",
     "violent_events": "violent events",
     "fatalities": "fatalities",
     "civilian_targeting_events": "events targeting civilians",
+    "demonstrations": "demonstrations (protests and riots)",
 }
+# Judged per country only: protesters and rioters are crowds, not groups (the group panel still counts them).
+COUNTRY_ONLY_INDICATORS = frozenset({"demonstrations"})
 EVENT_COLUMNS = [
-    "event_id", "source", "event_date", "country", "admin1", "event_type", "fatalities", "civilian_targeting",
-    "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "source_file",
+    "event_id", "source", "event_date", "country", "admin1", "disorder_type", "event_type", "fatalities",
+    "civilian_targeting", "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "inter1", "inter2", "source_file",
 ]
 GROUP_KEYS = ["source", "group_id", "country"]
 UNKNOWN_ADMIN1 = "(unknown)"  # the admin1 panel's name for events without an admin1
 COUNTRY_KEYS = ["source", "country"]
 
 
-PANEL_VERSION = "1"  # bump when counting changes, so that counts kept from an earlier run are not reused
+PANEL_VERSION = "2"  # bump when counting changes, so that counts kept from an earlier run are not reused
 MONTH_KEYS = ["source", "month"]
 DIGEST_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("event_id", "source_file")]  # what a month's counts depend on
 DIGEST_SEED = 20_240_726
-COUNT_PARTS = ("admin1", "unmapped", "names", "digests")  # the frames of MonthlyCounts kept between runs
+COUNT_PARTS = ("admin1", "actors", "names", "digests")  # the frames of MonthlyCounts kept between runs
+ACTOR_KEYS = ["source", "group_id", "country", "month", "actor", "known", "inter", "associated"]
 
 
 @dataclass
 class MonthlyCounts:
     """What the panels are summed from, per (source, month): the counts of each group and of the whole country per
-    admin1, the actors the alias table does not know, the groups' names, and a digest of the events each month was
-    counted from. Kept between runs, so that a weekly run recounts only the months whose events changed."""
+    admin1, each group's names with the types the events gave them, the groups' display names, and a digest of the
+    events each month was counted from. Kept between runs, so that a weekly run recounts only the months whose events
+    changed."""
 
     admin1: pl.DataFrame  # source, level (group | country), group_id, country, admin1, month, indicators
-    unmapped: pl.DataFrame  # actor, source, country, month, events, first_seen, last_seen
+    actors: pl.DataFrame  # ACTOR_KEYS, mentions, first_seen, last_seen: one row per name, month and type given
     names: pl.DataFrame  # group_id, group_name
     digests: pl.DataFrame  # source, month, digest, rows
     key: str  # the alias table and the attribution settings the counts were made with
@@ -68,11 +82,14 @@ class MonthlyCounts:
 
 @dataclass
 class Panels:
-    group_month: pl.DataFrame  # source, group_id, group_name, country, month, indicators, days_covered, partial
+    group_month: pl.DataFrame  # source, group_id, group_name, group_type, country, month, indicators, days_covered, partial
     country_month: pl.DataFrame  # source, country, month, indicators, days_covered, partial
     admin1_month: pl.DataFrame  # source, level, group_id, country, admin1, month, indicators (months with events only)
     coverage: pl.DataFrame  # source, country, first_month, last_day
-    unmapped: pl.DataFrame  # actors the alias table does not know
+    unmapped: pl.DataFrame  # actors neither the alias table nor the state rule resolves
+    group_types: pl.DataFrame  # source, group_id, country, group_type, typed_by
+    variants: pl.DataFrame  # groups known under several names: source, group_id, names, mentions, variants
+    regime_periods: pl.DataFrame  # actors.REGIME_PERIOD_SCHEMA
     counts: MonthlyCounts
 
 
@@ -83,6 +100,7 @@ def counted_by(indicator: str) -> pl.Expr:
         "violent_events": pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)),
         "fatalities": pl.col("fatalities") > 0,
         "civilian_targeting_events": pl.col("civilian_targeting"),
+        "demonstrations": pl.col("disorder_type") == "Demonstrations",
     }[indicator]
 
 
@@ -92,6 +110,7 @@ def indicator_sums() -> list[pl.Expr]:
         counted_by("violent_events").sum().alias("violent_events"),
         pl.col("fatalities").sum().alias("fatalities"),
         counted_by("civilian_targeting_events").sum().alias("civilian_targeting_events"),
+        counted_by("demonstrations").sum().alias("demonstrations"),
     ]
 
 
@@ -117,13 +136,20 @@ def build_panels(
     role: Role = "perpetrator",
     ambiguous: Ambiguity = "separate",
     previous: MonthlyCounts | None = None,
+    units: StateUnits = "fold",
+    breaks: Sequence[Break] = (),
 ) -> Panels:
     """All panels from canonical events; with the counts of an earlier run, only the months that changed are
-    recounted (the result is the same as counting everything, which the tests hold it to)."""
+    recounted (the result is the same as counting everything, which the tests hold it to). `breaks` are the
+    configured break dates a new regime period is matched to."""
     # Read once: every panel below starts from these columns.
     events = events.lazy().select(EVENT_COLUMNS).with_columns(month=pl.col("event_date").dt.month_start()).collect()
     coverage = data_coverage(events.lazy())
-    counts = update_counts(events, aliases, role, ambiguous, previous)
+    counts = update_counts(events, aliases, role, ambiguous, previous, units)
+    evidence = counts.actors.group_by([k for k in ACTOR_KEYS if k != "month"]).agg(
+        pl.col("mentions").sum(), pl.col("first_seen").min(), pl.col("last_seen").max()
+    )
+    types = group_types(evidence, alias_types(aliases))
 
     def monthly(level: str, keys: list[str]) -> pl.DataFrame:
         """One level's counts summed over admin1, zero-filled."""
@@ -132,38 +158,45 @@ def build_panels(
         )
         return zero_filled(summed, keys, coverage)
 
-    group_month = monthly("group", GROUP_KEYS).join(counts.names, on="group_id", how="left")
+    group_month = (
+        monthly("group", GROUP_KEYS)
+        .join(counts.names, on="group_id", how="left")
+        .join(types.select(*GROUP_KEYS, "group_type"), on=GROUP_KEYS, how="left")
+        .with_columns(pl.col("group_type").fill_null(UNKNOWN))
+    )
     group_month = group_month.select(
-        *GROUP_KEYS[:2], "group_name", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
+        *GROUP_KEYS[:2], "group_name", "group_type", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
     )
     return Panels(
         group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
         country_month=monthly("country", COUNTRY_KEYS),
         admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null(UNKNOWN_ADMIN1)),
         coverage=coverage,
-        unmapped=unmapped_actors(counts.unmapped.lazy()),
+        unmapped=unmapped_actors(counts.actors.lazy().filter(~pl.col("known"))),
+        group_types=types,
+        variants=group_variants(evidence),
+        regime_periods=regime_periods(evidence, breaks),
         counts=counts,
     )
 
 
 def update_counts(
-    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, previous: MonthlyCounts | None
+    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, previous: MonthlyCounts | None,
+    units: StateUnits = "fold",
 ) -> MonthlyCounts:
     """The monthly counts of these events: the previous run's for months whose events are unchanged, counted anew for
     the others (all of them without previous counts, or when the alias table or the settings changed)."""
-    key = counts_key(aliases, role, ambiguous)
+    key = counts_key(aliases, role, ambiguous, units)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return MonthlyCounts(
-            *count_months(events, aliases, role, ambiguous), digests, key, recounted_months=digests.height
-        )
+        return MonthlyCounts(*count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height)
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
     changed = compared.filter(
         (pl.col("digest") != pl.col("digest_before")).fill_null(True)
         | (pl.col("rows") != pl.col("rows_before")).fill_null(True)
     ).select(MONTH_KEYS)
-    admin1, unmapped, names = count_months(events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous)
+    admin1, actors, names = count_months(events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous, units)
 
     def unchanged(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.join(changed, on=MONTH_KEYS, how="anti")
@@ -172,10 +205,8 @@ def update_counts(
     present = admin1.filter(pl.col("level") == "group").select("group_id").unique()
     return MonthlyCounts(
         admin1=admin1,
-        unmapped=pl.concat([unchanged(previous.unmapped), unmapped]),
-        names=pl.concat([names, previous.names])
-        .unique("group_id", keep="first", maintain_order=True)
-        .join(present, on="group_id", how="semi"),
+        actors=pl.concat([unchanged(previous.actors), actors]),
+        names=pl.concat([names, previous.names]).unique("group_id", keep="first", maintain_order=True).join(present, on="group_id", how="semi"),
         digests=digests,
         key=key,
         recounted_months=changed.height,
@@ -183,12 +214,12 @@ def update_counts(
 
 
 def count_months(
-    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity
+    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, units: StateUnits = "fold"
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
-    """Sparse counts per admin1 and month (for each group and the whole country), unknown actors per month, and the
-    groups' names, of the given events."""
-    carried = ["month", "event_date", "admin1", "event_type", "fatalities", "civilian_targeting"]
-    attributed = event_groups(events.lazy(), aliases, role, ambiguous, carry=carried).collect().lazy()
+    """Sparse counts per admin1 and month (for each group and the whole country), each group's names per month with
+    the types the events gave them, and the groups' display names, of the given events."""
+    carried = ["month", "event_date", "admin1", "disorder_type", "event_type", "fatalities", "civilian_targeting"]
+    attributed = event_groups(events.lazy(), aliases, role, ambiguous, carry=carried, units=units).collect().lazy()
     # Counted per admin1; the country-wide panels are sums over admin1, a third of the rows of the attributed events.
     admin1 = pl.concat(
         [
@@ -202,13 +233,11 @@ def count_months(
         ],
         how="diagonal",
     ).select(*UNIT_KEY, "admin1", "month", *INDICATORS)
-    unmapped = (
-        attributed.filter(~pl.col("known"))
-        .group_by("actor", "source", "country", "month")
-        .agg(events=pl.len(), first_seen=pl.col("event_date").min(), last_seen=pl.col("event_date").max())
+    actors = attributed.group_by(ACTOR_KEYS).agg(
+        mentions=pl.len(), first_seen=pl.col("event_date").min(), last_seen=pl.col("event_date").max()
     )
     names = attributed.group_by("group_id").agg(pl.col("group_name").first())
-    return tuple(pl.collect_all([admin1, unmapped, names]))  # type: ignore[return-value]
+    return tuple(pl.collect_all([admin1, actors, names]))  # type: ignore[return-value]
 
 
 def month_digests(events: pl.DataFrame) -> pl.DataFrame:
@@ -222,11 +251,11 @@ def month_digests(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def counts_key(aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity) -> str:
-    """Identifies what counts depend on besides the events: the alias table, role and ambiguity settings, and the
-    versions of this code and of Polars (whose hashes the digests are, stable within a version only)."""
+def counts_key(aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, units: StateUnits = "fold") -> str:
+    """Identifies what counts depend on besides the events: the alias table, the role, ambiguity and unit settings,
+    and the versions of this code and of Polars (whose hashes the digests are, stable within a version only)."""
     table = aliases.sort(aliases.columns).write_csv().encode()
-    settings = f"{PANEL_VERSION}|{pl.__version__}|{role}|{ambiguous}|".encode()
+    settings = f"{PANEL_VERSION}|{pl.__version__}|{role}|{ambiguous}|{units}|".encode()
     return hashlib.blake2b(settings + table, digest_size=12).hexdigest()
 
 
@@ -291,12 +320,12 @@ def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -
 
 
 def unmapped_actors(monthly: pl.LazyFrame) -> pl.DataFrame:
-    """Actor names the alias table does not know, with their events and when they were first and last seen, from
-    their counts per country and month (MonthlyCounts.unmapped)."""
+    """Actor names neither the alias table nor the state rule resolves, with their events and when they were first
+    and last seen, from their counts per country and month (MonthlyCounts.actors)."""
     return (
         monthly.group_by("actor", "source")
         .agg(
-            pl.col("events").sum(),
+            events=pl.col("mentions").sum(),
             countries=pl.col("country").unique().sort().str.join("; "),
             first_seen=pl.col("first_seen").min(),
             last_seen=pl.col("last_seen").max(),

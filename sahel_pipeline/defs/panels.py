@@ -3,6 +3,8 @@
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline.core.actor_types import UNKNOWN
+from sahel_pipeline.core.actors import typing_summary
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
@@ -11,7 +13,7 @@ from sahel_pipeline.core.panels import EVENT_COLUMNS, GROUP_KEYS, INDICATORS, bu
 from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
-from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "panels"
 NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as new
@@ -20,26 +22,27 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
 @dg.multi_asset(
     outs=parquet_tables(
         GROUP,
-        group_month_panel="Events, violent events, fatalities and civilian targeting per armed group x country x "
-        "month.",
-        country_month_panel="Events, violent events, fatalities and civilian targeting per country x month.",
+        group_month_panel="Events, violent events, fatalities, civilian targeting and demonstrations per group x "
+        "country x month, with the group's actor type.",
+        country_month_panel="Events, violent events, fatalities, civilian targeting and demonstrations per country x month.",
         admin1_month_panel="The same indicators per admin1 x month, for each group and for the whole country: "
         "where a rise happens.",
+        regime_periods="The regime periods in the names of each country's state forces, when each was first seen, "
+        "and the break it implies for the models.",
     ),
     ins={"canonical_events": dg.AssetIn()},
 )
-def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings):
-    """Resolve actors to armed groups through the alias table and count events per month, per source."""
+def monthly_panels(
+    context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings, models: ModelSettings
+):
+    """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source."""
     # The models and the report downstream import statsmodels and matplotlib (about two seconds): while Polars
     # counts, the interpreter is free for that.
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(
-        canonical_events.select(EVENT_COLUMNS),
-        aliases,
-        settings.group_role,
-        settings.ambiguous_attribution,
-        previous=load_counts(settings.panel_cache),
+        canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution,
+        previous=load_counts(settings.panel_cache), units=settings.state_units, breaks=models.configured_breaks(),
     )
     save_counts(panels.counts, settings.panel_cache)
     coverage, counts = panels.coverage, panels.counts
@@ -49,6 +52,15 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
         f"{counts.recounted_months:,} source-months counted, {kept:,} unchanged since the last run and kept; "
         f"{panels.unmapped.height:,} actor names not in the alias table"
     )
+    types = panels.group_types
+    untyped = types.filter(pl.col("group_type") == UNKNOWN)
+    if untyped.height:
+        context.log.warning(
+            f"{untyped.height:,} groups have no type (no actor-type code in the data, no type in the alias table, no "
+            f"name that says one): they are not alerted unless 'unknown' is an alerted type. Give them a type in "
+            f"{settings.alias_table}; the first: {', '.join(untyped['group_id'].head(5))}"
+        )
+    inferred = types.filter(pl.col("typed_by") != "source code").height
     latest = panels.group_month.filter(pl.col("month") == pl.col("month").max().over("source"))
     top_groups = latest.sort("violent_events", descending=True).head(15)
     source_end = coverage.group_by("source").agg(pl.col("last_day").max())
@@ -70,6 +82,14 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
             "unmapped_actor_names": panels.unmapped.height,
             "unmapped_actors_top": dg.MetadataValue.md(markdown_table(panels.unmapped.head(25))),
             "new_unmapped_actors": dg.MetadataValue.md(markdown_table(new_actors.drop("last_day"))),
+            "state_units": settings.state_units,
+            "groups_by_type": dg.MetadataValue.md(markdown_table(
+                types.group_by("group_type").agg(groups=pl.len()).sort("groups", "group_type", descending=[True, False])
+            )),
+            "groups_typed_by": dg.MetadataValue.md(markdown_table(typing_summary(types))),
+            "groups_typed_by_inference": inferred,
+            "groups_without_type": untyped.height,
+            "groups_and_their_names": dg.MetadataValue.md(markdown_table(panels.variants, max_rows=40)),
         },
     )
     yield dg.MaterializeResult(
@@ -84,6 +104,16 @@ def monthly_panels(context: dg.AssetExecutionContext, canonical_events: pl.LazyF
         asset_key="admin1_month_panel",
         value=panels.admin1_month,
         metadata={"dagster/row_count": panels.admin1_month.height},
+    )
+    periods = panels.regime_periods
+    yield dg.MaterializeResult(
+        asset_key="regime_periods",
+        value=periods,
+        metadata={
+            "dagster/row_count": periods.height,
+            "breaks_from_regime_periods": periods.filter(pl.col("break_origin") == "regime period").height,
+            "periods": dg.MetadataValue.md(markdown_table(periods.drop("names"), max_rows=40)),
+        },
     )
 
 
