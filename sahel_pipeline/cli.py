@@ -298,10 +298,13 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
     lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), ""]
     for row in alerts.iter_rows(named=True):
         who = row["group"] or "(country)"
-        ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
+        if row.get("kind") == "new_actor":
+            figures = f"{'new in the country':<26} {row['observed']:>5} this month"
+        else:
+            ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
+            figures = f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
         lines.append(
-            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
-            f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
+            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} {figures}"
         )
         lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
         lines.append("")

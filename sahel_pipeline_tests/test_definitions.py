@@ -17,7 +17,7 @@ from sahel_pipeline.defs.resources import PipelineSettings
 ASSETS = {
     "acled_pull", "ucdp_pull",
     "raw_file_manifest", "canonical_events", "quarantined_events", "ingest_summary",
-    "group_month_panel", "country_month_panel", "admin1_month_panel",
+    "group_month_panel", "country_month_panel", "admin1_month_panel", "regime_periods",
     *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
     "series_forecasts", "escalation_alerts", "alert_report", "alert_feeds", "alert_notifications", "forecast_backtest",
 }

@@ -13,7 +13,7 @@ import pytest
 
 from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
 from sahel_pipeline.core import report
-from sahel_pipeline.core.alerts import alert_table
+from sahel_pipeline.core.alerts import alert_table, new_actors
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import build_panels
@@ -25,8 +25,9 @@ from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 # The columns the issue asks for, in this order, and the synthetic flag (issue 11) last.
 ALERT_COLUMNS = [
-    "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
-    "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation", "synthetic",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "observed", "expected",
+    "upper", "p_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
+    "synthetic",
 ]
 MONTHS = ("2024-12", "2024-01", "2017-06")
 
@@ -157,10 +158,13 @@ def test_a_past_month_uses_only_data_dated_up_to_then(run):
     out, _ = run
     events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet")
     then = events.filter(pl.col("event_date") <= dt.date(2024, 1, 31))
-    panels = build_panels(then, load_alias_table(ALIAS_TABLE))
-    config = ModelSettings().config()
-    scores = score_month(panels.group_month, panels.country_month, dt.date(2024, 1, 1), config, log=lambda _: None)
-    at_the_time = alert_table(scores.scores, panels.admin1_month, config, synthetic=True)
+    settings = ModelSettings()
+    panels = build_panels(then, load_alias_table(ALIAS_TABLE), breaks=settings.configured_breaks())
+    config = settings.config(panels.regime_periods.to_dicts())
+    month = dt.date(2024, 1, 1)
+    scores = score_month(panels.group_month, panels.country_month, month, config, log=lambda _: None)
+    newcomers = new_actors(panels.group_month, panels.admin1_month, month, config)
+    at_the_time = alert_table(scores.scores, panels.admin1_month, config, newcomers, synthetic=True)
     assert at_the_time.drop("explanation").equals(
         alerts(out, "2024-01").drop("explanation").cast(at_the_time.drop("explanation").schema)
     )
@@ -175,6 +179,7 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
         "source": "ACLED",
         "country": "Niger",
         "group_name": "Islamic State Sahel Province (ISSP)",
+        "group_type": "rebel group",
         "indicator": "events",
         "model": "negbin",
         "partial": False,
@@ -228,6 +233,13 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
             "civilian_targeting_events": [5],
         }
     )
+    # ISSP has been active in Niger all along: not new there
+    group_panel = pl.LazyFrame(
+        {
+            "source": "ACLED", "group_id": "ISSP", "group_name": "ISSP", "group_type": "rebel group", "country": "Niger",
+            "month": pl.date_range(dt.date(2022, 1, 1), month, "1mo", eager=True), "events": 6, "fatalities": 2,
+        }
+    )
     context = dg.build_asset_context(partition_key="2024-12")
     shards = {f"shard_{k}": (shard if k == 1 else empty) for k in range(1, MODEL_SHARDS + 1)}
     summary = pl.DataFrame(
@@ -236,7 +248,7 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     outputs = list(
         escalation_alerts(
             context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1,
-            ingest_summary=summary, **shards,
+            group_month_panel=group_panel, ingest_summary=summary, **shards,
         )
     )
     materialization = outputs[0]

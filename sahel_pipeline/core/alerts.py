@@ -13,10 +13,16 @@ The rule (thresholds in `ModelConfig`):
 
 A zero or near-zero baseline is judged by the model's probability and the minimum count, not by a percentage change:
 0 -> 1 is never an alert, 0 -> 8 can be.
+
+A group **new in a country** (no event there in the 12 months before it appeared, as ACLED's Emerging Actor Tracker
+counts) has no baseline to compare with: while its first month is in the recent window it is judged by one rule
+only, a `new_actor` alert once it has the minimum number of events there ("first seen in Niger in March 2024: 6
+events, 23 fatalities, in Tillaberi"), never by a rate ratio against nothing.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 from pathlib import Path
@@ -24,17 +30,19 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
-from sahel_pipeline.core.months import month_key, month_label, window_start_expr
-from sahel_pipeline.core.panels import INDICATOR_LABELS
+from sahel_pipeline.core.months import month_index, month_key, month_label, window_start, window_start_expr
+from sahel_pipeline.core.panels import INDICATOR_LABELS, UNKNOWN_ADMIN1
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 
+ALERT_KINDS = ("count", "new_actor")  # a rise of a series against its model; a group new in a country
 ALERT_COLUMNS = [
-    "month", "source", "country", "group", "group_name", "indicator", "observed", "expected", "upper", "p_value",
-    "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation", "synthetic",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "observed", "expected",
+    "upper", "p_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
+    "synthetic",
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
-    "month": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
-    "group_name": pl.String(), "indicator": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(),
+    "month": pl.String(), "kind": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
+    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(),
     "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
     "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "explanation": pl.String(),
     "synthetic": pl.Boolean(),
@@ -130,29 +138,37 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
 
 
 def alert_table(
-    scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, synthetic: bool = False
+    scores: pl.DataFrame,
+    admin1: pl.DataFrame,
+    config: ModelConfig,
+    newcomers: pl.DataFrame | None = None,
+    synthetic: bool = False,
 ) -> pl.DataFrame:
     """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first. `synthetic` marks
-    every row when any input file was synthetic, so that an alert copied out of the table still says so."""
+    every row when any input file was synthetic, so that an alert copied out of the table still says so.
+
+    `newcomers` (from `new_actors`) are the groups new in a country this month: they get a `new_actor` alert once
+    they have enough events, and no count alert (their baseline is empty by definition).
+    """
     ruled = apply_alert_rule(scores, config)
     alerts = ruled.filter(pl.col("alert"))
-    if alerts.height == 0:
-        return pl.DataFrame(schema=ALERT_SCHEMA)
-    alerts = alerts.join(
-        rise_locations(alerts, admin1, config),
-        on=[*SERIES_KEY, "month"],
-        how="left",
-        nulls_equal=True,
-    )
+    if newcomers is not None and newcomers.height and alerts.height:
+        alerts = alerts.join(newcomers.select(NEWCOMER_KEYS), on=NEWCOMER_KEYS, how="anti")
     rows = []
-    for row in alerts.iter_rows(named=True):
-        rows.append(
+    if alerts.height:
+        alerts = alerts.join(
+            rise_locations(alerts, admin1, config),
+            on=[*SERIES_KEY, "month"], how="left", nulls_equal=True,
+        )
+        rows += [
             {
                 "month": month_key(row["month"]),
+                "kind": "count",
                 "source": row["source"],
                 "country": row["country"],
                 "group": row["group_id"] or "",
                 "group_name": row["group_name"] or "",
+                "group_type": row.get("group_type") or "",
                 "indicator": row["indicator"],
                 "observed": row["observed"],
                 "expected": round(row["expected"], 2),
@@ -166,13 +182,20 @@ def alert_table(
                 "explanation": explain(row, config),
                 "synthetic": synthetic,
             }
-        )
+            for row in alerts.iter_rows(named=True)
+        ]
+    if newcomers is not None:
+        rows += [
+            new_actor_alert(row, config) | {"synthetic": synthetic}
+            for row in newcomers.filter(pl.col("qualifies")).iter_rows(named=True)
+        ]
+    if not rows:
+        return pl.DataFrame(schema=ALERT_SCHEMA)
     return (
         pl.DataFrame(rows, schema=ALERT_SCHEMA)
         .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
-        .sort(
-            "_order", "p_value", "source", "country", "group", "indicator"
-        )  # ties in a fixed order: same input, same file
+        # ties in a fixed order: same input, same file
+        .sort("_order", "p_value", "source", "country", "group", "indicator", nulls_last=True)
         .drop("_order")
     )
 
@@ -190,6 +213,112 @@ def write_alert_files(
     document = {"month": key, **data, "synthetic": synthetic, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
     paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
     return paths
+
+
+NEWCOMER_KEYS = ["source", "group_id", "country"]
+NEWCOMER_SCHEMA: dict[str, pl.DataType] = {
+    "source": pl.String(), "group_id": pl.String(), "country": pl.String(), "group_name": pl.String(),
+    "group_type": pl.String(), "month": pl.Date(), "first_month": pl.Date(), "observed": pl.Int64(),
+    "events_since": pl.Int64(), "fatalities_since": pl.Int64(), "events_before_month": pl.Int64(),
+    "previously_seen": pl.Date(), "qualifies": pl.Boolean(), "where": pl.String(),
+}
+
+
+def new_actors(group_panel: pl.LazyFrame | pl.DataFrame, admin1: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
+    """Groups of an alerted type new in a country at `month`: their first month with events lies in the recent window,
+    the `new_actor_quiet_months` before it hold no event and are covered by the data (a country whose data begin then
+    has no newcomers yet). `qualifies` for an alert when it has the minimum number of events since and some in the
+    month: a newcomer that fell silent is not alerted again."""
+    quiet, keys = config.new_actor_quiet_months, NEWCOMER_KEYS
+    recent_start = window_start(month, config.recent_months)
+    panel = group_panel.lazy().filter(pl.col("group_type").is_in(list(config.alerted_types)), pl.col("month") <= month)
+    window = panel.filter(pl.col("month") >= window_start(month, config.recent_months + quiet)).select(
+        *keys, "group_name", "group_type", "month", "events", "fatalities"
+    ).collect()
+    appeared = window.filter(pl.col("month") >= recent_start, pl.col("events") > 0).group_by(keys).agg(first_month=pl.col("month").min())
+    if appeared.height == 0:
+        return pl.DataFrame(schema=NEWCOMER_SCHEMA)
+    quiet_months = (pl.col("month") < pl.col("first_month")) & (pl.col("month") >= pl.col("first_month").dt.offset_by(f"-{quiet}mo"))
+    since = pl.col("month") >= pl.col("first_month")
+    newcomers = (
+        window.join(appeared, on=keys)
+        .group_by(keys)
+        .agg(
+            pl.col("group_name", "group_type", "first_month").first(),
+            _quiet_events=pl.col("events").filter(quiet_months).sum(),
+            _quiet_months=quiet_months.sum(),
+            observed=pl.col("events").filter(pl.col("month") == month).sum().cast(pl.Int64),
+            events_since=pl.col("events").filter(since).sum().cast(pl.Int64),
+            fatalities_since=pl.col("fatalities").filter(since).sum().cast(pl.Int64),
+        )
+        .filter(pl.col("_quiet_events") == 0, pl.col("_quiet_months") == quiet)
+        .drop("_quiet_events", "_quiet_months")
+    )
+    if newcomers.height == 0:
+        return pl.DataFrame(schema=NEWCOMER_SCHEMA)
+    seen_before = (
+        panel.join(newcomers.lazy().select(*keys, "first_month"), on=keys)
+        .filter(pl.col("month") < pl.col("first_month"), pl.col("events") > 0)
+        .group_by(keys)
+        .agg(previously_seen=pl.col("month").max())
+        .collect()
+    )
+    places = admin1.filter(pl.col("level") == "group", pl.col("admin1") != UNKNOWN_ADMIN1).join(newcomers.select(*keys, "first_month"), on=keys).filter(
+        pl.col("month").is_between(pl.col("first_month"), month)
+    )
+    where = (
+        places.group_by(*keys, "admin1").agg(pl.col("events").sum())
+        .sort("events", "admin1", descending=[True, False])
+        .group_by(keys, maintain_order=True)
+        .agg(where=pl.format("{} ({})", "admin1", "events").head(3).str.join(", "))
+    )
+    return (
+        newcomers.join(seen_before, on=keys, how="left")
+        .join(where, on=keys, how="left")
+        .with_columns(
+            month=pl.lit(month),
+            events_before_month=pl.col("events_since") - pl.col("observed"),
+            qualifies=(pl.col("events_since") >= config.new_actor_min_events) & (pl.col("observed") > 0),
+        )
+        .select(list(NEWCOMER_SCHEMA))
+        .sort(keys)
+    )
+
+
+def new_actor_alert(row: dict, config: ModelConfig) -> dict:
+    """The alert row of a group new in a country: `high` once it has three times the minimum number of events, else
+    `medium`; `continuing` when it already had the minimum before this month."""
+    minimum = config.new_actor_min_events
+    return {
+        "month": month_key(row["month"]), "kind": "new_actor", "source": row["source"], "country": row["country"],
+        "group": row["group_id"], "group_name": row["group_name"] or row["group_id"], "group_type": row["group_type"],
+        "indicator": "events", "observed": row["observed"], "expected": None, "upper": None, "p_value": None,
+        "rate_ratio": None, "rate_ratio_low": None, "rate_ratio_high": None,
+        "severity": "high" if row["events_since"] >= 3 * minimum else "medium",
+        "status": "continuing" if row["events_before_month"] >= minimum else "new",
+        "explanation": explain_new_actor(row),
+    }
+
+
+def explain_new_actor(row: dict) -> str:
+    """'JNIM in Niger (ACLED): first seen in Niger in March 2024: 6 events, 23 fatalities, in Tillaberi (4), Dosso (2).'"""
+    first, month = row["first_month"], row["month"]
+    if row["previously_seen"] is None:
+        head = f"first seen in {row['country']} in {month_label(first)}"
+    else:
+        gap = month_index(first) - month_index(row["previously_seen"]) - 1
+        head = f"back in {row['country']} in {month_label(first)} after {gap} months without an event there"
+    text = f"{row['group_name'] or row['group_id']} ({row['source']}): {head}: {_counted(row['events_since'], 'event')}, "
+    text += f"{_counted(row['fatalities_since'], 'fatality', 'fatalities')}"
+    if first != month:
+        text += f" since, {row['observed']} of the events in {month_label(month)}"
+    if row.get("where"):
+        text += f"; in {row['where']}"
+    return text + "."
+
+
+def _counted(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
 def explain(row: dict, config: ModelConfig) -> str:

@@ -36,6 +36,7 @@ import numpy as np
 from scipy import optimize, special
 
 from sahel_pipeline.core import negbin
+from sahel_pipeline.core.actor_types import ARMED_TYPES
 from sahel_pipeline.core.forecast import (
     QUANTILE_COLUMNS,
     TOTAL_MONTHS,
@@ -50,11 +51,14 @@ from sahel_pipeline.core.months import days_in_month, index_month, month_index
 
 @dataclass(frozen=True)
 class Break:
-    """A dated event after which analysts expect a change, e.g. Niger's coup of 26 July 2023."""
+    """A dated event after which analysts expect a change, e.g. Niger's coup of 26 July 2023: configured in
+    `data/break_dates.csv`, or the day a new regime period of a country's state forces first appears in the data
+    (`origin="regime period"`, from the panels' `regime_periods` table)."""
 
     country: str
     date: dt.date
     label: str
+    origin: str = "configured"
 
 
 def load_breaks(path: str | Path) -> tuple[Break, ...]:
@@ -67,6 +71,18 @@ def load_breaks(path: str | Path) -> tuple[Break, ...]:
     return tuple(
         Break(r["country"].strip(), dt.date.fromisoformat(r["date"].strip()), r["label"].strip()) for r in rows
     )
+
+
+def with_regime_breaks(configured: tuple[Break, ...], periods: list[dict]) -> tuple[Break, ...]:
+    """The configured breaks and those the regime periods imply that no configured one stands for (rows of the
+    `regime_periods` table whose break_origin is "regime period")."""
+    derived = [
+        Break(row["country"], row["break_date"], row["break_label"], "regime period")
+        for row in periods
+        if row.get("break_origin") == "regime period"
+    ]
+    known = {(b.country, b.date) for b in configured}
+    return (*configured, *(b for b in derived if (b.country, b.date) not in known))
 
 
 @dataclass(frozen=True)
@@ -100,6 +116,9 @@ class ModelConfig:
     )
     breaks: tuple[Break, ...] = ()
     max_break_age_months: int = 60  # breaks further back than this are not compared
+    alerted_types: tuple[str, ...] = ARMED_TYPES  # group series of other types are neither fitted nor alerted
+    new_actor_min_events: int = 5  # a group new in a country is alerted once it has this many events there
+    new_actor_quiet_months: int = 12  # new: no event in the country in this many months before (ACLED's tracker)
 
     @property
     def window_months(self) -> int:

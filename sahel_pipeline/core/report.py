@@ -217,7 +217,7 @@ def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows
     return (
         admin1_rise(admin1, [], pl.col("month") >= window_start(month, config.recent_months), config)
         .filter((pl.col("recent") > 0) | (pl.col("at_baseline_rate") >= 0.5))
-        .sort("rise", descending=True)
+        .sort("rise", "admin1", descending=[True, False])  # ties in a fixed order: the same data, the same report
         .head(rows)
         .with_columns(pl.col("at_baseline_rate", "rise").round(1))
         .rename({"recent": f"last {config.recent_months} months", "at_baseline_rate": "at the baseline rate"})

@@ -2,8 +2,9 @@
 
 A series is one indicator of one (source, armed group, country) or (source, country). Series too sparse to model
 (fewer events in the whole baseline and recent window than the indicator's minimum alert count, so they could not
-alert) are listed as skipped with the reason, not fitted. The rest go to `models.score_series`, in chunks, on as many
-worker processes as asked.
+alert) and groups whose type is not alerted (protesters, civilians, ...: `ModelConfig.alerted_types`) are listed as
+skipped with the reason, not fitted. The rest go to `models.score_series`, in chunks, on as many worker processes as
+asked.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from sahel_pipeline.core.models import (
     score_chunk,
 )
 from sahel_pipeline.core.months import index_month_expr, month_index_expr, month_key, window_start
-from sahel_pipeline.core.panels import INDICATORS
+from sahel_pipeline.core.panels import COUNTRY_ONLY_INDICATORS, INDICATORS
 from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 
 CHUNK = 64
@@ -133,8 +134,10 @@ def build_tasks(
     window_first = window_start(month, config.window_months)
     series = (
         long_series(
-            group_panel, country_panel, indicators, first=first, last=month, carry=("group_name", "days_covered")
+            group_panel, country_panel, indicators, first=first, last=month,
+            carry=("group_name", "group_type", "days_covered"),
         )
+        .filter((pl.col("level") == "country") | ~pl.col("indicator").is_in(sorted(COUNTRY_ONLY_INDICATORS)))
         .group_by(SERIES_COLUMNS)
         .agg(
             months=month_index_expr("month").sort(),
@@ -147,7 +150,9 @@ def build_tasks(
     )
     min_counts = pl.col("indicator").replace_strict(config.min_counts, default=5)
     reasons = (
-        pl.when(pl.col("last_month") < month)
+        pl.when((pl.col("level") == "group") & ~pl.col("group_type").is_in(list(config.alerted_types)))
+        .then(pl.format("type not alerted: {}", "group_type"))
+        .when(pl.col("last_month") < month)
         .then(pl.lit("no data for this month"))
         .when(pl.col("window_sum") < min_counts)
         .then(pl.lit("sparse: too few events to model"))
@@ -306,7 +311,7 @@ def score_month(
         f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit, "
         f"{reused_levels:,} with an unchanged forecast filter up to the last month), "
         f"{sum(f.height for f in kept.scores):,} unchanged since the last run, "
-        f"{skipped.height:,} skipped (sparse or no data for the month)"
+        f"{skipped.height:,} skipped (sparse, no data for the month, or a type not alerted)"
     )
     fitted = score_tasks(tasks, config, pool, log)
     if fitted.scores.height:
@@ -350,7 +355,7 @@ def reuse_earlier(
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
     carrying their earlier baseline fit when the baseline data have not changed, and their forecast filter's state
     at the last month when the months before it have not."""
-    if previous is None or not {*DIGEST_COLUMNS, "level_state"} <= set(previous.scores.columns):
+    if previous is None or not {*DIGEST_COLUMNS, "level_state", *SERIES_COLUMNS} <= set(previous.scores.columns):
         return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, "level_state", *BaselineFit.SCORE_COLUMNS]

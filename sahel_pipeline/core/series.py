@@ -16,8 +16,8 @@ Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 UNIT_KEY = ["source", "level", "group_id", "country"]  # whose counts: a group in a country, or a whole country
 SERIES_KEY = [*UNIT_KEY, "indicator"]  # one series
-# The key with the group's display name, in the order scores, forecasts and stored shards carry them.
-SERIES_COLUMNS = ["source", "level", "group_id", "group_name", "country", "indicator"]
+# The key with the group's display name and actor type, in the order scores, forecasts and stored shards carry them.
+SERIES_COLUMNS = ["source", "level", "group_id", "group_name", "group_type", "country", "indicator"]
 
 
 def long_series(
@@ -31,11 +31,14 @@ def long_series(
     value_name: str = "count",
 ) -> pl.LazyFrame:
     """Both panels stacked, one row per series and month: UNIT_KEY, month, the `carry` columns (e.g. group_name,
-    days_covered; null group_name for countries), indicator and its value. Months from `first` to `last` when given
+    group_type, days_covered; null group_name and group_type for countries), indicator and its value. Months from `first` to `last` when given
     (cut before unpivoting: the panels can be long)."""
     group = group_panel.lazy().with_columns(level=pl.lit("group"))
     country = country_panel.lazy().with_columns(
-        level=pl.lit("country"), group_id=pl.lit(None, pl.String), group_name=pl.lit(None, pl.String)
+        level=pl.lit("country"),
+        group_id=pl.lit(None, pl.String),
+        group_name=pl.lit(None, pl.String),
+        group_type=pl.lit(None, pl.String),
     )
     index = [*UNIT_KEY, "month", *carry]
     both = pl.concat([group.select(*index, *indicators), country.select(*index, *indicators)])

@@ -5,7 +5,7 @@ import base64
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, write_alert_files
+from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, new_actors, write_alert_files
 from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.months import parse_month, window_start
 from sahel_pipeline.core.report import (
@@ -33,7 +33,12 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
     partitions_def=MONTHS,
     group_name=GROUP,
     kinds={"polars", "csv", "json", "parquet"},
-    ins={**SHARD_INS, "admin1_month_panel": dg.AssetIn(), "ingest_summary": dg.AssetIn()},
+    ins={
+        **SHARD_INS,
+        "admin1_month_panel": dg.AssetIn(),
+        "group_month_panel": dg.AssetIn(),
+        "ingest_summary": dg.AssetIn(),
+    },
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
                           description="The alerts files have exactly the documented columns, in order."),
@@ -44,10 +49,12 @@ def escalation_alerts(
     settings: PipelineSettings,
     models: ModelSettings,
     admin1_month_panel: pl.LazyFrame,
+    group_month_panel: pl.LazyFrame,
     ingest_summary: pl.DataFrame,
     **shards: pl.DataFrame,
 ):
-    """The month's escalation alerts, one explained row per rising series, in alerts/YYYY-MM.csv/.json/.parquet."""
+    """The month's escalation alerts, one explained row per rising series or group new in a country, in
+    alerts/YYYY-MM.csv/.json/.parquet."""
     month = parse_month(context.partition_key)
     config = models.config()
     scores = gathered_scores(shards)
@@ -55,7 +62,8 @@ def escalation_alerts(
         pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
     synthetic = any_synthetic(ingest_summary)
-    alerts = alert_table(scores, admin1, config, synthetic=synthetic)
+    newcomers = new_actors(group_month_panel, admin1, month, config)
+    alerts = alert_table(scores, admin1, config, newcomers, synthetic=synthetic)
     paths = write_alert_files(
         alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary), synthetic
     )
@@ -76,6 +84,8 @@ def escalation_alerts(
             **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
             "new": alerts.filter(pl.col("status") == "new").height,
             "synthetic": synthetic,
+            "new_actor_alerts": alerts.filter(pl.col("kind") == "new_actor").height,
+            "groups_new_in_a_country": newcomers.height,
             "csv": dg.MetadataValue.path(str(paths["csv"])),
             "alerts": dg.MetadataValue.md(
                 markdown_table(alerts.select("severity", "status", "explanation"), max_rows=30)

@@ -13,7 +13,7 @@ from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 @dg.asset(
     group_name="models",
     kinds={"statsmodels", "polars", "csv"},
-    ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
+    ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn(), "regime_periods": dg.AssetIn()},
 )
 def forecast_backtest(
     context: dg.AssetExecutionContext,
@@ -21,13 +21,14 @@ def forecast_backtest(
     models: ModelSettings,
     group_month_panel: pl.DataFrame,
     country_month_panel: pl.DataFrame,
+    regime_periods: pl.DataFrame,
 ) -> dg.MaterializeResult:
     """Rolling-origin backtest of the forecasts at horizons 1-6 (CRPS, interval and log scores, coverage, against
     ViEWS' baselines and the former flat level) and of the alerts."""
     last = last_complete_month(country_month_panel)
     first, last_origin = shift_month(last, -models.backtest_months), shift_month(last, -1)
     result = run_backtest(
-        group_month_panel, country_month_panel, first, last_origin, models.config(),
+        group_month_panel, country_month_panel, first, last_origin, models.config(regime_periods.to_dicts()),
         load_episodes(models.known_escalations), workers=models.workers, log=context.log.info,
     )
     folder = settings.output_path / "backtest"

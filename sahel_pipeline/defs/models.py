@@ -30,12 +30,13 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         kinds={"statsmodels", "polars"},
         description=f"Escalation scores and 6-month forecasts of every series in shard {shard + 1} of {MODEL_SHARDS} "
         "of the countries, as of the month.",
-        ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
+        ins={"group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn(), "regime_periods": dg.AssetIn()},
     )
     def scores(
         context: dg.AssetExecutionContext,
         group_month_panel: pl.LazyFrame,
         country_month_panel: pl.LazyFrame,
+        regime_periods: pl.DataFrame,
         models: ModelSettings,
         settings: PipelineSettings,
     ) -> dg.MaterializeResult:
@@ -43,8 +44,8 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         # The last materialization of this partition: series whose inputs have not changed keep their scores.
         earlier = previous_output(settings.warehouse, shard_key(shard), context.partition_key)
         result = score_month(
-            group_month_panel, country_month_panel, month, models.config(), models.pool, context.log.info,
-            shard=(shard, MODEL_SHARDS), previous=split_forecasts(earlier) if earlier is not None else None,
+            group_month_panel, country_month_panel, month, models.config(regime_periods.to_dicts()), models.pool,
+            context.log.info, shard=(shard, MODEL_SHARDS), previous=split_forecasts(earlier) if earlier is not None else None,
         )
         scores = nest_forecasts(result)
         models_used = scores.group_by("model").len().sort("len", descending=True)

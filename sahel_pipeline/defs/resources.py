@@ -11,10 +11,11 @@ from pydantic import Field
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
 from sahel_pipeline.core import vintages
+from sahel_pipeline.core.actor_types import check_types
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
-from sahel_pipeline.core.models import ModelConfig, load_breaks
+from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
 
@@ -52,6 +53,11 @@ class PipelineSettings(dg.ConfigurableResource):
         default="",
         description="A vintage id (e.g. 2026-11-23T060012Z-acled): ingest exactly the files the raw folder held "
         "then, to recompute that week's alerts. Empty for the files there now.",
+    )
+    state_units: Literal["fold", "separate"] = Field(
+        default="fold",
+        description="Units of state forces ('Police Forces of Niger (2023-) Gendarmerie'): counted with their parent "
+        "('Police Forces of Niger', fold) or as groups of their own ('Police Forces of Niger Gendarmerie', separate).",
     )
 
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
@@ -117,14 +123,29 @@ class ModelSettings(dg.ConfigurableResource):
     workers: int = Field(
         default=1, description="Processes that fit series within one step (1 when Dagster's executor fans out)."
     )
+    alerted_types: list[str] = Field(
+        default=list(ModelConfig.alerted_types),
+        description="Actor types whose groups are modelled and alerted (country-level series always are); besides "
+        "the armed ones: 'protesters', 'rioters', 'civilians', 'unknown'.",
+    )
+    new_actor_min_events: int = Field(
+        default=ModelConfig.new_actor_min_events, description="Events a group new in a country needs for a new_actor alert."
+    )
 
-    def config(self) -> ModelConfig:
+    def configured_breaks(self) -> tuple[Break, ...]:
+        return load_breaks(self.break_dates) if self.break_dates else ()
+
+    def config(self, regime_periods: list[dict] | None = None) -> ModelConfig:
+        """The models' settings; with the panels' regime periods, their breaks join the configured ones."""
+        breaks = self.configured_breaks()
         return ModelConfig(
             baseline_months=self.baseline_months,
             recent_months=self.recent_months,
             alert_p=self.alert_p,
             rr_alert_low=self.rr_alert_low,
-            breaks=load_breaks(self.break_dates) if self.break_dates else (),
+            breaks=with_regime_breaks(breaks, regime_periods) if regime_periods else breaks,
+            alerted_types=check_types(self.alerted_types, "ModelSettings.alerted_types"),
+            new_actor_min_events=self.new_actor_min_events,
         )
 
     @property
