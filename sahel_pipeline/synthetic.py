@@ -4,6 +4,12 @@ Nothing here comes from ACLED: counts are drawn from overdispersed (gamma-Poisso
 random level, and escalations are planted where the tests and the README say they are. Group names are the public
 names analysts know (ACLED's spellings, so that the alias table is exercised); every note says SYNTHETIC.
 
+State forces are named as ACLED names them, after the regime period they serve (`Military Forces of Mali
+(2020-2021)`), with a unit on some events (`... (2021-) Gendarmerie`), in the proportions measured on the real files
+in ../shared/data/real (PROVENANCE.md): a state-force actor in 26-35% of events, as actor1 in 7-18%, a unit on 16-25%
+of those, three or four regime periods per country. Actor types are written as ACLED's newer exports write them (words,
+the sample) or as its older ones (codes 1-8, the benchmark data).
+
     python -m sahel_pipeline.synthetic sample [--out data/sample]
     python -m sahel_pipeline.synthetic global [--events 2500000] [--out bench_data]
 """
@@ -36,9 +42,10 @@ ACLED_EXPORT_COLUMNS = [
 # Event-type mix per kind of actor: (event type, sub-event type, share, mean fatalities, who is on the other side).
 EVENT_MIX: dict[str, list[tuple[str, str, float, float, str]]] = {
     "jihadist": [
-        ("Battles", "Armed clash", 0.38, 4.0, "state"),
+        ("Battles", "Armed clash", 0.18, 4.0, "state"),
+        ("Battles", "Armed clash", 0.16, 3.0, "communal"),
         ("Violence against civilians", "Attack", 0.30, 2.5, "civilians"),
-        ("Explosions/Remote violence", "Remote explosive/landmine/IED", 0.14, 2.0, "state"),
+        ("Explosions/Remote violence", "Remote explosive/landmine/IED", 0.10, 2.0, "state"),
         ("Violence against civilians", "Abduction/forced disappearance", 0.06, 0.0, "civilians"),
         ("Strategic developments", "Looting/property destruction", 0.12, 0.0, "civilians"),
     ],
@@ -70,7 +77,19 @@ INTER_CODES = {
     "civilians": 7,
     "unidentified": 3,
     "police": 1,
+    "communal": 4,
 }
+# ACLED's words for the codes 1-8 (exports from 2023 on write these instead of the codes).
+INTER_WORDS = [
+    "State forces", "Rebel group", "Political militia", "Identity militia", "Rioters", "Protesters", "Civilians",
+    "External/Other forces",
+]
+UNIT_SHARE = 0.2  # of a state force's events, those by one of its units (16-25% in the real files)
+MILITARY_UNITS = ("Gendarmerie", "Special Forces")
+POLICE_UNITS = ("Gendarmerie", "National Guard")
+# Associated actors of protests that are participants, not groups (ACLED's "Students (Mali)" and the like).
+PARTICIPANTS = ("Students", "Women", "Labor Group")
+PARTICIPANT_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -101,6 +120,24 @@ class Actor:
     # gamma shape of month-to-month noise (negative-binomial alpha = 1/shape); lower is burstier
     dispersion: float = 4.0
     plants: Sequence[tuple[str, str, float, str | None]] = field(default_factory=list)  # (from, to, factor, admin1)
+    units: tuple[str, ...] = ()  # a state force's units: UNIT_SHARE of its events name one
+
+
+Regimes = dict[str, list[tuple[str, str]]]  # country -> (first month 'YYYY-MM', ACLED's period text), in order
+
+
+def state_actor(kind: str, country: str, regimes: Regimes, rate: float, **options) -> Actor:
+    """A state force named, month by month, after the regime period it serves: `Military Forces of Mali (2020-2021)`."""
+    names = [(first, f"{kind} of {country} ({period})") for first, period in regimes[country]]
+    units = MILITARY_UNITS if kind == "Military Forces" else POLICE_UNITS
+    return Actor(names, "state", country, rate, units=units, **options)
+
+
+def state_name_at(kind: str, country: str, regimes: Regimes, months: list[str], month_idx: np.ndarray) -> np.ndarray:
+    """The state force's name at each of these months (for the other side of an event)."""
+    firsts = np.array([months.index(first) if first in months else 0 for first, _ in regimes[country]])
+    names = np.array([f"{kind} of {country} ({period})" for _, period in regimes[country]], dtype=object)
+    return names[np.searchsorted(firsts, month_idx, side="right") - 1]
 
 
 SAHEL = {
@@ -161,9 +198,17 @@ ISSP_NAMES = [
 JNIM = "JNIM: Group for Support of Islam and Muslims"
 
 
+# The regime periods ACLED gives these countries' state forces (a new one with each change of government).
+SAHEL_REGIMES: Regimes = {
+    "Mali": [("2017-01", "2013-2020"), ("2020-08", "2020-2021"), ("2021-06", "2021-")],
+    "Burkina Faso": [("2017-01", "2015-2022"), ("2022-01", "2022-")],
+    "Niger": [("2017-01", "2011-2021"), ("2021-04", "2021-2023"), ("2023-07", "2023-")],
+}
+
+
 def sahel_actors() -> list[Actor]:
     """The sample's actors. Planted escalations: ISSP in Niger x3 from 2024-10 (Tillaberi), JNIM in Niger 0 -> 9 in
-    2024-01."""
+    2024-01; and a group new in Niger from 2024-11 (Lakurawa, in Dosso)."""
     actors: list[Actor] = []
     for country, rate in (("Mali", 9.0), ("Burkina Faso", 7.0), ("Niger", 5.0)):
         plants = [("2024-10", "2024-12", 3.0, "Tillaberi")] if country == "Niger" else []
@@ -202,14 +247,15 @@ def sahel_actors() -> list[Actor]:
             4.0,
             active_from="2020-01",
         ),
+        Actor(
+            [("2024-11", "Lakurawa")], "jihadist", "Niger", 7.0, {"Dosso": 0.7, "Tillaberi": 0.3},
+            active_from="2024-11", dispersion=20.0,
+        ),
     ]
-    for country, forces, rate in (
-        ("Mali", "Military Forces of Mali (2021-)", 14.0),
-        ("Burkina Faso", "Military Forces of Burkina Faso (2022-)", 12.0),
-        ("Niger", "Military Forces of Niger (2023-)", 5.0),
-    ):
+    for country, rate in (("Mali", 6.0), ("Burkina Faso", 5.0), ("Niger", 2.0)):
         actors += [
-            Actor([("2017-01", forces)], "state", country, rate),
+            state_actor("Military Forces", country, SAHEL_REGIMES, rate),
+            state_actor("Police Forces", country, SAHEL_REGIMES, rate / 4),
             Actor(
                 [("2017-01", f"Protesters ({country})")],
                 "protesters",
@@ -251,6 +297,7 @@ def events_frame(
     counts: np.ndarray,
     rng: np.random.Generator,
     first_timestamp: int,
+    regimes: Regimes,
 ) -> pl.DataFrame:
     """Expand monthly counts into one row per event, in ACLED's export columns (values still typed).
 
@@ -275,6 +322,7 @@ def events_frame(
     kinds = np.array([kind_names.index(x.kind) for x in actors])[a]
 
     names = np.empty(n, dtype=object)
+    unit_of = np.full(n, "", dtype=object)
     admin1 = np.empty(n, dtype=object)
     planted = np.zeros(n, dtype=bool)
     for i, actor in enumerate(actors):
@@ -284,6 +332,9 @@ def events_frame(
         actor_months = mo[lo:hi]
         for first, name in actor.names:
             names[lo + np.searchsorted(actor_months, month_of.get(first, 0)) : hi] = name
+        if actor.units:
+            by_unit = lo + np.nonzero(rng.random(hi - lo) < UNIT_SHARE)[0]
+            unit_of[by_unit] = np.array(actor.units, dtype=object)[rng.integers(0, len(actor.units), by_unit.size)]
         weights = actor.admin_weights or {u: 1.0 for u in countries[actor.country].admin1}
         p = np.array(list(weights.values()))
         admin1[lo:hi] = np.array(list(weights), dtype=object)[rng.choice(len(weights), size=hi - lo, p=p / p.sum())]
@@ -308,28 +359,31 @@ def events_frame(
             event_type[chosen], sub_type[chosen], mean_deaths[chosen], other_side[chosen] = etype, stype, deaths, other
     fatalities = rng.poisson(rng.gamma(0.5, np.maximum(mean_deaths, 1e-9) / 0.5)) * (mean_deaths > 0)
 
-    state_of_country = np.array(
-        [
-            next(
-                (x.names[-1][1] for x in actors if x.kind == "state" and x.country == name),
-                f"Military Forces of {name}",
-            )
-            for name in country_names
-        ],
-        dtype=object,
-    )
     names_by_side = {
-        "state": state_of_country,
         "civilians": np.array([f"Civilians ({name})" for name in country_names], dtype=object),
         "unidentified": np.array([f"Unidentified Armed Group ({name})" for name in country_names], dtype=object),
-        "police": np.array([f"Police Forces of {name}" for name in country_names], dtype=object),
+        "communal": np.array([f"Unidentified Communal Militia ({name})" for name in country_names], dtype=object),
     }
     actor2 = np.full(n, "", dtype=object)
     for side, by_country in names_by_side.items():
         rows = other_side == side
         actor2[rows] = by_country[c[rows]]
+    # The state on the other side is named after the regime period of the event's month, as ACLED does, and some
+    # of those events are by one of its units.
+    for side, kind, units in (("state", "Military Forces", MILITARY_UNITS), ("police", "Police Forces", POLICE_UNITS)):
+        for k, name in enumerate(country_names):
+            rows = np.nonzero((other_side == side) & (c == k))[0]
+            if rows.size:
+                actor2[rows] = state_name_at(kind, name, regimes, months, mo[rows])
+                by_unit = rows[rng.random(rows.size) < UNIT_SHARE]
+                actor2[by_unit] = actor2[by_unit] + " " + np.array(units, dtype=object)[rng.integers(0, len(units), by_unit.size)]
     inter1 = np.array([INTER_CODES[k] for k in kind_names])[kinds]
-    inter2 = np.array([0 if s == "none" else INTER_CODES.get(s, 0) for s in other_side.tolist()])
+    side_codes = {s: INTER_CODES.get(s, 0) for s in set(other_side.tolist())}
+    inter2 = pl.Series(other_side.astype(str)).replace_strict(side_codes, return_dtype=pl.Int64).to_numpy()
+    is_protest = np.array([k == "protesters" for k in kind_names])[kinds]
+    participant = np.full(n, "", dtype=object)
+    joined = np.nonzero(is_protest & (rng.random(n) < PARTICIPANT_SHARE))[0]
+    participant[joined] = np.array(PARTICIPANTS, dtype=object)[rng.integers(0, len(PARTICIPANTS), joined.size)]
 
     lat_lo, lat_span = (
         np.array([countries[x].lat[0] for x in country_names]),
@@ -351,7 +405,9 @@ def events_frame(
             "event_type": event_type.astype(str),
             "sub_event_type": sub_type.astype(str),
             "actor1": names.astype(str),
+            "_unit": unit_of.astype(str),
             "assoc_actor_1": np.array([x.assoc or "" for x in actors], dtype=object)[a].astype(str),
+            "_participant": participant.astype(str),
             "inter1": inter1,
             "actor2": actor2.astype(str),
             "inter2": inter2,
@@ -368,10 +424,14 @@ def events_frame(
         pl.col(col).replace("", None) for col in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting")
     )
     frame = frame.with_columns(
+        actor1=pl.when(pl.col("_unit") != "").then(pl.format("{} {}", "actor1", "_unit")).otherwise("actor1"),
+        assoc_actor_1=pl.when(pl.col("_participant") != "")
+        .then(pl.format("{} ({})", "_participant", "country"))
+        .otherwise("assoc_actor_1"),
         assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(
             pl.format("{} ({})", "assoc_actor_2", "country")
-        )
-    ).sort("event_date", "country", "actor1", maintain_order=True)
+        ),
+    ).drop("_unit", "_participant").sort("event_date", "country", "actor1", maintain_order=True)
     codes = pl.col("country").replace_strict({x.name: x.code for x in countries.values()})
     return frame.with_columns(
         event_id_cnty=codes + pl.int_range(1, pl.len() + 1).over("country").cast(pl.String),
@@ -392,8 +452,9 @@ def events_frame(
     )
 
 
-def to_export(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:
-    """Typed events -> the text columns of an ACLED export, dates written the way the export writes them."""
+def to_export(frame: pl.DataFrame, date_format: str, inter_words: bool = False) -> pl.DataFrame:
+    """Typed events -> the text columns of an ACLED export, dates written the way the export writes them, actor types
+    as codes (older exports) or as words (newer ones; no second actor, no word)."""
     notes = pl.format(
         "SYNTHETIC, not real. {}: {} in {}, {}; {} / {}; {} killed.",
         pl.col("event_date").dt.strftime("%-d %B %Y"),
@@ -404,7 +465,13 @@ def to_export(frame: pl.DataFrame, date_format: str) -> pl.DataFrame:
         pl.col("actor2").fill_null("no other actor"),
         pl.col("fatalities"),
     )
-    return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format)).select(
+    words = {code: word for code, word in enumerate(INTER_WORDS, start=1)}
+    inter = (
+        {c: pl.col(c).replace_strict(words, default=None, return_dtype=pl.String) for c in ("inter1", "inter2")}
+        if inter_words
+        else {}
+    )
+    return frame.with_columns(notes=notes, event_date=pl.col("event_date").dt.strftime(date_format), **inter).select(
         ACLED_EXPORT_COLUMNS
     )
 
@@ -420,7 +487,7 @@ def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
     months = month_keys("2017-01", "2024-12")
     actors = sahel_actors()
     counts = simulate_counts(actors, months, rng)
-    events = events_frame(actors, SAHEL, months, counts, rng, first_timestamp=1_500_000_000)
+    events = events_frame(actors, SAHEL, months, counts, rng, first_timestamp=1_500_000_000, regimes=SAHEL_REGIMES)
     out.mkdir(parents=True, exist_ok=True)
     cutoff = dt.date(2024, 12, 20)
     export = events.filter(pl.col("event_date") <= cutoff)
@@ -433,8 +500,8 @@ def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
     )
     deleted = export.filter(pl.col("event_date") >= dt.date(2024, 11, 1), pl.col("_planted").not_()).tail(5)
     files = {
-        "acled_sahel_2017-2024_SYNTHETIC.csv": to_export(export, "%d %B %Y"),
-        "acled_sahel_update_2024-12-31_SYNTHETIC.csv": to_export(pl.concat([revised, update_new]), "%Y-%m-%d"),
+        "acled_sahel_2017-2024_SYNTHETIC.csv": to_export(export, "%d %B %Y", inter_words=True),
+        "acled_sahel_update_2024-12-31_SYNTHETIC.csv": to_export(pl.concat([revised, update_new]), "%Y-%m-%d", inter_words=True),
     }
     for name, frame in files.items():
         frame.write_csv(out / name, quote_style="non_numeric", null_value="")
@@ -448,13 +515,28 @@ GLOBAL_END = dt.date(2026, 11, 14)  # the export's last day: November 2026 is st
 UPDATE_END = dt.date(2026, 11, 21)  # the weekly update adds the following week
 
 
+def random_regimes(names: list[str], months: list[str], rng: np.random.Generator) -> Regimes:
+    """Regime periods per country: one to several changes of government over the years (1 + Poisson(1.5), three or
+    four periods on average, as in the real files), the first period begun before the data."""
+    regimes: Regimes = {}
+    for name in names:
+        changes = np.sort(rng.choice(np.arange(12, len(months) - 1), size=1 + rng.poisson(1.5), replace=False))
+        starts = [int(months[0][:4]) - int(rng.integers(1, 15)), *(int(months[i][:4]) for i in changes)]
+        ends = [str(year) for year in starts[1:]] + [""]
+        firsts = [months[0], *(months[i] for i in changes)]
+        regimes[name] = [(first, f"{start}-{end}") for first, start, end in zip(firsts, starts, ends, strict=True)]
+    return regimes
+
+
 def global_world(
     n_countries: int, n_actors: int, target_events: int, months: list[str], rng: np.random.Generator
-) -> tuple[dict[str, Country], list[Actor]]:
-    """Countries (real names, made-up geography) and actors with a skewed (Zipf) size distribution.
+) -> tuple[dict[str, Country], list[Actor], Regimes]:
+    """Countries (real names, made-up geography), their regime periods, and actors with a skewed (Zipf) size
+    distribution.
 
-    Each country has state forces, police, protesters and rioters, and its share of armed groups, some of which are
-    active in a neighbouring country too. Groups appear and disappear over the years, as they do.
+    Each country has state forces (military and police, named after the regime period), protesters and rioters, and
+    its share of armed groups, some of which are active in a neighbouring country too. Groups appear and disappear
+    over the years, as they do.
     """
     names = sorted(c for c in ACLED_COUNTRIES_FOR_SYNTHETIC)[
         :: max(1, len(ACLED_COUNTRIES_FOR_SYNTHETIC) // n_countries)
@@ -476,17 +558,19 @@ def global_world(
     country_weight = rng.pareto(1.2, n_countries) + 0.2  # a few countries hold most of the events
     country_weight /= country_weight.sum()
     groups_per_country = np.maximum(1, np.round(country_weight * (n_actors - 4 * n_countries))).astype(int)
+    regimes = random_regimes(names, months, rng)
     actors: list[Actor] = []
     for name, weight, n_groups in zip(names, country_weight, groups_per_country, strict=True):
         budget = weight * target_events / len(months)
+        # State forces as actor1 in 16% of events (7-18% in the real files), on the other side of many more.
         actors += [
-            Actor([("1997-01", f"Military Forces of {name}")], "state", name, 0.18 * budget, dispersion=3.0),
-            Actor([("1997-01", f"Police Forces of {name}")], "state", name, 0.04 * budget, dispersion=3.0),
+            state_actor("Military Forces", name, regimes, 0.12 * budget, dispersion=3.0),
+            state_actor("Police Forces", name, regimes, 0.04 * budget, dispersion=3.0),
             Actor([("1997-01", f"Protesters ({name})")], "protesters", name, 0.22 * budget, dispersion=2.0),
             Actor([("1997-01", f"Rioters ({name})")], "rioters", name, 0.06 * budget, dispersion=2.0),
         ]
         shares = 1.0 / np.arange(1, n_groups + 1) ** 1.1
-        shares = 0.5 * budget * shares / shares.sum()
+        shares = 0.56 * budget * shares / shares.sum()
         for share in shares:
             start = int(rng.integers(0, len(months) - 12))
             life = int(min(len(months) - start, rng.geometric(1 / 96) + 6))
@@ -515,7 +599,7 @@ def global_world(
                         dispersion=active.dispersion,
                     )
                 )
-    return countries, actors
+    return countries, actors, regimes
 
 
 ASSOCIATED_SHARE, SECOND_ASSOCIATE_SHARE = 0.6, 0.15  # of armed actors' events: a fifth of all rows, as in ACLED
@@ -525,8 +609,9 @@ def with_associated_actors(events: pl.DataFrame, actors: list[Actor], rng: np.ra
     """Name an associated actor beside the first actor of about half the armed actors' events, some of them
     two joined by '; ', as ACLED does. Partners are drawn from the armed actors of the same country and month in
     proportion to their events: groups are associated with groups active beside them, not with long-gone ones."""
+    armed = [actor for actor in actors if actor.kind in ("jihadist", "militia", "state")]
     armed_names = [
-        name for actor in actors if actor.kind in ("jihadist", "militia", "state") for _, name in actor.names
+        f"{name} {unit}".strip() for actor in armed for _, name in actor.names for unit in ("", *actor.units)
     ]
     same_time = [pl.col("country"), pl.col("event_date").dt.truncate("1mo"), pl.col("_armed")]
     first_seed, second_seed = (int(x) for x in rng.integers(0, 2**32, 2))
@@ -560,9 +645,9 @@ def write_global(
     """The benchmark data: a global export to GLOBAL_END, and a weekly update file (the next week and revisions)."""
     rng = np.random.default_rng(seed)
     months = month_keys("1997-01", month_key(UPDATE_END))
-    countries, actors = global_world(n_countries, n_actors, target_events, months, rng)
+    countries, actors, regimes = global_world(n_countries, n_actors, target_events, months, rng)
     counts = simulate_counts(actors, months, rng)
-    events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000)
+    events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000, regimes=regimes)
     events = with_associated_actors(events, actors, rng).filter(pl.col("event_date") <= UPDATE_END)
     export = events.filter(pl.col("event_date") <= GLOBAL_END)
     week = events.filter(pl.col("event_date") > GLOBAL_END)
