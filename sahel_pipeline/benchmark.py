@@ -103,7 +103,7 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     import polars as pl
 
     from sahel_pipeline import ALIAS_TABLE
-    from sahel_pipeline.core.alerts import alert_table
+    from sahel_pipeline.core.alerts import alert_table, new_actors
     from sahel_pipeline.core.groups import load_alias_table
     from sahel_pipeline.core.ingest import consolidate
     from sahel_pipeline.core.models import ModelConfig
@@ -153,7 +153,8 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
         from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
         from sahel_pipeline.core.series import SERIES_KEY
 
-        table = alert_table(scores.scores, panels.admin1_month, config)
+        newcomers = new_actors(panels.group_month, panels.admin1_month, month, config)
+        table = alert_table(scores.scores, panels.admin1_month, config, newcomers)
         wanted = alert_series(table).select(SERIES_KEY)
         inputs = ReportInputs(
             month=month,

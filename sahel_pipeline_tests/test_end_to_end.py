@@ -13,6 +13,7 @@ import pytest
 
 from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
 from sahel_pipeline.core import report
+from sahel_pipeline.core.actor_types import ARMED_TYPES
 from sahel_pipeline.core.alerts import alert_table, new_actors
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import load_breaks
@@ -83,6 +84,23 @@ def test_jnim_going_from_almost_nothing_to_a_handful_is_flagged(run):
     january = alerts(out, "2024-01").filter(pl.col("group") == "JNIM", pl.col("country") == "Niger")
     assert "events" in january["indicator"].to_list()
     assert january.filter(pl.col("indicator") == "events")["observed"][0] >= 5
+
+
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
+def test_the_group_new_in_niger_gets_a_new_actor_alert_and_every_group_alert_an_armed_type(run):
+    out, _ = run
+    december = alerts(out, "2024-12")
+    lakurawa = december.filter(pl.col("group") == "Lakurawa")
+    assert lakurawa.select("kind", "country", "group_type", "status").rows() == [
+        ("new_actor", "Niger", "rebel group", "continuing")
+    ]
+    assert lakurawa["explanation"][0].startswith("Lakurawa (ACLED): first seen in Niger in November 2024: ")
+    assert "Dosso" in lakurawa["explanation"][0]  # where the sample put it
+    grouped = december.filter(pl.col("group").is_not_null() & (pl.col("group") != ""))
+    assert set(grouped["group_type"]) <= set(ARMED_TYPES)
+    panel = pl.read_parquet(out / "warehouse" / "group_month_panel.parquet")
+    crowds = panel.filter(pl.col("group_id").str.starts_with("Protesters")).select("group_type").unique()
+    assert crowds["group_type"].to_list() == ["protesters"]  # in the panel, typed, and never alerted
 
 
 @pytest.mark.slow  # runs the whole graph (the module's `run`)

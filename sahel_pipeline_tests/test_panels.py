@@ -156,7 +156,7 @@ def test_real_panels_count_every_event_once_per_source(aliases, tmp_path):
 
 
 def assert_same_panels(recounted: Panels, full: Panels) -> None:
-    for name in ("group_month", "country_month", "admin1_month", "unmapped"):
+    for name in ("group_month", "country_month", "admin1_month", "unmapped", "group_types", "variants", "regime_periods"):
         a, b = getattr(recounted, name), getattr(full, name)
         assert a.height == b.height > 0, name
         assert a.sort(a.columns, nulls_last=True).equals(b.select(a.columns).sort(a.columns, nulls_last=True)), name

@@ -48,3 +48,39 @@ def test_global_benchmark_data_at_small_scale_has_acled_shapes(tmp_path):
     revised = update.join(export, on="event_id_cnty", suffix="_before")
     assert revised.height == figures["update_revisions"] > 0
     assert (revised["timestamp"].cast(pl.Int64) > revised["timestamp_before"].cast(pl.Int64)).all()
+
+
+STATE = r"^(?:Military|Police) Forces of (?P<country>.+?) \((?P<period>\d{4}-(?:\d{4})?)\)(?P<unit> .+)?$"
+
+
+def state_shares(export: pl.DataFrame) -> dict[str, float]:
+    """Share of events with a state force of the event's country (any side), of those by a unit, as actor1; and the
+    regime periods per country (median)."""
+    parts = {side: pl.col(side).str.extract_groups(STATE) for side in ("actor1", "actor2")}
+    own = {side: (p.struct.field("country") == pl.col("country")).fill_null(False) for side, p in parts.items()}
+    unit = {side: own[side] & p.struct.field("unit").is_not_null() for side, p in parts.items()}
+    shares = export.select(
+        state=(own["actor1"] | own["actor2"]).mean(),
+        actor1=own["actor1"].mean(),
+        unit=(unit["actor1"] | unit["actor2"]).sum() / (own["actor1"] | own["actor2"]).sum(),
+    ).row(0, named=True)
+    periods = export.filter(own["actor1"]).select("country", period=parts["actor1"].struct.field("period"))
+    return shares | {"periods": periods.unique().group_by("country").len()["len"].median()}
+
+
+def test_sample_state_forces_have_regime_periods_units_and_types_in_words(sample_dir):
+    export = pl.read_csv(sample_dir / "acled_sahel_2017-2024_SYNTHETIC.csv", infer_schema=False)
+    shares = state_shares(export)
+    # measured on the real files: 26-35% of events, 7-18% as actor1, a unit on 16-25% of them, 3-4 periods
+    assert 0.25 < shares["state"] < 0.37 and 0.07 < shares["actor1"] < 0.18 and 0.15 < shares["unit"] < 0.26
+    assert shares["periods"] >= 2
+    assert set(export["inter1"]) <= {"State forces", "Rebel group", "Identity militia", "Rioters", "Protesters"}
+
+
+def test_global_benchmark_data_has_state_forces_in_real_proportions_and_inter_codes(tmp_path):
+    write_global(tmp_path, target_events=60_000, n_countries=12, n_actors=150)
+    export = pl.read_csv(tmp_path / "acled_global_1997-2026-11-14_SYNTHETIC.csv", infer_schema=False)
+    shares = state_shares(export)
+    assert 0.2 < shares["state"] < 0.37 and 0.1 < shares["actor1"] < 0.2 and 0.15 < shares["unit"] < 0.26
+    assert 2 <= shares["periods"] <= 5
+    assert set(export["inter1"]) <= {str(code) for code in range(1, 9)}
