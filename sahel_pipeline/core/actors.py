@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Literal
 import polars as pl
 
 from sahel_pipeline.core.actor_types import (
+    GROUP_TYPES,
     INTER_READINGS,
     INTER_TYPES,
     NO_ACTOR_CODE,
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 
 StateUnits = Literal["fold", "separate"]
 INTER_DTYPE = pl.Enum(list(INTER_TYPES))
+GROUP_TYPE_DTYPE = pl.Enum(list(GROUP_TYPES))  # the group panel's group_type: one byte a row, not a string
 
 # `Military Forces of Burkina Faso (2015-2022) Special Forces`: qualifier, kind, country, period (start-end), unit.
 STATE_ACTOR = (
@@ -225,12 +227,9 @@ def group_types(evidence: pl.DataFrame, alias_types: pl.DataFrame) -> pl.DataFra
     # The name a group is most often mentioned by speaks for it (a group's names are one kind of actor).
     by_name = evidence.group_by(*GROUP_KEYS, "actor").agg(pl.col("mentions").sum())
     main_name = by_name.sort("mentions", "actor", descending=[True, False]).unique(GROUP_KEYS, keep="first")
-    main_name = main_name.with_columns(
-        _name_type=name_type(pl.col("actor"), pl.col("country")),
-        _participant=is_participant_name(pl.col("actor")),
-    )
+    main_name = main_name.with_columns(_name_type=name_type(pl.col("actor"), pl.col("country")))
     typed = (
-        main_name.select(*GROUP_KEYS, "_name_type", "_participant")
+        main_name.select(*GROUP_KEYS, "_name_type")
         .join(majority(evidence.filter(~pl.col("associated")), "_own"), on=GROUP_KEYS, how="left")
         .join(majority(evidence.filter(pl.col("associated")), "_associated"), on=GROUP_KEYS, how="left")
         .join(alias_types.select("group_id", _alias=pl.col("type")), on="group_id", how="left")
@@ -239,7 +238,8 @@ def group_types(evidence: pl.DataFrame, alias_types: pl.DataFrame) -> pl.DataFra
         (pl.col("_alias").is_not_null(), pl.col("_alias"), "alias table"),
         (pl.col("_name_type") == UNIDENTIFIED_ARMED_GROUP, pl.col("_name_type"), "name pattern"),
         (pl.col("_own").is_not_null(), pl.col("_own"), "source code"),
-        (pl.col("_participant"), pl.lit("civilians"), "name pattern"),
+        # a civilian or participant name (Women (Mali)) over the code of the protest or attack it was associated with
+        (pl.col("_name_type") == "civilians", pl.col("_name_type"), "name pattern"),
         (pl.col("_associated").is_not_null(), pl.col("_associated"), "associated actor's code"),
         (pl.col("_name_type").is_not_null(), pl.col("_name_type"), "name pattern"),
     ]

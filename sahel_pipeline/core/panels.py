@@ -29,8 +29,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
-from sahel_pipeline.core.actor_types import UNKNOWN
-from sahel_pipeline.core.actors import StateUnits, group_types, group_variants, regime_periods
+from sahel_pipeline.core.actors import GROUP_TYPE_DTYPE, StateUnits, group_types, group_variants, regime_periods
 from sahel_pipeline.core.groups import Ambiguity, Role, alias_types, event_groups
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline.core.series import UNIT_KEY
@@ -151,19 +150,16 @@ def build_panels(
     )
     types = group_types(evidence, alias_types(aliases))
 
-    def monthly(level: str, keys: list[str]) -> pl.DataFrame:
+    def monthly(level: str, keys: list[str], attributes: pl.LazyFrame | None = None) -> pl.DataFrame:
         """One level's counts summed over admin1, zero-filled."""
         summed = (
             counts.admin1.lazy().filter(pl.col("level") == level).group_by(*keys, "month").agg(pl.col(INDICATORS).sum())
         )
-        return zero_filled(summed, keys, coverage)
+        return zero_filled(summed, keys, coverage, attributes)
 
-    group_month = (
-        monthly("group", GROUP_KEYS)
-        .join(counts.names, on="group_id", how="left")
-        .join(types.select(*GROUP_KEYS, "group_type"), on=GROUP_KEYS, how="left")
-        .with_columns(pl.col("group_type").fill_null(UNKNOWN))
-    )
+    # A series' name and type are joined to its key before the months are filled in: one row per series, not per month.
+    series = types.lazy().select(*GROUP_KEYS, pl.col("group_type").cast(GROUP_TYPE_DTYPE)).join(counts.names.lazy(), on="group_id", how="left")
+    group_month = monthly("group", GROUP_KEYS, series)
     group_month = group_month.select(
         *GROUP_KEYS[:2], "group_name", "group_type", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
     )
@@ -292,8 +288,11 @@ def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:
     return cast(dt.date, complete.group_by("source").agg(pl.col("month").max())["month"].max())
 
 
-def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -> pl.DataFrame:
-    """Every series gets every month its data cover; months without events are zeros."""
+def zero_filled(
+    counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame, attributes: pl.LazyFrame | None = None
+) -> pl.DataFrame:
+    """Every series gets every month its data cover; months without events are zeros. `attributes` (keyed by `keys`)
+    are columns each series carries on every month."""
     months = (
         coverage.lazy()
         .select(
@@ -304,7 +303,10 @@ def zero_filled(counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame) -
         )
         .explode("month")
     )
-    grid = counts.select(keys).unique().join(months, on=["source", "country"])
+    series = counts.select(keys).unique()
+    if attributes is not None:
+        series = series.join(attributes, on=keys, how="left")
+    grid = series.join(months, on=["source", "country"])
     days_in_month = pl.col("month").dt.month_end().dt.day()
     is_last = pl.col("month") == pl.col("last_day").dt.month_start()
     return (

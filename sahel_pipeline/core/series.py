@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import polars as pl
 
+from sahel_pipeline.core.actors import GROUP_TYPE_DTYPE
+
 Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 
 UNIT_KEY = ["source", "level", "group_id", "country"]  # whose counts: a group in a country, or a whole country
@@ -38,7 +40,7 @@ def long_series(
         level=pl.lit("country"),
         group_id=pl.lit(None, pl.String),
         group_name=pl.lit(None, pl.String),
-        group_type=pl.lit(None, pl.String),
+        group_type=pl.lit(None, GROUP_TYPE_DTYPE),
     )
     index = [*UNIT_KEY, "month", *carry]
     both = pl.concat([group.select(*index, *indicators), country.select(*index, *indicators)])
