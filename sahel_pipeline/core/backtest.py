@@ -39,7 +39,7 @@ from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, QUANTILES, Counts
 from sahel_pipeline.core.models import ModelConfig, Predictive, group_rate
 from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
-from sahel_pipeline.core.panels import INDICATORS
+from sahel_pipeline.core.panels import DEMONSTRATIONS, INDICATORS
 from sahel_pipeline.core.scoring import build_tasks, fitting_pool, score_month
 from sahel_pipeline.core.series import SERIES_COLUMNS, SERIES_KEY, long_series
 
@@ -275,8 +275,11 @@ def alert_rates(scores: pl.DataFrame) -> pl.DataFrame:
 def episode_flags(
     scores: pl.DataFrame, episodes: pl.DataFrame, first_origin: dt.date, last_origin: dt.date
 ) -> pl.DataFrame:
-    """For each known episode: was the series flagged (any indicator) from 3 months before its start to its end?"""
-    alerts = scores.filter(pl.col("alert")).with_columns(group=pl.col("group_id").fill_null(""))
+    """For each known episode: was the series flagged (any indicator of violence) from 3 months before its start to
+    its end? The episodes are escalations of armed violence: a rise in demonstrations does not flag one."""
+    alerts = scores.filter(pl.col("alert"), pl.col("indicator") != DEMONSTRATIONS).with_columns(
+        group=pl.col("group_id").fill_null("")
+    )
     rows = []
     for episode in episodes.iter_rows(named=True):
         level = "group" if episode["group"] else "country"

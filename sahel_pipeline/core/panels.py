@@ -37,16 +37,17 @@ from sahel_pipeline.core.series import UNIT_KEY
 if TYPE_CHECKING:
     from sahel_pipeline.core.models import Break
 
-INDICATORS = ["events", "violent_events", "fatalities", "civilian_targeting_events", "demonstrations"]
+DEMONSTRATIONS = "demonstrations"  # events of ACLED's disorder type Demonstrations: protests and riots
+INDICATORS = ["events", "violent_events", "fatalities", "civilian_targeting_events", DEMONSTRATIONS]
 INDICATOR_LABELS = {
     "events": "events",
     "violent_events": "violent events",
     "fatalities": "fatalities",
     "civilian_targeting_events": "events targeting civilians",
-    "demonstrations": "demonstrations (protests and riots)",
+    DEMONSTRATIONS: "demonstrations (protests and riots)",
 }
 # Judged per country only: protesters and rioters are crowds, not groups (the group panel still counts them).
-COUNTRY_ONLY_INDICATORS = frozenset({"demonstrations"})
+COUNTRY_ONLY_INDICATORS = frozenset({DEMONSTRATIONS})
 EVENT_COLUMNS = [
     "event_id", "source", "event_date", "country", "admin1", "disorder_type", "event_type", "fatalities",
     "civilian_targeting", "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "inter1", "inter2", "source_file",
@@ -99,7 +100,7 @@ def counted_by(indicator: str) -> pl.Expr:
         "violent_events": pl.col("event_type").is_in(sorted(VIOLENT_EVENT_TYPES)),
         "fatalities": pl.col("fatalities") > 0,
         "civilian_targeting_events": pl.col("civilian_targeting"),
-        "demonstrations": pl.col("disorder_type") == "Demonstrations",
+        DEMONSTRATIONS: pl.col("disorder_type") == "Demonstrations",
     }[indicator]
 
 
@@ -109,7 +110,7 @@ def indicator_sums() -> list[pl.Expr]:
         counted_by("violent_events").sum().alias("violent_events"),
         pl.col("fatalities").sum().alias("fatalities"),
         counted_by("civilian_targeting_events").sum().alias("civilian_targeting_events"),
-        counted_by("demonstrations").sum().alias("demonstrations"),
+        counted_by(DEMONSTRATIONS).sum().alias(DEMONSTRATIONS),
     ]
 
 
