@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, cast
 import polars as pl
 
 from sahel_pipeline.core.actors import GROUP_TYPE_DTYPE, StateUnits, group_types, group_variants, regime_periods
-from sahel_pipeline.core.groups import Ambiguity, Role, alias_types, event_groups
+from sahel_pipeline.core.groups import Ambiguity, Role, alias_types, attribute_events
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline.core.series import UNIT_KEY
 
@@ -216,12 +216,16 @@ def count_months(
     """Sparse counts per admin1 and month (for each group and the whole country), each group's names per month with
     the types the events gave them, and the groups' display names, of the given events."""
     carried = ["month", "event_date", "admin1", "disorder_type", "event_type", "fatalities", "civilian_targeting"]
-    attributed = event_groups(events.lazy(), aliases, role, ambiguous, carry=carried, units=units).collect().lazy()
+    attribution = attribute_events(events.lazy(), aliases, role, ambiguous, carry=carried, units=units)
+    attributed, names = attribution.groups.lazy(), attribution.names.lazy()
+    group_ids = names.select("_group", "group_id").unique()
     # Counted per admin1; the country-wide panels are sums over admin1, a third of the rows of the attributed events.
+    # Groups are counted by their codes and named after (see Attribution).
     admin1 = pl.concat(
         [
-            attributed.group_by(*GROUP_KEYS, "admin1", "month")
+            attributed.group_by("source", "_group", "country", "admin1", "month")
             .agg(indicator_sums())
+            .join(group_ids, on="_group")
             .with_columns(level=pl.lit("group")),
             events.lazy()
             .group_by(*COUNTRY_KEYS, "admin1", "month")
@@ -230,11 +234,17 @@ def count_months(
         ],
         how="diagonal",
     ).select(*UNIT_KEY, "admin1", "month", *INDICATORS)
-    actors = attributed.group_by(ACTOR_KEYS).agg(
-        mentions=pl.len(), first_seen=pl.col("event_date").min(), last_seen=pl.col("event_date").max()
+    actors = (
+        attributed.group_by("source", "_name", "_group", "month", "inter", "associated")
+        .agg(mentions=pl.len(), first_seen=pl.col("event_date").min(), last_seen=pl.col("event_date").max())
+        .join(
+            names.select("_name", "source", "_group", "actor", "country", "group_id", "known"),
+            on=["_name", "source", "_group"],
+        )
+        .select(*ACTOR_KEYS, "mentions", "first_seen", "last_seen")
     )
-    names = attributed.group_by("group_id").agg(pl.col("group_name").first())
-    return tuple(pl.collect_all([admin1, actors, names]))  # type: ignore[return-value]
+    display = names.group_by("group_id").agg(pl.col("group_name").first())
+    return tuple(pl.collect_all([admin1, actors, display]))  # type: ignore[return-value]
 
 
 def month_digests(events: pl.DataFrame) -> pl.DataFrame:
