@@ -323,8 +323,7 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
     for section in sections:
         a = section.alert
         lines += [
-            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - "
-            f"{INDICATOR_LABELS.get(a['indicator'], a['indicator'])}",
+            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - {_what(a)}",
             "",
             a["explanation"],
             "",
@@ -367,7 +366,7 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         parts.append(
             f"<h2><span class='badge' style='background:{colour}'>{a['severity']}</span>"
             f"<span class='status'>{a['status']}</span> {html.escape(a['group_name'] or a['country'])} - "
-            f"{html.escape(a['country'])} - {html.escape(INDICATOR_LABELS.get(a['indicator'], a['indicator']))}</h2>"
+            f"{html.escape(a['country'])} - {html.escape(_what(a))}</h2>"
         )
         parts.append(f"<p class='explanation'>{html.escape(a['explanation'])}</p>")
         for figure in section.figures:
@@ -397,6 +396,13 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
     parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
+
+
+def _what(alert: dict) -> str:
+    """What an alert is about, for its heading: the indicator, or that the group is new in the country."""
+    if alert.get("kind") == "new_actor":
+        return "new in the country"
+    return INDICATOR_LABELS.get(alert["indicator"], alert["indicator"])
 
 
 def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
@@ -469,7 +475,11 @@ def _method_note(config: ModelConfig) -> str:
         "outbreaks down-weighted; a trend kept only when significant and not extrapolating). A month is above its "
         f"range when its count reaches the indicator's minimum and the model gives it less than a {config.alert_p:.0%} "
         f"chance; a rise is sustained when the lower end of the {config.recent_months}-month rate ratio's 95% "
-        f"interval is at least {config.rr_alert_low}. Severity counts how many of these hold, and how strongly."
+        f"interval is at least {config.rr_alert_low}. Severity counts how many of these hold, and how strongly. "
+        f"Groups are alerted when they are of an armed type ({', '.join(config.alerted_types)}); protests and riots are "
+        f"judged per country. A group with no event in the country in the {config.new_actor_quiet_months} months "
+        f"before it appeared is reported as new once it has {config.new_actor_min_events} events there, not compared "
+        "with its empty past."
     )
 
 
