@@ -396,3 +396,23 @@ def test_real_looking_files_raise_no_synthetic_flag(tmp_path):
     for written in [out / "reports" / "2024-12.html", out / "reports" / "2024-12.md", out / "alerts" / "2024-12.atom",
                     *(out / "notifications" / "2024-12" / "outbox").iterdir()]:
         assert "SYNTHETIC" not in written.read_text(errors="replace"), written.name
+
+
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
+def test_group_panel_metadata_lists_normalised_names_with_their_variants_and_how_groups_were_typed(run):
+    _, results = run
+    metadata = next(
+        m.materialization.metadata for m in results["2024-12"].get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey("group_month_panel")
+    )
+    names = metadata["groups_and_their_names"].value
+    mali = next(line for line in names.splitlines() if "| Military Forces of Mali |" in line)
+    assert "Military Forces of Mali (2013-2020)" in mali and "Military Forces of Mali (2021-)" in mali
+    typed_by = metadata["groups_typed_by"].value
+    assert "alias table" in typed_by and "source code" in typed_by
+    assert metadata["groups_typed_by_inference"].value > 0 and metadata["groups_without_type"].value == 0
+    periods = next(
+        m.materialization.metadata for m in results["2024-12"].get_asset_materialization_events()
+        if m.asset_key == dg.AssetKey("regime_periods")
+    )
+    assert periods["breaks_from_regime_periods"].value == 1  # Niger's April 2021 change; the coups are configured

@@ -6,7 +6,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE
-from sahel_pipeline.core.groups import AliasTableError, actor_mentions, event_groups, load_alias_table, resolve_names
+from sahel_pipeline.core.groups import AliasTableError, actor_mentions, attribute_events, load_alias_table, resolve_names
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +72,9 @@ def test_an_event_counts_once_per_group_and_roles_choose_the_actor_columns(alias
             "assoc_actor_2": [None],
         }
     )
-    perpetrator = event_groups(events, aliases, role="perpetrator").collect()
+    perpetrator = attribute_events(events, aliases, role="perpetrator").groups
     assert perpetrator["group_id"].to_list() == ["JNIM"]
-    anyone = event_groups(events, aliases, role="any").collect()
+    anyone = attribute_events(events, aliases, role="any").groups
     assert sorted(anyone["group_id"].to_list()) == ["ISSP", "JNIM"]
     assert actor_mentions(events, "perpetrator").collect().height == 3
 

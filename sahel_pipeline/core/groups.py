@@ -232,18 +232,6 @@ def attribute_events(
     return Attribution(groups.filter(_first_of_each_event_and_group(groups)), names)
 
 
-def event_groups(
-    events: pl.LazyFrame,
-    aliases: pl.DataFrame,
-    role: Role = "perpetrator",
-    ambiguous: Ambiguity = "separate",
-    carry: list[str] | None = None,
-    units: StateUnits = "fold",
-) -> pl.LazyFrame:
-    """One row per (event, group) with the `carry` columns (see `attribute_events`)."""
-    return attribute_events(events, aliases, role, ambiguous, carry, units).groups.drop("_name", "_group").lazy()
-
-
 def _code(column: str) -> pl.Expr:
     return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
 
