@@ -304,7 +304,8 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
             ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
             figures = f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
         lines.append(
-            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} {figures}"
+            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
+            f"{figures}"
         )
         lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
         lines.append("")
@@ -427,15 +428,17 @@ def command_fetch_acled(args: argparse.Namespace) -> int:
         raise CliError(f"bad date '{args.since}' for --since: expected YYYY-MM-DD, e.g. 2017-01-01") from None
     credentials = AcledCredentials(os.environ.get("ACLED_EMAIL", "").strip(), os.environ.get("ACLED_PASSWORD", ""))
     if not credentials.complete:
-        raise CliError("ACLED_EMAIL and ACLED_PASSWORD must hold your myACLED login (see the README, 'Pulling from "
-                       "the APIs')")
+        raise CliError(
+            "ACLED_EMAIL and ACLED_PASSWORD must hold your myACLED login (see the README, 'Pulling from the APIs')"
+        )
     try:
         check_countries(args.country)
     except FetchError as err:
         raise CliError(str(err)) from None
     client = AcledClient(credentials, os.environ.get("SAHEL_ACLED_API_URL") or ACLED_URL, log=_log)
-    result = _pull(client, lambda progress: pull_acled(_pull_folder(args.raw), client, args.country, since,
-                                                       progress=progress))
+    result = _pull(
+        client, lambda progress: pull_acled(_pull_folder(args.raw), client, args.country, since, progress=progress)
+    )
     wrote = ", ".join(str(p) for p in (result.events_file, result.deletions_file) if p) or "no file (nothing changed)"
     print(f"ACLED: {result.rows_written:,} new or revised events, {result.deletions_written:,} deletions: {wrote}")
     print(f"vintage: {result.vintage.id if result.vintage else 'none'}")
@@ -456,14 +459,18 @@ def command_fetch_ucdp(args: argparse.Namespace) -> int:
     except FetchError as err:
         raise CliError(str(err)) from None
     client = UcdpClient(token, os.environ.get("SAHEL_UCDP_API_URL") or UCDP_URL, log=_log)
-    result = _pull(client, lambda progress: pull_ucdp(_pull_folder(args.raw), client, args.version, args.country,
-                                                      progress=progress))
+    result = _pull(
+        client,
+        lambda progress: pull_ucdp(_pull_folder(args.raw), client, args.version, args.country, progress=progress),
+    )
     if result.vintage is None:
         print("UCDP: every version asked is held already for these countries: nothing pulled")
         return 0
     wrote = ", ".join(str(p) for p in result.files) or "no file"
-    print(f"UCDP: {result.rows_written:,} events; replaced by GED: {result.replaced:,} Candidate events, "
-          f"{result.replaced_ged:,} of earlier GED versions: {wrote}")
+    print(
+        f"UCDP: {result.rows_written:,} events; replaced by GED: {result.replaced:,} Candidate events, "
+        f"{result.replaced_ged:,} of earlier GED versions: {wrote}"
+    )
     print(f"vintage: {result.vintage.id}")
     return 0
 
@@ -479,8 +486,10 @@ def command_vintages(args: argparse.Namespace) -> int:
         newest = record.get("newest_timestamp")
         if isinstance(newest, int):
             newest = f"{dt.datetime.fromtimestamp(newest, dt.UTC):%Y-%m-%d %H:%M} UTC"
-        print(f"{vintage.id:<32} {vintage.provider:<5} {record.get('rows', 0):>9,} rows  newest {newest or '-'}  "
-              f"{len(vintage.holdings)} files held")
+        print(
+            f"{vintage.id:<32} {vintage.provider:<5} {record.get('rows', 0):>9,} rows  newest {newest or '-'}  "
+            f"{len(vintage.holdings)} files held"
+        )
     return 0
 
 

@@ -376,7 +376,8 @@ def events_frame(
             if rows.size:
                 actor2[rows] = state_name_at(kind, name, regimes, months, mo[rows])
                 by_unit = rows[rng.random(rows.size) < UNIT_SHARE]
-                actor2[by_unit] = actor2[by_unit] + " " + np.array(units, dtype=object)[rng.integers(0, len(units), by_unit.size)]
+                named = np.array(units, dtype=object)[rng.integers(0, len(units), by_unit.size)]
+                actor2[by_unit] = actor2[by_unit] + " " + named
     inter1 = np.array([INTER_CODES[k] for k in kind_names])[kinds]
     side_codes = {s: INTER_CODES.get(s, 0) for s in set(other_side.tolist())}
     inter2 = pl.Series(other_side.astype(str)).replace_strict(side_codes, return_dtype=pl.Int64).to_numpy()
@@ -423,15 +424,19 @@ def events_frame(
     ).with_columns(
         pl.col(col).replace("", None) for col in ("assoc_actor_1", "actor2", "assoc_actor_2", "civilian_targeting")
     )
-    frame = frame.with_columns(
-        actor1=pl.when(pl.col("_unit") != "").then(pl.format("{} {}", "actor1", "_unit")).otherwise("actor1"),
-        assoc_actor_1=pl.when(pl.col("_participant") != "")
-        .then(pl.format("{} ({})", "_participant", "country"))
-        .otherwise("assoc_actor_1"),
-        assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(
-            pl.format("{} ({})", "assoc_actor_2", "country")
-        ),
-    ).drop("_unit", "_participant").sort("event_date", "country", "actor1", maintain_order=True)
+    frame = (
+        frame.with_columns(
+            actor1=pl.when(pl.col("_unit") != "").then(pl.format("{} {}", "actor1", "_unit")).otherwise("actor1"),
+            assoc_actor_1=pl.when(pl.col("_participant") != "")
+            .then(pl.format("{} ({})", "_participant", "country"))
+            .otherwise("assoc_actor_1"),
+            assoc_actor_2=pl.when(pl.col("assoc_actor_2").is_not_null()).then(
+                pl.format("{} ({})", "assoc_actor_2", "country")
+            ),
+        )
+        .drop("_unit", "_participant")
+        .sort("event_date", "country", "actor1", maintain_order=True)
+    )
     codes = pl.col("country").replace_strict({x.name: x.code for x in countries.values()})
     return frame.with_columns(
         event_id_cnty=codes + pl.int_range(1, pl.len() + 1).over("country").cast(pl.String),
@@ -501,7 +506,9 @@ def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
     deleted = export.filter(pl.col("event_date") >= dt.date(2024, 11, 1), pl.col("_planted").not_()).tail(5)
     files = {
         "acled_sahel_2017-2024_SYNTHETIC.csv": to_export(export, "%d %B %Y", inter_words=True),
-        "acled_sahel_update_2024-12-31_SYNTHETIC.csv": to_export(pl.concat([revised, update_new]), "%Y-%m-%d", inter_words=True),
+        "acled_sahel_update_2024-12-31_SYNTHETIC.csv": to_export(
+            pl.concat([revised, update_new]), "%Y-%m-%d", inter_words=True
+        ),
     }
     for name, frame in files.items():
         frame.write_csv(out / name, quote_style="non_numeric", null_value="")

@@ -11,10 +11,10 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE
+from sahel_pipeline.cli import main
 from sahel_pipeline.core.actor_types import ARMED_TYPES, GROUP_TYPES, UNKNOWN
 from sahel_pipeline.core.actors import regime_periods, state_group_name
 from sahel_pipeline.core.groups import load_alias_table, resolve_names
-from sahel_pipeline.cli import main
 from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.models import Break, ModelConfig, with_regime_breaks
 from sahel_pipeline.core.panels import build_panels
@@ -47,19 +47,48 @@ def groups_of(aliases, actor: str, country: str = "Burkina Faso", units: str = "
     "name, folded, apart",
     [
         # forms found in the real files (grep "Forces of" / "Government of" in ../shared/data/real)
-        ("Military Forces of Burkina Faso (2015-2022)", "Military Forces of Burkina Faso", "Military Forces of Burkina Faso"),
-        ("Military Forces of Burkina Faso (2022-) Special Forces", "Military Forces of Burkina Faso",
-         "Military Forces of Burkina Faso Special Forces"),
-        ("Police Forces of Burkina Faso (2015-) Gendarmerie", "Police Forces of Burkina Faso", "Police Forces of Burkina Faso Gendarmerie"),
-        ("Police Forces of Mali (2013-2020) Customs Agents", "Police Forces of Mali", "Police Forces of Mali Customs Agents"),
-        ("Military Forces of Mali (2013-2020) Operational Coordination Mechanism", "Military Forces of Mali",
-         "Military Forces of Mali Operational Coordination Mechanism"),
+        (
+            "Military Forces of Burkina Faso (2015-2022)",
+            "Military Forces of Burkina Faso",
+            "Military Forces of Burkina Faso",
+        ),
+        (
+            "Military Forces of Burkina Faso (2022-) Special Forces",
+            "Military Forces of Burkina Faso",
+            "Military Forces of Burkina Faso Special Forces",
+        ),
+        (
+            "Police Forces of Burkina Faso (2015-) Gendarmerie",
+            "Police Forces of Burkina Faso",
+            "Police Forces of Burkina Faso Gendarmerie",
+        ),
+        (
+            "Police Forces of Mali (2013-2020) Customs Agents",
+            "Police Forces of Mali",
+            "Police Forces of Mali Customs Agents",
+        ),
+        (
+            "Military Forces of Mali (2013-2020) Operational Coordination Mechanism",
+            "Military Forces of Mali",
+            "Military Forces of Mali Operational Coordination Mechanism",
+        ),
         ("Government of Niger (2011-2021)", "Government of Niger", "Government of Niger"),
-        ("Military Forces of the Ivory Coast (2011-)", "Military Forces of the Ivory Coast", "Military Forces of the Ivory Coast"),
+        (
+            "Military Forces of the Ivory Coast (2011-)",
+            "Military Forces of the Ivory Coast",
+            "Military Forces of the Ivory Coast",
+        ),
         # mutineers and former forces are actors of their own, across periods too
-        ("Mutiny of Military Forces of Burkina Faso (2015-2022)", "Mutiny of Military Forces of Burkina Faso",
-         "Mutiny of Military Forces of Burkina Faso"),
-        ("Former Government of Burkina Faso (2022-)", "Former Government of Burkina Faso", "Former Government of Burkina Faso"),
+        (
+            "Mutiny of Military Forces of Burkina Faso (2015-2022)",
+            "Mutiny of Military Forces of Burkina Faso",
+            "Mutiny of Military Forces of Burkina Faso",
+        ),
+        (
+            "Former Government of Burkina Faso (2022-)",
+            "Former Government of Burkina Faso",
+            "Former Government of Burkina Faso",
+        ),
     ],
 )
 def test_state_names_lose_their_period_and_by_default_their_unit(aliases, name, folded, apart):
@@ -90,23 +119,34 @@ def test_the_alias_table_wins_over_the_rule_for_a_raw_or_a_normalised_name(alias
         "Military Forces of Mali,FAMA,Malian Armed Forces (FAMa),state forces,ACLED,\n"
     )
     custom = load_alias_table(table)
-    assert groups_of(aliases, "Military Forces of Niger (2023-) Gendarmerie", "Niger", table=custom) == "NIGER_GENDARMERIE"
+    assert (
+        groups_of(aliases, "Military Forces of Niger (2023-) Gendarmerie", "Niger", table=custom) == "NIGER_GENDARMERIE"
+    )
     assert groups_of(aliases, "Military Forces of Niger (2023-)", "Niger", table=custom) == "Military Forces of Niger"
     for name in ("Military Forces of Mali (2013-2020)", "Military Forces of Mali (2021-) Gendarmerie"):
         assert groups_of(aliases, name, "Mali", table=custom) == "FAMA"
 
 
 def test_units_fold_into_their_parent_unless_kept_apart(aliases):
-    names = ["Military Forces of Niger (2021-2023)", "Military Forces of Niger (2023-)", "Military Forces of Niger (2023-) Gendarmerie"]
+    names = [
+        "Military Forces of Niger (2021-2023)",
+        "Military Forces of Niger (2023-)",
+        "Military Forces of Niger (2023-) Gendarmerie",
+    ]
     events = events_frame(
-        [{"event_id": f"E{i}", "event_date": dt.date(2023, 6 + i, 10), "actor1": name, "inter1": "state forces"}
-         for i, name in enumerate(names)]
+        [
+            {"event_id": f"E{i}", "event_date": dt.date(2023, 6 + i, 10), "actor1": name, "inter1": "state forces"}
+            for i, name in enumerate(names)
+        ]
     )
     folded = build_panels(events, aliases).group_month.filter(pl.col("group_id").str.contains("Forces"))
     assert folded.group_by("group_id").agg(pl.col("events").sum()).rows() == [("Military Forces of Niger", 3)]
-    apart = build_panels(events, aliases, units="separate").group_month.filter(pl.col("group_id").str.contains("Forces"))
+    apart = build_panels(events, aliases, units="separate").group_month.filter(
+        pl.col("group_id").str.contains("Forces")
+    )
     assert sorted(apart.group_by("group_id").agg(pl.col("events").sum()).rows()) == [
-        ("Military Forces of Niger", 2), ("Military Forces of Niger Gendarmerie", 1),
+        ("Military Forces of Niger", 2),
+        ("Military Forces of Niger Gendarmerie", 1),
     ]
     assert set(apart["group_type"]) == {"state forces"}
 
@@ -114,8 +154,18 @@ def test_units_fold_into_their_parent_unless_kept_apart(aliases):
 def test_a_mutiny_is_not_counted_as_the_state_forces_and_does_not_mark_a_regime(aliases):
     events = events_frame(
         [
-            {"event_id": "E1", "event_date": dt.date(2022, 1, 5), "country": "Burkina Faso", "actor1": "Military Forces of Burkina Faso (2015-2022)"},
-            {"event_id": "E2", "event_date": dt.date(2022, 1, 23), "country": "Burkina Faso", "actor1": "Mutiny of Military Forces of Burkina Faso (2022-)"},
+            {
+                "event_id": "E1",
+                "event_date": dt.date(2022, 1, 5),
+                "country": "Burkina Faso",
+                "actor1": "Military Forces of Burkina Faso (2015-2022)",
+            },
+            {
+                "event_id": "E2",
+                "event_date": dt.date(2022, 1, 23),
+                "country": "Burkina Faso",
+                "actor1": "Mutiny of Military Forces of Burkina Faso (2022-)",
+            },
         ]
     )
     panels = build_panels(events, aliases)
@@ -160,7 +210,9 @@ def test_actor_types_read_the_same_from_codes_and_from_words(aliases, tmp_path):
 def test_without_type_columns_types_are_inferred_from_the_alias_table_and_names(aliases, tmp_path):
     with_codes = typed(FILES / "acled_actor_types_codes.csv", aliases, tmp_path)
     inferred = typed(FILES / "acled_actor_types_absent.csv", aliases, tmp_path)
-    assert {g: t for g, (t, _) in inferred.items() if g != "Ansar Dine"} == {g: t for g, (t, _) in with_codes.items() if g != "Ansar Dine"}
+    assert {g: t for g, (t, _) in inferred.items() if g != "Ansar Dine"} == {
+        g: t for g, (t, _) in with_codes.items() if g != "Ansar Dine"
+    }
     assert inferred["Ansar Dine"] == (UNKNOWN, "nothing")  # no code, not in the alias table, a name that says nothing
     assert {by for _, by in inferred.values()} == {"alias table", "name pattern", "nothing"}
 
@@ -179,9 +231,18 @@ def test_a_value_that_is_no_actor_type_is_left_empty_and_noted(tmp_path):
 @requires_real_data
 def test_ucdp_sides_are_government_civilians_or_non_state():
     events = read_source_file(real_file("ucdp_ged_burkina_2016-2023.csv")).events
-    sides = pl.concat([events.select(actor="actor1", type="inter1"), events.select(actor="actor2", type="inter2")]).unique()
-    types = dict(sides.filter(pl.col("actor").is_in(["Government of Burkina Faso", "JNIM", "IS", "Civilians"])).iter_rows())
-    assert types == {"Government of Burkina Faso": "state forces", "JNIM": "rebel group", "IS": "rebel group", "Civilians": "civilians"}
+    sides = pl.concat(
+        [events.select(actor="actor1", type="inter1"), events.select(actor="actor2", type="inter2")]
+    ).unique()
+    types = dict(
+        sides.filter(pl.col("actor").is_in(["Government of Burkina Faso", "JNIM", "IS", "Civilians"])).iter_rows()
+    )
+    assert types == {
+        "Government of Burkina Faso": "state forces",
+        "JNIM": "rebel group",
+        "IS": "rebel group",
+        "Civilians": "civilians",
+    }
 
 
 @requires_real_data
@@ -192,7 +253,9 @@ def test_geo_precision_is_kept_as_each_source_gives_it():
     events = read_source_file(path).events
     assert dict(events.group_by("geo_precision").len().iter_rows()) == by_hand
     ucdp = read_source_file(real_file("ucdp_ged_burkina_2016-2023.csv")).events
-    assert set(ucdp["geo_precision"].drop_nulls()) <= set(range(1, 8)) and ucdp["geo_precision"].max() > 3  # where_prec 1-7
+    assert (
+        set(ucdp["geo_precision"].drop_nulls()) <= set(range(1, 8)) and ucdp["geo_precision"].max() > 3
+    )  # where_prec 1-7
     assert read_source_file(real_file(BURKINA_EXTRACT)).events["geo_precision"].null_count() > 0  # no such column: null
 
 
@@ -210,7 +273,9 @@ def niger_events() -> pl.DataFrame:
         ("2021-01-05", "Military Forces of France (2017-2021)"),
         ("2022-06-01", "Military Forces of France (2022-)"),
     ]
-    return events_frame([{"event_id": f"E{i}", "event_date": dt.date.fromisoformat(d), "actor1": a} for i, (d, a) in enumerate(rows)])
+    return events_frame(
+        [{"event_id": f"E{i}", "event_date": dt.date.fromisoformat(d), "actor1": a} for i, (d, a) in enumerate(rows)]
+    )
 
 
 def test_each_new_regime_period_is_a_break_dated_by_its_first_appearance_or_a_coup_near_it(aliases):
@@ -221,7 +286,10 @@ def test_each_new_regime_period_is_a_break_dated_by_its_first_appearance_or_a_co
         ("Niger", "2023-", dt.date(2023, 7, 28), dt.date(2023, 7, 26), "configured"),  # the coup, two days before
     ]
     breaks = with_regime_breaks((NIGER_COUP,), periods.to_dicts())
-    assert [(b.date, b.origin) for b in breaks] == [(dt.date(2023, 7, 26), "configured"), (dt.date(2021, 4, 3), "regime period")]
+    assert [(b.date, b.origin) for b in breaks] == [
+        (dt.date(2023, 7, 26), "configured"),
+        (dt.date(2021, 4, 3), "regime period"),
+    ]
     assert "April 2021" in breaks[1].label and "2021-2023" in breaks[1].label
     # without configured dates each change is dated by the data alone
     alone = build_panels(niger_events(), aliases).regime_periods
@@ -230,13 +298,21 @@ def test_each_new_regime_period_is_a_break_dated_by_its_first_appearance_or_a_co
 
 def test_a_closed_period_and_its_earlier_open_name_are_one_period(aliases):
     """An export made in 2020 says "(2015-)", one made in 2023 "(2015-2022)": the same regime."""
-    rows = [("2016-01-10", "Military Forces of Burkina Faso (2015-)"), ("2016-03-10", "Military Forces of Burkina Faso (2015-2022)"),
-            ("2022-02-01", "Military Forces of Burkina Faso (2022-)")]
-    events = events_frame([{"event_id": f"E{i}", "event_date": dt.date.fromisoformat(d), "country": "Burkina Faso", "actor1": a}
-                           for i, (d, a) in enumerate(rows)])
+    rows = [
+        ("2016-01-10", "Military Forces of Burkina Faso (2015-)"),
+        ("2016-03-10", "Military Forces of Burkina Faso (2015-2022)"),
+        ("2022-02-01", "Military Forces of Burkina Faso (2022-)"),
+    ]
+    events = events_frame(
+        [
+            {"event_id": f"E{i}", "event_date": dt.date.fromisoformat(d), "country": "Burkina Faso", "actor1": a}
+            for i, (d, a) in enumerate(rows)
+        ]
+    )
     periods = regime_periods(build_panels(events, aliases).counts.actors, ())
     assert periods.select("period", "first_seen", "mentions").rows() == [
-        ("2015-2022", dt.date(2016, 1, 10), 2), ("2022-", dt.date(2022, 2, 1), 1),
+        ("2015-2022", dt.date(2016, 1, 10), 2),
+        ("2022-", dt.date(2022, 2, 1), 1),
     ]
 
 
@@ -257,10 +333,15 @@ def test_burkina_state_forces_are_one_series_across_the_2022_coups(aliases, tmp_
                 variants |= named
                 day = dt.date.fromisoformat(row["EVENT_DATE"])
                 by_hand[day.replace(day=1)] += 1
-    assert {"Military Forces of Burkina Faso (2015-2022)", "Military Forces of Burkina Faso (2022-)",
-            "Military Forces of Burkina Faso (2022-) Special Forces"} <= variants
+    assert {
+        "Military Forces of Burkina Faso (2015-2022)",
+        "Military Forces of Burkina Faso (2022-)",
+        "Military Forces of Burkina Faso (2022-) Special Forces",
+    } <= variants
     events = ingest(find_csv_files([path]), tmp_path / "cache", TODAY, log=lambda _: None).events
-    panels = build_panels(events, aliases, breaks=(Break("Burkina Faso", dt.date(2022, 1, 24), "the January 2022 coup"),))
+    panels = build_panels(
+        events, aliases, breaks=(Break("Burkina Faso", dt.date(2022, 1, 24), "the January 2022 coup"),)
+    )
     series = panels.group_month.filter(pl.col("group_id") == "Military Forces of Burkina Faso")
     counted = {month: n for month, n in series.select("month", "events").iter_rows() if n}
     assert counted == dict(by_hand)
@@ -292,13 +373,28 @@ def protest_country(aliases) -> tuple[pl.DataFrame, pl.DataFrame]:
     rows = []
     for m in range(36):
         month = dt.date(2022 + m // 12, m % 12 + 1, 1)
-        rows.append({"event_id": f"A{m}", "event_date": month, "actor1": "Military Forces of Niger (2021-2023)",
-                     "inter1": "state forces", "fatalities": 1})
+        rows.append(
+            {
+                "event_id": f"A{m}",
+                "event_date": month,
+                "actor1": "Military Forces of Niger (2021-2023)",
+                "inter1": "state forces",
+                "fatalities": 1,
+            }
+        )
         for k in range(m % 3 * 3):
             kind, actor = ("Protests", "Protesters (Niger)") if k % 2 else ("Riots", "Rioters (Niger)")
-            rows.append({"event_id": f"D{m}-{k}", "event_date": month.replace(day=10), "event_type": kind, "actor1": actor,
-                         "assoc_actor_1": "Students (Niger)", "disorder_type": "Demonstrations",
-                         "inter1": "protesters" if k % 2 else "rioters"})
+            rows.append(
+                {
+                    "event_id": f"D{m}-{k}",
+                    "event_date": month.replace(day=10),
+                    "event_type": kind,
+                    "actor1": actor,
+                    "assoc_actor_1": "Students (Niger)",
+                    "disorder_type": "Demonstrations",
+                    "inter1": "protesters" if k % 2 else "rioters",
+                }
+            )
     panels = build_panels(events_frame(rows), aliases)
     return panels.group_month, panels.country_month
 
@@ -312,9 +408,17 @@ def test_demonstrations_are_counted_per_country_and_crowds_are_not_modelled_as_g
     assert (None, "demonstrations") in modelled
     assert not [key for key in modelled if key[0] is not None and key[1] == "demonstrations"]  # never per group
     assert {g for g, _ in modelled if g} == {"Military Forces of Niger"}
-    reasons = dict(skipped.filter(pl.col("level") == "group", pl.col("note").str.starts_with("type")).select("group_id", "note").unique().iter_rows())
-    assert reasons == {"Protesters (Niger)": "type not alerted: protesters", "Rioters (Niger)": "type not alerted: rioters",
-                       "Students (Niger)": "type not alerted: civilians"}
+    reasons = dict(
+        skipped.filter(pl.col("level") == "group", pl.col("note").str.starts_with("type"))
+        .select("group_id", "note")
+        .unique()
+        .iter_rows()
+    )
+    assert reasons == {
+        "Protesters (Niger)": "type not alerted: protesters",
+        "Rioters (Niger)": "type not alerted: rioters",
+        "Students (Niger)": "type not alerted: civilians",
+    }
 
 
 def test_the_alerted_types_are_a_setting(aliases):
@@ -341,7 +445,9 @@ def artefacts(alerts: pl.DataFrame) -> pl.DataFrame:
         names = f"{row['group']} {row['group_name']}"
         state = STATE_FORM.match(row["group"])
         unit = state is not None and state["rest"].removeprefix("the ") not in ACLED_COUNTRIES
-        return bool(PERIOD.search(names) or unit or NOT_PERPETRATORS.search(names) or row["group_type"] not in ARMED_TYPES)
+        return bool(
+            PERIOD.search(names) or unit or NOT_PERPETRATORS.search(names) or row["group_type"] not in ARMED_TYPES
+        )
 
     return groups.filter(pl.Series([wrong(row) for row in groups.iter_rows(named=True)], dtype=pl.Boolean))
 
@@ -351,8 +457,13 @@ def artefacts(alerts: pl.DataFrame) -> pl.DataFrame:
 def test_burkina_alerts_2021_to_2023_name_armed_groups_only(tmp_path, capsys):
     out = tmp_path / "out"
     raw = real_file(BURKINA_EXTRACT)
-    assert main(["run", "--raw", str(raw), "--from", "2021-06", "--to", "2023-03", "--out", str(out), "--workers", "1"]) == 0
-    alerts = pl.concat([pl.read_csv(p, infer_schema=False) for p in sorted((out / "alerts").glob("*.csv"))], how="diagonal")
+    assert (
+        main(["run", "--raw", str(raw), "--from", "2021-06", "--to", "2023-03", "--out", str(out), "--workers", "1"])
+        == 0
+    )
+    alerts = pl.concat(
+        [pl.read_csv(p, infer_schema=False) for p in sorted((out / "alerts").glob("*.csv"))], how="diagonal"
+    )
     assert alerts.filter(pl.col("group").is_not_null()).height > 20
     assert artefacts(alerts).height == 0, artefacts(alerts).select("month", "group", "group_type")
     state = alerts.filter(pl.col("group") == "Military Forces of Burkina Faso")

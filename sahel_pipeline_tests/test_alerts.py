@@ -115,13 +115,25 @@ def test_the_sentence_and_the_report_table_name_the_same_rise():
 # --- groups new in a country ----------------------------------------------------------------------------------------
 
 
-def group_panel(counts: dict[str, list[int]], first: dt.date = dt.date(2022, 1, 1), group_type: str = "rebel group") -> pl.DataFrame:
-    """Zero-filled monthly events (and twice as many fatalities) of groups in Niger from `first`, the last month last."""
+def group_panel(
+    counts: dict[str, list[int]], first: dt.date = dt.date(2022, 1, 1), group_type: str = "rebel group"
+) -> pl.DataFrame:
+    """Zero-filled monthly events (and twice as many fatalities) of groups in Niger from `first`, the last month
+    last."""
     months = pl.date_range(first, first.replace(year=first.year + 5), "1mo", eager=True)
     rows = [
-        {"source": "ACLED", "group_id": group, "group_name": f"{group} (name)", "group_type": group_type, "country": "Niger",
-         "month": months[i], "events": n, "fatalities": 2 * n}
-        for group, series in counts.items() for i, n in enumerate(series)
+        {
+            "source": "ACLED",
+            "group_id": group,
+            "group_name": f"{group} (name)",
+            "group_type": group_type,
+            "country": "Niger",
+            "month": months[i],
+            "events": n,
+            "fatalities": 2 * n,
+        }
+        for group, series in counts.items()
+        for i, n in enumerate(series)
     ]
     return pl.DataFrame(rows)
 
@@ -142,10 +154,15 @@ def test_a_group_first_seen_in_a_country_gets_a_new_actor_alert_not_a_rate_ratio
     newcomers = newcomers_at(panel)
     assert newcomers["group_id"].to_list() == ["NEW", "SMALL"]  # OLD had events in the 12 months before
     alerts = alert_table(pl.DataFrame(), pl.DataFrame(), CONFIG, newcomers)
-    assert alerts.select("kind", "group", "observed", "severity", "status").rows() == [("new_actor", "NEW", 6, "medium", "new")]
+    assert alerts.select("kind", "group", "observed", "severity", "status").rows() == [
+        ("new_actor", "NEW", 6, "medium", "new")
+    ]
     row = alerts.row(0, named=True)
     assert row["expected"] is None and row["rate_ratio"] is None and row["p_value"] is None
-    assert row["explanation"] == "NEW (name) (ACLED): first seen in Niger in September 2023: 6 events, 12 fatalities; in Tillaberi (6)."
+    assert (
+        row["explanation"]
+        == "NEW (name) (ACLED): first seen in Niger in September 2023: 6 events, 12 fatalities; in Tillaberi (6)."
+    )
 
 
 def test_a_new_group_is_new_while_its_first_month_is_in_the_recent_window():
@@ -154,7 +171,9 @@ def test_a_new_group_is_new_while_its_first_month_is_in_the_recent_window():
     assert newcomers.select("first_month", "events_since", "qualifies").row(0) == (dt.date(2023, 7, 1), 7, True)
     row = new_actor_alert(newcomers.row(0, named=True), CONFIG)
     assert row["status"] == "continuing"  # it already had five events the month before
-    assert row["explanation"].startswith("NEW (name) (ACLED): first seen in Niger in July 2023: 7 events, 14 fatalities since, 1 of")
+    assert row["explanation"].startswith(
+        "NEW (name) (ACLED): first seen in Niger in July 2023: 7 events, 14 fatalities since, 1 of"
+    )
     assert newcomers_at(group_panel({"NEW": [0] * 17 + [2, 4, 1, 3]})).height == 0  # its first month left the window
     silent = newcomers_at(group_panel({"NEW": [0] * 18 + [3, 4, 0]}))
     assert silent["qualifies"].to_list() == [False]  # quiet this month: alerted when it was, not again
@@ -170,19 +189,44 @@ def test_a_country_whose_data_begin_recently_has_no_newcomers_and_the_threshold_
     assert newcomers_at(group_panel({"NEW": [0] * 8 + [9]})).height == 0  # eight months of data: too short to tell
     strict = ModelConfig(new_actor_min_events=10)
     assert newcomers_at(group_panel({"NEW": [0] * 20 + [9]}), strict)["qualifies"].to_list() == [False]
-    assert newcomers_at(group_panel({"NEW": [0] * 20 + [9]}, group_type="protesters")).height == 0  # not an alerted type
+    assert (
+        newcomers_at(group_panel({"NEW": [0] * 20 + [9]}, group_type="protesters")).height == 0
+    )  # not an alerted type
 
 
 def test_a_new_groups_count_alerts_give_way_to_its_new_actor_alert():
-    scores = pl.DataFrame([
-        {**BASE, "source": "ACLED", "level": "group", "group_id": "NEW", "group_name": "NEW (name)", "group_type": "rebel group",
-         "country": "Niger", "month": dt.date(2023, 9, 1), "p_value": 1e-9, "expected": 0.01, "rate_ratio": math.inf,
-         "rate_ratio_method": "exact", "partial": False},
-    ])
+    scores = pl.DataFrame(
+        [
+            {
+                **BASE,
+                "source": "ACLED",
+                "level": "group",
+                "group_id": "NEW",
+                "group_name": "NEW (name)",
+                "group_type": "rebel group",
+                "country": "Niger",
+                "month": dt.date(2023, 9, 1),
+                "p_value": 1e-9,
+                "expected": 0.01,
+                "rate_ratio": math.inf,
+                "rate_ratio_method": "exact",
+                "partial": False,
+            },
+        ]
+    )
     assert alert_table(scores, pl.DataFrame(schema=ADMIN1_SCHEMA), CONFIG)["kind"].to_list() == ["count"]
     panel = group_panel({"NEW": [0] * 20 + [6]})
-    assert alert_table(scores, pl.DataFrame(schema=ADMIN1_SCHEMA), CONFIG, newcomers_at(panel))["kind"].to_list() == ["new_actor"]
+    assert alert_table(scores, pl.DataFrame(schema=ADMIN1_SCHEMA), CONFIG, newcomers_at(panel))["kind"].to_list() == [
+        "new_actor"
+    ]
 
 
-ADMIN1_SCHEMA = {"source": pl.String, "level": pl.String, "group_id": pl.String, "country": pl.String, "admin1": pl.String,
-                 "month": pl.Date, "events": pl.Int64}
+ADMIN1_SCHEMA = {
+    "source": pl.String,
+    "level": pl.String,
+    "group_id": pl.String,
+    "country": pl.String,
+    "admin1": pl.String,
+    "month": pl.Date,
+    "events": pl.Int64,
+}

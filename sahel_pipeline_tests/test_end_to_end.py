@@ -254,8 +254,14 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     # ISSP has been active in Niger all along: not new there
     group_panel = pl.LazyFrame(
         {
-            "source": "ACLED", "group_id": "ISSP", "group_name": "ISSP", "group_type": "rebel group", "country": "Niger",
-            "month": pl.date_range(dt.date(2022, 1, 1), month, "1mo", eager=True), "events": 6, "fatalities": 2,
+            "source": "ACLED",
+            "group_id": "ISSP",
+            "group_name": "ISSP",
+            "group_type": "rebel group",
+            "country": "Niger",
+            "month": pl.date_range(dt.date(2022, 1, 1), month, "1mo", eager=True),
+            "events": 6,
+            "fatalities": 2,
         }
     )
     context = dg.build_asset_context(partition_key="2024-12")
@@ -265,8 +271,13 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     )
     outputs = list(
         escalation_alerts(
-            context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1,
-            group_month_panel=group_panel, ingest_summary=summary, **shards,
+            context,
+            settings=settings,
+            models=ModelSettings(break_dates=""),
+            admin1_month_panel=admin1,
+            group_month_panel=group_panel,
+            ingest_summary=summary,
+            **shards,
         )
     )
     materialization = outputs[0]
@@ -402,7 +413,8 @@ def test_real_looking_files_raise_no_synthetic_flag(tmp_path):
 def test_group_panel_metadata_lists_normalised_names_with_their_variants_and_how_groups_were_typed(run):
     _, results = run
     metadata = next(
-        m.materialization.metadata for m in results["2024-12"].get_asset_materialization_events()
+        m.materialization.metadata
+        for m in results["2024-12"].get_asset_materialization_events()
         if m.asset_key == dg.AssetKey("group_month_panel")
     )
     names = metadata["groups_and_their_names"].value
@@ -412,7 +424,8 @@ def test_group_panel_metadata_lists_normalised_names_with_their_variants_and_how
     assert "alias table" in typed_by and "source code" in typed_by
     assert metadata["groups_typed_by_inference"].value > 0 and metadata["groups_without_type"].value == 0
     periods = next(
-        m.materialization.metadata for m in results["2024-12"].get_asset_materialization_events()
+        m.materialization.metadata
+        for m in results["2024-12"].get_asset_materialization_events()
         if m.asset_key == dg.AssetKey("regime_periods")
     )
     assert periods["breaks_from_regime_periods"].value == 1  # Niger's April 2021 change; the coups are configured

@@ -6,7 +6,13 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE
-from sahel_pipeline.core.groups import AliasTableError, actor_mentions, attribute_events, load_alias_table, resolve_names
+from sahel_pipeline.core.groups import (
+    AliasTableError,
+    actor_mentions,
+    attribute_events,
+    load_alias_table,
+    resolve_names,
+)
 
 
 @pytest.fixture(scope="module")

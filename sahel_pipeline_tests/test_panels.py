@@ -41,7 +41,10 @@ def events_frame(rows: list[dict]) -> pl.DataFrame:
         "actor1": "Islamic State (Sahel)", "assoc_actor_1": None, "actor2": None, "assoc_actor_2": None,
         "inter1": None, "inter2": None, "source_file": "acled.csv",
     }
-    return pl.DataFrame([{**base, **r} for r in rows], schema_overrides={"event_date": pl.Date, "inter1": INTER_DTYPE, "inter2": INTER_DTYPE})
+    return pl.DataFrame(
+        [{**base, **r} for r in rows],
+        schema_overrides={"event_date": pl.Date, "inter1": INTER_DTYPE, "inter2": INTER_DTYPE},
+    )
 
 
 def test_zero_filled_partial_last_month_and_sources_kept_apart(aliases):
@@ -156,7 +159,15 @@ def test_real_panels_count_every_event_once_per_source(aliases, tmp_path):
 
 
 def assert_same_panels(recounted: Panels, full: Panels) -> None:
-    for name in ("group_month", "country_month", "admin1_month", "unmapped", "group_types", "variants", "regime_periods"):
+    for name in (
+        "group_month",
+        "country_month",
+        "admin1_month",
+        "unmapped",
+        "group_types",
+        "variants",
+        "regime_periods",
+    ):
         a, b = getattr(recounted, name), getattr(full, name)
         assert a.height == b.height > 0, name
         assert a.sort(a.columns, nulls_last=True).equals(b.select(a.columns).sort(a.columns, nulls_last=True)), name

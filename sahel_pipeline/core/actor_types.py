@@ -47,5 +47,7 @@ def check_types(types: list[str] | tuple[str, ...], what: str) -> tuple[str, ...
     """The types as given, or a ValueError naming the ones that are not in the vocabulary."""
     wrong = [t for t in types if t not in GROUP_TYPES]
     if wrong:
-        raise ValueError(f"{what}: unknown actor type(s) {', '.join(map(repr, wrong))}; the types are {', '.join(GROUP_TYPES)}")
+        raise ValueError(
+            f"{what}: unknown actor type(s) {', '.join(map(repr, wrong))}; the types are {', '.join(GROUP_TYPES)}"
+        )
     return tuple(types)

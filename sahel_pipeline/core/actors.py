@@ -49,7 +49,9 @@ STATE_ACTOR = (
     r"^(?P<qualifier>(?:Mutiny of|Former) )?(?P<kind>Military Forces|Police Forces|Government) of (?P<country>.+?) "
     r"\((?P<period>(?P<start>\d{4})-(?P<end>\d{4})?)\)(?: (?P<unit>\S.*))?$"
 )
-STATE_KIND_PREFIX = r"^(?:(?:Mutiny of|Former) )?(?:Military Forces|Police Forces|Government) of (?P<country>.+?)(?: \(.*)?$"
+STATE_KIND_PREFIX = (
+    r"^(?:(?:Mutiny of|Former) )?(?:Military Forces|Police Forces|Government) of (?P<country>.+?)(?: \(.*)?$"
+)
 
 # A configured break date this close to the day a new period first appears is taken as that change (a coup).
 REGIME_BREAK_MATCH_DAYS = 92
@@ -58,7 +60,10 @@ _COUNTRY_ALTERNATION = "|".join(re.escape(c) for c in sorted(ACLED_COUNTRIES, ke
 # ACLED's civilian and participant groups: a social category and a country (or "International"), e.g. "Women
 # (Burkina Faso)", "Refugees/IDPs (Mali)", "Fulani Ethnic Group (Mali)", "Aid Workers (International)".
 PARTICIPANT_NAME = rf"^[^:;]+ \((?:International|{_COUNTRY_ALTERNATION})\)$"
-ARMED_WORDS = r"(?i)\b(?:militias?|armed|forces?|military|police|gangs?|rebels?|army|mutiny|soldiers|fighters|separatists?|insurgents?|jihadists?)\b"
+ARMED_WORDS = (
+    r"(?i)\b(?:militias?|armed|forces?|military|police|gangs?|rebels?|army|mutiny|soldiers|fighters|separatists?"
+    r"|insurgents?|jihadists?)\b"
+)
 
 
 # --- reading the types sources give ------------------------------------------------------------------------------
@@ -67,7 +72,9 @@ ARMED_WORDS = r"(?i)\b(?:militias?|armed|forces?|military|police|gangs?|rebels?|
 def read_inter(raw: pl.Expr) -> pl.Expr:
     """ACLED's inter1/inter2, as a code (1-8) or a word ("State forces", "External/Other forces"), in one vocabulary;
     0 (no such actor) and anything else are null (count the latter with `unrecognised_inter`)."""
-    return raw.str.strip_chars().str.to_lowercase().replace_strict(INTER_READINGS, default=None, return_dtype=INTER_DTYPE)
+    return (
+        raw.str.strip_chars().str.to_lowercase().replace_strict(INTER_READINGS, default=None, return_dtype=INTER_DTYPE)
+    )
 
 
 def unrecognised_inter(raw: pl.Series, read: pl.Series) -> int:
@@ -101,10 +108,19 @@ def state_group_name(name: pl.Expr, units: StateUnits = "fold") -> pl.Expr:
     that does not have the form."""
     parts = name.str.extract_groups(STATE_ACTOR)
     base = pl.concat_str(
-        [parts.struct.field("qualifier").fill_null(""), parts.struct.field("kind"), pl.lit(" of "), parts.struct.field("country")]
+        [
+            parts.struct.field("qualifier").fill_null(""),
+            parts.struct.field("kind"),
+            pl.lit(" of "),
+            parts.struct.field("country"),
+        ]
     )
     if units == "separate":
-        return pl.when(parts.struct.field("unit").is_not_null()).then(base + pl.lit(" ") + parts.struct.field("unit")).otherwise(base)
+        return (
+            pl.when(parts.struct.field("unit").is_not_null())
+            .then(base + pl.lit(" ") + parts.struct.field("unit"))
+            .otherwise(base)
+        )
     return base
 
 
@@ -120,7 +136,9 @@ def regime_names(names: pl.DataFrame) -> pl.DataFrame:
     return own.select("actor", "event_country", "period", start=pl.col("start").cast(pl.Int32))
 
 
-def regime_periods(evidence: pl.DataFrame, configured: Sequence[Break] = (), match_days: int = REGIME_BREAK_MATCH_DAYS) -> pl.DataFrame:
+def regime_periods(
+    evidence: pl.DataFrame, configured: Sequence[Break] = (), match_days: int = REGIME_BREAK_MATCH_DAYS
+) -> pl.DataFrame:
     """Regime periods seen in the names of each country's own state forces, and the break each one after the first
     implies: the configured break date within `match_days` of the day it first appears (a coup), else that day.
 
@@ -154,9 +172,17 @@ def regime_periods(evidence: pl.DataFrame, configured: Sequence[Break] = (), mat
 
 
 REGIME_PERIOD_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(), "country": pl.String(), "start": pl.Int32(), "period": pl.String(), "first_seen": pl.Date(),
-    "last_seen": pl.Date(), "mentions": pl.UInt32(), "names": pl.String(), "break_date": pl.Date(),
-    "break_label": pl.String(), "break_origin": pl.String(),
+    "source": pl.String(),
+    "country": pl.String(),
+    "start": pl.Int32(),
+    "period": pl.String(),
+    "first_seen": pl.Date(),
+    "last_seen": pl.Date(),
+    "mentions": pl.UInt32(),
+    "names": pl.String(),
+    "break_date": pl.Date(),
+    "break_label": pl.String(),
+    "break_origin": pl.String(),
 }
 
 
@@ -167,7 +193,11 @@ def _implied_break(
     if near:
         chosen = min(near, key=lambda b: abs((b.date - first_seen).days))
         return chosen.date, chosen.label, "configured"
-    return first_seen, f"the change of government of {first_seen:%B %Y} (ACLED's state-force period {period})", "regime period"
+    return (
+        first_seen,
+        f"the change of government of {first_seen:%B %Y} (ACLED's state-force period {period})",
+        "regime period",
+    )
 
 
 # --- types --------------------------------------------------------------------------------------------------------
@@ -204,7 +234,11 @@ def is_participant_name(actor: pl.Expr) -> pl.Expr:
 GROUP_KEYS = ["source", "group_id", "country"]
 TYPE_ORDER = {t: i for i, t in enumerate(INTER_TYPES)}  # ties between codes go to the first in ACLED's order
 TYPE_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(), "group_id": pl.String(), "country": pl.String(), "group_type": pl.String(), "typed_by": pl.String(),
+    "source": pl.String(),
+    "group_id": pl.String(),
+    "country": pl.String(),
+    "group_type": pl.String(),
+    "typed_by": pl.String(),
 }
 
 
@@ -219,9 +253,13 @@ def group_types(evidence: pl.DataFrame, alias_types: pl.DataFrame) -> pl.DataFra
 
     def majority(frame: pl.DataFrame, name: str) -> pl.DataFrame:
         coded = frame.filter(pl.col("inter").is_not_null()).group_by(*GROUP_KEYS, "inter").agg(pl.col("mentions").sum())
-        ranked = coded.with_columns(_order=pl.col("inter").cast(pl.String).replace_strict(TYPE_ORDER, return_dtype=pl.Int8))
-        return ranked.sort("mentions", "_order", descending=[True, False]).unique(GROUP_KEYS, keep="first").select(
-            *GROUP_KEYS, pl.col("inter").cast(pl.String).alias(name)
+        ranked = coded.with_columns(
+            _order=pl.col("inter").cast(pl.String).replace_strict(TYPE_ORDER, return_dtype=pl.Int8)
+        )
+        return (
+            ranked.sort("mentions", "_order", descending=[True, False])
+            .unique(GROUP_KEYS, keep="first")
+            .select(*GROUP_KEYS, pl.col("inter").cast(pl.String).alias(name))
         )
 
     # The name a group is most often mentioned by speaks for it (a group's names are one kind of actor).
@@ -243,13 +281,13 @@ def group_types(evidence: pl.DataFrame, alias_types: pl.DataFrame) -> pl.DataFra
         (pl.col("_associated").is_not_null(), pl.col("_associated"), "associated actor's code"),
         (pl.col("_name_type").is_not_null(), pl.col("_name_type"), "name pattern"),
     ]
-    group_type, typed_by = pl.when(steps[0][0]).then(steps[0][1]), pl.when(steps[0][0]).then(pl.lit(steps[0][2]))
-    for condition, value, origin in steps[1:]:
-        group_type, typed_by = group_type.when(condition).then(value), typed_by.when(condition).then(pl.lit(origin))
+    # The first step that holds gives both: each step's value is non-null exactly where its condition holds.
     return typed.select(
         *GROUP_KEYS,
-        group_type=group_type.otherwise(pl.lit(UNKNOWN)),
-        typed_by=typed_by.otherwise(pl.lit("nothing")),
+        group_type=pl.coalesce([pl.when(condition).then(value) for condition, value, _ in steps] + [pl.lit(UNKNOWN)]),
+        typed_by=pl.coalesce(
+            [pl.when(condition).then(pl.lit(origin)) for condition, _, origin in steps] + [pl.lit("nothing")]
+        ),
     )
 
 

@@ -42,10 +42,10 @@ ALERT_COLUMNS = [
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "month": pl.String(), "kind": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
-    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(),
-    "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
-    "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "explanation": pl.String(),
-    "synthetic": pl.Boolean(),
+    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "observed": pl.Int64(),
+    "expected": pl.Float64(), "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(),
+    "rate_ratio_low": pl.Float64(), "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(),
+    "explanation": pl.String(), "synthetic": pl.Boolean(),
 }
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
@@ -158,7 +158,9 @@ def alert_table(
     if alerts.height:
         alerts = alerts.join(
             rise_locations(alerts, admin1, config),
-            on=[*SERIES_KEY, "month"], how="left", nulls_equal=True,
+            on=[*SERIES_KEY, "month"],
+            how="left",
+            nulls_equal=True,
         )
         rows += [
             {
@@ -217,14 +219,26 @@ def write_alert_files(
 
 NEWCOMER_KEYS = ["source", "group_id", "country"]
 NEWCOMER_SCHEMA: dict[str, pl.DataType] = {
-    "source": pl.String(), "group_id": pl.String(), "country": pl.String(), "group_name": pl.String(),
-    "group_type": pl.String(), "month": pl.Date(), "first_month": pl.Date(), "observed": pl.Int64(),
-    "events_since": pl.Int64(), "fatalities_since": pl.Int64(), "events_before_month": pl.Int64(),
-    "previously_seen": pl.Date(), "qualifies": pl.Boolean(), "where": pl.String(),
+    "source": pl.String(),
+    "group_id": pl.String(),
+    "country": pl.String(),
+    "group_name": pl.String(),
+    "group_type": pl.String(),
+    "month": pl.Date(),
+    "first_month": pl.Date(),
+    "observed": pl.Int64(),
+    "events_since": pl.Int64(),
+    "fatalities_since": pl.Int64(),
+    "events_before_month": pl.Int64(),
+    "previously_seen": pl.Date(),
+    "qualifies": pl.Boolean(),
+    "where": pl.String(),
 }
 
 
-def new_actors(group_panel: pl.LazyFrame | pl.DataFrame, admin1: pl.DataFrame, month: dt.date, config: ModelConfig) -> pl.DataFrame:
+def new_actors(
+    group_panel: pl.LazyFrame | pl.DataFrame, admin1: pl.DataFrame, month: dt.date, config: ModelConfig
+) -> pl.DataFrame:
     """Groups of an alerted type new in a country at `month`: their first month with events lies in the recent window,
     the `new_actor_quiet_months` before it hold no event and are covered by the data (a country whose data begin then
     has no newcomers yet). `qualifies` for an alert when it has the minimum number of events since and some in the
@@ -232,13 +246,21 @@ def new_actors(group_panel: pl.LazyFrame | pl.DataFrame, admin1: pl.DataFrame, m
     quiet, keys = config.new_actor_quiet_months, NEWCOMER_KEYS
     recent_start = window_start(month, config.recent_months)
     panel = group_panel.lazy().filter(pl.col("group_type").is_in(list(config.alerted_types)), pl.col("month") <= month)
-    window = panel.filter(pl.col("month") >= window_start(month, config.recent_months + quiet)).select(
-        *keys, "group_name", "group_type", "month", "events", "fatalities"
-    ).collect()
-    appeared = window.filter(pl.col("month") >= recent_start, pl.col("events") > 0).group_by(keys).agg(first_month=pl.col("month").min())
+    window = (
+        panel.filter(pl.col("month") >= window_start(month, config.recent_months + quiet))
+        .select(*keys, "group_name", "group_type", "month", "events", "fatalities")
+        .collect()
+    )
+    appeared = (
+        window.filter(pl.col("month") >= recent_start, pl.col("events") > 0)
+        .group_by(keys)
+        .agg(first_month=pl.col("month").min())
+    )
     if appeared.height == 0:
         return pl.DataFrame(schema=NEWCOMER_SCHEMA)
-    quiet_months = (pl.col("month") < pl.col("first_month")) & (pl.col("month") >= pl.col("first_month").dt.offset_by(f"-{quiet}mo"))
+    quiet_months = (pl.col("month") < pl.col("first_month")) & (
+        pl.col("month") >= pl.col("first_month").dt.offset_by(f"-{quiet}mo")
+    )
     since = pl.col("month") >= pl.col("first_month")
     newcomers = (
         window.join(appeared, on=keys)
@@ -263,11 +285,14 @@ def new_actors(group_panel: pl.LazyFrame | pl.DataFrame, admin1: pl.DataFrame, m
         .agg(previously_seen=pl.col("month").max())
         .collect()
     )
-    places = admin1.filter(pl.col("level") == "group", pl.col("admin1") != UNKNOWN_ADMIN1).join(newcomers.select(*keys, "first_month"), on=keys).filter(
-        pl.col("month").is_between(pl.col("first_month"), month)
+    places = (
+        admin1.filter(pl.col("level") == "group", pl.col("admin1") != UNKNOWN_ADMIN1)
+        .join(newcomers.select(*keys, "first_month"), on=keys)
+        .filter(pl.col("month").is_between(pl.col("first_month"), month))
     )
     where = (
-        places.group_by(*keys, "admin1").agg(pl.col("events").sum())
+        places.group_by(*keys, "admin1")
+        .agg(pl.col("events").sum())
         .sort("events", "admin1", descending=[True, False])
         .group_by(keys, maintain_order=True)
         .agg(where=pl.format("{} ({})", "admin1", "events").head(3).str.join(", "))
@@ -290,10 +315,21 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
     `medium`; `continuing` when it already had the minimum before this month."""
     minimum = config.new_actor_min_events
     return {
-        "month": month_key(row["month"]), "kind": "new_actor", "source": row["source"], "country": row["country"],
-        "group": row["group_id"], "group_name": row["group_name"] or row["group_id"], "group_type": row["group_type"],
-        "indicator": "events", "observed": row["observed"], "expected": None, "upper": None, "p_value": None,
-        "rate_ratio": None, "rate_ratio_low": None, "rate_ratio_high": None,
+        "month": month_key(row["month"]),
+        "kind": "new_actor",
+        "source": row["source"],
+        "country": row["country"],
+        "group": row["group_id"],
+        "group_name": row["group_name"] or row["group_id"],
+        "group_type": row["group_type"],
+        "indicator": "events",
+        "observed": row["observed"],
+        "expected": None,
+        "upper": None,
+        "p_value": None,
+        "rate_ratio": None,
+        "rate_ratio_low": None,
+        "rate_ratio_high": None,
         "severity": "high" if row["events_since"] >= 3 * minimum else "medium",
         "status": "continuing" if row["events_before_month"] >= minimum else "new",
         "explanation": explain_new_actor(row),
@@ -301,14 +337,16 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
 
 
 def explain_new_actor(row: dict) -> str:
-    """'JNIM in Niger (ACLED): first seen in Niger in March 2024: 6 events, 23 fatalities, in Tillaberi (4), Dosso (2).'"""
+    """'JNIM (ACLED): first seen in Niger in March 2024: 6 events, 23 fatalities; in Tillaberi (4), Dosso (2).'"""
     first, month = row["first_month"], row["month"]
     if row["previously_seen"] is None:
         head = f"first seen in {row['country']} in {month_label(first)}"
     else:
         gap = month_index(first) - month_index(row["previously_seen"]) - 1
         head = f"back in {row['country']} in {month_label(first)} after {gap} months without an event there"
-    text = f"{row['group_name'] or row['group_id']} ({row['source']}): {head}: {_counted(row['events_since'], 'event')}, "
+    text = (
+        f"{row['group_name'] or row['group_id']} ({row['source']}): {head}: {_counted(row['events_since'], 'event')}, "
+    )
     text += f"{_counted(row['fatalities_since'], 'fatality', 'fatalities')}"
     if first != month:
         text += f" since, {row['observed']} of the events in {month_label(month)}"

@@ -58,9 +58,13 @@ def load_alias_table(path: str | Path) -> pl.DataFrame:
     for line, value in typed.select("line", "type").iter_rows():
         if value not in GROUP_TYPES:
             check_types([value], f"{path}: line {line}, column type")
-    clashing = typed.group_by("group_id").agg(pl.col("type").n_unique(), pl.col("line").min()).filter(pl.col("type") > 1)
+    clashing = (
+        typed.group_by("group_id").agg(pl.col("type").n_unique(), pl.col("line").min()).filter(pl.col("type") > 1)
+    )
     if clashing.height:
-        raise AliasTableError(f"{path}: group {clashing['group_id'][0]} has more than one type (first at line {clashing['line'][0]})")
+        raise AliasTableError(
+            f"{path}: group {clashing['group_id'][0]} has more than one type (first at line {clashing['line'][0]})"
+        )
     lookup = (
         table.select(
             "line",
@@ -114,9 +118,13 @@ def actor_mentions(events: pl.LazyFrame, role: Role, carry: list[str] | None = N
     # One frame per actor column, stacked: a third of the cost of one list per event holding every column's names.
     per_column = [
         indexed.select(
-            *keep, actor=pl.col(column).cast(pl.String).str.split("; "), inter=inter(column),
+            *keep,
+            actor=pl.col(column).cast(pl.String).str.split("; "),
+            inter=inter(column),
             associated=pl.lit(column.startswith("assoc")),
-        ).filter(pl.col("actor").is_not_null()).explode("actor")
+        )
+        .filter(pl.col("actor").is_not_null())
+        .explode("actor")
         for column in ROLE_COLUMNS[role]
     ]
     return pl.concat(per_column).with_columns(pl.col("actor").str.strip_chars()).filter(pl.col("actor") != "")
@@ -132,11 +140,17 @@ def resolve_names(
     over a general one; an alias of the raw name, then of the state rule's name, wins over the rule. With
     ambiguous="each" an "X and/or Y" name gives one row per group it names.
     """
-    parts = names.with_columns(
-        _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
-        is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
-    ).explode("_parts").with_columns(pl.col("_parts").str.strip_chars())
-    parts = parts.with_columns(_key=pl.col("_parts").str.to_lowercase(), _state=state_group_name(pl.col("_parts"), units))
+    parts = (
+        names.with_columns(
+            _parts=pl.col("actor").str.split(AMBIGUOUS_SEPARATOR),
+            is_ambiguous=pl.col("actor").str.contains(AMBIGUOUS_SEPARATOR, literal=True),
+        )
+        .explode("_parts")
+        .with_columns(pl.col("_parts").str.strip_chars())
+    )
+    parts = parts.with_columns(
+        _key=pl.col("_parts").str.to_lowercase(), _state=state_group_name(pl.col("_parts"), units)
+    )
     parts = parts.with_columns(_state_key=pl.col("_state").str.to_lowercase())
     resolved = _alias_lookup(_alias_lookup(parts, "_key", aliases, "raw"), "_state_key", aliases, "state")
     alias_id = pl.coalesce(pl.col("raw_id"), pl.col("state_id"))
@@ -187,7 +201,9 @@ def _alias_lookup(parts: pl.DataFrame, key: str, aliases: pl.DataFrame, prefix: 
         on_right = ["alias_key"] + ([] if source_any else ["source"]) + ([] if country_any else ["country"])
         resolved = resolved.join(
             candidates.select(*on_right, pl.col("group_id").alias(f"_id{i}"), pl.col("group_name").alias(f"_name{i}")),
-            left_on=on_left, right_on=on_right, how="left",
+            left_on=on_left,
+            right_on=on_right,
+            how="left",
         )
     return resolved.with_columns(
         pl.coalesce([pl.col(f"_id{i}") for i in range(4)]).alias(f"{prefix}_id"),
@@ -226,7 +242,9 @@ def attribute_events(
     # actor's and the country's categorical codes: at millions of mentions, a third of the cost of joining on text.
     keyed = mentions.with_columns(_name=_code("actor") * 2**32 + _code("country"))
     distinct = keyed.select("_name", *NAME_KEYS).unique(["_name", "source"])
-    names = distinct.join(resolve_names(distinct.select(NAME_KEYS), aliases, ambiguous, units), on=NAME_KEYS, nulls_equal=True)
+    names = distinct.join(
+        resolve_names(distinct.select(NAME_KEYS), aliases, ambiguous, units), on=NAME_KEYS, nulls_equal=True
+    )
     names = names.with_columns(_group=pl.col("group_id").rank("dense").cast(pl.UInt64))
     groups = keyed.join(names.drop("actor", "country"), on=["_name", "source"], how="left", maintain_order="left")
     return Attribution(groups.filter(_first_of_each_event_and_group(groups)), names)

@@ -82,7 +82,8 @@ class MonthlyCounts:
 
 @dataclass
 class Panels:
-    group_month: pl.DataFrame  # source, group_id, group_name, group_type, country, month, indicators, days_covered, partial
+    # source, group_id, group_name, group_type, country, month, indicators, days_covered, partial
+    group_month: pl.DataFrame
     country_month: pl.DataFrame  # source, country, month, indicators, days_covered, partial
     admin1_month: pl.DataFrame  # source, level, group_id, country, admin1, month, indicators (months with events only)
     coverage: pl.DataFrame  # source, country, first_month, last_day
@@ -159,7 +160,11 @@ def build_panels(
         return zero_filled(summed, keys, coverage, attributes)
 
     # A series' name and type are joined to its key before the months are filled in: one row per series, not per month.
-    series = types.lazy().select(*GROUP_KEYS, pl.col("group_type").cast(GROUP_TYPE_DTYPE)).join(counts.names.lazy(), on="group_id", how="left")
+    series = (
+        types.lazy()
+        .select(*GROUP_KEYS, pl.col("group_type").cast(GROUP_TYPE_DTYPE))
+        .join(counts.names.lazy(), on="group_id", how="left")
+    )
     group_month = monthly("group", GROUP_KEYS, series)
     group_month = group_month.select(
         *GROUP_KEYS[:2], "group_name", "group_type", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
@@ -178,7 +183,11 @@ def build_panels(
 
 
 def update_counts(
-    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, previous: MonthlyCounts | None,
+    events: pl.DataFrame,
+    aliases: pl.DataFrame,
+    role: Role,
+    ambiguous: Ambiguity,
+    previous: MonthlyCounts | None,
     units: StateUnits = "fold",
 ) -> MonthlyCounts:
     """The monthly counts of these events: the previous run's for months whose events are unchanged, counted anew for
@@ -186,14 +195,18 @@ def update_counts(
     key = counts_key(aliases, role, ambiguous, units)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return MonthlyCounts(*count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height)
+        return MonthlyCounts(
+            *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
+        )
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
     changed = compared.filter(
         (pl.col("digest") != pl.col("digest_before")).fill_null(True)
         | (pl.col("rows") != pl.col("rows_before")).fill_null(True)
     ).select(MONTH_KEYS)
-    admin1, actors, names = count_months(events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous, units)
+    admin1, actors, names = count_months(
+        events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous, units
+    )
 
     def unchanged(frame: pl.DataFrame) -> pl.DataFrame:
         return frame.join(changed, on=MONTH_KEYS, how="anti")
@@ -203,7 +216,9 @@ def update_counts(
     return MonthlyCounts(
         admin1=admin1,
         actors=pl.concat([unchanged(previous.actors), actors]),
-        names=pl.concat([names, previous.names]).unique("group_id", keep="first", maintain_order=True).join(present, on="group_id", how="semi"),
+        names=pl.concat([names, previous.names])
+        .unique("group_id", keep="first", maintain_order=True)
+        .join(present, on="group_id", how="semi"),
         digests=digests,
         key=key,
         recounted_months=changed.height,

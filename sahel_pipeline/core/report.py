@@ -476,10 +476,10 @@ def _method_note(config: ModelConfig) -> str:
         f"range when its count reaches the indicator's minimum and the model gives it less than a {config.alert_p:.0%} "
         f"chance; a rise is sustained when the lower end of the {config.recent_months}-month rate ratio's 95% "
         f"interval is at least {config.rr_alert_low}. Severity counts how many of these hold, and how strongly. "
-        f"Groups are alerted when they are of an armed type ({', '.join(config.alerted_types)}); protests and riots are "
-        f"judged per country. A group with no event in the country in the {config.new_actor_quiet_months} months "
-        f"before it appeared is reported as new once it has {config.new_actor_min_events} events there, not compared "
-        "with its empty past."
+        f"Groups are alerted when they are of an armed type ({', '.join(config.alerted_types)}); "
+        "protests and riots are judged per country. A group with no event in the country in the "
+        f"{config.new_actor_quiet_months} months before it appeared is reported as new once it has "
+        f"{config.new_actor_min_events} events there, not compared with its empty past."
     )
 
 

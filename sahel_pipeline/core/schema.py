@@ -17,7 +17,7 @@ CANONICAL_SCHEMA: dict[str, pl.DataType] = {
     "location": pl.String(),
     "latitude": pl.Float64(),
     "longitude": pl.Float64(),
-    "geo_precision": pl.Int8(),  # as the source gives it: ACLED geo_precision 1-3, UCDP where_prec 1-7; null when absent
+    "geo_precision": pl.Int8(),  # as the source gives it: ACLED geo_precision 1-3, UCDP where_prec 1-7, else null
     "disorder_type": pl.String(),
     "event_type": pl.String(),
     "sub_event_type": pl.String(),

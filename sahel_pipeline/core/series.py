@@ -33,14 +33,15 @@ def long_series(
     value_name: str = "count",
 ) -> pl.LazyFrame:
     """Both panels stacked, one row per series and month: UNIT_KEY, month, the `carry` columns (e.g. group_name,
-    group_type, days_covered; null group_name and group_type for countries), indicator and its value. Months from `first` to `last` when given
-    (cut before unpivoting: the panels can be long)."""
+    group_type, days_covered; null group_name and group_type for countries), indicator and its value. Months from
+    `first` to `last` when given (cut before unpivoting: the panels can be long)."""
     group = group_panel.lazy().with_columns(level=pl.lit("group"))
     country = country_panel.lazy().with_columns(
         level=pl.lit("country"),
         group_id=pl.lit(None, pl.String),
         group_name=pl.lit(None, pl.String),
-        group_type=pl.lit(None, GROUP_TYPE_DTYPE),
+        # of the group panel's type (an Enum of the types, or text) so that the two stack
+        group_type=pl.lit(None, group.collect_schema().get("group_type", GROUP_TYPE_DTYPE)),
     )
     index = [*UNIT_KEY, "month", *carry]
     both = pl.concat([group.select(*index, *indicators), country.select(*index, *indicators)])
@@ -53,6 +54,4 @@ def long_series(
 
 def long_admin1(admin1_panel: Frame) -> Frame:
     """The admin1 panel (UNIT_KEY, admin1, month, indicators) one row per series, admin1 unit and month."""
-    return admin1_panel.unpivot(
-        index=[*UNIT_KEY, "admin1", "month"], variable_name="indicator", value_name="count"
-    )
+    return admin1_panel.unpivot(index=[*UNIT_KEY, "admin1", "month"], variable_name="indicator", value_name="count")

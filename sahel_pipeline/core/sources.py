@@ -340,7 +340,7 @@ def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str
     events = events.with_columns(
         parse_dates(events["_raw_event_date"], ACLED_DATE_FORMATS), revision=to_unix_seconds(events["revision"])
     )
-    _note_unread_values(frame, events, notes, {"inter1": "inter1", "inter2": "inter2", "geo_precision": "geo_precision"})
+    _note_unread_values(frame, events, notes, {c: c for c in ("inter1", "inter2", "geo_precision")})
     if layout == "acled_extract":
         events = events.with_columns(event_id=derive_event_ids(events))
     return events
@@ -592,7 +592,12 @@ def collapse_actor_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFram
     actors, assocs = pl.col("_actors"), pl.col("_assocs")
     collapsed = (
         good.group_by("event_id", maintain_order=True)
-        .agg(*[pl.col(c).first() for c in others], _actors=pl.col("actor1"), _assocs=pl.col("assoc_actor_1"), _inters=pl.col("inter1"))
+        .agg(
+            *[pl.col(c).first() for c in others],
+            _actors=pl.col("actor1"),
+            _assocs=pl.col("assoc_actor_1"),
+            _inters=pl.col("inter1"),
+        )
         .with_columns(
             actor1=actors.list.get(0),
             assoc_actor_1=assocs.list.get(0),

@@ -44,8 +44,14 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
         # The last materialization of this partition: series whose inputs have not changed keep their scores.
         earlier = previous_output(settings.warehouse, shard_key(shard), context.partition_key)
         result = score_month(
-            group_month_panel, country_month_panel, month, models.config(regime_periods.to_dicts()), models.pool,
-            context.log.info, shard=(shard, MODEL_SHARDS), previous=split_forecasts(earlier) if earlier is not None else None,
+            group_month_panel,
+            country_month_panel,
+            month,
+            models.config(regime_periods.to_dicts()),
+            models.pool,
+            context.log.info,
+            shard=(shard, MODEL_SHARDS),
+            previous=split_forecasts(earlier) if earlier is not None else None,
         )
         scores = nest_forecasts(result)
         models_used = scores.group_by("model").len().sort("len", descending=True)

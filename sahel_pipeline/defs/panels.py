@@ -24,7 +24,8 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
         GROUP,
         group_month_panel="Events, violent events, fatalities, civilian targeting and demonstrations per group x "
         "country x month, with the group's actor type.",
-        country_month_panel="Events, violent events, fatalities, civilian targeting and demonstrations per country x month.",
+        country_month_panel="Events, violent events, fatalities, civilian targeting and demonstrations per country x "
+        "month.",
         admin1_month_panel="The same indicators per admin1 x month, for each group and for the whole country: "
         "where a rise happens.",
         regime_periods="The regime periods in the names of each country's state forces, when each was first seen, "
@@ -41,8 +42,13 @@ def monthly_panels(
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(
-        canonical_events.select(EVENT_COLUMNS), aliases, settings.group_role, settings.ambiguous_attribution,
-        previous=load_counts(settings.panel_cache), units=settings.state_units, breaks=models.configured_breaks(),
+        canonical_events.select(EVENT_COLUMNS),
+        aliases,
+        settings.group_role,
+        settings.ambiguous_attribution,
+        previous=load_counts(settings.panel_cache),
+        units=settings.state_units,
+        breaks=models.configured_breaks(),
     )
     save_counts(panels.counts, settings.panel_cache)
     coverage, counts = panels.coverage, panels.counts
@@ -83,9 +89,13 @@ def monthly_panels(
             "unmapped_actors_top": dg.MetadataValue.md(markdown_table(panels.unmapped.head(25))),
             "new_unmapped_actors": dg.MetadataValue.md(markdown_table(new_actors.drop("last_day"))),
             "state_units": settings.state_units,
-            "groups_by_type": dg.MetadataValue.md(markdown_table(
-                types.group_by("group_type").agg(groups=pl.len()).sort("groups", "group_type", descending=[True, False])
-            )),
+            "groups_by_type": dg.MetadataValue.md(
+                markdown_table(
+                    types.group_by("group_type")
+                    .agg(groups=pl.len())
+                    .sort("groups", "group_type", descending=[True, False])
+                )
+            ),
             "groups_typed_by": dg.MetadataValue.md(markdown_table(typing_summary(types))),
             "groups_typed_by_inference": inferred,
             "groups_without_type": untyped.height,

@@ -129,7 +129,8 @@ class ModelSettings(dg.ConfigurableResource):
         "the armed ones: 'protesters', 'rioters', 'civilians', 'unknown'.",
     )
     new_actor_min_events: int = Field(
-        default=ModelConfig.new_actor_min_events, description="Events a group new in a country needs for a new_actor alert."
+        default=ModelConfig.new_actor_min_events,
+        description="Events a group new in a country needs for a new_actor alert.",
     )
 
     def configured_breaks(self) -> tuple[Break, ...]:
