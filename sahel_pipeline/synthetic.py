@@ -503,7 +503,9 @@ def write_sample(out: Path, seed: int = 20241231) -> dict[str, int]:
         .head(12)
         .with_columns(fatalities=pl.col("fatalities") + 1, timestamp=pl.lit(1_735_700_000, pl.Int64))
     )
-    deleted = export.filter(pl.col("event_date") >= dt.date(2024, 11, 1), pl.col("_planted").not_()).tail(5)
+    # ACLED deletes events of the last weeks; the export's last day keeps its events (a weekly pull re-reads them)
+    recent = pl.col("event_date").is_between(dt.date(2024, 11, 1), cutoff - dt.timedelta(days=1))
+    deleted = export.filter(recent, pl.col("_planted").not_()).tail(5)
     files = {
         "acled_sahel_2017-2024_SYNTHETIC.csv": to_export(export, "%d %B %Y", inter_words=True),
         "acled_sahel_update_2024-12-31_SYNTHETIC.csv": to_export(
