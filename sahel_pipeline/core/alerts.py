@@ -359,6 +359,13 @@ def _counted(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
+def alert_subject(kind: str | None, indicator: str) -> str:
+    """What an alert is about, for headings and titles: its indicator, or that the group is new in the country."""
+    if kind == "new_actor":
+        return "new in the country"
+    return INDICATOR_LABELS.get(indicator, indicator.replace("_", " "))
+
+
 def explain(row: dict, config: ModelConfig) -> str:
     """One sentence an analyst can paste into a brief."""
     who = f"{row['group_name']} in {row['country']}" if row.get("group_id") else row["country"]

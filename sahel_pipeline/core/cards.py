@@ -11,7 +11,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sahel_pipeline.core.alerts import SEVERITY_ORDER
+from sahel_pipeline.core.alerts import SEVERITY_ORDER, alert_subject
 from sahel_pipeline.core.months import month_label, parse_month
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 
@@ -34,12 +34,14 @@ class AlertCard:
     group_name: str
     indicator: str
     observed: int
-    expected: float
-    upper: int
+    expected: float | None  # None for a group new in the country (kind new_actor): it has no model
+    upper: int | None
     severity: str  # high | medium | low
     status: str  # new | continuing
     sentence: str
     synthetic: bool
+    kind: str = "count"  # count | new_actor
+    group_type: str = ""  # the group's actor type; "" for a country-level alert
     plot: Path | None = None
 
     @property
@@ -57,7 +59,7 @@ class AlertCard:
 
     @property
     def title(self) -> str:
-        return f"{self.who} - {self.country} - {self.indicator_label}"
+        return f"{self.who} - {self.country} - {alert_subject(self.kind, self.indicator)}"
 
     @property
     def month_name(self) -> str:
@@ -88,12 +90,14 @@ def alert_cards(alerts: pl.DataFrame, plot_dir: Path | None = None) -> list[Aler
                 group_name=row["group_name"] or "",
                 indicator=row["indicator"],
                 observed=int(row["observed"]),
-                expected=float(row["expected"]),
-                upper=int(row["upper"]),
+                expected=None if row["expected"] is None else float(row["expected"]),
+                upper=None if row["upper"] is None else int(row["upper"]),
                 severity=row["severity"],
                 status=row["status"],
                 sentence=row["explanation"],
                 synthetic=bool(row["synthetic"]),
+                kind=row["kind"],
+                group_type=row["group_type"] or "",
                 plot=plot if plot is not None and plot.is_file() else None,
             )
         )

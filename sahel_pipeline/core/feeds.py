@@ -21,9 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
+from sahel_pipeline.core.actors import StateUnits
 from sahel_pipeline.core.alerts import SEVERITY_ORDER, admin1_rise
 from sahel_pipeline.core.cards import SYNTHETIC_LABEL, SYNTHETIC_NOTICE, AlertCard
-from sahel_pipeline.core.groups import Ambiguity, Role, event_groups
+from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
 from sahel_pipeline.core.messages import headline, summary_line
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import window_start
@@ -41,6 +42,7 @@ EVENT_COLUMNS = [
     "location",
     "latitude",
     "longitude",
+    "disorder_type",  # demonstrations are counted by it
     "event_type",
     "fatalities",
     "civilian_targeting",
@@ -161,10 +163,12 @@ def recent_alert_events(
     config: ModelConfig,
     role: Role = "perpetrator",
     ambiguous: Ambiguity = "separate",
+    state_units: StateUnits = "fold",
 ) -> pl.DataFrame:
     """The events of the alerted units (UNIT_KEY: a group in a country, or a whole country) in the recent window up
-    to `month`, one row per event and unit, attributed to groups as the panels are (the same alias table, role and
-    ambiguity settings), with the alerted indicators that count the event and the most severe of their alerts."""
+    to `month`, one row per event and unit, attributed to groups as the panels are (the same alias table, role,
+    ambiguity and state-unit settings), with the alerted indicators that count the event and the most severe of their
+    alerts."""
     keyed = _keyed(alerts)
     window = events.filter(
         pl.col("event_date").dt.month_start().is_between(window_start(month, config.recent_months), month)
@@ -180,7 +184,8 @@ def recent_alert_events(
     ]
     if keyed.filter(pl.col("level") == "group").height:
         units.append(
-            event_groups(window, aliases, role, ambiguous, carry=EVENT_COLUMNS)
+            attribute_events(window, aliases, role, ambiguous, carry=EVENT_COLUMNS, units=state_units)
+            .groups.lazy()
             .select("source", pl.lit("group").alias("level"), "group_id", "country", *EVENT_COLUMNS)
             .join(keyed.select(UNIT_KEY).unique().lazy(), on=UNIT_KEY, how="semi", nulls_equal=True)
         )

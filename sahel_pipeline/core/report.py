@@ -21,7 +21,7 @@ from pathlib import Path
 
 import polars as pl
 
-from sahel_pipeline.core.alerts import admin1_rise
+from sahel_pipeline.core.alerts import admin1_rise, alert_subject
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, plot_name
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
@@ -322,8 +322,9 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
     lines += [_summary_sentence(inputs), ""]
     for section in sections:
         a = section.alert
+        subject = alert_subject(a["kind"], a["indicator"])
         lines += [
-            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - {_what(a)}",
+            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - {subject}",
             "",
             a["explanation"],
             "",
@@ -366,7 +367,7 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         parts.append(
             f"<h2><span class='badge' style='background:{colour}'>{a['severity']}</span>"
             f"<span class='status'>{a['status']}</span> {html.escape(a['group_name'] or a['country'])} - "
-            f"{html.escape(a['country'])} - {html.escape(_what(a))}</h2>"
+            f"{html.escape(a['country'])} - {html.escape(alert_subject(a['kind'], a['indicator']))}</h2>"
         )
         parts.append(f"<p class='explanation'>{html.escape(a['explanation'])}</p>")
         for figure in section.figures:
@@ -396,13 +397,6 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
     parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
-
-
-def _what(alert: dict) -> str:
-    """What an alert is about, for its heading: the indicator, or that the group is new in the country."""
-    if alert.get("kind") == "new_actor":
-        return "new in the country"
-    return INDICATOR_LABELS.get(alert["indicator"], alert["indicator"])
 
 
 def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:

@@ -89,7 +89,8 @@ def alert_feeds(
     )
     aliases = load_alias_table(settings.alias_table)
     events = recent_alert_events(
-        canonical_events, aliases, escalation_alerts, month, config, settings.group_role, settings.ambiguous_attribution
+        canonical_events, aliases, escalation_alerts, month, config,
+        settings.group_role, settings.ambiguous_attribution, settings.state_units,
     )
     admin1 = admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config)
     spots = hot_spots(escalation_alerts, admin1, events, month, config)
