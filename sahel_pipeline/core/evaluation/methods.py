@@ -1,0 +1,148 @@
+"""The evaluation's methods page: what was simulated, which detectors ran and how, and the tables, as Markdown and as
+one self-contained HTML page."""
+
+from __future__ import annotations
+
+import html
+import math
+from typing import TYPE_CHECKING
+
+import polars as pl
+
+from sahel_pipeline.core.evaluation import metrics
+from sahel_pipeline.core.evaluation.surveillance import QUIRKS
+
+if TYPE_CHECKING:
+    from sahel_pipeline.core.evaluation.run import EvaluationResult
+
+# A page is a list of blocks: ("h1" | "h2" | "p", text), ("ul", [items]) or ("table", frame).
+Block = tuple
+
+
+def blocks(result: EvaluationResult) -> list[Block]:
+    c, t = result.config, result.tables
+    targets = ", ".join(metrics.matched(x) for x in c.target_fars)
+    out: list[Block] = [
+        ("h1", "Detector evaluation"),
+        ("p", f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
+              f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} on "
+              f"the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
+              f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}."),
+        ("h2", "Summary"),
+        ("p", "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
+              "detected within two months, and alerts on the renamed state force (target: none), at each detector's "
+              "own settings and at the matched false-alarm rate."),
+        ("table", t["summary"]),
+        ("h2", "How the figures are computed"),
+        ("p", _paragraphs(metrics.__doc__)),
+        ("h2", "Scenarios"),
+        ("p", "Every series has a 39-month burn-in no detector is judged on, then months whose truth is known. "
+              "Counts are negative binomial (variance mu + alpha mu^2); fatalities are events times heavy-tailed "
+              "deaths per event."),
+        ("table", result.scenarios),
+        ("h2", "Detectors"),
+        ("table", t["detectors"].select("name", "label", "status", "description", "note", "seconds")),
+        ("h2", "Quirks of R surveillance found on the way"),
+        ("ul", list(QUIRKS)),
+        ("h2", "Thresholds"),
+        ("table", t["thresholds"]),
+        ("h2", "False alarms"),
+        ("p", "In-control months of every scenario (all strata), then the stable series by stratum."),
+        ("table", _rows(t["false_alarms"], pl.col("stratum") == "all")),
+        ("table", _rows(t["false_alarms"], pl.col("stratum") != "all")),
+        ("h2", "Detection of planted rises"),
+        ("table", t["detection"]),
+        ("h2", "P-values on stable series"),
+        ("table", t["pvalues"]),
+    ]
+    if "real_alert_rates" in t:
+        out += [("h2", "Real data: alerts per series-year"), ("table", t["real_alert_rates"])]
+    if "episodes" in t:
+        out += [("h2", "Real data: known episodes"),
+                ("p", "Flagged when any indicator of the episode's series alarms from three months before its first "
+                      "month to its last; lead = months before the first month."),
+                ("table", t["episodes"])]
+    return out
+
+
+def _rows(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
+    return frame.filter(condition) if frame.height else frame
+
+
+def _paragraphs(docstring: str | None) -> str:
+    return " ".join(line.strip() for line in (docstring or "").splitlines() if line.strip())
+
+
+def cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        if value != 0 and (abs(value) < 0.001 or abs(value) >= 1e5):
+            return f"{value:.2e}"
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def markdown_table(frame: pl.DataFrame) -> str:
+    if frame.height == 0:
+        return "_(none)_"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(cell(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]
+    return "\n".join(lines)
+
+
+def html_table(frame: pl.DataFrame) -> str:
+    if frame.height == 0:
+        return "<p><em>(none)</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in frame.iter_rows())
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_markdown(result: EvaluationResult) -> str:
+    parts = []
+    for block in blocks(result):
+        kind = block[0]
+        if kind == "h1":
+            parts.append(f"# {block[1]}")
+        elif kind == "h2":
+            parts.append(f"## {block[1]}")
+        elif kind == "p":
+            parts.append(block[1])
+        elif kind == "ul":
+            parts.append("\n".join(f"- {item}" for item in block[1]))
+        else:
+            parts.append(markdown_table(block[1]))
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(result: EvaluationResult) -> str:
+    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Detector evaluation</title>",
+             "<meta name='viewport' content='width=device-width, initial-scale=1'>", f"<style>{CSS}</style></head><body><main>"]
+    for block in blocks(result):
+        kind = block[0]
+        if kind in ("h1", "h2", "p"):
+            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
+        elif kind == "ul":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
+        else:
+            parts.append(f"<div class='table'>{html_table(block[1])}</div>")
+    parts.append("</main></body></html>")
+    return "\n".join(parts)
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;background:#fafafa;margin:0}
+main{max-width:1200px;margin:0 auto;padding:1.5rem 1.2rem 4rem}
+h1{font-size:1.6rem} h2{font-size:1.15rem;margin-top:2rem} p,li{line-height:1.45}
+.table{overflow-x:auto;margin:.8rem 0}
+table{border-collapse:collapse;font-size:.8rem;background:#fff}
+th,td{border-bottom:1px solid #e5e5e5;padding:.2rem .4rem;text-align:left;vertical-align:top}
+th{background:#f0f0f0}
+"""
