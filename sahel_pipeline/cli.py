@@ -8,6 +8,7 @@
     sahel fetch ucdp --raw DIR --version VERSION [...] [--country NAME ...]
     sahel vintages [--raw DIR]
     sahel notify [--month YYYY-MM] [--dry-run] [--out DIR]
+    sahel evaluate [--raw PATH ...] [--out DIR] [--series N] [--years Y] [--seed S] [--no-r] [--workers N]
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
 for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sahel", description="Early-warning pipeline for armed-conflict analysts.")
-    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages,notify}")
+    commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages,notify,evaluate}")
 
     def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
         if raw:
@@ -146,6 +147,20 @@ def parser() -> argparse.ArgumentParser:
         "says (without it, nothing is sent either unless SAHEL_NOTIFY_DRY_RUN=false)",
     )
     notify.set_defaults(command=command_notify)
+
+    # Defaults are EvaluationConfig's (None here: importing it at start-up would slow every command).
+    evaluate = commands.add_parser("evaluate", help="measure the alert rule against an oracle and the standard detectors")
+    common(evaluate)
+    evaluate.add_argument("--series", type=int, metavar="N", help="simulated series per scenario (default 60)")
+    evaluate.add_argument("--years", type=int, metavar="Y", help="judged years of the stable series (default 6)")
+    evaluate.add_argument("--seed", type=int, metavar="S", help="seed of the simulations (default 2024)")
+    evaluate.add_argument("--no-r", action="store_true", help="do not run the R surveillance peers (they are listed as skipped)")
+    evaluate.add_argument("--target-far", type=float, metavar="P",
+                          help="false alarms per month thresholds are matched to on stable series (default 0.01)")
+    evaluate.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of real data judged (default 2017-01)")
+    evaluate.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of real data judged (default 2020-12)")
+    evaluate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)")
+    evaluate.set_defaults(command=command_evaluate)
     return top
 
 
@@ -205,7 +220,7 @@ def _check_as_of(args: argparse.Namespace) -> None:
         raise CliError(str(err)) from None
 
 
-def _runner(args: argparse.Namespace):
+def _runner(args: argparse.Namespace, evaluation=None):
     from sahel_pipeline.runner import Runner
 
     raw = args.raw or []
@@ -220,6 +235,7 @@ def _runner(args: argparse.Namespace):
         workers=max(1, args.workers),
         backtest_months=getattr(args, "months", BACKTEST_MONTHS),
         as_of=getattr(args, "as_of", None) or "",
+        evaluation=evaluation,
     )
 
 
@@ -490,6 +506,38 @@ def command_vintages(args: argparse.Namespace) -> int:
             f"{vintage.id:<32} {vintage.provider:<5} {record.get('rows', 0):>9,} rows  newest {newest or '-'}  "
             f"{len(vintage.holdings)} files held"
         )
+    return 0
+
+
+# --- evaluate -------------------------------------------------------------------------------------------------------
+
+
+def command_evaluate(args: argparse.Namespace) -> int:
+    from sahel_pipeline.core.evaluation.run import EvaluationConfig
+    from sahel_pipeline.defs.resources import EvaluationSettings
+
+    for value in (args.first, args.last):
+        if value is not None and not is_month_key(value):
+            raise CliError(f"bad month '{value}': expected YYYY-MM, e.g. 2020-12")
+    given = {"series": args.series, "years": args.years, "seed": args.seed, "target_far": args.target_far,
+             "real_first": args.first, "real_last": args.last}
+    given = {k: v for k, v in given.items() if v is not None}
+    if args.no_r:
+        given["use_r"] = False
+    settings = EvaluationSettings(**given)
+    try:
+        settings.config(EvaluationConfig().model)  # the checks a run would make, before any work
+    except ValueError as err:
+        raise CliError(str(err)) from None
+    runner = _runner(args, evaluation=settings)
+    runner.materialize_upstream()
+    runner.materialize_evaluation()
+    folder = runner.settings.output_path / "evaluation"
+    with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=220, fmt_str_lengths=30, float_precision=3, tbl_hide_dataframe_shape=True):
+        print(pl.read_csv(folder / "summary.csv"))
+    for name, status in pl.read_csv(folder / "detectors.csv").filter(pl.col("status") != "ran").select("name", "status").iter_rows():
+        print(f"{name}: {status}")
+    print(f"evaluation tables and methods page: {folder} (methods.html)")
     return 0
 
 

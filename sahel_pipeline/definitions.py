@@ -2,10 +2,10 @@
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, delivery, fetch, ingest, models, panels
+from sahel_pipeline.defs import alerts, automation, backtest, delivery, evaluation, fetch, ingest, models, panels
 from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
-from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
 
 
 def build_definitions(
@@ -14,6 +14,7 @@ def build_definitions(
     delivery_settings: DeliverySettings | None = None,
     acled: AcledApi | None = None,
     ucdp: UcdpApi | None = None,
+    evaluation_settings: EvaluationSettings | None = None,
 ) -> dg.Definitions:
     """Definitions bound to one set of paths: the code location uses environment variables, tests and the CLI
     their own. Without API resources the pulls have no credentials and pull nothing."""
@@ -30,6 +31,7 @@ def build_definitions(
             delivery.alert_feeds,
             delivery.alert_notifications,
             backtest.forecast_backtest,
+            evaluation.detector_evaluation,
         ],
         asset_checks=[
             ingest.raw_files_are_readable,
@@ -38,7 +40,7 @@ def build_definitions(
             panels.country_panel_counts_every_event_once,
             panels.group_panel_is_zero_filled,
         ],
-        jobs=[automation.weekly_escalation_job, automation.backtest_job],
+        jobs=[automation.weekly_escalation_job, automation.backtest_job, automation.evaluation_job],
         schedules=[automation.weekly_escalation_schedule],
         sensors=[automation.raw_files_sensor],
         resources={
@@ -48,6 +50,7 @@ def build_definitions(
             "delivery": delivery_settings or DeliverySettings(),
             "acled": acled or AcledApi(),
             "ucdp": ucdp or UcdpApi(),
+            "evaluation": evaluation_settings or EvaluationSettings(),
             "io_manager": parquet_warehouse,
         },
         executor=dg.multiprocess_executor,

@@ -15,9 +15,10 @@ from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.delivery import alert_notifications
+from sahel_pipeline.defs.evaluation import detector_evaluation
 from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
-from sahel_pipeline.defs.resources import DeliverySettings, ModelSettings, PipelineSettings
+from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
 
 
 def skip_final_garbage_collection() -> None:
@@ -47,6 +48,7 @@ class Runner:
         backtest_months: int = BACKTEST_MONTHS,
         as_of: str = "",
         delivery: DeliverySettings | None = None,
+        evaluation: EvaluationSettings | None = None,
     ):
         self.settings = PipelineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
@@ -55,7 +57,7 @@ class Runner:
             as_of=as_of,
         )
         models = ModelSettings(workers=workers, backtest_months=backtest_months)
-        self.definitions = build_definitions(self.settings, models, delivery)
+        self.definitions = build_definitions(self.settings, models, delivery, evaluation_settings=evaluation)
         if models.pool is not None:
             models.pool.warm_up()  # every run ends in fitting: the workers import statsmodels while ingest runs
         self.instance = dg.DagsterInstance.ephemeral()
@@ -63,7 +65,7 @@ class Runner:
         self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
         self.assets = cast(list[dg.AssetsDefinition], self.definitions.assets)  # build_definitions gives a list
         self.nodes = [*self.assets, *cast(list[dg.AssetChecksDefinition], self.definitions.asset_checks)]
-        partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest)
+        partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest, detector_evaluation)
         self.monthly = partitioned & dg.AssetSelection.keys(*self._partitioned_keys())
         self.upstream = partitioned - self.monthly - dg.AssetSelection.groups(FETCH_GROUP)
 
@@ -85,6 +87,9 @@ class Runner:
 
     def materialize_backtest(self) -> None:
         self._run(dg.AssetSelection.assets(forecast_backtest))
+
+    def materialize_evaluation(self) -> None:
+        self._run(dg.AssetSelection.assets(detector_evaluation))
 
     def _run(self, selection: dg.AssetSelection, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
         result = dg.materialize(

@@ -169,7 +169,7 @@ def test_console_script_is_installed():
     script = Path(sys.executable).with_name("sahel")
     assert script.is_file(), f"no console script at {script}: install the project (make install)"
     completed = subprocess.run([str(script), "--help"], capture_output=True, text=True)
-    assert completed.returncode == 0 and "{run,alerts,backtest,fetch,vintages,notify}" in completed.stdout
+    assert completed.returncode == 0 and "{run,alerts,backtest,fetch,vintages,notify,evaluate}" in completed.stdout
 
 
 @requires_real_data

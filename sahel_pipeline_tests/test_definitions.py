@@ -20,6 +20,7 @@ ASSETS = {
     "group_month_panel", "country_month_panel", "admin1_month_panel", "regime_periods",
     *(f"series_scores/shard_{k}_of_{MODEL_SHARDS}" for k in range(1, MODEL_SHARDS + 1)),
     "series_forecasts", "escalation_alerts", "alert_report", "alert_feeds", "alert_notifications", "forecast_backtest",
+    "detector_evaluation",
 }
 CHECKS = {
     "raw_file_manifest:raw_files_are_readable",
@@ -66,6 +67,10 @@ def test_definitions_hold_every_asset_and_check(defs):
 def test_jobs_schedule_and_sensor(defs):
     assert defs.resolve_job_def("weekly_escalation_job").partitions_def is not None
     assert defs.resolve_job_def("backtest_job")
+    weekly = defs.resolve_job_def("weekly_escalation_job").asset_layer.selected_asset_keys
+    evaluation = defs.resolve_job_def("evaluation_job").asset_layer.selected_asset_keys
+    assert {k.to_user_string() for k in evaluation} == {"detector_evaluation"}
+    assert not {k.to_user_string() for k in weekly} & {"detector_evaluation", "forecast_backtest"}  # not weekly work
     schedule = defs.resolve_schedule_def("weekly_escalation_schedule")
     assert schedule.cron_schedule == "0 6 * * 1"  # Mondays 06:00
     assert schedule.execution_timezone == "UTC"

@@ -9,13 +9,14 @@ from sahel_pipeline.core import vintages
 from sahel_pipeline.core.ingest import raw_path_list
 from sahel_pipeline.core.months import month_key, shift_month
 from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.evaluation import detector_evaluation
 from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import PipelineSettings
 
 weekly_escalation_job = dg.define_asset_job(
     "weekly_escalation_job",
-    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest),
+    selection=dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest, detector_evaluation),
     partitions_def=MONTHS,
     description="Pull ACLED and UCDP (where credentials are set), ingest and validate the raw files, rebuild the "
     "panels, score every series and write the month's alerts and report.",
@@ -23,13 +24,21 @@ weekly_escalation_job = dg.define_asset_job(
 # What the sensor's runs materialize: the weekly job without the pulls (a file dropped by hand is no reason to call
 # the providers' APIs).
 WITHOUT_PULLS = (
-    dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest) - dg.AssetSelection.groups(FETCH_GROUP)
+    dg.AssetSelection.all()
+    - dg.AssetSelection.assets(forecast_backtest, detector_evaluation)
+    - dg.AssetSelection.groups(FETCH_GROUP)
 )
 
 backtest_job = dg.define_asset_job(
     "backtest_job",
     selection=dg.AssetSelection.assets(forecast_backtest),
     description="Rolling-origin backtest of the forecasts and alerts.",
+)
+
+evaluation_job = dg.define_asset_job(
+    "evaluation_job",
+    selection=dg.AssetSelection.assets(detector_evaluation),
+    description="The detector evaluation: simulations with known truth, the standard detectors, the known episodes.",
 )
 
 
