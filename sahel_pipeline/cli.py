@@ -8,7 +8,8 @@
     sahel fetch ucdp --raw DIR --version VERSION [...] [--country NAME ...]
     sahel vintages [--raw DIR]
     sahel notify [--month YYYY-MM] [--dry-run] [--out DIR]
-    sahel evaluate [--raw PATH ...] [--out DIR] [--series N] [--years Y] [--seed S] [--no-r] [--workers N]
+    sahel evaluate [--raw PATH ...] [--out DIR] [--series N] [--years Y] [--seed S] [--no-r] [--target-far P ...]
+                   [--from YYYY-MM --to YYYY-MM] [--workers N]
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
 for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
@@ -155,8 +156,9 @@ def parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--years", type=int, metavar="Y", help="judged years of the stable series (default 6)")
     evaluate.add_argument("--seed", type=int, metavar="S", help="seed of the simulations (default 2024)")
     evaluate.add_argument("--no-r", action="store_true", help="do not run the R surveillance peers (they are listed as skipped)")
-    evaluate.add_argument("--target-far", type=float, metavar="P",
-                          help="false alarms per month thresholds are matched to on stable series (default 0.01)")
+    evaluate.add_argument("--target-far", type=float, nargs="+", metavar="P",
+                          help="false alarms per month thresholds are matched to on stable series, one setting each "
+                          "(default 0.01)")
     evaluate.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of real data judged (default 2017-01)")
     evaluate.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of real data judged (default 2020-12)")
     evaluate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)")
@@ -519,7 +521,7 @@ def command_evaluate(args: argparse.Namespace) -> int:
     for value in (args.first, args.last):
         if value is not None and not is_month_key(value):
             raise CliError(f"bad month '{value}': expected YYYY-MM, e.g. 2020-12")
-    given = {"series": args.series, "years": args.years, "seed": args.seed, "target_far": args.target_far,
+    given = {"series": args.series, "years": args.years, "seed": args.seed, "target_fars": args.target_far,
              "real_first": args.first, "real_last": args.last}
     given = {k: v for k, v in given.items() if v is not None}
     if args.no_r:

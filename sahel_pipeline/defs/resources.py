@@ -293,7 +293,7 @@ class EvaluationSettings(dg.ConfigurableResource):
     use_r: bool = Field(default=EvaluationConfig.use_r, description="Run R surveillance's peers (skipped, with the reason, when R is missing).")
     r_peers: list[str] = Field(default=list(EvaluationConfig.r_peers), description=f"R peers to run, of {', '.join(EvaluationConfig.r_peers)}.")
     r_processes: int = Field(default=EvaluationConfig.r_processes, description="Rscript processes the R peers' series are split over.")
-    target_far: float = Field(default=EvaluationConfig.target_fars[0], description="False alarms per month each detector's threshold is matched to on stable series.")
+    target_fars: list[float] = Field(default=list(EvaluationConfig.target_fars), description="False alarms per month each detector's threshold is matched to on stable series (one setting each).")
     real_first: str = Field(default=f"{EvaluationConfig.real_first:%Y-%m}", description="First month of real data judged (YYYY-MM).")
     real_last: str = Field(default=f"{EvaluationConfig.real_last:%Y-%m}", description="Last month of real data judged (YYYY-MM).")
 
@@ -301,7 +301,7 @@ class EvaluationSettings(dg.ConfigurableResource):
         return EvaluationConfig(
             series=self.series, years=self.years, seed=self.seed, use_r=self.use_r, r_peers=tuple(self.r_peers),
             r_processes=self.r_processes,
-            target_fars=(self.target_far,), real_first=_month(self.real_first), real_last=_month(self.real_last), model=model,
+            target_fars=tuple(self.target_fars), real_first=_month(self.real_first), real_last=_month(self.real_last), model=model,
         )
 
 

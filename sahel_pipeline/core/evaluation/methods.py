@@ -21,12 +21,12 @@ Block = tuple
 
 def blocks(result: EvaluationResult) -> list[Block]:
     c, t = result.config, result.tables
-    targets = ", ".join(metrics.matched(x) for x in c.target_fars)
+    targets = ", ".join(f"{x:.2%}".replace(".00%", "%") for x in c.target_fars)
     out: list[Block] = [
         ("h1", "Detector evaluation"),
         ("p", f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
-              f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} on "
-              f"the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
+              f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} of "
+              f"months on the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
               f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}."),
         ("h2", "Summary"),
         ("p", "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
@@ -34,7 +34,7 @@ def blocks(result: EvaluationResult) -> list[Block]:
               "own settings and at the matched false-alarm rate."),
         ("table", t["summary"]),
         ("h2", "How the figures are computed"),
-        ("p", _paragraphs(metrics.__doc__)),
+        ("ul", _items(metrics.__doc__)),
         ("h2", "Scenarios"),
         ("p", "Every series has a 39-month burn-in no detector is judged on, then months whose truth is known. "
               "Counts are negative binomial (variance mu + alpha mu^2); fatalities are events times heavy-tailed "
@@ -69,8 +69,16 @@ def _rows(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
     return frame.filter(condition) if frame.height else frame
 
 
-def _paragraphs(docstring: str | None) -> str:
-    return " ".join(line.strip() for line in (docstring or "").splitlines() if line.strip())
+def _items(docstring: str | None) -> list[str]:
+    """The "- " items of a docstring, each on one line."""
+    items: list[str] = []
+    for line in (docstring or "").splitlines():
+        text = line.strip()
+        if text.startswith("- "):
+            items.append(text[2:])
+        elif text and items:
+            items[-1] += " " + text
+    return [item.replace("**", "") for item in items]
 
 
 def cell(value) -> str:

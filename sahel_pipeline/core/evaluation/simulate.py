@@ -306,7 +306,7 @@ SCENARIOS = {
                  "name starts there (two series each).", renamed_raw),
         Scenario("fatalities", "Fatalities (events 5, 10 or 20 a month times deaths per event as above) with two "
                  "mass-casualty months (deaths per event x8) 30 and 18 months before a x4 rise in events lasting four "
-                 "months; the mass-casualty months are excluded from the counts.", fatalities),
+                 "months; the mass-casualty months are left out of the figures.", fatalities),
     )
 }
 
