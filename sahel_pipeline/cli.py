@@ -150,18 +150,29 @@ def parser() -> argparse.ArgumentParser:
     notify.set_defaults(command=command_notify)
 
     # Defaults are EvaluationConfig's (None here: importing it at start-up would slow every command).
-    evaluate = commands.add_parser("evaluate", help="measure the alert rule against an oracle and the standard detectors")
+    evaluate = commands.add_parser(
+        "evaluate", help="measure the alert rule against an oracle and the standard detectors"
+    )
     common(evaluate)
     evaluate.add_argument("--series", type=int, metavar="N", help="simulated series per scenario (default 60)")
     evaluate.add_argument("--years", type=int, metavar="Y", help="judged years of the stable series (default 6)")
     evaluate.add_argument("--seed", type=int, metavar="S", help="seed of the simulations (default 2024)")
-    evaluate.add_argument("--no-r", action="store_true", help="do not run the R surveillance peers (they are listed as skipped)")
-    evaluate.add_argument("--target-far", type=float, nargs="+", metavar="P",
-                          help="false alarms per month thresholds are matched to on stable series, one setting each "
-                          "(default 0.01)")
-    evaluate.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of real data judged (default 2017-01)")
-    evaluate.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of real data judged (default 2020-12)")
-    evaluate.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)")
+    evaluate.add_argument(
+        "--no-r", action="store_true", help="do not run the R surveillance peers (they are listed as skipped)"
+    )
+    evaluate.add_argument(
+        "--target-far", type=float, nargs="+", metavar="P",
+        help="false alarms per month thresholds are matched to on stable series, one setting each (default 0.01)",
+    )
+    evaluate.add_argument(
+        "--from", dest="first", metavar="YYYY-MM", help="first month of real data judged (default 2017-01)"
+    )
+    evaluate.add_argument(
+        "--to", dest="last", metavar="YYYY-MM", help="last month of real data judged (default 2020-12)"
+    )
+    evaluate.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)"
+    )
     evaluate.set_defaults(command=command_evaluate)
     return top
 
@@ -535,9 +546,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
     runner.materialize_upstream()
     runner.materialize_evaluation()
     folder = runner.settings.output_path / "evaluation"
-    with pl.Config(tbl_rows=40, tbl_cols=20, tbl_width_chars=220, fmt_str_lengths=30, float_precision=3, tbl_hide_dataframe_shape=True):
+    with pl.Config(
+        tbl_rows=40, tbl_cols=20, tbl_width_chars=220, fmt_str_lengths=30, float_precision=3,
+        tbl_hide_dataframe_shape=True,
+    ):
         print(pl.read_csv(folder / "summary.csv"))
-    for name, status in pl.read_csv(folder / "detectors.csv").filter(pl.col("status") != "ran").select("name", "status").iter_rows():
+    detectors = pl.read_csv(folder / "detectors.csv")
+    for name, status in detectors.filter(pl.col("status") != "ran").select("name", "status").iter_rows():
         print(f"{name}: {status}")
     print(f"evaluation tables and methods page: {folder} (methods.html)")
     return 0

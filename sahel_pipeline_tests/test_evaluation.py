@@ -26,14 +26,23 @@ from sahel_pipeline.core.evaluation.simulate import (
     InControl,
     simulate,
 )
-from sahel_pipeline.core.models import ModelConfig, SeriesTask, month_index, nb_logpmf, score_series
+from sahel_pipeline.core.models import ModelConfig, SeriesTask, nb_logpmf, score_series
+from sahel_pipeline.core.months import month_index
 
 
 def hand_series(counts, indicator="events", first_scored=None, sid="hand") -> CountSeries:
     counts = np.asarray(counts, dtype=np.int64)
     start = month_index(dt.date(2015, 1, 1))
-    return CountSeries(sid, "hand", indicator, "Nowhere", np.arange(start, start + len(counts)), counts,
-                       np.ones(len(counts)), len(counts) - 1 if first_scored is None else first_scored)
+    return CountSeries(
+        sid,
+        "hand",
+        indicator,
+        "Nowhere",
+        np.arange(start, start + len(counts)),
+        counts,
+        np.ones(len(counts)),
+        len(counts) - 1 if first_scored is None else first_scored,
+    )
 
 
 def last_verdict(detector, counts, indicator="events") -> tuple[bool, float]:
@@ -64,6 +73,7 @@ def test_simulations_are_seeded_and_carry_their_truth():
     assert renamed.breaks and (renamed.state[BURN_IN:] == IN_CONTROL).all()
 
 
+@pytest.mark.slow
 def test_a_planted_threefold_rise_triples_the_mean():
     rises = [s for s in simulate(2000, 1, 5, ("step_x3",)) if s.in_control.mean == 20]
     before = np.mean([s.counts[BURN_IN : s.rise_start].mean() for s in rises])
@@ -77,8 +87,13 @@ def test_the_fatality_distribution_is_the_exact_compound_of_events_and_deaths():
     size, p = 1 / truth.alpha, 1 / (1 + truth.alpha * truth.mean)
     support = np.arange(400)
     deaths = np.exp(nb_logpmf(support.astype(float), np.full(len(support), 3.0), 3.0))
-    events = np.exp(special.gammaln(np.arange(60) + size) - special.gammaln(size) - special.gammaln(np.arange(60) + 1)
-                    + size * np.log(p) + np.arange(60) * np.log(1 - p))
+    events = np.exp(
+        special.gammaln(np.arange(60) + size)
+        - special.gammaln(size)
+        - special.gammaln(np.arange(60) + 1)
+        + size * np.log(p)
+        + np.arange(60) * np.log(1 - p)
+    )
     total, convolved = np.zeros(400), np.zeros(400)
     convolved[0] = 1.0
     for n in range(60):
@@ -109,19 +124,22 @@ def test_the_oracle_tests_the_month_and_the_last_two_and_three_months():
     assert 0.01 / 3 <= c <= 0.01  # between Bonferroni and a single test
     single = next(y for y in range(10, 200) if truth.sf(y) <= c)  # one month alone
     quiet = [10] * 40
-    s = CountSeries("o", "hand", "events", "x", np.arange(43), np.array(quiet + [10, 10, single]), np.ones(43), 40,
-                    in_control=truth)
+    s = CountSeries(
+        "o", "hand", "events", "x", np.arange(43), np.array(quiet + [10, 10, single]), np.ones(43), 40, in_control=truth
+    )
     [d] = oracle.detect([s], lambda _: None)
     assert d.frame["alarm"].to_list() == [False, False, True]
     # three months each below the single-month bound, whose sum is beyond the three-month one
     moderate = next(y for y in range(10, 200) if truth.sf(3 * y, 3) <= c)
     assert truth.sf(moderate) > c
-    s3 = CountSeries("o3", "hand", "events", "x", np.arange(43), np.array(quiet + [moderate] * 3), np.ones(43), 40,
-                     in_control=truth)
+    s3 = CountSeries(
+        "o3", "hand", "events", "x", np.arange(43), np.array(quiet + [moderate] * 3), np.ones(43), 40, in_control=truth
+    )
     [d3] = oracle.detect([s3], lambda _: None)
     assert d3.frame["alarm"].to_list()[-1]
 
 
+@pytest.mark.slow
 def test_the_current_rule_is_the_pipelines_rule_at_every_month():
     series = simulate(3, 2, 8, ("stable", "step_x3", "renamed"))
     [d] = CurrentRule().detect(series, lambda _: None)
@@ -131,8 +149,9 @@ def test_the_current_rule_is_the_pipelines_rule_at_every_month():
     s = next(x for x in series if x.scenario == "step_x3")
     for t in (s.rise_start, s.rise_start + 2):  # scored with the data up to that month only
         lo = max(0, t - config.history_months + 1)
-        task = SeriesTask(("x",), "events", s.country, s.months[lo : t + 1], s.counts[lo : t + 1].astype(float),
-                          np.ones(t + 1 - lo))
+        task = SeriesTask(
+            ("x",), "events", s.country, s.months[lo : t + 1], s.counts[lo : t + 1].astype(float), np.ones(t + 1 - lo)
+        )
         score, _ = score_series(task, config)
         expected = apply_alert_rule(pl.DataFrame([{"indicator": "events", **score}], infer_schema_length=None), config)
         got = d.frame.filter(pl.col("series_id") == s.id, pl.col("index") == t).row(0, named=True)
@@ -145,8 +164,10 @@ def test_the_rule_statistic_follows_its_two_levels():
     rule = CurrentRule()
     quiet = [8, 7, 9, 8, 6, 10, 8, 9, 7, 8, 9, 8] * 3
     alarm, stat = last_verdict(rule, quiet + [8, 8, 30])
-    score, _ = score_series(SeriesTask(("x",), "events", "x", np.arange(39), np.array(quiet + [8, 8, 30], float),
-                                       np.ones(39)), ModelConfig())
+    score, _ = score_series(
+        SeriesTask(("x",), "events", "x", np.arange(39), np.array(quiet + [8, 8, 30], float), np.ones(39)),
+        ModelConfig(),
+    )
     assert alarm and stat >= -math.log10(score["p_value"] / 0.01) - 1e-9
     alarm, stat = last_verdict(rule, quiet + [8, 8, 8])
     assert not alarm and stat < 0
@@ -199,14 +220,29 @@ def test_a_matched_threshold_reaches_the_target_rate_on_stable_series():
 
 
 def test_a_grid_detector_is_matched_on_its_grid():
-    months = pl.DataFrame({"series_id": ["s"] * 100, "index": np.arange(100, dtype=np.int32), "scenario": "stable",
-                           "state": np.int8(IN_CONTROL)})
+    months = pl.DataFrame(
+        {
+            "series_id": ["s"] * 100,
+            "index": np.arange(100, dtype=np.int32),
+            "scenario": "stable",
+            "state": np.int8(IN_CONTROL),
+        }
+    )
     rng = np.random.default_rng(1)
-    rows = [{"series_id": "s", "index": i, "threshold": h, "alarm": bool(rng.random() < 0.3 / h)}
-            for h in (1.0, 2.0, 5.0, 10.0, 40.0) for i in range(100)]
+    rows = [
+        {"series_id": "s", "index": i, "threshold": h, "alarm": bool(rng.random() < 0.3 / h)}
+        for h in (1.0, 2.0, 5.0, 10.0, 40.0)
+        for i in range(100)
+    ]
     grid = pl.DataFrame(rows).cast({"index": pl.Int32})
-    d = Detection("g", "grid", detection_frame(["s"] * 100, list(range(100)), np.zeros(100), np.zeros(100)), 5.0,
-                  grid=grid, applies_to=frozenset({"s"}))
+    d = Detection(
+        "g",
+        "grid",
+        detection_frame(["s"] * 100, list(range(100)), np.zeros(100), np.zeros(100)),
+        5.0,
+        grid=grid,
+        applies_to=frozenset({"s"}),
+    )
     c = metrics.calibrate(d, months, 0.05)
     rates = {h: grid.filter(pl.col("threshold") == h)["alarm"].mean() for h in (1.0, 2.0, 5.0, 10.0, 40.0)}
     assert c.threshold == min(h for h, r in rates.items() if r <= 0.05)
@@ -214,18 +250,36 @@ def test_a_grid_detector_is_matched_on_its_grid():
 
 
 def test_detection_counts_delays_from_the_rises_first_month():
-    months = pl.DataFrame({
-        "series_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4, "index": np.tile(np.arange(4, dtype=np.int32), 3),
-        "scenario": "step_x3", "alpha": 0.3, "state": np.int8(RISING), "rise_offset": np.tile(np.arange(4, dtype=np.int32), 3),
-    })
+    months = pl.DataFrame(
+        {
+            "series_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
+            "index": np.tile(np.arange(4, dtype=np.int32), 3),
+            "scenario": "step_x3",
+            "alpha": 0.3,
+            "state": np.int8(RISING),
+            "rise_offset": np.tile(np.arange(4, dtype=np.int32), 3),
+        }
+    )
     alarm = [True, False, False, False, False, True, True, False, False, False, False, False]
-    d = Detection("d", "d", detection_frame(months["series_id"].to_list(), months["index"].to_list(), alarm,
-                                            np.where(alarm, 1.0, -1.0)), 0.0, applies_to=frozenset("abc"))
+    d = Detection(
+        "d",
+        "d",
+        detection_frame(months["series_id"].to_list(), months["index"].to_list(), alarm, np.where(alarm, 1.0, -1.0)),
+        0.0,
+        applies_to=frozenset("abc"),
+    )
     table = metrics.detection_table([d], months, {metrics.DEFAULT: {"d": None}})
     row = table.filter(pl.col("alpha") == "all").row(0, named=True)
-    assert (row["rises"], row["pod_1"], row["pod_2"], row["pod_rise"], row["median_delay"]) == (3, 1 / 3, 2 / 3, 2 / 3, 0.5)
+    assert (row["rises"], row["pod_1"], row["pod_2"], row["pod_rise"], row["median_delay"]) == (
+        3,
+        1 / 3,
+        2 / 3,
+        2 / 3,
+        0.5,
+    )
 
 
+@pytest.mark.slow
 def test_a_small_evaluation_runs_without_r_and_writes_its_tables(tmp_path):
     config = EvaluationConfig(series=3, years=1, use_r=False)
     result = run_evaluation(config, log=lambda _: None)

@@ -21,7 +21,7 @@ from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.defs.evaluation import detector_evaluation
 from sahel_pipeline.defs.resources import EvaluationSettings, ModelSettings, PipelineSettings
-from sahel_pipeline_tests.conftest import TODAY, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import TODAY, real_file, requires_real_data
 
 pytestmark = pytest.mark.slow
 
@@ -33,15 +33,50 @@ def panels_of(paths, tmp_path):
 
 def test_evaluate_command_writes_tables_and_lists_r_peers_skipped_without_rscript(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))  # Python's folder: no Rscript on it
-    assert main(["evaluate", "--out", str(tmp_path), "--series", "2", "--years", "1", "--from", "2024-07", "--to", "2024-12",
-                 "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--out",
+                str(tmp_path),
+                "--series",
+                "2",
+                "--years",
+                "1",
+                "--from",
+                "2024-07",
+                "--to",
+                "2024-12",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     folder = tmp_path / "evaluation"
-    for name in ("summary", "thresholds", "false_alarms", "detection", "pvalues", "episodes", "real_alert_rates",
-                 "detectors", "scenarios"):
+    for name in (
+        "summary",
+        "thresholds",
+        "false_alarms",
+        "detection",
+        "pvalues",
+        "episodes",
+        "real_alert_rates",
+        "detectors",
+        "scenarios",
+    ):
         assert (folder / f"{name}.csv").exists(), name
     detectors = pl.read_csv(folder / "detectors.csv")
     skipped = detectors.filter(pl.col("status").str.starts_with("skipped"))
-    assert set(skipped["name"]) == {"farrington", "noufaily", "glrnb", "ears_c1", "ears_c2", "ears_c3", "ears_c3_corrected"}
+    assert set(skipped["name"]) == {
+        "farrington",
+        "noufaily",
+        "glrnb",
+        "ears_c1",
+        "ears_c2",
+        "ears_c3",
+        "ears_c3_corrected",
+    }
     assert skipped["status"].str.contains("Rscript is not on PATH").all()
     printed = capsys.readouterr().out
     assert "Rscript is not on PATH" in printed and f"evaluation tables and methods page: {folder}" in printed
@@ -84,29 +119,42 @@ def test_the_asset_runs_on_the_sample_with_one_r_peer(tmp_path):
     version, why_not = r_status()
     assert status["glrnb"] == ("ran" if version else f"skipped: {why_not}")
     episodes = pl.read_csv(folder / "episodes.csv", infer_schema=False)
-    planted = episodes.filter(pl.col("detector") == "sahel", pl.col("setting") == "default", pl.col("country") == "Niger",
-                              pl.col("group") == "JNIM")
+    planted = episodes.filter(
+        pl.col("detector") == "sahel",
+        pl.col("setting") == "default",
+        pl.col("country") == "Niger",
+        pl.col("group") == "JNIM",
+    )
     assert planted["flagged"].to_list() == ["true"]  # the sample's JNIM in Niger, from almost nothing in January 2024
 
 
 @requires_real_data
 def test_real_files_flag_the_burkina_faso_episodes_and_count_the_alert_burden(tmp_path):
-    panels = panels_of([real_file("acled_burkina_1997-2020.csv"), real_file("acled_mali_2017-2020_actor-rows.csv")], tmp_path)
+    panels = panels_of(
+        [real_file("acled_burkina_1997-2020.csv"), real_file("acled_mali_2017-2020_actor-rows.csv")], tmp_path
+    )
     config = EvaluationConfig(series=2, years=1, use_r=False, scenarios=("stable",))
-    result = run_evaluation(config, panels.group_month, panels.country_month, load_episodes(KNOWN_ESCALATIONS),
-                            log=lambda _: None)
-    episodes = result.tables["episodes"].filter(pl.col("detector") == "sahel", pl.col("setting") == "default",
-                                                pl.col("country") == "Burkina Faso")
+    result = run_evaluation(
+        config, panels.group_month, panels.country_month, load_episodes(KNOWN_ESCALATIONS), log=lambda _: None
+    )
+    episodes = result.tables["episodes"].filter(
+        pl.col("detector") == "sahel", pl.col("setting") == "default", pl.col("country") == "Burkina Faso"
+    )
     assert episodes.select("group", "flagged").sort("group").rows() == [("ISSP", True), ("JNIM", True)]
     rates = result.tables["real_alert_rates"].filter(pl.col("setting") == "default", pl.col("level") == "group")
     # every detector is judged on the same months: each group series with an event in 2017-2020, over those months
-    window = (panels.group_month.unpivot(index=["source", "group_id", "country", "month"],
-                                         on=["events", "violent_events", "fatalities", "civilian_targeting_events"])
-              .filter(pl.col("month").is_between(dt.date(2017, 1, 1), dt.date(2020, 12, 1))))
-    active = window.group_by("source", "group_id", "country", "variable").agg(total=pl.col("value").sum(), months=pl.len())
+    window = panels.group_month.unpivot(
+        index=["source", "group_id", "country", "month"],
+        on=["events", "violent_events", "fatalities", "civilian_targeting_events"],
+    ).filter(pl.col("month").is_between(dt.date(2017, 1, 1), dt.date(2020, 12, 1)))
+    active = window.group_by("source", "group_id", "country", "variable").agg(
+        total=pl.col("value").sum(), months=pl.len()
+    )
     active = active.filter(pl.col("total") > 0)
     months = dict(rates.select("detector", "months").iter_rows())
-    assert months.pop("hdx_signals") == active.filter(pl.col("variable") == "fatalities")["months"].sum()  # its indicator
+    assert (
+        months.pop("hdx_signals") == active.filter(pl.col("variable") == "fatalities")["months"].sum()
+    )  # its indicator
     assert set(months.values()) == {active["months"].sum()}
     sahel = rates.filter(pl.col("detector") == "sahel").row(0, named=True)
     assert 0 < sahel["per_series_year"] < 1  # the README's figure is measured on these files

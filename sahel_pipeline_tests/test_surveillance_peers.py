@@ -26,18 +26,32 @@ from sahel_pipeline.core.evaluation.surveillance import (
     glr_run,
     r_status,
 )
-from sahel_pipeline.core.models import month_index, nb_logpmf
+from sahel_pipeline.core.models import nb_logpmf
+from sahel_pipeline.core.months import month_index
 
 VERSION, WHY_NOT = r_status()
-requires_r = pytest.mark.skipif(VERSION is None, reason=f"R peers unavailable: {WHY_NOT}")
-pytestmark = pytest.mark.integration
+
+
+def requires_r(test):
+    """A test that runs Rscript: marked integration (and slow: R starts in seconds), skipped with the reason without
+    R or its surveillance package."""
+    absent = pytest.mark.skipif(VERSION is None, reason=f"R peers unavailable: {WHY_NOT}")
+    return pytest.mark.integration(pytest.mark.slow(absent(test)))
 
 
 def series(counts, first_scored, sid="hand") -> CountSeries:
     counts = np.asarray(counts, dtype=np.int64)
     start = month_index(dt.date(2012, 1, 1))
-    return CountSeries(sid, "hand", "events", "Nowhere", np.arange(start, start + len(counts)), counts,
-                       np.ones(len(counts)), first_scored)
+    return CountSeries(
+        sid,
+        "hand",
+        "events",
+        "Nowhere",
+        np.arange(start, start + len(counts)),
+        counts,
+        np.ones(len(counts)),
+        first_scored,
+    )
 
 
 def run_peers(peers: tuple[str, ...], s: list[CountSeries]) -> dict:
@@ -45,8 +59,12 @@ def run_peers(peers: tuple[str, ...], s: list[CountSeries]) -> dict:
 
 
 def rscript(code: str) -> str:
-    done = subprocess.run(["Rscript", "--vanilla", "-e", f"suppressMessages(library(surveillance)); {code}"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["Rscript", "--vanilla", "-e", f"suppressMessages(library(surveillance)); {code}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     return done.stdout + done.stderr
 
 
@@ -97,9 +115,11 @@ def _only_farrington(peer, y):
 
 def _raw_r_row(peer, y) -> dict:
     control = ", ".join(f"{k} = {_r(v)}" for k, v in peer.control.items())
-    out = rscript(f"s <- sts(observed = c({', '.join(map(str, y))}), frequency = 12, start = c(2000, 1)); "
-                  f"f <- farringtonFlexible(s, control = list({control}, range = {len(y)})); "
-                  "cat(sprintf('%.15g', c(upperbound(f), f@control$expected)), '\\n')")
+    out = rscript(
+        f"s <- sts(observed = c({', '.join(map(str, y))}), frequency = 12, start = c(2000, 1)); "
+        f"f <- farringtonFlexible(s, control = list({control}, range = {len(y)})); "
+        "cat(sprintf('%.15g', c(upperbound(f), f@control$expected)), '\\n')"
+    )
     upper, expected = map(float, out.split()[-2:])
     return {"upperbound": upper, "expected": expected}
 
@@ -149,10 +169,14 @@ def test_noufaily_plug_in_threshold_by_hand():
 @requires_r
 def test_farrington_ten_periods_mislabel_monthly_data_and_six_do_not():
     """Quirk: blocks() with w = 3 and noPeriods = 10 on monthly data puts label 9 on a window month."""
-    code = ("ref <- surveillance:::algo.farrington.referencetimepoints(60, b = 3, freq = 12, epochAsDate = FALSE, "
-            "epochStr = 'none'); for (p in c(10, 6)) cat(p, ':', surveillance:::blocks(ref, 1:60, 'none', 60, 3, 3, p, "
-            "FALSE)[25:36], '\\n')")
-    lines = {line.split(":")[0].strip(): line.split(":")[1].split() for line in rscript(code).splitlines() if ":" in line}
+    code = (
+        "ref <- surveillance:::algo.farrington.referencetimepoints(60, b = 3, freq = 12, epochAsDate = FALSE, "
+        "epochStr = 'none'); for (p in c(10, 6)) cat(p, ':', surveillance:::blocks(ref, 1:60, 'none', 60, 3, 3, p, "
+        "FALSE)[25:36], '\\n')"
+    )
+    lines = {
+        line.split(":")[0].strip(): line.split(":")[1].split() for line in rscript(code).splitlines() if ":" in line
+    }
     ten, six = lines["10"], lines["6"]
     # months 25-36 of 60: the window around month 36 is 33..39; month 33 should carry the window's label
     assert ten[8] == "9" and ten[9:] == ["10"] * 3  # the first window month is labelled as period 9
@@ -163,8 +187,10 @@ def test_farrington_ten_periods_mislabel_monthly_data_and_six_do_not():
 @requires_r
 def test_a_range_with_gaps_is_judged_month_by_month():
     """Quirk: farringtonFlexible fails on a range with gaps; the peers call it once per run of consecutive months."""
-    failing = rscript("s <- sts(observed = rpois(60, 5), frequency = 12, start = c(2000, 1)); "
-                      "farringtonFlexible(s, control = list(range = c(41, 45), b = 3))")
+    failing = rscript(
+        "s <- sts(observed = rpois(60, 5), frequency = 12, start = c(2000, 1)); "
+        "farringtonFlexible(s, control = list(range = c(41, 45), b = 3))"
+    )
     assert "subscript out of bounds" in failing
     y = np.concatenate([QUIET, [0, 0, 0, 0, 0, 9, 8, 7]])  # months with under 5 cases in 4 are not fitted
     d = run_peers(("farrington",), [series(y, 40)])["farrington"]
@@ -182,7 +208,12 @@ def _glr_by_hand(x, mu, alpha):
         window = np.asarray(x[k:], dtype=float)
 
         def loss(kappa, w=window):
-            return -float(np.sum(nb_logpmf(w, np.full(len(w), mu * math.exp(kappa)), alpha) - nb_logpmf(w, np.full(len(w), mu), alpha)))
+            return -float(
+                np.sum(
+                    nb_logpmf(w, np.full(len(w), mu * math.exp(kappa)), alpha)
+                    - nb_logpmf(w, np.full(len(w), mu), alpha)
+                )
+            )
 
         result = optimize.minimize_scalar(loss, bounds=(0, 5), method="bounded", options={"xatol": 1e-10})
         best = max(best, -result.fun)
@@ -203,9 +234,11 @@ def test_the_glr_recursion_is_the_likelihood_ratio_by_hand():
 def test_glrnb_matches_the_recursion_and_restarts_after_an_alarm():
     x = [5, 6, 12, 14, 13, 5, 4, 6]
     for h in (1.0, 3.0, 5.0):
-        out = rscript(f"s <- sts(observed = c(rep(5, 36), {', '.join(map(str, x))}), frequency = 12, start = c(2000, 1)); "
-                      f"g <- glrnb(s, control = list(range = 37:44, c.ARL = {h}, mu0 = rep(5, 8), alpha = 0.2, ret = 'value')); "
-                      "cat(alarms(g), '\\n'); cat(upperbound(g), '\\n')")
+        out = rscript(
+            f"s <- sts(observed = c(rep(5, 36), {', '.join(map(str, x))}), frequency = 12, start = c(2000, 1)); "
+            f"g <- glrnb(s, control = list(range = 37:44, c.ARL = {h}, mu0 = rep(5, 8), alpha = 0.2, ret = 'value')); "
+            "cat(alarms(g), '\\n'); cat(upperbound(g), '\\n')"
+        )
         alarms, values = (line.split() for line in out.strip().splitlines()[-2:])
         alarm, value = glr_run(glr_matrix(np.array(x), 5.0, 0.2), h)
         assert [a == "1" or a == "TRUE" for a in alarms] == alarm.tolist()
@@ -215,11 +248,15 @@ def test_glrnb_matches_the_recursion_and_restarts_after_an_alarm():
 @requires_r
 def test_glrnb_quirks_seasonal_default_and_alpha_required_with_a_vector_mu0():
     flat = "set.seed(1); s <- sts(observed = rpois(48, 5), frequency = 12, start = c(2000, 1))"  # no season in it
-    seasonal = rscript(f"{flat}; g <- suppressWarnings(glrnb(s, control = list(range = 37:48))); cat(range(g@control$mu0))")
+    seasonal = rscript(
+        f"{flat}; g <- suppressWarnings(glrnb(s, control = list(range = 37:48))); cat(range(g@control$mu0))"
+    )
     low, high = map(float, seasonal.split()[-2:])
     assert high - low > 0.01  # a flat series given a seasonal in-control mean
-    flat_mu0 = rscript(f"{flat}; g <- suppressWarnings(glrnb(s, control = list(range = 37:48, mu0 = list(S = 0, trend = FALSE)))); "
-                       "cat(range(g@control$mu0))")
+    flat_mu0 = rscript(
+        f"{flat}; g <- suppressWarnings(glrnb(s, control = list(range = 37:48, mu0 = list(S = 0, trend = FALSE)))); "
+        "cat(range(g@control$mu0))"
+    )
     low, high = map(float, flat_mu0.split()[-2:])
     assert high - low < 1e-9
     assert "argument is of length zero" in rscript(f"{flat}; glrnb(s, control = list(range = 37:48, mu0 = rep(5, 12)))")
@@ -248,7 +285,9 @@ def test_ears_c1_and_c2_bounds_by_hand():
     assert d["ears_c1"].frame["statistic"][0] == pytest.approx(z, rel=1e-6)
     c2 = y[3:10]  # a guard band of two months
     assert d["ears_c2"].frame["statistic"][0] == pytest.approx((30 - c2.mean()) / c2.std(ddof=1), rel=1e-6)
-    assert d["ears_c1"].frame["alarm"][0] and d["ears_c1"].default_threshold == pytest.approx(special.ndtri(1 - EARS_C1.value("alpha")))
+    assert d["ears_c1"].frame["alarm"][0] and d["ears_c1"].default_threshold == pytest.approx(
+        special.ndtri(1 - EARS_C1.value("alpha"))
+    )
     assert EARS_C2.value("baseline") == 7
 
 
@@ -267,10 +306,10 @@ def test_ears_c3_ignores_the_month_it_judges_and_the_corrected_c3_does_not():
 
 
 @requires_r
-@pytest.mark.slow
 def test_a_small_evaluation_with_one_r_peer(tmp_path):
-    result = run_evaluation(EvaluationConfig(series=3, years=1, r_peers=("glrnb",), scenarios=("stable", "step_x3")),
-                            log=lambda _: None)
+    result = run_evaluation(
+        EvaluationConfig(series=3, years=1, r_peers=("glrnb",), scenarios=("stable", "step_x3")), log=lambda _: None
+    )
     status = dict(result.tables["detectors"].select("name", "status").iter_rows())
     assert status["glrnb"] == "ran"
     assert "glrnb" in set(result.tables["summary"]["detector"])
@@ -282,5 +321,7 @@ def test_without_rscript_the_r_peers_are_skipped_with_the_reason(monkeypatch, tm
     monkeypatch.setenv("PATH", str(tmp_path))  # a PATH with no Rscript on it
     detections = SurveillancePeers(processes=1).detect(simulate(1, 1, 1, ("stable",)), lambda _: None)
     assert {d.detector for d in detections} >= {"farrington", "noufaily", "glrnb", "ears_c1", "ears_c3_corrected"}
-    assert all(d.skipped and "Rscript is not on PATH" in d.skipped and "r-cran-surveillance" in d.skipped for d in detections)
+    assert all(
+        d.skipped and "Rscript is not on PATH" in d.skipped and "r-cran-surveillance" in d.skipped for d in detections
+    )
     assert os.environ["PATH"] == str(tmp_path)

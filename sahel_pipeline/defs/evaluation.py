@@ -26,8 +26,13 @@ def detector_evaluation(
     """How well the current alert rule, an oracle and the standard detectors (ACLED, HDX Signals, R surveillance)
     catch planted rises at equal false-alarm rates, and the known real episodes: tables and a methods page."""
     result = run_evaluation(
-        evaluation.config(models.config()), group_month_panel, country_month_panel, load_episodes(models.known_escalations),
-        pool=models.pool, real_data=describe_panels(country_month_panel), log=context.log.info,
+        evaluation.config(models.config()),
+        group_month_panel,
+        country_month_panel,
+        load_episodes(models.known_escalations),
+        pool=models.pool,
+        real_data=describe_panels(country_month_panel),
+        log=context.log.info,
     )
     folder = settings.output_path / "evaluation"
     paths = write_evaluation(result, folder)

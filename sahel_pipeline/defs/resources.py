@@ -17,7 +17,7 @@ from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.evaluation.run import EvaluationConfig
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
 from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
-from sahel_pipeline.core.months import is_month_key, parse_month
+from sahel_pipeline.core.months import is_month_key, month_key, parse_month
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
 
 
@@ -290,20 +290,41 @@ class EvaluationSettings(dg.ConfigurableResource):
     series: int = Field(default=EvaluationConfig.series, description="Simulated series per scenario.")
     years: int = Field(default=EvaluationConfig.years, description="Judged years of the stable series.")
     seed: int = Field(default=EvaluationConfig.seed, description="Seed of the simulations.")
-    use_r: bool = Field(default=EvaluationConfig.use_r, description="Run R surveillance's peers (skipped, with the reason, when R is missing).")
-    r_peers: list[str] = Field(default=list(EvaluationConfig.r_peers), description=f"R peers to run, of {', '.join(EvaluationConfig.r_peers)}.")
-    r_processes: int = Field(default=EvaluationConfig.r_processes, description="Rscript processes the R peers' series are split over.")
-    target_fars: list[float] = Field(default=list(EvaluationConfig.target_fars), description="False alarms per month each detector's threshold is matched to on stable series (one setting each).")
-    real_first: str = Field(default=f"{EvaluationConfig.real_first:%Y-%m}", description="First month of real data judged (YYYY-MM).")
-    real_last: str = Field(default=f"{EvaluationConfig.real_last:%Y-%m}", description="Last month of real data judged (YYYY-MM).")
+    use_r: bool = Field(
+        default=EvaluationConfig.use_r,
+        description="Run R surveillance's peers (listed as skipped, with the reason, when R is missing).",
+    )
+    r_peers: list[str] = Field(
+        default=list(EvaluationConfig.r_peers), description=f"R peers to run, of {', '.join(EvaluationConfig.r_peers)}."
+    )
+    r_processes: int = Field(
+        default=EvaluationConfig.r_processes, description="Rscript processes the R peers' series are split over."
+    )
+    target_fars: list[float] = Field(
+        default=list(EvaluationConfig.target_fars),
+        description="False alarms per month each detector's threshold is matched to on stable series (one setting "
+        "each).",
+    )
+    real_first: str = Field(
+        default=month_key(EvaluationConfig.real_first), description="First month of real data judged (YYYY-MM)."
+    )
+    real_last: str = Field(
+        default=month_key(EvaluationConfig.real_last), description="Last month of real data judged (YYYY-MM)."
+    )
 
     def config(self, model: ModelConfig) -> EvaluationConfig:
         return EvaluationConfig(
-            series=self.series, years=self.years, seed=self.seed, use_r=self.use_r, r_peers=tuple(self.r_peers),
+            series=self.series,
+            years=self.years,
+            seed=self.seed,
+            use_r=self.use_r,
+            r_peers=tuple(self.r_peers),
             r_processes=self.r_processes,
-            target_fars=tuple(self.target_fars), real_first=_month(self.real_first), real_last=_month(self.real_last), model=model,
+            target_fars=tuple(self.target_fars),
+            real_first=_month(self.real_first),
+            real_last=_month(self.real_last),
+            model=model,
         )
-
 
 def _month(value: str) -> dt.date:
     if not is_month_key(value):

@@ -30,9 +30,19 @@ from sahel_pipeline.core.models import ModelConfig, SeriesTask, score_chunk
 from sahel_pipeline.core.scoring import CHUNK, FittingPool
 
 Log = Callable[[str], None]
-DETECTION_SCHEMA = {"series_id": pl.String, "index": pl.Int32, "alarm": pl.Boolean, "statistic": pl.Float64,
-                    "p_value": pl.Float64}
-GRID_SCHEMA = {"series_id": pl.String, "index": pl.Int32, "threshold": pl.Float64, "alarm": pl.Boolean}
+DETECTION_SCHEMA: dict[str, pl.DataType] = {
+    "series_id": pl.String(),
+    "index": pl.Int32(),
+    "alarm": pl.Boolean(),
+    "statistic": pl.Float64(),
+    "p_value": pl.Float64(),
+}
+GRID_SCHEMA: dict[str, pl.DataType] = {
+    "series_id": pl.String(),
+    "index": pl.Int32(),
+    "threshold": pl.Float64(),
+    "alarm": pl.Boolean(),
+}
 
 
 @dataclass
@@ -160,16 +170,25 @@ class CurrentRule:
             done = (score_chunk(chunk, config) for chunk in chunks)
         rows = []
         for results in done:
-            rows += [{"series_id": key[0], "index": key[1], "indicator": by_id[key[0]].indicator, **score}
-                     for key, score, _ in results]
+            rows += [
+                {"series_id": key[0], "index": key[1], "indicator": by_id[key[0]].indicator, **score}
+                for key, score, _ in results
+            ]
             progress.advance(len(results))
         if not rows:
             return [Detection(self.name, self.label, pl.DataFrame(schema=DETECTION_SCHEMA))]
         scores = apply_alert_rule(pl.DataFrame(rows, infer_schema_length=None), config)
-        exposures = np.array([_window_exposures(by_id[i], t, config) for i, t in scores.select("series_id", "index").iter_rows()])
+        exposures = np.array(
+            [_window_exposures(by_id[i], t, config) for i, t in scores.select("series_id", "index").iter_rows()]
+        )
         statistic = rule_statistic(scores, exposures, config)
-        frame = detection_frame(scores["series_id"].to_list(), scores["index"].to_list(), scores["alert"].to_numpy(),
-                                statistic, scores["p_value"].fill_null(np.nan).to_numpy())
+        frame = detection_frame(
+            scores["series_id"].to_list(),
+            scores["index"].to_list(),
+            scores["alert"].to_numpy(),
+            statistic,
+            scores["p_value"].fill_null(np.nan).to_numpy(),
+        )
         return [Detection(self.name, self.label, frame, default_threshold=0.0)]
 
     @staticmethod
@@ -184,8 +203,16 @@ class CurrentRule:
                 if window[t] < config.min_count(s.indicator):
                     continue
                 lo = max(0, t - config.history_months + 1)
-                tasks.append(SeriesTask((s.id, t), s.indicator, s.country, s.months[lo : t + 1], counts[lo : t + 1],
-                                        s.exposure[lo : t + 1].astype(float)))
+                tasks.append(
+                    SeriesTask(
+                        (s.id, t),
+                        s.indicator,
+                        s.country,
+                        s.months[lo : t + 1],
+                        counts[lo : t + 1],
+                        s.exposure[lo : t + 1].astype(float),
+                    )
+                )
         return tasks
 
 
@@ -202,9 +229,19 @@ def rule_statistic(scores: pl.DataFrame, exposures: np.ndarray, config: ModelCon
     if "p_value" not in scores.columns:
         return np.full(scores.height, -np.inf)
     min_count = scores["indicator"].replace_strict(config.min_counts, default=5).to_numpy().astype(float)
-    col = {c: scores[c].fill_null(np.nan).to_numpy().astype(float) for c in
-           ("p_value", "observed", "recent_sum", "recent_active_months", "expected", "rate_ratio_low",
-            "rate_ratio_high", "baseline_mean")}
+    col = {
+        c: scores[c].fill_null(np.nan).to_numpy().astype(float)
+        for c in (
+            "p_value",
+            "observed",
+            "recent_sum",
+            "recent_active_months",
+            "expected",
+            "rate_ratio_low",
+            "rate_ratio_high",
+            "baseline_mean",
+        )
+    }
     exact = (scores["rate_ratio_method"] == "exact").fill_null(False).to_numpy()
     exceed = np.where(col["observed"] >= min_count, col["p_value"] / config.alert_p, np.nan)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -217,7 +254,9 @@ def rule_statistic(scores: pl.DataFrame, exposures: np.ndarray, config: ModelCon
         base = col["baseline_mean"] * e_base
         p0 = config.rr_alert_low * e_recent / (e_base + config.rr_alert_low * e_recent)
         p_exact = special.betainc(np.maximum(col["recent_sum"], 1e-9), base + 1, p0)
-    conditions = (col["recent_sum"] >= min_count) & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
+    conditions = (
+        (col["recent_sum"] >= min_count) & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
+    )
     sustained = np.where(conditions, np.where(exact, p_exact, p_glm) / LOWER_END, np.nan)
     evidence = np.fmin(exceed, sustained)
     with np.errstate(divide="ignore"):
@@ -269,10 +308,13 @@ class Oracle:
     def detect(self, series: list[CountSeries], log: Log) -> list[Detection]:
         ids, index, statistic, p_month = [], [], [], []
         for s in series:
-            c = self.critical(s.in_control)
+            truth = s.in_control
+            if truth is None:  # the run gives the oracle only series with a known distribution
+                raise ValueError(f"{s.id}: the oracle needs the series' in-control distribution")
+            c = self.critical(truth)
             t = np.arange(s.first_scored, len(s.counts))
             cumulative = np.concatenate([[0], np.cumsum(s.counts)])
-            tails = [_tail(s.in_control, cumulative[t + 1] - cumulative[np.maximum(t + 1 - k, 0)], k) for k in self.windows]
+            tails = [_tail(truth, cumulative[t + 1] - cumulative[np.maximum(t + 1 - k, 0)], k) for k in self.windows]
             smallest = np.min(tails, axis=0)
             with np.errstate(divide="ignore"):
                 statistic.append(np.log10(c) - np.log10(smallest) if c > 0 else np.full(len(t), -np.inf))

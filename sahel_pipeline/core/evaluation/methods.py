@@ -24,21 +24,30 @@ def blocks(result: EvaluationResult) -> list[Block]:
     targets = ", ".join(f"{x:.2%}".replace(".00%", "%") for x in c.target_fars)
     out: list[Block] = [
         ("h1", "Detector evaluation"),
-        ("p", f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
-              f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} of "
-              f"months on the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
-              f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}."),
+        (
+            "p",
+            f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
+            f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} of "
+            f"months on the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
+            f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}.",
+        ),
         ("h2", "Summary"),
-        ("p", "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
-              "detected within two months, and alerts on the renamed state force (target: none), at each detector's "
-              "own settings and at the matched false-alarm rate."),
+        (
+            "p",
+            "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
+            "detected within two months, and alerts on the renamed state force (target: none), at each detector's "
+            "own settings and at the matched false-alarm rate.",
+        ),
         ("table", t["summary"]),
         ("h2", "How the figures are computed"),
         ("ul", _items(metrics.__doc__)),
         ("h2", "Scenarios"),
-        ("p", "Every series has a 39-month burn-in no detector is judged on, then months whose truth is known. "
-              "Counts are negative binomial (variance mu + alpha mu^2); fatalities are events times heavy-tailed "
-              "deaths per event."),
+        (
+            "p",
+            "Every series has a 39-month burn-in no detector is judged on, then months whose truth is known. "
+            "Counts are negative binomial (variance mu + alpha mu^2); fatalities are events times heavy-tailed "
+            "deaths per event.",
+        ),
         ("table", result.scenarios),
         ("h2", "Detectors"),
         ("table", t["detectors"].select("name", "label", "status", "description", "note", "seconds")),
@@ -58,10 +67,15 @@ def blocks(result: EvaluationResult) -> list[Block]:
     if "real_alert_rates" in t:
         out += [("h2", "Real data: alerts per series-year"), ("table", t["real_alert_rates"])]
     if "episodes" in t:
-        out += [("h2", "Real data: known episodes"),
-                ("p", "Flagged when any indicator of the episode's series alarms from three months before its first "
-                      "month to its last; lead = months before the first month."),
-                ("table", t["episodes"])]
+        out += [
+            ("h2", "Real data: known episodes"),
+            (
+                "p",
+                "Flagged when any indicator of the episode's series alarms from three months before its first "
+                "month to its last; lead = months before the first month.",
+            ),
+            ("table", t["episodes"]),
+        ]
     return out
 
 
@@ -109,7 +123,9 @@ def html_table(frame: pl.DataFrame) -> str:
     if frame.height == 0:
         return "<p><em>(none)</em></p>"
     head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in frame.iter_rows())
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in frame.iter_rows()
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -131,8 +147,11 @@ def render_markdown(result: EvaluationResult) -> str:
 
 
 def render_html(result: EvaluationResult) -> str:
-    parts = ["<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Detector evaluation</title>",
-             "<meta name='viewport' content='width=device-width, initial-scale=1'>", f"<style>{CSS}</style></head><body><main>"]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Detector evaluation</title>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        f"<style>{CSS}</style></head><body><main>",
+    ]
     for block in blocks(result):
         kind = block[0]
         if kind in ("h1", "h2", "p"):

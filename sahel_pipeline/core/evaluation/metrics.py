@@ -37,21 +37,43 @@ def matched(target: float) -> str:
     return f"matched {target:.2%} of months".replace(".00%", "%")
 
 
+def share(values: pl.Series) -> float:
+    """The mean of a boolean or numeric column as a float (nan when empty)."""
+    return float(values.cast(pl.Float64).to_numpy().mean()) if len(values) else math.nan
+
+
 def truth_frame(series: list[CountSeries]) -> pl.DataFrame:
     """One row per judged month of every simulated series: its scenario, stratum and truth."""
     parts = []
     for s in series:
-        if s.state is None:
+        if s.state is None or s.in_control is None:  # a real series: no truth
             continue
         index = np.arange(s.first_scored, len(s.counts))
         offset = index - s.rise_start if s.rise_start is not None else np.full(len(index), -1)
-        parts.append(pl.DataFrame({
-            "series_id": s.id, "index": index.astype(np.int32), "scenario": s.scenario, "indicator": s.indicator,
-            "stratum": s.in_control.label, "alpha": s.in_control.alpha, "state": s.state[index].astype(np.int8),
-            "rise_offset": np.where(s.state[index] == RISING, offset, -1).astype(np.int32),
-        }))
-    schema = {"series_id": pl.String, "index": pl.Int32, "scenario": pl.String, "indicator": pl.String,
-              "stratum": pl.String, "alpha": pl.Float64, "state": pl.Int8, "rise_offset": pl.Int32}
+        parts.append(
+            pl.DataFrame(
+                {
+                    "series_id": s.id,
+                    "index": index.astype(np.int32),
+                    "scenario": s.scenario,
+                    "indicator": s.indicator,
+                    "stratum": s.in_control.label,
+                    "alpha": s.in_control.alpha,
+                    "state": s.state[index].astype(np.int8),
+                    "rise_offset": np.where(s.state[index] == RISING, offset, -1).astype(np.int32),
+                }
+            )
+        )
+    schema: dict[str, pl.DataType] = {
+        "series_id": pl.String(),
+        "index": pl.Int32(),
+        "scenario": pl.String(),
+        "indicator": pl.String(),
+        "stratum": pl.String(),
+        "alpha": pl.Float64(),
+        "state": pl.Int8(),
+        "rise_offset": pl.Int32(),
+    }
     return pl.concat(parts) if parts else pl.DataFrame(schema=schema)
 
 
@@ -59,7 +81,9 @@ def alarms(detection: Detection, months: pl.DataFrame, threshold: float | None) 
     """`months` (any frame with series_id and index) with the detector's alarm at a threshold; months it gave no
     verdict for (too little history, its own minimum) do not alarm."""
     applicable = months.filter(pl.col("series_id").is_in(list(detection.applies_to)))
-    return applicable.join(detection.alarms_at(threshold), on=KEYS, how="left").with_columns(pl.col("alarm").fill_null(False))
+    return applicable.join(detection.alarms_at(threshold), on=KEYS, how="left").with_columns(
+        pl.col("alarm").fill_null(False)
+    )
 
 
 @dataclass(frozen=True)
@@ -78,8 +102,11 @@ def calibration_months(truth: pl.DataFrame, detection: Detection) -> tuple[str, 
     for name, scenario in SCENARIOS.items():
         if not scenario.calibration:
             continue
-        months = truth.filter(pl.col("scenario") == name, pl.col("state") == IN_CONTROL,
-                              pl.col("series_id").is_in(list(detection.applies_to)))
+        months = truth.filter(
+            pl.col("scenario") == name,
+            pl.col("state") == IN_CONTROL,
+            pl.col("series_id").is_in(list(detection.applies_to)),
+        )
         if months.height:
             return name, months.select(KEYS)
     return "", truth.clear().select(KEYS)
@@ -90,12 +117,14 @@ def calibrate(detection: Detection, truth: pl.DataFrame, target: float) -> Calib
     if detection.skipped or months.height == 0:
         return Calibration(detection.detector, target, None, math.nan, months.height, scenario, False)
     if detection.grid is not None:
-        rates = {h: float(alarms(detection, months, h)["alarm"].mean()) for h in detection.thresholds}
+        rates = {h: share(alarms(detection, months, h)["alarm"]) for h in detection.thresholds}
         within = [h for h, rate in rates.items() if rate <= target]
         threshold = min(within) if within else max(rates)
-        return Calibration(detection.detector, target, threshold, rates[threshold], months.height, scenario, bool(within))
-    values = months.join(detection.frame.select(*KEYS, "statistic"), on=KEYS, how="left")["statistic"]
-    values = np.sort(values.fill_null(-np.inf).to_numpy())[::-1]
+        return Calibration(
+            detection.detector, target, threshold, rates[threshold], months.height, scenario, bool(within)
+        )
+    joined = months.join(detection.frame.select(*KEYS, "statistic"), on=KEYS, how="left")["statistic"]
+    values = np.sort(joined.fill_null(-np.inf).to_numpy())[::-1]
     allowed = int(math.floor(target * len(values) + 1e-9))
     cut = values[allowed] if allowed < len(values) else -np.inf
     if np.isfinite(cut):
@@ -104,10 +133,20 @@ def calibrate(detection: Detection, truth: pl.DataFrame, target: float) -> Calib
         finite = values[np.isfinite(values)]
         threshold = float(finite.min()) if finite.size else math.inf
     far = float(np.mean(values >= threshold))
-    return Calibration(detection.detector, target, threshold, far, months.height, scenario, bool(far <= target + 1e-12 and np.isfinite(cut)))
+    return Calibration(
+        detection.detector,
+        target,
+        threshold,
+        far,
+        months.height,
+        scenario,
+        bool(far <= target + 1e-12 and np.isfinite(cut)),
+    )
 
 
-def thresholds_by_setting(detections: list[Detection], truth: pl.DataFrame, targets: tuple[float, ...]) -> dict[str, dict[str, float | None]]:
+def thresholds_by_setting(
+    detections: list[Detection], truth: pl.DataFrame, targets: tuple[float, ...]
+) -> dict[str, dict[str, float | None]]:
     """Thresholds per setting and detector: its own (None) and one per target false-alarm rate."""
     out: dict[str, dict[str, float | None]] = {DEFAULT: {d.detector: None for d in detections}}
     for target in targets:
@@ -119,12 +158,23 @@ def threshold_table(detections: list[Detection], truth: pl.DataFrame, targets: t
     rows = []
     for d in detections:
         scenario, months = calibration_months(truth, d)
-        own = float(alarms(d, months, None)["alarm"].mean()) if months.height and not d.skipped else math.nan
+        own = share(alarms(d, months, None)["alarm"]) if months.height and not d.skipped else math.nan
         for target in targets:
             c = calibrate(d, truth, target)
-            rows.append({"detector": d.detector, "label": d.label, "default_threshold": None if d.skipped else d.default_threshold,
-                         "default_far": own, "target_far": target, "matched_threshold": c.threshold, "matched_far": c.far,
-                         "target_reached": c.reached, "calibrated_on": scenario, "months": c.months})
+            rows.append(
+                {
+                    "detector": d.detector,
+                    "label": d.label,
+                    "default_threshold": None if d.skipped else d.default_threshold,
+                    "default_far": own,
+                    "target_far": target,
+                    "matched_threshold": c.threshold,
+                    "matched_far": c.far,
+                    "target_reached": c.reached,
+                    "calibrated_on": scenario,
+                    "months": c.months,
+                }
+            )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
@@ -142,23 +192,42 @@ def false_alarm_table(detections: list[Detection], truth: pl.DataFrame, chosen: 
     """Alarms on in-control months, per detector, setting, scenario and stratum (and "all" strata)."""
     frames = []
     for setting, d, judged in each_setting(detections, truth.filter(pl.col("state") == IN_CONTROL), chosen):
-        by = [judged.with_columns(stratum=pl.lit("all")), judged.filter(pl.col("scenario").is_in(["stable", "stable_fatalities"]))]
+        by = [
+            judged.with_columns(stratum=pl.lit("all")),
+            judged.filter(pl.col("scenario").is_in(["stable", "stable_fatalities"])),
+        ]
         for part in by:
             frames.append(
-                part.group_by("scenario", "stratum").agg(
+                part.group_by("scenario", "stratum")
+                .agg(
                     series=pl.col("series_id").n_unique(),
                     months=pl.len(),
                     alarms=pl.col("alarm").sum(),
                     series_with_alarm=pl.col("series_id").filter(pl.col("alarm")).n_unique(),
-                ).with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
+                )
+                .with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
             )
     if not frames:
         return pl.DataFrame()
-    return (pl.concat(frames).with_columns(per_month=pl.col("alarms") / pl.col("months"),
-                                          per_series_year=pl.col("alarms") / (pl.col("months") / 12))
-            .select("detector", "setting", "scenario", "stratum", "series", "months", "alarms", "per_month",
-                    "per_series_year", "series_with_alarm")
-            .sort("scenario", "stratum", "setting", "detector"))
+    return (
+        pl.concat(frames)
+        .with_columns(
+            per_month=pl.col("alarms") / pl.col("months"), per_series_year=pl.col("alarms") / (pl.col("months") / 12)
+        )
+        .select(
+            "detector",
+            "setting",
+            "scenario",
+            "stratum",
+            "series",
+            "months",
+            "alarms",
+            "per_month",
+            "per_series_year",
+            "series_with_alarm",
+        )
+        .sort("scenario", "stratum", "setting", "detector")
+    )
 
 
 def detection_table(detections: list[Detection], truth: pl.DataFrame, chosen: dict) -> pl.DataFrame:
@@ -170,35 +239,51 @@ def detection_table(detections: list[Detection], truth: pl.DataFrame, chosen: di
         )
         for part in (first.with_columns(alpha=pl.lit(None, pl.Float64)), first):
             frames.append(
-                part.group_by("scenario", "alpha").agg(
+                part.group_by("scenario", "alpha")
+                .agg(
                     rises=pl.len(),
                     pod_1=(pl.col("first") <= 0).fill_null(False).mean(),
                     pod_2=(pl.col("first") <= 1).fill_null(False).mean(),
                     pod_rise=(pl.col("first") < RISE_MONTHS).fill_null(False).mean(),
                     median_delay=pl.col("first").median(),
-                ).with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
+                )
+                .with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
             )
     if not frames:
         return pl.DataFrame()
-    return (pl.concat(frames).with_columns(alpha=pl.col("alpha").cast(pl.String).fill_null("all"))
-            .select("detector", "setting", "scenario", "alpha", "rises", "pod_1", "pod_2", "pod_rise", "median_delay")
-            .sort("scenario", "alpha", "setting", "detector"))
+    return (
+        pl.concat(frames)
+        .with_columns(alpha=pl.col("alpha").cast(pl.String).fill_null("all"))
+        .select("detector", "setting", "scenario", "alpha", "rises", "pod_1", "pod_2", "pod_rise", "median_delay")
+        .sort("scenario", "alpha", "setting", "detector")
+    )
 
 
 def pvalue_table(detections: list[Detection], truth: pl.DataFrame, nominal: float = 0.001) -> pl.DataFrame:
     """P(p < 0.001) on the calibration scenarios' in-control months, against nominal, for detectors with p-values."""
     rows = []
-    stable = truth.filter(pl.col("state") == IN_CONTROL,
-                          pl.col("scenario").is_in([n for n, s in SCENARIOS.items() if s.calibration]))
+    stable = truth.filter(
+        pl.col("state") == IN_CONTROL, pl.col("scenario").is_in([n for n, s in SCENARIOS.items() if s.calibration])
+    )
     for d in detections:
         if d.skipped or d.frame["p_value"].null_count() == d.frame.height:
             continue
-        joined = stable.join(d.frame.select(*KEYS, "p_value"), on=KEYS, how="inner").filter(pl.col("p_value").is_not_null())
+        joined = stable.join(d.frame.select(*KEYS, "p_value"), on=KEYS, how="inner").filter(
+            pl.col("p_value").is_not_null()
+        )
         for (scenario,), part in joined.group_by(["scenario"], maintain_order=True):
-            share = float((part["p_value"] < nominal).mean())
-            rows.append({"detector": d.detector, "scenario": scenario, "months_with_p": part.height,
-                         "share_below": share, "nominal": nominal, "ratio_to_nominal": share / nominal,
-                         "share_below_0.01": float((part["p_value"] < 0.01).mean())})
+            below = share(part["p_value"] < nominal)
+            rows.append(
+                {
+                    "detector": d.detector,
+                    "scenario": scenario,
+                    "months_with_p": part.height,
+                    "share_below": below,
+                    "nominal": nominal,
+                    "ratio_to_nominal": below / nominal,
+                    "share_below_0.01": share(part["p_value"] < 0.01),
+                }
+            )
     return pl.DataFrame(rows, infer_schema_length=None).sort("scenario", "detector") if rows else pl.DataFrame()
 
 
@@ -214,14 +299,19 @@ def summary_table(false_alarms: pl.DataFrame, detection: pl.DataFrame) -> pl.Dat
     def pod(scenario: str, name: str) -> pl.DataFrame:
         if detection.height == 0:
             return pl.DataFrame(schema={"detector": pl.String, "setting": pl.String, name: pl.Float64})
-        return detection.filter(pl.col("scenario") == scenario, pl.col("alpha") == "all").select("detector", "setting", pl.col("pod_2").alias(name))
+        return detection.filter(pl.col("scenario") == scenario, pl.col("alpha") == "all").select(
+            "detector", "setting", pl.col("pod_2").alias(name)
+        )
 
     out = far_of("stable", "per_series_year", "stable_alerts_per_series_year")
     for part in (
         far_of("stable_fatalities", "per_series_year", "stable_fatalities_alerts_per_series_year"),
-        pod("step_x3", "x3_within_2"), pod("step_x2", "x2_within_2"), pod("regime", "regime_within_2"),
+        pod("step_x3", "x3_within_2"),
+        pod("step_x2", "x2_within_2"),
+        pod("regime", "regime_within_2"),
         pod("fatalities", "fatalities_x4_within_2"),
-        far_of("renamed", "alarms", "renamed_alerts"), far_of("renamed_raw", "alarms", "renamed_raw_alerts"),
+        far_of("renamed", "alarms", "renamed_alerts"),
+        far_of("renamed_raw", "alarms", "renamed_raw_alerts"),
     ):
         out = out.join(part, on=["detector", "setting"], how="full", coalesce=True)
     return out.sort("setting", "detector")

@@ -123,28 +123,44 @@ def _by_statistic(detector, series: list[CountSeries], statistic, threshold: flo
         values.append(stat)
     stat = np.concatenate(values) if values else np.array([])
     log(f"{detector.label}: {len(ids):,} series-months")
-    return Detection(detector.name, detector.label, detection_frame(ids, index, stat >= threshold, stat),
-                     default_threshold=threshold)
+    return Detection(
+        detector.name, detector.label, detection_frame(ids, index, stat >= threshold, stat), default_threshold=threshold
+    )
 
 
 TRENDFINDER = PercentChangeRule(
-    name="acled_trendfinder", label="ACLED Trendfinder (large increase, >25% vs 12 months)",
+    name="acled_trendfinder",
+    label="ACLED Trendfinder (large increase, >25% vs 12 months)",
     description="ACLED Trendfinder's change bands: the month against the mean of the 12 months before; more than "
     "+25% is a large increase, except under the low-activity guard (a mean of 2 or fewer before and 5 or fewer now). "
     "Statistic: the percentage change.",
-    window=12, threshold=25.0, strict=True, guard_mean=2.0, guard_now=5.0,
+    window=12,
+    threshold=25.0,
+    strict=True,
+    guard_mean=2.0,
+    guard_now=5.0,
 )
 SURGE = PercentChangeRule(
-    name="acled_surge", label="ACLED Surge (+100% vs 4 months)",
+    name="acled_surge",
+    label="ACLED Surge (+100% vs 4 months)",
     description="ACLED's Subnational Surge Tracker at monthly cadence: at least +100% against the mean of the 4 "
     "months before (the tracker's week against the 4 weeks before), where that mean is at least 1. Statistic: the "
     "percentage change.",
-    window=4, threshold=100.0, strict=False, guard_mean=1.0, guard_now=None,
+    window=4,
+    threshold=100.0,
+    strict=False,
+    guard_mean=1.0,
+    guard_now=None,
 )
 THREAT = PercentChangeRule(
-    name="acled_threat", label="ACLED Threat (+100% vs 12 months)",
+    name="acled_threat",
+    label="ACLED Threat (+100% vs 12 months)",
     description="ACLED's Subnational Threat Tracker at monthly cadence: at least +100% against the mean of the 12 "
     "months before, where that mean is at least 1. Statistic: the percentage change.",
-    window=12, threshold=100.0, strict=False, guard_mean=1.0, guard_now=None,
+    window=12,
+    threshold=100.0,
+    strict=False,
+    guard_mean=1.0,
+    guard_now=None,
 )
 NATIVE_PEERS = (TRENDFINDER, SURGE, THREAT, HdxSignals())

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.evaluation import methods, metrics, real
@@ -17,6 +18,7 @@ from sahel_pipeline.core.evaluation.peers import NATIVE_PEERS
 from sahel_pipeline.core.evaluation.simulate import IN_CONTROL, RISING, SCENARIOS, CountSeries, simulate
 from sahel_pipeline.core.evaluation.surveillance import ALL_R_PEERS, SurveillancePeers
 from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_key
 from sahel_pipeline.core.scoring import FittingPool
 
 Log = Callable[[str], None]
@@ -73,7 +75,8 @@ class EvaluationResult:
 
 
 def default_detectors(config: EvaluationConfig, pool: FittingPool | None = None) -> list:
-    """The current rule, the oracle, the native peers and the R peers (listed as skipped without R or with use_r off)."""
+    """The current rule, the oracle, the native peers and the R peers (skipped, with the reason, without R or with
+    use_r off)."""
     r = SurveillancePeers(config.r_peers, config.r_processes, disabled=None if config.use_r else NOT_RUN)
     return [CurrentRule(config.model, pool), Oracle(), *NATIVE_PEERS, r]
 
@@ -98,7 +101,10 @@ def run_evaluation(
     observed = []
     if group_panel is not None and country_panel is not None:
         observed = real.panel_series(group_panel, country_panel, config.real_first, config.real_last)
-        log(f"real data: {len(observed):,} series with events from {config.real_first:%Y-%m} to {config.real_last:%Y-%m}")
+        log(
+            f"real data: {len(observed):,} series with events from {month_key(config.real_first)} "
+            f"to {month_key(config.real_last)}"
+        )
     detections, infos = run_detectors(detectors, simulated + observed, log)
 
     truth = metrics.truth_frame(simulated)
@@ -116,13 +122,22 @@ def run_evaluation(
         months = real.judged_months(observed)
         tables["real_alert_rates"] = real.alert_rate_table(detections, months, chosen)
         if episodes is not None:
-            tables["episodes"] = real.episode_table(detections, months, chosen, episodes, config.real_first, config.real_last)
+            tables["episodes"] = real.episode_table(
+                detections, months, chosen, episodes, config.real_first, config.real_last
+            )
     tables["detectors"] = pl.DataFrame([vars(i) for i in infos], infer_schema_length=None)
     scenarios = scenario_table(simulated, config.scenarios)
     tables["scenarios"] = scenarios
     log(f"evaluation done in {time.perf_counter() - started:.0f} s")
-    return EvaluationResult(config, tables, infos, scenarios, real_data or ("no real data" if not observed else ""),
-                            time.perf_counter() - started, dt.datetime.now(dt.UTC))
+    return EvaluationResult(
+        config,
+        tables,
+        infos,
+        scenarios,
+        real_data or ("no real data" if not observed else ""),
+        time.perf_counter() - started,
+        dt.datetime.now(dt.UTC),
+    )
 
 
 def run_detectors(detectors: list, series: list[CountSeries], log: Log) -> tuple[list[Detection], list[DetectorInfo]]:
@@ -150,8 +165,16 @@ def run_detectors(detectors: list, series: list[CountSeries], log: Log) -> tuple
         labels = detector.descriptions() if hasattr(detector, "descriptions") else {}
         for d in found:
             detections.append(d)
-            infos.append(DetectorInfo(d.detector, d.label, labels.get(d.detector, detector.description),
-                                      f"skipped: {d.skipped}" if d.skipped else "ran", d.note, round(seconds, 1)))
+            infos.append(
+                DetectorInfo(
+                    d.detector,
+                    d.label,
+                    labels.get(d.detector, detector.description),
+                    f"skipped: {d.skipped}" if d.skipped else "ran",
+                    d.note,
+                    round(seconds, 1),
+                )
+            )
     return detections, infos
 
 
@@ -159,13 +182,23 @@ def scenario_table(series: list[CountSeries], names: tuple[str, ...]) -> pl.Data
     rows = []
     for name in names:
         mine = [s for s in series if s.scenario == name]
-        rows.append({
-            "scenario": name, "description": SCENARIOS[name].description, "series": len(mine),
-            "judged_months": sum(len(s.scored) for s in mine),
-            "in_control_months": sum(int((s.state[s.first_scored :] == IN_CONTROL).sum()) for s in mine),
-            "rises": sum(1 for s in mine if (s.state == RISING).any()),
-        })
+        rows.append(
+            {
+                "scenario": name,
+                "description": SCENARIOS[name].description,
+                "series": len(mine),
+                "judged_months": sum(len(s.scored) for s in mine),
+                "in_control_months": sum(int((_state(s)[s.first_scored :] == IN_CONTROL).sum()) for s in mine),
+                "rises": sum(1 for s in mine if (_state(s) == RISING).any()),
+            }
+        )
     return pl.DataFrame(rows)
+
+
+def _state(s: CountSeries) -> np.ndarray:
+    if s.state is None:
+        raise ValueError(f"{s.id} is not simulated: it has no truth")
+    return s.state
 
 
 def write_evaluation(result: EvaluationResult, folder: Path) -> dict[str, Path]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from sahel_pipeline.core.models import Break, Predictive, month_index, nb_logpmf
+from sahel_pipeline.core.models import Break, Predictive, nb_logpmf
+from sahel_pipeline.core.months import index_month, month_index
 
 BURN_IN = 39
 FIRST_MONTH = dt.date(2010, 1, 1)
@@ -64,8 +65,13 @@ class InControl:
         tail = _compound_tail(months / self.alpha, self.mean * months, self.deaths.mean, self.deaths.alpha)
         return float(tail[int(y)]) if y < len(tail) else 0.0
 
-    def sample(self, rng: np.random.Generator, n: int, event_factor: np.ndarray | float = 1.0,
-               death_factor: np.ndarray | float = 1.0) -> np.ndarray:
+    def sample(
+        self,
+        rng: np.random.Generator,
+        n: int,
+        event_factor: np.ndarray | float = 1.0,
+        death_factor: np.ndarray | float = 1.0,
+    ) -> np.ndarray:
         """n months; a planted rise multiplies the events' mean, a mass-casualty month the deaths' mean."""
         mean = self.mean * np.broadcast_to(event_factor, (n,))
         events = rng.negative_binomial(1 / self.alpha, 1 / (1 + self.alpha * mean))
@@ -136,15 +142,32 @@ class Scenario:
     calibration: bool = False  # its in-control months set thresholds to a false-alarm rate
 
 
-def _series(scenario: str, i: int, counts: np.ndarray, state: np.ndarray, in_control: InControl, indicator: str = "events",
-            rise_start: int | None = None, breaks: tuple[Break, ...] = (), suffix: str = "") -> CountSeries:
+def _series(
+    scenario: str,
+    i: int,
+    counts: np.ndarray,
+    state: np.ndarray,
+    in_control: InControl,
+    indicator: str = "events",
+    rise_start: int | None = None,
+    breaks: tuple[Break, ...] = (),
+    suffix: str = "",
+) -> CountSeries:
     sid = f"{scenario}/{i:03d}{suffix}"
     start = month_index(FIRST_MONTH)
     return CountSeries(
-        id=sid, scenario=scenario, indicator=indicator, country=breaks[0].country if breaks else f"sim:{sid}",
-        months=np.arange(start, start + len(counts)), counts=np.asarray(counts, dtype=np.int64),
-        exposure=np.ones(len(counts)), first_scored=BURN_IN, state=state, rise_start=rise_start,
-        in_control=in_control, breaks=breaks,
+        id=sid,
+        scenario=scenario,
+        indicator=indicator,
+        country=breaks[0].country if breaks else f"sim:{sid}",
+        months=np.arange(start, start + len(counts)),
+        counts=np.asarray(counts, dtype=np.int64),
+        exposure=np.ones(len(counts)),
+        first_scored=BURN_IN,
+        state=state,
+        rise_start=rise_start,
+        in_control=in_control,
+        breaks=breaks,
     )
 
 
@@ -226,8 +249,7 @@ def _renamed_force(i: int, seed: int) -> tuple[InControl, np.ndarray, int, Break
     coup = BURN_IN + int(rng.integers(12, 25))
     truth = InControl(mean, alpha)
     counts = truth.sample(rng, length)
-    month = FIRST_MONTH.year * 12 + FIRST_MONTH.month - 1 + coup
-    date = dt.date(month // 12, month % 12 + 1, 15)
+    date = index_month(month_index(FIRST_MONTH) + coup).replace(day=15)
     return truth, counts, coup, Break(f"sim:renamed/{i:03d}", date, "a simulated coup")
 
 
@@ -290,23 +312,52 @@ def stable_fatalities(n: int, years: int, seed: int) -> list[CountSeries]:
 SCENARIOS = {
     s.name: s
     for s in (
-        Scenario("stable", "Stable negative-binomial event series, means 2, 5, 10, 20 and 50 a month, alpha 0.3 and "
-                 "1.0; every judged month is in control.", stable, calibration=True),
-        Scenario("stable_fatalities", "Stable fatality series: events with means 5, 10 and 20 a month (alpha 0.3 "
-                 "and 1.0) times negative-binomial deaths per event (mean 3, alpha 3).", stable_fatalities,
-                 calibration=True),
-        Scenario("step_x2", "A stable event series (as above) that doubles for four months, starting 12 to 24 "
-                 "months into the judged period; the series ends with the rise.", step(2)),
+        Scenario(
+            "stable",
+            "Stable negative-binomial event series, means 2, 5, 10, 20 and 50 a month, alpha 0.3 and "
+            "1.0; every judged month is in control.",
+            stable,
+            calibration=True,
+        ),
+        Scenario(
+            "stable_fatalities",
+            "Stable fatality series: events with means 5, 10 and 20 a month (alpha 0.3 "
+            "and 1.0) times negative-binomial deaths per event (mean 3, alpha 3).",
+            stable_fatalities,
+            calibration=True,
+        ),
+        Scenario(
+            "step_x2",
+            "A stable event series (as above) that doubles for four months, starting 12 to 24 "
+            "months into the judged period; the series ends with the rise.",
+            step(2),
+        ),
         Scenario("step_x3", "The same with a threefold rise.", step(3)),
-        Scenario("regime", "Two high years (growing from the low level to three times it), 18 low months (4, 8 or "
-                 "16 a month), then x2.5 the low level for four months.", regime),
-        Scenario("renamed", "A state force (10, 20 or 50 events a month) renamed at a dated coup with no change in "
-                 "rate, after actor normalisation: one continuous series and the coup as a break date.", renamed),
-        Scenario("renamed_raw", "The same forces without normalisation: the old name stops at the coup and the new "
-                 "name starts there (two series each).", renamed_raw),
-        Scenario("fatalities", "Fatalities (events 5, 10 or 20 a month times deaths per event as above) with two "
-                 "mass-casualty months (deaths per event x8) 30 and 18 months before a x4 rise in events lasting four "
-                 "months; the mass-casualty months are left out of the figures.", fatalities),
+        Scenario(
+            "regime",
+            "Two high years (growing from the low level to three times it), 18 low months (4, 8 or "
+            "16 a month), then x2.5 the low level for four months.",
+            regime,
+        ),
+        Scenario(
+            "renamed",
+            "A state force (10, 20 or 50 events a month) renamed at a dated coup with no change in "
+            "rate, after actor normalisation: one continuous series and the coup as a break date.",
+            renamed,
+        ),
+        Scenario(
+            "renamed_raw",
+            "The same forces without normalisation: the old name stops at the coup and the new "
+            "name starts there (two series each).",
+            renamed_raw,
+        ),
+        Scenario(
+            "fatalities",
+            "Fatalities (events 5, 10 or 20 a month times deaths per event as above) with two "
+            "mass-casualty months (deaths per event x8) 30 and 18 months before a x4 rise in events lasting four "
+            "months; the mass-casualty months are left out of the figures.",
+            fatalities,
+        ),
     )
 }
 
@@ -318,4 +369,3 @@ def simulate(series: int, years: int, seed: int, scenarios: tuple[str, ...] | No
     if unknown:
         raise ValueError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}")
     return [s for name in names for s in SCENARIOS[name].build(series, years, seed)]
-

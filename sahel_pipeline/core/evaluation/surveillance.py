@@ -50,25 +50,33 @@ QUIRKS = (
     "period's a:(a - 1) counts down, writing its label over the next window's first month (its guard compares the "
     "wrong quantities and passes). Worked around with noPeriods = 12 - 2w = 6: one period per month outside the "
     "window, as 10 periods are for weekly data (a 7-week window and nine 5-week periods).",
-    "farringtonFlexible fails on a range with gaps (\"subscript out of bounds\"): it sizes its outputs by "
+    'farringtonFlexible fails on a range with gaps ("subscript out of bounds"): it sizes its outputs by '
     "length(range) and indexes them by k - min(range) + 1. Worked around by one call per run of consecutive months.",
     "farringtonFlexible passes the quasi-Poisson dispersion phi = max(1, estimate) to predict.glm inside newdata, "
     "where it is ignored: the fitted mean's standard error uses the raw estimate, below 1 on underdispersed "
     "reference values. Kept as shipped (it is the peer's behaviour), and reproduced in the hand check.",
-    "farringtonFlexible with thresholdMethod = \"nbPlugin\" computes its score against the linear predictor (the "
+    'farringtonFlexible with thresholdMethod = "nbPlugin" computes its score against the linear predictor (the '
     "log of the expected count); the alarm is right. Worked around by using its p-value as the statistic.",
-    "earsC(method = \"C3\") ignores the month it judges: its bound is the observed count plus sd x (z - the two "
+    'earsC(method = "C3") ignores the month it judges: its bound is the observed count plus sd x (z - the two '
     "previous months' excess), so it alarms exactly when those two months' excess max(0, C2 - 1) sums above z, "
     "whatever the month holds (any non-zero count): a spike is never flagged in its own month, and the month after "
     "a burst is flagged even when it is back to normal. Shown as shipped, and worked around by ears_c3_corrected, "
     "which adds the month's own excess as the CDC's C3 does.",
     "glrnb: left to the package, the in-control mean has a seasonal harmonic (mu0$S = 1), wrong for conflict "
     "series; given mu0 as a vector, alpha must be given too (the control list is not merged with the documented "
-    "alpha = 0, and the call fails with \"argument is of length zero\"); ret defaults to \"value\" though the "
-    "signature lists \"cases\" first. Worked around with mu0 = list(S = 0, trend = FALSE) and ret = \"value\".",
+    'alpha = 0, and the call fails with "argument is of length zero"); ret defaults to "value" though the '
+    'signature lists "cases" first. Worked around with mu0 = list(S = 0, trend = FALSE) and ret = "value".',
 )
-RESULT_SCHEMA = {"peer": pl.String, "series_id": pl.String, "t": pl.Int32, "alarm": pl.Boolean, "upperbound": pl.Float64,
-                 "pvalue": pl.Float64, "expected": pl.Float64, "dispersion": pl.Float64}
+RESULT_SCHEMA: dict[str, pl.DataType] = {
+    "peer": pl.String(),
+    "series_id": pl.String(),
+    "t": pl.Int32(),
+    "alarm": pl.Boolean(),
+    "upperbound": pl.Float64(),
+    "pvalue": pl.Float64(),
+    "expected": pl.Float64(),
+    "dispersion": pl.Float64(),
+}
 INSTALL_HINT = "Debian: apt-get install r-base-core r-cran-surveillance (scripts/ensure_r.sh does it as root)"
 
 
@@ -89,45 +97,100 @@ def _z(alpha: float) -> float:
 
 
 FARRINGTON = RPeer(
-    "farrington", "Farrington (farringtonFlexible)", "farrington",
-    {"b": 3, "w": 3, "reweight": True, "weightsThreshold": 1, "trend": True, "pThresholdTrend": 0.05, "noPeriods": 1,
-     "pastWeeksNotIncluded": 3, "thresholdMethod": "delta", "powertrans": "2/3", "alpha": 0.05, "limit54": (5, 4),
-     "glmWarnings": False},
+    "farrington",
+    "Farrington (farringtonFlexible)",
+    "farrington",
+    {
+        "b": 3,
+        "w": 3,
+        "reweight": True,
+        "weightsThreshold": 1,
+        "trend": True,
+        "pThresholdTrend": 0.05,
+        "noPeriods": 1,
+        "pastWeeksNotIncluded": 3,
+        "thresholdMethod": "delta",
+        "powertrans": "2/3",
+        "alpha": 0.05,
+        "limit54": (5, 4),
+        "glmWarnings": False,
+    },
     "R surveillance farringtonFlexible, Farrington's settings: b = 3 years, w = 3, re-weighting above 1, trend if "
     "significant at 5%, delta-method (2/3 power) threshold at alpha 0.05, at least 5 cases in the last 4 months. "
     "Statistic: -log10 of its p-value.",
 )
 NOUFAILY = RPeer(
-    "noufaily", "Noufaily (farringtonFlexible)", "farrington",
-    {"b": 3, "w": 3, "reweight": True, "weightsThreshold": 2.58, "trend": True, "pThresholdTrend": 1, "noPeriods": 6,
-     "pastWeeksNotIncluded": 6, "thresholdMethod": "nbPlugin", "alpha": 0.05, "limit54": (5, 4), "glmWarnings": False},
+    "noufaily",
+    "Noufaily (farringtonFlexible)",
+    "farrington",
+    {
+        "b": 3,
+        "w": 3,
+        "reweight": True,
+        "weightsThreshold": 2.58,
+        "trend": True,
+        "pThresholdTrend": 1,
+        "noPeriods": 6,
+        "pastWeeksNotIncluded": 6,
+        "thresholdMethod": "nbPlugin",
+        "alpha": 0.05,
+        "limit54": (5, 4),
+        "glmWarnings": False,
+    },
     "R surveillance farringtonFlexible, Noufaily's settings: b = 3 years, w = 3, re-weighting above 2.58, trend "
     "always tried, the last 6 months (Noufaily's 26 weeks) left out, the year in 6 periods (not 10: see QUIRKS), "
     "negative-binomial plug-in threshold at alpha 0.05. Statistic: -log10 of its p-value.",
 )
 GLRNB = RPeer(
-    "glrnb", "NB GLR-CUSUM (glrnb)", "glrnb",
-    {"c.ARL": 5, "mu0$S": 0, "mu0$trend": False, "mu0$refit": False, "Mtilde": 1, "M": -1, "change": "intercept",
-     "dir": "inc", "ret": "value", "phase1": 36},
+    "glrnb",
+    "NB GLR-CUSUM (glrnb)",
+    "glrnb",
+    {
+        "c.ARL": 5,
+        "mu0$S": 0,
+        "mu0$trend": False,
+        "mu0$refit": False,
+        "Mtilde": 1,
+        "M": -1,
+        "change": "intercept",
+        "dir": "inc",
+        "ret": "value",
+        "phase1": 36,
+    },
     "R surveillance glrnb: negative-binomial GLR-CUSUM for a rise, in-control mean and dispersion from an "
-    "intercept-only glm.nb on the 36 months before the first judged month (mu0 without the package's seasonal term), c.ARL = 5, restarting after "
+    "intercept-only glm.nb on the 36 months before the first judged month (mu0 without the package's seasonal "
+    "term), c.ARL = 5, restarting after "
     "each alarm. Threshold: c.ARL; other thresholds by the same recursion in numpy, checked equal to R's at 5.",
 )
-EARS_C1 = RPeer("ears_c1", "EARS C1 (earsC)", "ears", {"method": "C1", "baseline": 7, "minSigma": 0, "alpha": 0.001},
-                "R surveillance earsC C1: the month against the mean and sd of the 7 months before, alpha 0.001. "
-                "Statistic: (count - mean) / sd.")
-EARS_C2 = RPeer("ears_c2", "EARS C2 (earsC)", "ears", {"method": "C2", "baseline": 7, "minSigma": 0, "alpha": 0.001},
-                "R surveillance earsC C2: as C1 with a 2-month guard band (months 3 to 9 before). "
-                "Statistic: (count - mean) / sd.")
-EARS_C3 = RPeer("ears_c3", "EARS C3 (earsC, as shipped)", "ears",
-                {"method": "C3", "baseline": 7, "minSigma": 0, "alpha": 0.025},
-                "R surveillance earsC C3 as shipped, alpha 0.025 (it ignores the judged month: see QUIRKS). Statistic: "
-                "the two previous months' excess max(0, C2 - 1) summed, from C2's reference values, checked equal "
-                "to R's alarms.")
+EARS_C1 = RPeer(
+    "ears_c1",
+    "EARS C1 (earsC)",
+    "ears",
+    {"method": "C1", "baseline": 7, "minSigma": 0, "alpha": 0.001},
+    "R surveillance earsC C1: the month against the mean and sd of the 7 months before, alpha 0.001. "
+    "Statistic: (count - mean) / sd.",
+)
+EARS_C2 = RPeer(
+    "ears_c2",
+    "EARS C2 (earsC)",
+    "ears",
+    {"method": "C2", "baseline": 7, "minSigma": 0, "alpha": 0.001},
+    "R surveillance earsC C2: as C1 with a 2-month guard band (months 3 to 9 before). Statistic: (count - mean) / sd.",
+)
+EARS_C3 = RPeer(
+    "ears_c3",
+    "EARS C3 (earsC, as shipped)",
+    "ears",
+    {"method": "C3", "baseline": 7, "minSigma": 0, "alpha": 0.025},
+    "R surveillance earsC C3 as shipped, alpha 0.025 (it ignores the judged month: see QUIRKS). Statistic: "
+    "the two previous months' excess max(0, C2 - 1) summed, from C2's reference values, checked equal "
+    "to R's alarms.",
+)
 C3_CORRECTED = "ears_c3_corrected"
 C3_CORRECTED_LABEL = "EARS C3 (corrected: the month included)"
 C3_CORRECTED_DESCRIPTION = (
-    "EARS C3 as the CDC defines it (the shipped C3's quirk worked around): the sum over the month and the two before of "
+    "EARS C3 as the CDC defines it (the shipped C3's quirk worked around): the sum over the month and the two "
+    "before of "
     "max(0, C2 - 1), from earsC C2's reference mean and sd, against z = 1.96 (alpha 0.025). Statistic: that sum."
 )
 R_PEERS = {p.name: p for p in (FARRINGTON, NOUFAILY, GLRNB, EARS_C1, EARS_C2, EARS_C3)}
@@ -140,8 +203,12 @@ def r_status() -> tuple[str | None, str | None]:
     if rscript is None:
         return None, f"Rscript is not on PATH ({INSTALL_HINT})"
     try:
-        probe = subprocess.run([rscript, "--vanilla", "-e", "cat(as.character(packageVersion('surveillance')))"],
-                               capture_output=True, text=True, timeout=120)
+        probe = subprocess.run(
+            [rscript, "--vanilla", "-e", "cat(as.character(packageVersion('surveillance')))"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     except (OSError, subprocess.TimeoutExpired) as err:
         return None, f"Rscript could not be run: {err}"
     if probe.returncode != 0:
@@ -191,8 +258,10 @@ class SurveillancePeers:
         self.version, reason = (None, self.disabled) if self.disabled else r_status()
         if reason is not None:
             log(f"R peers skipped: {reason}")
-            return [Detection(name, label, pl.DataFrame(schema=DETECTION_SCHEMA), skipped=reason)
-                    for name, label in self.labels().items()]
+            return [
+                Detection(name, label, pl.DataFrame(schema=DETECTION_SCHEMA), skipped=reason)
+                for name, label in self.labels().items()
+            ]
         runs = self.runs()
         groups = [g for g in (series[i :: max(1, self.processes)] for i in range(max(1, self.processes))) if g]
         with tempfile.TemporaryDirectory(prefix="sahel-surveillance-") as root:
@@ -201,8 +270,10 @@ class SurveillancePeers:
             for folder, group in zip(folders, groups, strict=True):
                 folder.mkdir()
                 jobs += _write_inputs(folder, group, runs)
-            log(f"R surveillance {self.version}: {', '.join(p.name for p in runs)} on {len(series):,} series "
-                f"({jobs:,} peer-months) in {len(folders)} Rscript process(es)")
+            log(
+                f"R surveillance {self.version}: {', '.join(p.name for p in runs)} on {len(series):,} series "
+                f"({jobs:,} peer-months) in {len(folders)} Rscript process(es)"
+            )
             errors = _run(folders, log)
             results = pl.concat([pl.read_csv(f / "results.csv", schema=RESULT_SCHEMA) for f in folders])
         notes = _error_notes(errors, log)
@@ -218,7 +289,9 @@ class SurveillancePeers:
                 detection = _farrington(R_PEERS[name], rows[name], by_id)
             else:
                 detection = _ears(R_PEERS[name], rows[name], by_id)
-            detection.note = "; ".join(n for n in (notes.get(EARS_C2.name if name == C3_CORRECTED else name), detection.note) if n)
+            detection.note = "; ".join(
+                n for n in (notes.get(EARS_C2.name if name == C3_CORRECTED else name), detection.note) if n
+            )
             out.append(detection)
         return out
 
@@ -276,17 +349,26 @@ def _run(folders: list[Path], log: Log) -> list[str]:
     """Run the script on each folder at once, relaying progress; returns the per-series error lines. A failure of R
     itself raises with the end of its output."""
     rscript = shutil.which("Rscript") or "Rscript"
-    processes = [subprocess.Popen([rscript, "--vanilla", str(SCRIPT), str(f)], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True) for f in folders]
+    processes = [
+        subprocess.Popen(
+            [rscript, "--vanilla", str(SCRIPT), str(f)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for f in folders
+    ]
     errors: list[str] = []
     tails: list[list[str]] = [[] for _ in processes]
 
     def relay(k: int) -> None:
-        for line in processes[k].stderr:
+        stream = processes[k].stderr
+        assert stream is not None  # opened with stderr=PIPE
+        for line in stream:
             line = line.rstrip()
             if line.startswith("progress "):
                 _, peer, done, total = line.split()
-                log(f"R surveillance {peer}: {done} of {total} series" + (f" (process {k + 1})" if len(processes) > 1 else ""))
+                log(
+                    f"R surveillance {peer}: {done} of {total} series"
+                    + (f" (process {k + 1})" if len(processes) > 1 else "")
+                )
             elif line.startswith("error "):
                 errors.append(line[len("error ") :])
             elif line:
@@ -300,7 +382,9 @@ def _run(folders: list[Path], log: Log) -> list[str]:
         reader.join()
     for process, folder, tail in zip(processes, folders, tails, strict=True):
         if process.returncode != 0 or not (folder / "results.csv").exists():
-            raise RuntimeError(f"Rscript {SCRIPT.name} failed (exit {process.returncode}): {' | '.join(tail) or 'no output'}")
+            raise RuntimeError(
+                f"Rscript {SCRIPT.name} failed (exit {process.returncode}): {' | '.join(tail) or 'no output'}"
+            )
     return errors
 
 
@@ -321,8 +405,11 @@ def _judged(rows: pl.DataFrame, by_id: dict[str, CountSeries]) -> pl.DataFrame:
     """R's rows with a 0-based index, the observed count, and only the months detectors are judged on."""
     first = pl.DataFrame({"series_id": list(by_id), "first": [s.first_scored for s in by_id.values()]})
     observed = np.array([by_id[i].counts[t - 1] for i, t in rows.select("series_id", "t").iter_rows()], dtype=float)
-    return (rows.with_columns(index=pl.col("t") - 1, observed=pl.Series(observed, dtype=pl.Float64))
-            .join(first, on="series_id").filter(pl.col("index") >= pl.col("first")))
+    return (
+        rows.with_columns(index=pl.col("t") - 1, observed=pl.Series(observed, dtype=pl.Float64))
+        .join(first, on="series_id")
+        .filter(pl.col("index") >= pl.col("first"))
+    )
 
 
 def _column(rows: pl.DataFrame, name: str) -> np.ndarray:
@@ -335,8 +422,9 @@ def _farrington(peer: RPeer, rows: pl.DataFrame, by_id: dict[str, CountSeries]) 
     judged = ~np.isnan(upper) & ~np.isnan(p) & (y > 0)  # its 5-in-4 rule (no bound without it) and "observed != 0"
     with np.errstate(divide="ignore"):
         statistic = np.where(judged, -np.log10(p), -np.inf)
-    frame = detection_frame(rows["series_id"].to_list(), rows["index"].to_list(), rows["alarm"].fill_null(False).to_numpy(),
-                            statistic, p)
+    frame = detection_frame(
+        rows["series_id"].to_list(), rows["index"].to_list(), rows["alarm"].fill_null(False).to_numpy(), statistic, p
+    )
     return Detection(peer.name, peer.label, frame, default_threshold=-math.log10(peer.value("alpha")))
 
 
@@ -351,9 +439,21 @@ def ears_z(y: np.ndarray, upper: np.ndarray, mean: np.ndarray, alpha: float) -> 
 def _ears(peer: RPeer, rows: pl.DataFrame, by_id: dict[str, CountSeries]) -> Detection:
     rows = _judged(rows, by_id)
     z = ears_z(_column(rows, "observed"), _column(rows, "upperbound"), _column(rows, "expected"), peer.value("alpha"))
-    frame = detection_frame(rows["series_id"].to_list(), rows["index"].to_list(), rows["alarm"].fill_null(False).to_numpy(),
-                            np.nan_to_num(z, nan=-np.inf))
+    frame = detection_frame(
+        rows["series_id"].to_list(),
+        rows["index"].to_list(),
+        rows["alarm"].fill_null(False).to_numpy(),
+        np.nan_to_num(z, nan=-np.inf),
+    )
     return Detection(peer.name, peer.label, frame, default_threshold=_z(peer.value("alpha")))
+
+
+C3_SCHEMA: dict[str, pl.DataType] = {
+    "series_id": pl.String(),
+    "t": pl.Int32(),
+    "shipped": pl.Float64(),
+    "corrected": pl.Float64(),
+}
 
 
 def c3_statistics(c2: pl.DataFrame, by_id: dict[str, CountSeries]) -> pl.DataFrame:
@@ -375,9 +475,10 @@ def c3_statistics(c2: pl.DataFrame, by_id: dict[str, CountSeries]) -> pl.DataFra
         sd_positive = (upper - mean) > 0
         shipped = np.where(consecutive & sd_positive & (y > 0), np.nan_to_num(previous, nan=-np.inf), -np.inf)
         corrected = np.where(consecutive, np.nan_to_num(previous + excess, nan=-np.inf), -np.inf)
-        parts.append(pl.DataFrame({"series_id": sid, "t": t, "shipped": shipped, "corrected": corrected}))
-    schema = {"series_id": pl.String, "t": pl.Int32, "shipped": pl.Float64, "corrected": pl.Float64}
-    return pl.concat(parts).cast(schema) if parts else pl.DataFrame(schema=schema)
+        parts.append(
+            pl.DataFrame({"series_id": sid, "t": t, "shipped": shipped, "corrected": corrected}, schema=C3_SCHEMA)
+        )
+    return pl.concat(parts) if parts else pl.DataFrame(schema=C3_SCHEMA)
 
 
 def _c3(c2: pl.DataFrame, c3: pl.DataFrame | None, by_id: dict[str, CountSeries], corrected: bool) -> Detection:
@@ -389,6 +490,8 @@ def _c3(c2: pl.DataFrame, c3: pl.DataFrame | None, by_id: dict[str, CountSeries]
     if corrected:
         return Detection(C3_CORRECTED, C3_CORRECTED_LABEL, frame, default_threshold=threshold)
     # the shipped C3's alarms are R's; the statistic reproduces them, and any month where it does not is reported
+    if c3 is None:
+        raise ValueError("the shipped C3 needs its R run")
     r_alarms = _judged(c3, by_id).select("series_id", "index", r_alarm=pl.col("alarm").fill_null(False))
     frame = frame.join(r_alarms, on=["series_id", "index"], how="inner")
     differ = int((frame["alarm"] != frame["r_alarm"]).sum())
@@ -405,7 +508,8 @@ GLR_GRID = tuple(sorted({5.0, *np.round(np.geomspace(0.5, 40, 64), 4).tolist()})
 def glr_matrix(x: np.ndarray, mu: float, alpha: float) -> np.ndarray:
     """G[k, t]: the negative-binomial GLR for a rise in the intercept over months k..t against a constant in-control
     mean mu: the log-likelihood ratio at the window's own mean when it is above mu, else 0 (-inf for k > t). With
-    a constant mu0 the maximising rate is the window's mean, so glrnb's per-window Newton steps have this closed form."""
+    a constant mu0 the maximising rate is the window's mean, so glrnb's per-window Newton steps have this closed
+    form."""
     x = np.asarray(x, dtype=float)
     n = len(x)
     cumulative = np.concatenate([[0.0], np.cumsum(x)])
@@ -439,7 +543,7 @@ def _glrnb(rows: pl.DataFrame, by_id: dict[str, CountSeries]) -> Detection:
     """R's glrnb at its c.ARL, and at every threshold of GLR_GRID by glr_run on R's mu0 and alpha. Series whose
     recursion does not reproduce R's statistic at c.ARL keep R's alarms only (reported)."""
     default = float(GLRNB.value("c.ARL"))
-    grid_parts, frame_parts, differ = [], [], []
+    grid_parts, differ = [], []
     for (sid,), part in rows.group_by(["series_id"], maintain_order=True):
         part = part.sort("t")
         s = by_id[sid]
@@ -448,25 +552,39 @@ def _glrnb(rows: pl.DataFrame, by_id: dict[str, CountSeries]) -> Detection:
         G = glr_matrix(x, float(mu0[0]), float(alpha[0]))
         alarm, value = glr_run(G, default)
         r_alarm = part["alarm"].fill_null(False).to_numpy()
-        if np.ptp(mu0) > 1e-9 * mu0[0] or not np.array_equal(alarm, r_alarm) or not np.allclose(value, _column(part, "upperbound"), rtol=1e-6, atol=1e-8):
+        if (
+            np.ptp(mu0) > 1e-9 * mu0[0]
+            or not np.array_equal(alarm, r_alarm)
+            or not np.allclose(value, _column(part, "upperbound"), rtol=1e-6, atol=1e-8)
+        ):
             differ.append(sid)
         else:
             index = part["t"].to_numpy() - 1
-            for h in GLR_GRID:
-                grid_parts.append((sid, index, h, glr_run(G, h)[0]))
-        frame_parts.append(part)
-    judged = _judged(pl.concat(frame_parts) if frame_parts else rows, by_id)
-    frame = detection_frame(judged["series_id"].to_list(), judged["index"].to_list(), judged["alarm"].fill_null(False).to_numpy(),
-                            _column(judged, "upperbound"))
-    grid = pl.DataFrame(
-        {
-            "series_id": [sid for sid, index, _, _ in grid_parts for _ in index],
-            "index": np.concatenate([index for _, index, _, _ in grid_parts]) if grid_parts else np.array([], dtype=np.int32),
-            "threshold": np.concatenate([np.full(len(index), h) for _, index, h, _ in grid_parts]) if grid_parts else np.array([]),
-            "alarm": np.concatenate([a for _, _, _, a in grid_parts]) if grid_parts else np.array([], dtype=bool),
-        }
-    ).cast(GRID_SCHEMA)
+            alarms = np.concatenate([glr_run(G, h)[0] for h in GLR_GRID])
+            grid_parts.append(
+                pl.DataFrame(
+                    {
+                        "series_id": sid,
+                        "index": np.tile(index, len(GLR_GRID)),
+                        "threshold": np.repeat(GLR_GRID, len(index)),
+                        "alarm": alarms,
+                    },
+                    schema=GRID_SCHEMA,
+                )
+            )
+    judged = _judged(rows, by_id)
+    frame = detection_frame(
+        judged["series_id"].to_list(),
+        judged["index"].to_list(),
+        judged["alarm"].fill_null(False).to_numpy(),
+        _column(judged, "upperbound"),
+    )
+    grid = pl.concat(grid_parts) if grid_parts else pl.DataFrame(schema=GRID_SCHEMA)
     firsts = {s.id: s.first_scored for s in by_id.values()}
     grid = grid.filter(pl.col("index") >= pl.col("series_id").replace_strict(firsts, return_dtype=pl.Int32))
-    note = f"{len(differ)} series' recursion did not match R's statistic (R's alarms kept, no other thresholds)" if differ else ""
+    note = (
+        f"{len(differ)} series' recursion did not match R's statistic (R's alarms kept, no other thresholds)"
+        if differ
+        else ""
+    )
     return Detection(GLRNB.name, GLRNB.label, frame, default_threshold=default, grid=grid, note=note)
