@@ -27,6 +27,7 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
+from sahel_pipeline.core.tables import html_table, markdown_table
 from sahel_pipeline.core.vintages import provenance
 
 HISTORY_MONTHS = 48
@@ -331,8 +332,8 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
         ]
         lines += [f"![{f.caption}]({image_dir}/{f.name}.png)" for f in section.figures] + [""]
         if section.where.height:
-            lines += ["Where:", "", _markdown_table(section.where), ""]
-    lines += ["## Forecasts", "", _markdown_table(_forecast_table(inputs)), ""]
+            lines += ["Where:", "", markdown_table(section.where), ""]
+    lines += ["## Forecasts", "", markdown_table(_forecast_table(inputs)), ""]
     lines += [
         "## Data quality",
         "",
@@ -343,7 +344,7 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
         "",
     ]
     if inputs.quarantine_reasons.height:
-        lines += ["Quarantine reasons:", "", _markdown_table(inputs.quarantine_reasons), ""]
+        lines += ["Quarantine reasons:", "", markdown_table(inputs.quarantine_reasons), ""]
     lines += ["## How alerts are raised", "", _method_note(inputs.config), ""]
     return "\n".join(lines)
 
@@ -377,11 +378,11 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
                 f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
             )
         if section.where.height:
-            parts.append("<p class='where'>Where:</p>" + _html_table(section.where))
+            parts.append("<p class='where'>Where:</p>" + html_table(section.where))
         parts.append("</section>")
     if not sections:
         parts.append("<p class='none'>No escalation alert this month.</p>")
-    parts.append("<h2>Forecasts</h2>" + _html_table(_forecast_table(inputs)))
+    parts.append("<h2>Forecasts</h2>" + html_table(_forecast_table(inputs)))
     parts.append(
         "<h2>Data quality</h2><ul>"
         + "".join(
@@ -393,7 +394,7 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         + "</ul>"
     )
     if inputs.quarantine_reasons.height:
-        parts.append("<p>Quarantine reasons:</p>" + _html_table(inputs.quarantine_reasons))
+        parts.append("<p>Quarantine reasons:</p>" + html_table(inputs.quarantine_reasons))
     parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
@@ -475,25 +476,6 @@ def _method_note(config: ModelConfig) -> str:
         f"{config.new_actor_quiet_months} months before it appeared is reported as new once it has "
         f"{config.new_actor_min_events} events there, not compared with its empty past."
     )
-
-
-def _markdown_table(frame: pl.DataFrame) -> str:
-    if frame.height == 0:
-        return "_(none)_"
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
-def _html_table(frame: pl.DataFrame) -> str:
-    if frame.height == 0:
-        return "<p><em>(none)</em></p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape('' if v is None else str(v))}</td>" for v in row) + "</tr>"
-        for row in frame.iter_rows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 _CSS = """

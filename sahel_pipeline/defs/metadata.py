@@ -3,17 +3,11 @@
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline.core import tables
+
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 25) -> str:
-    if frame.height == 0:
-        return "_(none)_"
-    shown = frame.head(max_rows)
-    cells = [[_cell(v) for v in row] for row in shown.iter_rows()]
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
-    lines += ["| " + " | ".join(row) + " |" for row in cells]
-    if frame.height > max_rows:
-        lines.append(f"\n_{frame.height - max_rows:,} more rows_")
-    return "\n".join(lines)
+    return tables.markdown_table(frame, _cell, max_rows)
 
 
 def table_preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
@@ -24,4 +18,4 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:80]
+    return text.replace("\n", " ")[:80]

@@ -11,6 +11,7 @@ import polars as pl
 
 from sahel_pipeline.core.evaluation import metrics
 from sahel_pipeline.core.evaluation.surveillance import QUIRKS
+from sahel_pipeline.core.tables import html_table, markdown_table
 
 if TYPE_CHECKING:
     from sahel_pipeline.core.evaluation.run import EvaluationResult
@@ -111,24 +112,6 @@ def cell(value) -> str:
     return str(value)
 
 
-def markdown_table(frame: pl.DataFrame) -> str:
-    if frame.height == 0:
-        return "_(none)_"
-    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
-    lines += ["| " + " | ".join(cell(v).replace("|", "\\|") for v in row) + " |" for row in frame.iter_rows()]
-    return "\n".join(lines)
-
-
-def html_table(frame: pl.DataFrame) -> str:
-    if frame.height == 0:
-        return "<p><em>(none)</em></p>"
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
-    body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(cell(v))}</td>" for v in row) + "</tr>" for row in frame.iter_rows()
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def render_markdown(result: EvaluationResult) -> str:
     parts = []
     for block in blocks(result):
@@ -142,7 +125,7 @@ def render_markdown(result: EvaluationResult) -> str:
         elif kind == "ul":
             parts.append("\n".join(f"- {item}" for item in block[1]))
         else:
-            parts.append(markdown_table(block[1]))
+            parts.append(markdown_table(block[1], cell))
     return "\n\n".join(parts) + "\n"
 
 
@@ -159,7 +142,7 @@ def render_html(result: EvaluationResult) -> str:
         elif kind == "ul":
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
         else:
-            parts.append(f"<div class='table'>{html_table(block[1])}</div>")
+            parts.append(f"<div class='table'>{html_table(block[1], cell)}</div>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
 

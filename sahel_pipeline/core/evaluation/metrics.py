@@ -188,6 +188,30 @@ def each_setting(detections: list[Detection], months: pl.DataFrame, chosen: dict
             yield setting, d, alarms(d, months, threshold)
 
 
+def alarm_counts(judged: pl.DataFrame, by: list[str], detector: str, setting: str) -> pl.DataFrame:
+    """Per group of `by`: series, months, alarms, series with an alarm, alarms per month and per series-year."""
+    return (
+        judged.group_by(by)
+        .agg(
+            series=pl.col("series_id").n_unique(),
+            months=pl.len(),
+            alarms=pl.col("alarm").sum(),
+            series_with_alarm=pl.col("series_id").filter(pl.col("alarm")).n_unique(),
+        )
+        .select(
+            pl.lit(detector).alias("detector"),
+            pl.lit(setting).alias("setting"),
+            *by,
+            "series",
+            "months",
+            "alarms",
+            per_month=pl.col("alarms") / pl.col("months"),
+            per_series_year=pl.col("alarms") / (pl.col("months") / 12),
+            series_with_alarm="series_with_alarm",
+        )
+    )
+
+
 def false_alarm_table(detections: list[Detection], truth: pl.DataFrame, chosen: dict) -> pl.DataFrame:
     """Alarms on in-control months, per detector, setting, scenario and stratum (and "all" strata)."""
     frames = []
@@ -197,37 +221,10 @@ def false_alarm_table(detections: list[Detection], truth: pl.DataFrame, chosen: 
             judged.filter(pl.col("scenario").is_in(["stable", "stable_fatalities"])),
         ]
         for part in by:
-            frames.append(
-                part.group_by("scenario", "stratum")
-                .agg(
-                    series=pl.col("series_id").n_unique(),
-                    months=pl.len(),
-                    alarms=pl.col("alarm").sum(),
-                    series_with_alarm=pl.col("series_id").filter(pl.col("alarm")).n_unique(),
-                )
-                .with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
-            )
+            frames.append(alarm_counts(part, ["scenario", "stratum"], d.detector, setting))
     if not frames:
         return pl.DataFrame()
-    return (
-        pl.concat(frames)
-        .with_columns(
-            per_month=pl.col("alarms") / pl.col("months"), per_series_year=pl.col("alarms") / (pl.col("months") / 12)
-        )
-        .select(
-            "detector",
-            "setting",
-            "scenario",
-            "stratum",
-            "series",
-            "months",
-            "alarms",
-            "per_month",
-            "per_series_year",
-            "series_with_alarm",
-        )
-        .sort("scenario", "stratum", "setting", "detector")
-    )
+    return pl.concat(frames).sort("scenario", "stratum", "setting", "detector")
 
 
 def detection_table(detections: list[Detection], truth: pl.DataFrame, chosen: dict) -> pl.DataFrame:

@@ -14,7 +14,7 @@ import polars as pl
 
 from sahel_pipeline.core.backtest import episode_flags
 from sahel_pipeline.core.evaluation.detectors import Detection
-from sahel_pipeline.core.evaluation.metrics import each_setting
+from sahel_pipeline.core.evaluation.metrics import alarm_counts, each_setting
 from sahel_pipeline.core.evaluation.simulate import CountSeries
 from sahel_pipeline.core.months import index_month, month_index
 from sahel_pipeline.core.panels import INDICATORS
@@ -152,27 +152,12 @@ def _covered(months: pl.DataFrame, episodes: pl.DataFrame) -> pl.DataFrame:
 
 def alert_rate_table(detections: list[Detection], months: pl.DataFrame, chosen: dict) -> pl.DataFrame:
     """Alerts per series-year over the judged months, per detector, setting and level (group or country)."""
-    frames = []
-    for setting, d, judged in each_setting(detections, months, chosen):
-        if judged.height:
-            frames.append(
-                judged.group_by("level")
-                .agg(
-                    series=pl.col("series_id").n_unique(),
-                    months=pl.len(),
-                    alerts=pl.col("alarm").sum(),
-                    series_with_alert=pl.col("series_id").filter(pl.col("alarm")).n_unique(),
-                )
-                .with_columns(detector=pl.lit(d.detector), setting=pl.lit(setting))
-            )
-    if not frames:
-        return pl.DataFrame()
-    return (
-        pl.concat(frames)
-        .with_columns(per_series_year=pl.col("alerts") / (pl.col("months") / 12))
-        .select("detector", "setting", "level", "series", "months", "alerts", "per_series_year", "series_with_alert")
-        .sort("level", "setting", "detector")
-    )
+    frames = [
+        alarm_counts(judged, ["level"], d.detector, setting)
+        for setting, d, judged in each_setting(detections, months, chosen)
+        if judged.height
+    ]
+    return pl.concat(frames).sort("level", "setting", "detector") if frames else pl.DataFrame()
 
 
 def describe_panels(country_panel: pl.DataFrame | pl.LazyFrame) -> str:

@@ -123,19 +123,14 @@ NOUFAILY = RPeer(
     "noufaily",
     "Noufaily (farringtonFlexible)",
     "farrington",
+    # Farrington's, with what Noufaily et al. (2013) changed
     {
-        "b": 3,
-        "w": 3,
-        "reweight": True,
+        **FARRINGTON.control,
         "weightsThreshold": 2.58,
-        "trend": True,
         "pThresholdTrend": 1,
         "noPeriods": 6,
         "pastWeeksNotIncluded": 6,
         "thresholdMethod": "nbPlugin",
-        "alpha": 0.05,
-        "limit54": (5, 4),
-        "glmWarnings": False,
     },
     "R surveillance farringtonFlexible, Noufaily's settings: b = 3 years, w = 3, re-weighting above 2.58, trend "
     "always tried, the last 6 months (Noufaily's 26 weeks) left out, the year in 6 periods (not 10: see QUIRKS), "
@@ -159,39 +154,44 @@ GLRNB = RPeer(
     },
     "R surveillance glrnb: negative-binomial GLR-CUSUM for a rise, in-control mean and dispersion from an "
     "intercept-only glm.nb on the 36 months before the first judged month (mu0 without the package's seasonal "
-    "term), c.ARL = 5, restarting after "
-    "each alarm. Threshold: c.ARL; other thresholds by the same recursion in numpy, checked equal to R's at 5.",
+    "term), c.ARL = 5, restarting after each alarm. Threshold: c.ARL; other thresholds by the same recursion in "
+    "numpy, checked equal to R's at 5.",
 )
-EARS_C1 = RPeer(
-    "ears_c1",
+
+
+def _ears_peer(method: str, alpha: float, label: str, description: str) -> RPeer:
+    """earsC with its defaults: a baseline of 7 periods, no minimum sd."""
+    control = {"method": method, "baseline": 7, "minSigma": 0, "alpha": alpha}
+    return RPeer(f"ears_{method.lower()}", label, "ears", control, description)
+
+
+EARS_C1 = _ears_peer(
+    "C1",
+    0.001,
     "EARS C1 (earsC)",
-    "ears",
-    {"method": "C1", "baseline": 7, "minSigma": 0, "alpha": 0.001},
-    "R surveillance earsC C1: the month against the mean and sd of the 7 months before, alpha 0.001. "
-    "Statistic: (count - mean) / sd.",
+    "R surveillance earsC C1: the month against the mean and sd of the "
+    "7 months before, alpha 0.001. Statistic: (count - mean) / sd.",
 )
-EARS_C2 = RPeer(
-    "ears_c2",
+EARS_C2 = _ears_peer(
+    "C2",
+    0.001,
     "EARS C2 (earsC)",
-    "ears",
-    {"method": "C2", "baseline": 7, "minSigma": 0, "alpha": 0.001},
     "R surveillance earsC C2: as C1 with a 2-month guard band (months 3 to 9 before). Statistic: (count - mean) / sd.",
 )
-EARS_C3 = RPeer(
-    "ears_c3",
+EARS_C3 = _ears_peer(
+    "C3",
+    0.025,
     "EARS C3 (earsC, as shipped)",
-    "ears",
-    {"method": "C3", "baseline": 7, "minSigma": 0, "alpha": 0.025},
-    "R surveillance earsC C3 as shipped, alpha 0.025 (it ignores the judged month: see QUIRKS). Statistic: "
-    "the two previous months' excess max(0, C2 - 1) summed, from C2's reference values, checked equal "
-    "to R's alarms.",
+    "R surveillance earsC C3 as shipped, alpha 0.025 (it "
+    "ignores the judged month: see QUIRKS). Statistic: the two previous months' excess max(0, C2 - 1) "
+    "summed, from C2's reference values, checked equal to R's alarms.",
 )
 C3_CORRECTED = "ears_c3_corrected"
 C3_CORRECTED_LABEL = "EARS C3 (corrected: the month included)"
 C3_CORRECTED_DESCRIPTION = (
     "EARS C3 as the CDC defines it (the shipped C3's quirk worked around): the sum over the month and the two "
-    "before of "
-    "max(0, C2 - 1), from earsC C2's reference mean and sd, against z = 1.96 (alpha 0.025). Statistic: that sum."
+    "before of max(0, C2 - 1), from earsC C2's reference mean and sd, against z = 1.96 (alpha 0.025). Statistic: "
+    "that sum."
 )
 R_PEERS = {p.name: p for p in (FARRINGTON, NOUFAILY, GLRNB, EARS_C1, EARS_C2, EARS_C3)}
 ALL_R_PEERS = (*R_PEERS, C3_CORRECTED)
