@@ -271,7 +271,7 @@ class Oracle:
     """Knows each series' true in-control distribution and tests the month and the sums of the last two and three
     months against it (exact tail probabilities), alarming when the smallest of the three is below a critical value
     set, for each distribution, so that a month of in-control data alarms with probability `far` (found on
-    `draws` simulated in-control months; discreteness keeps it at or under `far`)."""
+    `draws` simulated in-control runs of three months; discreteness keeps it at or under `far`)."""
 
     far: float = 0.01
     windows: tuple[int, ...] = (1, 2, 3)
