@@ -172,7 +172,7 @@ class CurrentRule:
         for results in done:
             rows += [
                 {"series_id": key[0], "index": key[1], "indicator": by_id[key[0]].indicator, **score}
-                for key, score, _ in results
+                for key, score, *_ in results
             ]
             progress.advance(len(results))
         if not rows:

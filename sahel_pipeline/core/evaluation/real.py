@@ -17,7 +17,7 @@ from sahel_pipeline.core.evaluation.detectors import Detection
 from sahel_pipeline.core.evaluation.metrics import alarm_counts, each_setting
 from sahel_pipeline.core.evaluation.simulate import CountSeries
 from sahel_pipeline.core.months import index_month, month_index
-from sahel_pipeline.core.panels import INDICATORS
+from sahel_pipeline.core.panels import COUNTRY_ONLY_INDICATORS, INDICATORS
 from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
 
 
@@ -26,13 +26,21 @@ def panel_series(
     country_panel: pl.DataFrame | pl.LazyFrame,
     first: dt.date,
     last: dt.date,
+    alerted_types: tuple[str, ...],
     indicators: list[str] = INDICATORS,
 ) -> list[CountSeries]:
-    """Every group and country series with at least one event from `first` to `last`, with all its history up to
-    `last`; detectors are judged on the months from `first` (or from the series' start, if later)."""
-    long = long_series(group_panel, country_panel, indicators, last=last, carry=("group_name", "days_covered"))
+    """Every series the pipeline would score (country series, and group series of the alerted types; the
+    country-only indicators at country level) with at least one event from `first` to `last`, with all its history
+    up to `last`; detectors are judged on the months from `first` (or from the series' start, if later)."""
+    long = long_series(
+        group_panel, country_panel, indicators, last=last, carry=("group_name", "group_type", "days_covered")
+    )
+    scored = (pl.col("level") == "country") | (
+        pl.col("group_type").is_in(list(alerted_types)) & ~pl.col("indicator").is_in(sorted(COUNTRY_ONLY_INDICATORS))
+    )
     grouped = (
-        long.sort("month")
+        long.filter(scored)
+        .sort("month")
         .group_by(SERIES_COLUMNS)
         .agg(
             month=pl.col("month"),

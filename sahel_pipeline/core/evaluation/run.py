@@ -100,7 +100,9 @@ def run_evaluation(
         log(f"simulated {name}: {len(mine)} series, {sum(len(s.scored) for s in mine):,} judged months")
     observed = []
     if group_panel is not None and country_panel is not None:
-        observed = real.panel_series(group_panel, country_panel, config.real_first, config.real_last)
+        observed = real.panel_series(
+            group_panel, country_panel, config.real_first, config.real_last, config.model.alerted_types
+        )
         log(
             f"real data: {len(observed):,} series with events from {month_key(config.real_first)} "
             f"to {month_key(config.real_last)}"
