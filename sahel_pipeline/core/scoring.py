@@ -59,6 +59,20 @@ EXCEEDANCE_SCHEMA = {
     "at_least": pl.Int64,
     "probability": pl.Float64,
 }
+# A score row after the series' key (models.score_chunk makes them; a series skipped for a short history fills the
+# first few). Frames are built with it rather than inferred from the rows: a shard whose fitted series are all
+# country-level would otherwise get a Null-typed group_id, and a month with only skipped series would lack columns.
+SCORE_SCHEMA = {
+    "observed": pl.Int64, "days_covered": pl.Int64, "partial": pl.Boolean, "recent_sum": pl.Int64,
+    "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_mean": pl.Float64, "model": pl.String,
+    "note": pl.String, "alpha": pl.Float64, "log_mu": pl.Float64, "se": pl.Float64, "slope": pl.Float64,
+    "trend_per_year": pl.Float64, "downweighted": pl.Int64, "expected": pl.Float64, "upper": pl.Int64,
+    "p_value": pl.Float64, "previous_exceedances": pl.Int64, "rate_ratio": pl.Float64, "rate_ratio_low": pl.Float64,
+    "rate_ratio_high": pl.Float64, "rate_ratio_method": pl.String, "break_label": pl.String, "break_month": pl.Date,
+    "break_rate_ratio": pl.Float64, "break_low": pl.Float64, "break_high": pl.Float64,
+    "level_state": pl.List(pl.Float64),
+}
+KEY_SCHEMA = {k: pl.String for k in SERIES_COLUMNS}
 NESTED = {"forecasts": FORECAST_SCHEMA, "exceedance": EXCEEDANCE_SCHEMA}  # per-series rows kept in list columns
 NESTED_ORDER = {"forecasts": ["horizon"], "exceedance": ["months", "basis", "at_least"]}
 
@@ -88,7 +102,7 @@ def nest_forecasts(result: MonthScores) -> pl.DataFrame:
 def unnest_forecasts(scores: pl.DataFrame, column: str = "forecasts") -> pl.DataFrame:
     """The rows of a list column of nested scores (forecasts, or exceedance), one each, in the CSVs' order."""
     if column not in scores.columns:
-        return pl.DataFrame(schema={"month": pl.Date, **{k: pl.String for k in SERIES_COLUMNS}, **NESTED[column]})
+        return pl.DataFrame(schema={"month": pl.Date, **KEY_SCHEMA, **NESTED[column]})
     return (
         scores.filter(pl.col(column).is_not_null())
         .select("month", *SERIES_COLUMNS, column)
@@ -266,24 +280,18 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 
 def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
     score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
-    scores = (
-        pl.DataFrame(score_rows, infer_schema_length=None)
-        if score_rows
-        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
-    )
-    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], ["target_month"])
-    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], ["first_month", "last_month"])
+    scores = pl.DataFrame(score_rows, schema={**KEY_SCHEMA, **SCORE_SCHEMA})
+    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], FORECAST_SCHEMA)
+    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], EXCEEDANCE_SCHEMA)
     return MonthScores(scores, forecasts, exceedance)
 
 
-def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], month_columns: list[str]) -> pl.DataFrame:
-    """Per-series rows under their series key, with month numbers as dates."""
+def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+    """Per-series rows under their series key, with month numbers (models give them so) as dates."""
     rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
-    if not rows:
-        return pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
-    return pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        index_month_expr(c).alias(c) for c in month_columns
-    )
+    months = [column for column, dtype in schema.items() if dtype == pl.Date]
+    frame = pl.DataFrame(rows, schema={**KEY_SCHEMA, **schema, **{c: pl.Int64 for c in months}})
+    return frame.with_columns(index_month_expr(c).alias(c) for c in months)
 
 
 def score_month(
@@ -317,7 +325,7 @@ def score_month(
     if fitted.scores.height:
         digests = pl.DataFrame(
             [(*key, *digest) for key, digest in keys.items()],
-            schema={k: pl.String for k in [*SERIES_COLUMNS, *DIGEST_COLUMNS]},
+            schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
             orient="row",
         )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
@@ -380,7 +388,7 @@ def reuse_earlier(
         )
     if not unchanged:
         return Kept(), to_fit
-    chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_COLUMNS}, orient="row")
+    chosen = pl.DataFrame(unchanged, schema=KEY_SCHEMA, orient="row")
 
     def kept(frame: pl.DataFrame) -> list[pl.DataFrame]:
         return [frame.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)]
