@@ -23,6 +23,7 @@ import polars as pl
 
 from sahel_pipeline.core.alerts import admin1_rise, alert_subject
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, plot_name
+from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
@@ -153,6 +154,7 @@ PLOTTING_MODULES = ("matplotlib.pyplot",)  # what the first plot imports (_pyplo
 
 def _pyplot():
     """matplotlib, imported when the first plot is drawn (a second of import the other stages need not pay)."""
+    wait_for_import(PLOTTING_MODULES[0])
     import matplotlib
 
     matplotlib.use("Agg")
