@@ -12,18 +12,21 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import multiprocessing
+import os
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
+from sahel_pipeline.core.lifeline import watch_owner
 from sahel_pipeline.core.models import (
     FITTING_MODULES,
     BaselineFit,
@@ -35,6 +38,9 @@ from sahel_pipeline.core.models import (
 from sahel_pipeline.core.months import index_month_expr, month_index_expr, month_key, window_start
 from sahel_pipeline.core.panels import COUNTRY_ONLY_INDICATORS, INDICATORS
 from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 CHUNK = 64
 DIGEST_COLUMNS = ["baseline_key", "level_key", "window_key"]  # models.input_keys, as score columns
@@ -62,7 +68,7 @@ EXCEEDANCE_SCHEMA = {
 # A score row after the series' key (models.score_chunk makes them; a series skipped for a short history fills the
 # first few). Frames are built with it rather than inferred from the rows: a shard whose fitted series are all
 # country-level would otherwise get a Null-typed group_id, and a month with only skipped series would lack columns.
-SCORE_SCHEMA = {
+SCORE_SCHEMA: dict[str, PolarsDataType] = {
     "observed": pl.Int64, "days_covered": pl.Int64, "partial": pl.Boolean, "recent_sum": pl.Int64,
     "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_mean": pl.Float64, "model": pl.String,
     "note": pl.String, "alpha": pl.Float64, "log_mu": pl.Float64, "se": pl.Float64, "slope": pl.Float64,
@@ -210,7 +216,10 @@ class FittingPool:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))
-                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                # Each worker ends when this process does, however it ends (lifeline.watch_owner).
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=context, initializer=watch_owner, initargs=(os.getpid(),)
+                )
                 atexit.register(self._executor.shutdown, cancel_futures=True)
             return self._executor
 
@@ -235,7 +244,9 @@ class FittingPool:
 # The fork server imports the models, then freezes what it imported out of the garbage collector's reach: its
 # workers inherit the frozen objects without copying them, and the server's own exit skips collecting them (0.2 s
 # after the last run, measured, which a caller reading the output through a pipe waits for).
-FORK_SERVER_PRELOAD = ("sahel_pipeline.core.models", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports")
+FORK_SERVER_PRELOAD = (
+    "sahel_pipeline.core.models", "sahel_pipeline.core.lifeline", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports"
+)
 
 
 def fitting_pool(workers: int) -> FittingPool | None:
@@ -286,7 +297,7 @@ def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthS
     return MonthScores(scores, forecasts, exceedance)
 
 
-def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: dict[str, pl.DataType]) -> pl.DataFrame:
+def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: Mapping[str, PolarsDataType]) -> pl.DataFrame:
     """Per-series rows under their series key, with month numbers (models give them so) as dates."""
     rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
     months = [column for column, dtype in schema.items() if dtype == pl.Date]

@@ -20,6 +20,7 @@ from sahel_pipeline.core.imports import import_in_background, wait_for_import
 from sahel_pipeline.core.reference import ACLED_COUNTRIES, EVENT_TYPES
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, RAW_TEXT_COLUMNS, SOURCES, empty_quarantine
 from sahel_pipeline.core.sources import record_json
+from sahel_pipeline.core.text import markdown_text
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -199,10 +200,10 @@ class ValidationSummary:
     def to_markdown(self) -> str:
         lines = ["| expectation | column | result | unexpected | examples |", "|---|---|---|---:|---|"]
         for o in self.outcomes:
-            examples = ", ".join(str(e) for e in o.examples[:3])
+            examples = ", ".join(markdown_text(e, limit=60) for e in o.examples[:3])  # values from the data
             lines.append(
-                f"| {o.expectation} | {o.column} | {'pass' if o.success else 'FAIL'} | {o.unexpected_count} "
-                f"| {examples} |"
+                f"| {o.expectation} | {markdown_text(o.column)} | {'pass' if o.success else 'FAIL'} | "
+                f"{o.unexpected_count} | {examples} |"
             )
         return "\n".join(lines)
 

@@ -3,13 +3,15 @@
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline.core.text import markdown_text
+
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 25) -> str:
     if frame.height == 0:
         return "_(none)_"
     shown = frame.head(max_rows)
     cells = [[_cell(v) for v in row] for row in shown.iter_rows()]
-    lines = ["| " + " | ".join(shown.columns) + " |", "|" + "---|" * len(shown.columns)]
+    lines = ["| " + " | ".join(_cell(c) for c in shown.columns) + " |", "|" + "---|" * len(shown.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     if frame.height > max_rows:
         lines.append(f"\n_{frame.height - max_rows:,} more rows_")
@@ -21,7 +23,9 @@ def table_preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 
 def _cell(value: object) -> str:
+    """A value as literal text in a cell (data can hold Markdown, HTML, line breaks: text.markdown_text)."""
     if value is None:
         return ""
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:80]
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return markdown_text(value, limit=80)
