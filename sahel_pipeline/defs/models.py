@@ -5,6 +5,7 @@ import polars as pl
 
 from sahel_pipeline.core.months import parse_month
 from sahel_pipeline.core.scoring import nest_forecasts, score_month, split_forecasts, unnest_forecasts
+from sahel_pipeline.core.series import SERIES_COLUMNS
 from sahel_pipeline.core.storage import written_aside
 from sahel_pipeline.core.text import spreadsheet_safe
 from sahel_pipeline.defs.io_manager import previous_output
@@ -97,6 +98,7 @@ def series_forecasts(
         spreadsheet_safe(unnest_forecasts(gathered, "exceedance")).write_csv(
             aside(folder / f"{context.partition_key}-exceedance.csv")
         )
+    context.log.info(f"forecasts of {forecasts.select(SERIES_COLUMNS).unique().height:,} series: {path}")
     countries = forecasts.filter(pl.col("level") == "country", pl.col("horizon") == 1)
     return dg.MaterializeResult(
         value=forecasts,
