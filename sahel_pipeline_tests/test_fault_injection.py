@@ -202,6 +202,10 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
 
     out = (small_disk or tmp_path) / "out"
     shutil.copytree(clean, out)
+    # Last week's report of the month was shorter than this week's will be (a rewrite of the same size could fit in
+    # the space it frees).
+    for page in (out / "reports" / f"{MONTH}.html", out / "reports" / f"{MONTH}.md"):
+        page.write_text(f"last week's report ({page.suffix})")
     before = {p: p.read_bytes() for p in (out / "reports").rglob("*") if p.is_file()}
     runner = Runner([str(SAMPLE_DIR)], out, workers=1, log_level="CRITICAL")
     if small_disk is not None:  # fill it: the report's writes meet a real ENOSPC

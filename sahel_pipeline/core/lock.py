@@ -133,7 +133,9 @@ def take(folder: Path, what: str, run_id: str | None = None, log: Log = print) -
 
 
 def release(folder: Path) -> None:
-    """Give the folder back, if this process's run holds it."""
+    """Give the folder back, if this process's run holds it (a folder removed meanwhile holds nothing)."""
+    if not folder.is_dir():
+        return
     pid = run_process()
     with _guarded(folder):
         holder = read_holder(folder)
