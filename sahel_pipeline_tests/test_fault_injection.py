@@ -244,3 +244,45 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
         (small_disk / "filler").unlink()
         done = run(out)
         assert done.returncode == 0 and outputs(out) == outputs(clean)
+
+
+def weekly_job() -> dg.JobDefinition:
+    """The code location's weekly job, rebuilt in each step process of the multiprocess executor."""
+    from sahel_pipeline.definitions import defs
+
+    return defs.resolve_job_def("weekly_escalation_job")
+
+
+def test_a_multiprocess_dagster_run_keeps_the_lock_across_its_steps_and_another_run_is_refused(tmp_path, monkeypatch):
+    from sahel_pipeline.core.lock import read_holder
+    from sahel_pipeline_tests.test_reliability import start_holder
+
+    upstream = [dg.AssetKey(k) for k in ("raw_file_manifest", "canonical_events", "quarantined_events",
+                                         "ingest_summary", "group_month_panel", "country_month_panel",
+                                         "admin1_month_panel")]
+    monkeypatch.setenv("SAHEL_RAW_PATHS", str(SAMPLE_DIR))
+    free, held = tmp_path / "free", tmp_path / "held"
+    holder = start_holder(held)
+    try:
+        with dg.instance_for_test() as instance:
+            monkeypatch.setenv("SAHEL_OUTPUT_DIR", str(free))
+            # ingest and panels run in two processes, children of the run's: the second joins the first's lock
+            done = dg.execute_job(dg.reconstructable(weekly_job), instance, asset_selection=upstream,
+                                  tags={"dagster/partition": MONTH}, raise_on_error=False)
+            assert done.success
+            assert (free / "warehouse" / "country_month_panel.parquet").exists()
+            step_processes = {e.pid for e in done.all_events if e.is_step_start}
+            assert len(step_processes) >= 2 and os.getpid() not in step_processes
+            lock = read_holder(free)  # taken by the first step for the run's process, and left to go stale with it
+            assert lock is not None and (lock.pid, lock.run_id) == (os.getpid(), done.run_id)
+            monkeypatch.setenv("SAHEL_OUTPUT_DIR", str(held))
+            refused = dg.execute_job(dg.reconstructable(weekly_job), instance, asset_selection=upstream,
+                                     tags={"dagster/partition": MONTH}, raise_on_error=False)
+            assert not refused.success
+            failures = [e for e in refused.all_events if e.is_failure]
+            assert any(f"is in use by another run: PID {holder.pid} " in str(e.event_specific_data)
+                       for e in failures), failures
+            assert not (held / "warehouse").exists()  # nothing written
+    finally:
+        holder.kill()
+        holder.wait()
