@@ -11,7 +11,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import dagster as dg
 import pytest
 
 from sahel_pipeline import SAMPLE_DIR
+from sahel_pipeline_tests.fixtures import outliving
 
 pytestmark = pytest.mark.slow
 
@@ -69,14 +69,6 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 def killed_at(out: Path, marker: str) -> tuple[bool, list[int]]:
     """Start a run, SIGKILL it when its log shows `marker`; returns whether it got there, and the processes it had
     started that were still running 5 s after the kill."""
@@ -93,13 +85,7 @@ def killed_at(out: Path, marker: str) -> tuple[bool, list[int]]:
     helpers = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    deadline = time.monotonic() + 5
-    while any(alive(p) for p in helpers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [p for p in helpers if alive(p)]
-    for pid in left:
-        os.kill(pid, signal.SIGKILL)
-    return reached, left
+    return reached, outliving(helpers, seconds=5)
 
 
 @pytest.fixture(scope="module")

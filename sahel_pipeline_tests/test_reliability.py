@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.models import ModelConfig, SeriesTask, score_chunk
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.scoring import score_month
-from sahel_pipeline_tests.fixtures import BAD_FILES, TODAY
+from sahel_pipeline_tests.fixtures import BAD_FILES, TODAY, outliving, running
 
 HEADER = "event_id_cnty,event_date,event_type,sub_event_type,actor1,actor2,country,admin1,location,fatalities,timestamp"
 
@@ -219,14 +218,6 @@ if __name__ == "__main__":
 """
 
 
-def running(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.mark.slow
 def test_fitting_workers_end_when_their_owner_is_killed(tmp_path):
     script = tmp_path / "owner.py"
@@ -237,12 +228,7 @@ def test_fitting_workers_end_when_their_owner_is_killed(tmp_path):
     assert len(helpers) == 3 and all(running(pid) for pid in helpers)  # two workers and their fork server
     owner.send_signal(signal.SIGKILL)
     owner.wait()
-    deadline = time.monotonic() + 5
-    while any(running(pid) for pid in helpers) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = [pid for pid in helpers if running(pid)]
-    for pid in left:  # do not leave them to the machine
-        os.kill(pid, signal.SIGKILL)
+    left = outliving(helpers, seconds=5)
     assert not left, f"{len(left)} of the pool's processes outlived their owner by 5 s"
 
 
