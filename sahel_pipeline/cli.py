@@ -30,6 +30,7 @@ import polars as pl
 
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.months import is_month_key, month_key, month_range, parse_month
+from sahel_pipeline.core.text import terminal_text
 
 if TYPE_CHECKING:
     from sahel_pipeline.runner import Notified
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(given)
     args.out_given = any(a == "--out" or a.startswith("--out=") for a in given)
+    from sahel_pipeline.core.lock import OutputFolderLocked
     from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
 
     skip_final_garbage_collection()
@@ -56,10 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.command(args)
     except CliError as err:
-        print(f"sahel: error: {err}", file=sys.stderr)
+        print(f"sahel: error: {terminal_text(err)}", file=sys.stderr)
         return err.status
-    except RunFailed as err:
-        print(f"sahel: error: {err}", file=sys.stderr)
+    except (RunFailed, OutputFolderLocked) as err:
+        print(f"sahel: error: {terminal_text(err)}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:
         print("sahel: interrupted", file=sys.stderr)
@@ -301,7 +303,8 @@ def _print_notified(month: str, notes: Notified) -> None:
 
 def command_alerts(args: argparse.Namespace) -> int:
     month = _written_month(Path(args.out), args.month)
-    print(format_alerts(pl.read_csv(Path(args.out) / "alerts" / f"{month}.csv", infer_schema=False), month))
+    # The Parquet twin holds the values as written (the CSV's text cells are made safe for spreadsheets).
+    print(format_alerts(pl.read_parquet(Path(args.out) / "alerts" / f"{month}.parquet"), month))
     return 0
 
 
@@ -321,22 +324,28 @@ def _written_month(out: Path, month: str | None) -> str:
 
 
 def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
+    """The month's alerts for a terminal: data are printed without control characters (text.terminal_text), so a
+    name holding escape sequences cannot drive the terminal, and long names are shortened."""
     if alerts.height == 0:
         return f"{month}: no alerts."
-    synthetic = "synthetic" in alerts.columns and bool((alerts["synthetic"].str.to_lowercase() == "true").any())
+    synthetic = "synthetic" in alerts.columns and bool(
+        (alerts["synthetic"].cast(pl.String).str.to_lowercase() == "true").any()
+    )
     lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), ""]
     for row in alerts.iter_rows(named=True):
-        who = row["group"] or "(country)"
+        text = {k: terminal_text(v, limit=40) for k, v in row.items() if k != "explanation"}
+        who = text["group"] or "(country)"
         if row.get("kind") == "new_actor":
             figures = f"{'new in the country':<26} {row['observed']:>5} this month"
         else:
             ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
-            figures = f"{row['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
+            figures = f"{text['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
         lines.append(
-            f"{row['severity'].upper():<6} {row['status']:<10} {row['source']:<5} {row['country']:<14} {who:<12} "
-            f"{figures}"
+            f"{text['severity'].upper():<6} {text['status']:<10} {text['source']:<5} {text['country']:<14} "
+            f"{who:<12} {figures}"
         )
-        lines += textwrap.wrap(row["explanation"], width=width, initial_indent="       ", subsequent_indent="       ")
+        explanation = terminal_text(row["explanation"], limit=2000)
+        lines += textwrap.wrap(explanation, width=width, initial_indent="       ", subsequent_indent="       ")
         lines.append("")
     return "\n".join(lines)
 
@@ -379,14 +388,16 @@ def command_backtest(args: argparse.Namespace) -> int:
         float_precision=2,
         tbl_hide_dataframe_shape=True,
     ):
-        print(
-            pl.read_csv(folder / "by_horizon.csv").select(
+        tables = {
+            "by_horizon": pl.read_csv(folder / "by_horizon.csv").select(
                 "level", "horizon", "forecasts", "crps_model", *(f"crps_{b}" for b in BASELINES),
                 "log_score_model", "pit50", "pit80", "pit95",
-            )
-        )
-        print(pl.read_csv(folder / "alert_rates.csv"))
-        print(pl.read_csv(folder / "episodes.csv").drop("description"))
+            ),
+            "alert_rates": pl.read_csv(folder / "alert_rates.csv"),
+            "episodes": pl.read_csv(folder / "episodes.csv").drop("description"),
+        }
+        for table in tables.values():  # names from the data, printed without control characters
+            print(table.with_columns(pl.col(pl.String).map_elements(terminal_text, return_dtype=pl.String)))
     print(f"backtest tables: {folder}")
     return 0
 

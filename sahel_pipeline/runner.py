@@ -3,6 +3,7 @@
 import atexit
 import gc
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -12,6 +13,7 @@ import polars as pl
 
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
+from sahel_pipeline.core.lock import hold_for_this_process
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.backtest import forecast_backtest
 from sahel_pipeline.defs.delivery import alert_notifications
@@ -56,6 +58,8 @@ class Runner:
             sample_fallback=not raw,
             as_of=as_of,
         )
+        # One run at a time per output folder: refused here, before any work, when another process holds it.
+        hold_for_this_process(out, "sahel run", log=lambda message: print(f"sahel: {message}", file=sys.stderr))
         models = ModelSettings(workers=workers, backtest_months=backtest_months)
         self.definitions = build_definitions(self.settings, models, delivery, evaluation_settings=evaluation)
         if models.pool is not None:

@@ -4,6 +4,9 @@ that read the real files (conftest.py keeps only pytest fixtures)."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -29,3 +32,23 @@ def requires_real_data(test: Test) -> Test:
 
 def real_file(name: str) -> Path:
     return REAL_DIR / name
+
+
+def running(pid: int) -> bool:
+    """Whether a process runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def outliving(pids: list[int], seconds: float = 5) -> list[int]:
+    """The processes still running after `seconds`; they are then killed, so that a failing test leaves none."""
+    deadline = time.monotonic() + seconds
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = [pid for pid in pids if running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    return left

@@ -95,8 +95,10 @@ def sensor_on(tmp_path):
     definitions = build_definitions(settings)
 
     def tick(cursor):
-        context = dg.build_sensor_context(cursor=cursor, definitions=definitions, resources={"settings": settings})
-        return raw_files_sensor.evaluate_tick(context)
+        # PipelineSettings has set-up and tear-down hooks (the output folder's lock): its context is a context manager
+        resources = {"settings": settings}
+        with dg.build_sensor_context(cursor=cursor, definitions=definitions, resources=resources) as context:
+            return raw_files_sensor.evaluate_tick(context)
 
     return raw, tick
 

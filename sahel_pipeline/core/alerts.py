@@ -33,6 +33,8 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, month_key, month_label, window_start, window_start_expr
 from sahel_pipeline.core.panels import INDICATOR_LABELS, UNKNOWN_ADMIN1
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1
+from sahel_pipeline.core.storage import written_aside
+from sahel_pipeline.core.text import spreadsheet_safe
 
 ALERT_KINDS = ("count", "new_actor")  # a rise of a series against its model; a group new in a country
 ALERT_COLUMNS = [
@@ -125,7 +127,8 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
     per_unit = (
         admin1_rise(joined, keys, pl.col("admin1_month") >= pl.col("recent_start"), config)
         .filter(pl.col("rise") > 0)
-        .sort(*keys, "rise", descending=[False] * len(keys) + [True], nulls_last=True)
+        # ties in rise go by name, so that the same data always name the same units in the same order
+        .sort(*keys, "rise", "admin1", descending=[False] * len(keys) + [True, False], nulls_last=True)
         .with_columns(
             share_before=(pl.col("rise").cum_sum() - pl.col("rise")).over(keys) / pl.col("rise").sum().over(keys),
             rank=pl.int_range(pl.len()).over(keys),
@@ -207,13 +210,18 @@ def write_alert_files(
 ) -> dict[str, Path]:
     """alerts/<key>.csv, .json and .parquet; a month without alerts still gets its files (header only), so that
     silence is visible. The JSON file says which data the alerts were computed on (`data`: vintage, input digest) and
-    `synthetic` at its top, where a month without alerts can say it too."""
+    `synthetic` at its top, where a month without alerts can say it too. The three replace the earlier ones together,
+    or not at all. The CSV's text cells are made safe for spreadsheets (text.spreadsheet_safe); the JSON and Parquet
+    files keep the values as they are."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"csv": folder / f"{key}.csv", "json": folder / f"{key}.json", "parquet": folder / f"{key}.parquet"}
-    alerts.write_csv(paths["csv"])
-    alerts.write_parquet(paths["parquet"])
     document = {"month": key, **data, "synthetic": synthetic, "columns": ALERT_COLUMNS, "alerts": alerts.to_dicts()}
-    paths["json"].write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8")
+    with written_aside() as aside:
+        spreadsheet_safe(alerts).write_csv(aside(paths["csv"]))
+        alerts.write_parquet(aside(paths["parquet"]))
+        aside(paths["json"]).write_text(
+            json.dumps(document, indent=1, ensure_ascii=False, default=str), encoding="utf-8"
+        )
     return paths
 
 

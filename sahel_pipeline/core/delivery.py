@@ -37,6 +37,7 @@ from sahel_pipeline.core.alerts import SEVERITY_ORDER
 from sahel_pipeline.core.cards import AlertCard, at_least
 from sahel_pipeline.core.messages import email_message, headline, slack_payload, teams_payload
 from sahel_pipeline.core.months import month_index, parse_month
+from sahel_pipeline.core.storage import written_aside
 from sahel_pipeline.core.subscriptions import Delivery, Subscriber
 
 Channel = Literal["email", "slack", "teams"]
@@ -441,13 +442,14 @@ def _sender(message: Message, channels: Channels) -> Callable[[], None] | None:
 
 def _write_outbox(outbox: Path, message: Message) -> None:
     outbox.mkdir(parents=True, exist_ok=True)
-    if message.email is not None:
-        name = re.sub(r"[^A-Za-z0-9@._-]", "_", message.target.recipient)
-        (outbox / f"email-{name}.eml").write_bytes(message.email.as_bytes())
-    else:
-        (outbox / f"{message.target.channel}.json").write_text(
-            json.dumps(message.payload, indent=1, ensure_ascii=False), encoding="utf-8"
-        )
+    with written_aside() as aside:
+        if message.email is not None:
+            name = re.sub(r"[^A-Za-z0-9@._-]", "_", message.target.recipient)
+            aside(outbox / f"email-{name}.eml").write_bytes(message.email.as_bytes())
+        else:
+            aside(outbox / f"{message.target.channel}.json").write_text(
+                json.dumps(message.payload, indent=1, ensure_ascii=False), encoding="utf-8"
+            )
 
 
 def _clear(outbox: Path) -> None:

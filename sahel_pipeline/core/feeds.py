@@ -31,6 +31,7 @@ from sahel_pipeline.core.months import window_start
 from sahel_pipeline.core.panels import INDICATORS, UNKNOWN_ADMIN1, counted_by
 from sahel_pipeline.core.report import alert_series
 from sahel_pipeline.core.series import SERIES_KEY, UNIT_KEY
+from sahel_pipeline.core.storage import written_aside
 
 ATOM = "http://www.w3.org/2005/Atom"
 FEED_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://github.com/sahel-pipeline/alerts")
@@ -406,8 +407,7 @@ def _bbox(bbox: object, where: str, problems: list[str]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Written aside and renamed, so that a feed reader never fetches half a file."""
+    """Written aside and renamed (storage.written_aside), so that a feed reader never fetches half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    with written_aside() as aside:
+        aside(path).write_text(text, encoding="utf-8")

@@ -36,6 +36,7 @@ from sahel_pipeline.core.schema import (
     empty_quarantine,
 )
 from sahel_pipeline.core.sources import SourceError, SourceFile, read_source_file
+from sahel_pipeline.core.storage import UNREADABLE, discarded, written_aside
 from sahel_pipeline.core.validation import quarantine_invalid_rows
 
 DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty there, the bundled sample is used
@@ -75,26 +76,74 @@ class IngestResult:
         return self.manifest.filter(pl.col("error").is_not_null())
 
 
-def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
-    """(path, display name) of every CSV under the given folders or files, in a stable order.
+@dataclass(frozen=True)
+class Unreadable:
+    """A path under the raw folders that could not be read: a folder without permission, a link to nothing."""
+
+    name: str  # relative to the folder it was found in, as files are named (a folder ends with '/')
+    path: str
+    reason: str
+
+
+@dataclass
+class RawScan:
+    """What the raw folders hold: the CSVs to ingest, in order, and what could not be read."""
+
+    files: list[tuple[Path, str]]
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+
+def scan_raw_paths(paths: Iterable[str | Path]) -> RawScan:
+    """(path, display name) of every CSV under the given folders or files, in a stable order, and the folders and
+    links under them that could not be read (so that a week's file cannot drop out of the counts unnoticed).
 
     The display name is the path relative to the folder it was found in, and file order decides ties between equal
     revisions: name weekly files so that they sort by date (e.g. acled_2024-05-13.csv). Hidden files and folders
     (a name starting with '.') are not read: a pull keeps its pages and half-written files there.
     """
     found: list[tuple[Path, str]] = []
+    unreadable: list[Unreadable] = []
     for given in paths:
         root = Path(given)
         if root.is_file():
             found.append((root, root.name))
-        elif root.is_dir():
-            for p in sorted(root.rglob("*.[cC][sS][vV]")):
-                name = p.relative_to(root)
-                if p.is_file() and not any(part.startswith(".") for part in name.parts):
-                    found.append((p, name.as_posix()))
-        else:
+            continue
+        if not root.is_dir():
             raise FileNotFoundError(f"raw data path does not exist: {root}")
-    return sorted(found, key=lambda item: item[1])
+
+        def folder_error(err: OSError, root: Path = root) -> None:
+            folder = Path(err.filename or root)
+            name = folder.relative_to(root).as_posix() + "/" if folder != root else f"{root.name}/"
+            unreadable.append(Unreadable(name, str(folder), f"folder cannot be read: {err.strerror or err}"))
+
+        seen: set[tuple[int, int]] = set()
+        for folder, subfolders, names in os.walk(root, onerror=folder_error, followlinks=True):
+            here = os.stat(folder)
+            if (here.st_dev, here.st_ino) in seen:  # a link back up the tree: walked once
+                subfolders.clear()
+                continue
+            seen.add((here.st_dev, here.st_ino))
+            subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))  # hidden: a pull's work files
+            for entry in sorted(names):
+                path = Path(folder, entry)
+                if path.suffix.lower() != ".csv" or entry.startswith("."):
+                    continue
+                name = path.relative_to(root).as_posix()
+                if path.is_symlink() and not path.exists():
+                    reason = f"a link to {os.readlink(path)}, which does not exist"
+                    unreadable.append(Unreadable(name, str(path), reason))
+                elif not path.is_file():
+                    continue
+                elif not os.access(path, os.R_OK):
+                    unreadable.append(Unreadable(name, str(path), "no permission to read it"))
+                else:
+                    found.append((path, name))
+    return RawScan(sorted(found, key=lambda item: item[1]), sorted(unreadable, key=lambda u: u.name))
+
+
+def find_csv_files(paths: Iterable[str | Path]) -> list[tuple[Path, str]]:
+    """The readable CSVs of scan_raw_paths."""
+    return scan_raw_paths(paths).files
 
 
 def raw_path_list(raw_paths: str) -> list[Path]:
@@ -102,51 +151,80 @@ def raw_path_list(raw_paths: str) -> list[Path]:
     return [Path(p.strip()).expanduser() for p in raw_paths.split(os.pathsep) if p.strip()]
 
 
-def discover_raw_files(raw_paths: str, sample: Path | None, log: Log) -> list[tuple[Path, str]]:
-    """The CSVs to ingest under a raw-paths setting (find_csv_files).
+def discover_raw_files(raw_paths: str, sample: Path | None, log: Log) -> RawScan:
+    """The CSVs to ingest under a raw-paths setting (scan_raw_paths), and what could not be read there.
 
     A fresh clone's raw folder (DEFAULT_RAW_PATHS) is empty: left at that default, with a `sample` folder given, the
     sample's CSVs are read instead, and the log says so. Any other path was given on purpose: one that is missing or
-    holds no CSV stops the run with an error naming it, since reading the others (or the sample) would publish
-    alerts without that source.
+    holds no readable CSV stops the run with an error naming it, since reading the others (or the sample) would
+    publish alerts without that source. Unreadable folders and links are warned about by the ingest, which records
+    them in the manifest.
     """
     paths = raw_path_list(raw_paths)
     missing = [str(p) for p in paths if not p.exists()]
     if sample is not None and raw_paths == DEFAULT_RAW_PATHS:
-        files = find_csv_files([p for p in paths if p.exists()])
-        if files:
-            return files
+        scan = scan_raw_paths([p for p in paths if p.exists()])
+        if scan.files or scan.unreadable:
+            return _readable(scan, raw_paths)
         log(
             f"no CSV files under {', '.join(map(str, paths))}"
             + (f" ({', '.join(missing)} missing)" if missing else "")
             + f": using the bundled synthetic sample in {sample}"
         )
-        return find_csv_files([sample])
+        return scan_raw_paths([sample])
     if missing:
         raise FileNotFoundError(f"raw data path does not exist: {', '.join(missing)} (raw_paths: {raw_paths})")
-    files = find_csv_files(paths)
-    if not files:
-        raise FileNotFoundError(f"no CSV files under {raw_paths}")
-    return files
+    return _readable(scan_raw_paths(paths), raw_paths)
 
 
-def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: Log = print) -> IngestResult:
-    """Read (or take from the cache) every file, then merge them into the canonical table."""
+def _readable(scan: RawScan, raw_paths: str) -> RawScan:
+    if not scan.files:
+        problems = "; ".join(f"{u.name}: {u.reason}" for u in scan.unreadable)
+        raise FileNotFoundError(
+            f"no readable CSV files under {raw_paths} (unreadable: {problems})" if problems else
+            f"no CSV files under {raw_paths}"
+        )
+    return scan
+
+
+def ingest(
+    files: list[tuple[Path, str]],
+    cache_dir: Path,
+    today: dt.date,
+    log: Log = print,
+    unreadable: Iterable[Unreadable] = (),
+    warn: Log | None = None,
+) -> IngestResult:
+    """Read (or take from the cache) every file, then merge them into the canonical table.
+
+    `unreadable` paths (scan_raw_paths) and files that an earlier run ingested but are gone now are warned about
+    (`warn`, by default `log`) and listed in the manifest, with what they held; a cache file that cannot be read is
+    discarded with a warning and its raw file read again."""
+    warn = warn or log
     cache_dir.mkdir(parents=True, exist_ok=True)
-    previous = _load_manifest(cache_dir)
+    previous = _load_manifest(cache_dir, warn)
     entries: list[dict] = []
+    problems: list[dict] = []  # manifest rows of paths that could not be read or are gone, not of files read
     event_frames: list[pl.DataFrame] = []
     deletion_frames: list[pl.DataFrame] = []
     quarantine_frames: list[pl.DataFrame] = []
+    for skipped in unreadable:
+        warn(f"cannot read {skipped.path}: {skipped.reason}; whatever it holds is not counted")
+        problems.append(_problem_row(skipped.name, skipped.path, "unreadable", f"not read: {skipped.reason}"))
     for order, (path, name) in enumerate(files):
-        stat = path.stat()
+        try:
+            stat = path.stat()
+        except OSError as err:  # gone or unreadable since the raw folders were scanned
+            warn(f"cannot read {path}: {err.strerror or err}; it is not counted")
+            problems.append(_problem_row(name, str(path), "unreadable", f"not read: {err.strerror or err}"))
+            continue
         known = previous.get(name)
         entry: dict[str, Any] = {
             "file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns
         }
         if known and known["size_bytes"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
             entry["sha256"] = known["sha256"]
-            cached = _read_cache(cache_dir, _cache_key(name, known["sha256"]))
+            cached = _read_cache(cache_dir, _cache_key(name, known["sha256"]), name, warn)
         else:
             cached = None
         entry["read_this_run"] = cached is None
@@ -168,7 +246,7 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
                                 "notes": "", "error": str(error)})
                 continue
             # A file touched but not changed has its validated rows in the cache already.
-            cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]))
+            cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]), name, warn)
         if cached is None:
             assert source is not None  # read in this run (cached runs skip reading), and readable (else: continue)
             valid, invalid = quarantine_invalid_rows(source.events, today)
@@ -180,16 +258,24 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
         deletion_frames.append(deletions)
         quarantine_frames.append(quarantine)
+    vanished = _vanished(previous, {e["file"] for e in entries} | {p["file"] for p in problems})
+    for row in vanished:
+        warn(f"{row['file']} was ingested by an earlier run and is no longer under the raw folders: {row['notes']}")
     read_now = sum(e["read_this_run"] for e in entries)
     log(f"{len(entries)} files: {read_now} read, {len(entries) - read_now} unchanged since the last run (cached)")
     _save_manifest(cache_dir, entries)
 
     result = consolidate(event_frames, deletion_frames, quarantine_frames)
-    manifest = _manifest_frame(entries, result.quarantine)
+    manifest = _manifest_frame(entries + problems + vanished, result.quarantine)
     result.manifest = manifest
     result.stats.update(
-        files=len(entries), files_read_this_run=read_now, rows_read=int(manifest["rows"].sum()),
+        files=len(entries),
+        files_read_this_run=read_now,
+        rows_read=int(manifest["rows"].sum()),
         synthetic_files=int(manifest["synthetic"].sum()),
+        unreadable_paths=len(problems),
+        vanished_files=len(vanished),
+        vanished_events=sum(int(previous[row["file"]].get("events") or 0) for row in vanished),
     )
     log(
         f"canonical events: {result.events.height:,} ({result.stats['quarantined_rows']:,} rows quarantined, "
@@ -197,6 +283,26 @@ def ingest(files: list[tuple[Path, str]], cache_dir: Path, today: dt.date, log: 
         f"{result.stats['overlapping_rows']:,} overlaps)"
     )
     return result
+
+
+def _problem_row(name: str, path: str, layout: str, notes: str) -> dict[str, Any]:
+    """A manifest row for a path that contributed nothing this run (its counts are zero; the notes say why)."""
+    return {"file": name, "path": path, "layout": layout, "rows": 0, "events": 0, "deletions": 0,
+            "read_this_run": False, "notes": notes, "error": None}
+
+
+def _vanished(previous: dict[str, dict], present: set[str]) -> list[dict[str, Any]]:
+    """Manifest rows for the files an earlier run ingested that are gone: what they held is no longer counted (a
+    rollback: events also in other files fall back to their versions there)."""
+    rows = []
+    for name in sorted(set(previous) - present):
+        held = previous[name]
+        events, deletions = int(held.get("events") or 0), int(held.get("deletions") or 0)
+        what = f"its {events:,} events" + (f" and {deletions:,} deletions" if deletions else "")
+        rows.append(
+            _problem_row(name, str(held.get("path", "")), "vanished", f"{what} are no longer counted (rolled back)")
+        )
+    return rows
 
 
 def consolidate(
@@ -336,14 +442,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(cache_dir: Path, key: str) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict] | None:
+CACHE_PARTS = ("events", "deletions", "quarantine")
+CACHE_INFO_KEYS = ("layout", "rows", "events", "deletions", "notes")
+
+
+def _read_cache(
+    cache_dir: Path, key: str, name: str, warn: Log
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict] | None:
+    """A file's cache entry, or None when there is none, or when a part of it cannot be read (truncated, corrupt):
+    then the entry is removed, with a warning naming the part, and the raw file is read again."""
     info_path = cache_dir / f"{key}.json"
     if not info_path.exists():
         return None
-    info = json.loads(info_path.read_text())
-    return tuple(
-        pl.read_parquet(cache_dir / f"{key}.{part}.parquet") for part in ("events", "deletions", "quarantine")
-    ) + (info,)
+    reading = info_path
+    try:
+        info = json.loads(info_path.read_text())
+        if not isinstance(info, dict) or not set(CACHE_INFO_KEYS) <= set(info):
+            raise ValueError("not a cache entry's description")
+        frames = []
+        for part in CACHE_PARTS:
+            reading = cache_dir / f"{key}.{part}.parquet"
+            frames.append(pl.read_parquet(reading))
+    except UNREADABLE as err:
+        discarded(reading, err, f"its cache entry is dropped and {name} is read again", warn)
+        for path in (info_path, *(cache_dir / f"{key}.{part}.parquet" for part in CACHE_PARTS)):
+            path.unlink(missing_ok=True)
+        return None
+    events, deletions, quarantine = frames
+    return events, deletions, quarantine, info
 
 
 def _write_cache(
@@ -358,26 +484,36 @@ def _write_cache(
         "synthetic": synthetic is not None,
         "notes": "; ".join([*source.notes, *([f"synthetic: {synthetic}"] if synthetic else [])]),
     }
-    for part, frame in (("events", source.events), ("deletions", source.deletions), ("quarantine", source.quarantine)):
-        frame.write_parquet(cache_dir / f"{key}.{part}.parquet", compression="lz4")
-    # The info file is written last: its presence means the cache entry is complete.
-    tmp = cache_dir / f"{key}.json.tmp"
-    tmp.write_text(json.dumps(info))
-    os.replace(tmp, cache_dir / f"{key}.json")
+    with written_aside() as aside:
+        for part, frame in zip(CACHE_PARTS, (source.events, source.deletions, source.quarantine), strict=True):
+            frame.write_parquet(aside(cache_dir / f"{key}.{part}.parquet"), compression="lz4")
+        # The info file is put in place last: its presence means the cache entry is complete.
+        aside(cache_dir / f"{key}.json").write_text(json.dumps(info))
     return source.events, source.deletions, source.quarantine, info
 
 
-def _load_manifest(cache_dir: Path) -> dict[str, dict]:
+MANIFEST_KEYS = ("file", "size_bytes", "mtime_ns", "sha256")
+
+
+def _load_manifest(cache_dir: Path, warn: Log) -> dict[str, dict]:
+    """The files the last run ingested, by name ({} when there was none, or when the manifest is unreadable: then
+    every file is hashed again, and the cache entries, keyed by content, still serve)."""
     path = cache_dir / "manifest.json"
     if not path.exists():
         return {}
-    return {entry["file"]: entry for entry in json.loads(path.read_text())}
+    try:
+        entries = json.loads(path.read_text())
+        if not isinstance(entries, list) or not all(set(MANIFEST_KEYS) <= set(e) for e in entries):
+            raise ValueError("not a list of file entries")
+    except UNREADABLE as err:
+        discarded(path, err, "every raw file is hashed again (cached files are still used)", warn)
+        return {}
+    return {entry["file"]: entry for entry in entries}
 
 
 def _save_manifest(cache_dir: Path, entries: list[dict]) -> None:
-    tmp = cache_dir / "manifest.json.tmp"
-    tmp.write_text(json.dumps(entries, indent=1, default=str))
-    os.replace(tmp, cache_dir / "manifest.json")
+    with written_aside() as aside:
+        aside(cache_dir / "manifest.json").write_text(json.dumps(entries, indent=1, default=str))
 
 
 def _manifest_frame(entries: list[dict], quarantine: pl.DataFrame) -> pl.DataFrame:

@@ -46,6 +46,7 @@ from sahel_pipeline.core.forecast import (
     filter_levels,
     outlook,
 )
+from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.months import days_in_month, index_month, month_index
 
 
@@ -228,6 +229,7 @@ FITTING_MODULES = ("statsmodels.genmod.generalized_linear_model",)  # what the f
 def _families():
     """statsmodels' GLM and families, imported on first use: the import takes seconds (scipy.stats, pandas), and a
     process that hands its fitting to worker processes never needs it."""
+    wait_for_import(FITTING_MODULES[0])
     from statsmodels.genmod import families
     from statsmodels.genmod.generalized_linear_model import GLM
 

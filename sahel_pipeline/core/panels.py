@@ -19,10 +19,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -33,6 +32,7 @@ from sahel_pipeline.core.actors import GROUP_TYPE_DTYPE, StateUnits, group_types
 from sahel_pipeline.core.groups import Ambiguity, Role, alias_types, attribute_events
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline.core.series import UNIT_KEY
+from sahel_pipeline.core.storage import UNREADABLE, discarded, written_aside
 
 if TYPE_CHECKING:
     from sahel_pipeline.core.models import Break
@@ -287,25 +287,34 @@ def save_counts(counts: MonthlyCounts, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     state = f"counts-{uuid.uuid4().hex[:12]}"
     (folder / state).mkdir()
-    for part in COUNT_PARTS:
-        getattr(counts, part).write_parquet(folder / state / f"{part}.parquet", compression="lz4")
-    pointer = folder / "current.json.tmp"
-    pointer.write_text(json.dumps({"state": state, "key": counts.key}))
-    os.replace(pointer, folder / "current.json")
+    with written_aside() as aside:
+        for part in COUNT_PARTS:
+            getattr(counts, part).write_parquet(aside(folder / state / f"{part}.parquet"), compression="lz4")
+        aside(folder / "current.json").write_text(json.dumps({"state": state, "key": counts.key}))
     for old in folder.glob("counts-*"):
         if old.name != state:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def load_counts(folder: Path) -> MonthlyCounts | None:
-    """The counts a previous run kept, or None when there are none (then every month is counted)."""
+def load_counts(folder: Path, warn: Callable[[str], None] = print) -> MonthlyCounts | None:
+    """The counts a previous run kept, or None when there are none (then every month is counted), or when a file of
+    them cannot be read: then they are discarded with a warning naming it, and every month is counted again."""
     pointer = folder / "current.json"
     if not pointer.exists():
         return None
-    saved = json.loads(pointer.read_text())
-    state = folder / saved["state"]
-    frames: dict[str, Any] = {part: pl.read_parquet(state / f"{part}.parquet") for part in COUNT_PARTS}
-    return MonthlyCounts(**frames, key=saved["key"])
+    reading = pointer
+    try:
+        saved = json.loads(pointer.read_text())
+        state = folder / saved["state"]
+        frames: dict[str, Any] = {}
+        for part in COUNT_PARTS:
+            reading = state / f"{part}.parquet"
+            frames[part] = pl.read_parquet(reading)
+        return MonthlyCounts(**frames, key=str(saved["key"]))
+    except UNREADABLE as err:
+        discarded(reading, err, "the kept panel counts are dropped and every month is counted again", warn)
+        pointer.unlink(missing_ok=True)
+        return None
 
 
 def last_complete_month(country_month_panel: pl.DataFrame) -> dt.date:

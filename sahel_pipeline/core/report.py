@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import html
 import io
 import json
 import math
@@ -23,11 +22,14 @@ import polars as pl
 
 from sahel_pipeline.core.alerts import admin1_rise, alert_subject
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, plot_name
+from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_key, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
+from sahel_pipeline.core.storage import UNREADABLE, Log, discarded, is_whole_png, written_aside
 from sahel_pipeline.core.tables import html_table, markdown_table
+from sahel_pipeline.core.text import html_text, markdown_text, plot_text
 from sahel_pipeline.core.vintages import provenance
 
 HISTORY_MONTHS = 48
@@ -109,6 +111,8 @@ def data_quality(ingest_summary: pl.DataFrame, country_month_panel: pl.LazyFrame
     )
     if data["input_digest"]:
         quality["input_digest"] = data["input_digest"]
+    # said only when it happened: paths under the raw folders that could not be read, files gone since the last run
+    quality |= {key: int(figures[key]) for key in ("unreadable_paths", "vanished_files") if figures.get(key)}
     last_day = pl.col("month").dt.offset_by(pl.format("{}d", pl.col("days_covered") - 1))
     ends = (
         country_month_panel.select("source", last_day=last_day)
@@ -154,6 +158,7 @@ PLOTTING_MODULES = ("matplotlib.pyplot",)  # what the first plot imports (_pyplo
 
 def _pyplot():
     """matplotlib, imported when the first plot is drawn (a second of import the other stages need not pay)."""
+    wait_for_import(PLOTTING_MODULES[0])
     import matplotlib
 
     matplotlib.use("Agg")
@@ -204,7 +209,8 @@ def plot_series(history: pl.DataFrame, score: dict, forecasts: pl.DataFrame, con
         top = max(top, *f["q975"].to_list())
     ticks = [i for i in range(min(x, default=m), m + config.horizons + 1) if i % 12 in (0, 6)]
     ax.set_xticks(ticks, [f"{index_month(i):%b %Y}" for i in ticks])
-    ax.set_title(title, fontsize=10, loc="left")
+    # Data are text, not TeX: a name holding `$\foo$` is drawn as typed, not parsed as maths (which could fail).
+    ax.set_title(plot_text(title), fontsize=10, loc="left", parse_math=False)
     ax.set_ylabel(INDICATOR_LABELS.get(score["indicator"], score["indicator"]), fontsize=9)
     ax.tick_params(labelsize=8)
     ax.set_ylim(0, top * 1.1 + 1)
@@ -320,14 +326,15 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
     lines = [f"# Escalation alerts, {month}", ""]
     if inputs.synthetic:
         lines += [f"> **{SYNTHETIC_NOTICE}**", ""]
-    lines += [_summary_sentence(inputs), ""]
+    lines += [markdown_text(_summary_sentence(inputs)), ""]
     for section in sections:
         a = section.alert
         subject = alert_subject(a["kind"], a["indicator"])
         lines += [
-            f"## [{a['severity']}, {a['status']}] {a['group_name'] or a['country']} - {a['country']} - {subject}",
+            f"## [{a['severity']}, {a['status']}] {markdown_text(a['group_name'] or a['country'])} - "
+            f"{markdown_text(a['country'])} - {markdown_text(subject)}",
             "",
-            a["explanation"],
+            markdown_text(a["explanation"]),
             "",
         ]
         lines += [f"![{f.caption}]({image_dir}/{f.name}.png)" for f in section.figures] + [""]
@@ -338,7 +345,7 @@ def render_markdown(inputs: ReportInputs, sections: list[AlertSection], image_di
         "## Data quality",
         "",
         *[
-            f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {v}"
+            f"- {k.replace('_', ' ')}: {v:,}" if isinstance(v, int) else f"- {k.replace('_', ' ')}: {markdown_text(v)}"
             for k, v in inputs.data_quality.items()
         ],
         "",
@@ -356,26 +363,26 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
         f"<title>Escalation alerts, {month}</title>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         f"<style>{_CSS}</style></head><body>",
-        *([f"<div class='synthetic' role='alert'>{html.escape(SYNTHETIC_NOTICE)}</div>"] if inputs.synthetic else []),
+        *([f"<div class='synthetic' role='alert'>{html_text(SYNTHETIC_NOTICE)}</div>"] if inputs.synthetic else []),
         "<main>",
         f"<h1>Escalation alerts, {month}</h1>",
-        f"<p class='lead'>{html.escape(_summary_sentence(inputs))}</p>",
+        f"<p class='lead'>{html_text(_summary_sentence(inputs))}</p>",
     ]
     for section in sections:
         a = section.alert
         colour = SEVERITY_COLOURS.get(a["severity"], "#999")
         parts.append("<section class='alert'>")
         parts.append(
-            f"<h2><span class='badge' style='background:{colour}'>{a['severity']}</span>"
-            f"<span class='status'>{a['status']}</span> {html.escape(a['group_name'] or a['country'])} - "
-            f"{html.escape(a['country'])} - {html.escape(alert_subject(a['kind'], a['indicator']))}</h2>"
+            f"<h2><span class='badge' style='background:{colour}'>{html_text(a['severity'])}</span>"
+            f"<span class='status'>{html_text(a['status'])}</span> {html_text(a['group_name'] or a['country'])} - "
+            f"{html_text(a['country'])} - {html_text(alert_subject(a['kind'], a['indicator']))}</h2>"
         )
-        parts.append(f"<p class='explanation'>{html.escape(a['explanation'])}</p>")
+        parts.append(f"<p class='explanation'>{html_text(a['explanation'])}</p>")
         for figure in section.figures:
             data = base64.b64encode(figure.png).decode()
             parts.append(
-                f"<figure><img src='data:image/png;base64,{data}' alt='{html.escape(figure.caption)}'>"
-                f"<figcaption>{html.escape(figure.caption)}</figcaption></figure>"
+                f"<figure><img src='data:image/png;base64,{data}' alt='{html_text(figure.caption)}'>"
+                f"<figcaption>{html_text(figure.caption)}</figcaption></figure>"
             )
         if section.where.height:
             parts.append("<p class='where'>Where:</p>" + html_table(section.where))
@@ -386,55 +393,73 @@ def render_html(inputs: ReportInputs, sections: list[AlertSection]) -> str:
     parts.append(
         "<h2>Data quality</h2><ul>"
         + "".join(
-            f"<li>{html.escape(k.replace('_', ' '))}: {v:,}</li>"
+            f"<li>{html_text(k.replace('_', ' '))}: {v:,}</li>"
             if isinstance(v, int)
-            else f"<li>{html.escape(k.replace('_', ' '))}: {html.escape(str(v))}</li>"
+            else f"<li>{html_text(k.replace('_', ' '))}: {html_text(v)}</li>"
             for k, v in inputs.data_quality.items()
         )
         + "</ul>"
     )
     if inputs.quarantine_reasons.height:
         parts.append("<p>Quarantine reasons:</p>" + html_table(inputs.quarantine_reasons))
-    parts.append(f"<h2>How alerts are raised</h2><p>{html.escape(_method_note(inputs.config))}</p>")
+    parts.append(f"<h2>How alerts are raised</h2><p>{html_text(_method_note(inputs.config))}</p>")
     parts.append("</main></body></html>")
     return "\n".join(parts)
 
 
-def write_report(inputs: ReportInputs, out_dir: Path) -> dict[str, Path]:
-    """Write reports/<YYYY-MM>.html (self-contained) and reports/<YYYY-MM>.md with its plots in reports/<YYYY-MM>/."""
+def write_report(inputs: ReportInputs, out_dir: Path, warn: Log = print) -> dict[str, Path]:
+    """Write reports/<YYYY-MM>.html (self-contained) and reports/<YYYY-MM>.md with its plots in reports/<YYYY-MM>/.
+
+    Everything is rendered first, then written aside and renamed into place together: a run that fails on the way
+    (a full disk) leaves the month's earlier report whole, its pages and plots."""
     key = month_key(inputs.month)
     out_dir.mkdir(parents=True, exist_ok=True)
     image_dir = out_dir / key
     image_dir.mkdir(exist_ok=True)
-    index_path = image_dir / PLOT_INDEX
-    sections = build_sections(inputs, _earlier_plots(image_dir))
-    index = {}
-    for section in sections:
-        for figure in section.figures:
-            (image_dir / f"{figure.name}.png").write_bytes(figure.png)
-            index[figure.digest] = f"{figure.name}.png"
+    sections = build_sections(inputs, _earlier_plots(image_dir, warn))
+    figures = [figure for section in sections for figure in section.figures]
+    index = {figure.digest: f"{figure.name}.png" for figure in figures}
+    html_path, md_path = out_dir / f"{key}.html", out_dir / f"{key}.md"
+    pages = {html_path: render_html(inputs, sections), md_path: render_markdown(inputs, sections, key)}
+    with written_aside() as aside:
+        for figure in figures:
+            aside(image_dir / f"{figure.name}.png").write_bytes(figure.png)
+        aside(image_dir / PLOT_INDEX).write_text(json.dumps(index, indent=1), encoding="utf-8")
+        for path, page in pages.items():
+            aside(path).write_text(page, encoding="utf-8")
     # An earlier report of the month may have had more alerts: its extra plots would be mistaken for this one's.
     for stale in set(image_dir.glob("*.png")) - {image_dir / name for name in index.values()}:
         stale.unlink()
-    index_path.write_text(json.dumps(index, indent=1), encoding="utf-8")
-    html_path, md_path = out_dir / f"{key}.html", out_dir / f"{key}.md"
-    html_path.write_text(render_html(inputs, sections), encoding="utf-8")
-    md_path.write_text(render_markdown(inputs, sections, key), encoding="utf-8")
     paths = {"html": html_path, "markdown": md_path, "plots": image_dir}
-    figures = [figure for section in sections for figure in section.figures]
     return paths | ({"first_plot": image_dir / f"{figures[0].name}.png"} if figures else {})
 
 
 PLOT_INDEX = "plots.json"  # beside the plots: the digest of each one's inputs
 
 
-def _earlier_plots(image_dir: Path) -> dict[str, bytes]:
-    """The plots an earlier report of the month drew, by digest (none when its index is missing or unreadable)."""
-    try:
-        index = json.loads((image_dir / PLOT_INDEX).read_text(encoding="utf-8"))
-        return {digest: (image_dir / name).read_bytes() for digest, name in index.items()}
-    except (OSError, ValueError):
+def _earlier_plots(image_dir: Path, warn: Log) -> dict[str, bytes]:
+    """The plots an earlier report of the month drew, by digest. A plot that is not a whole PNG (or an index that is
+    not JSON) is discarded with a warning, and drawn again."""
+    index_path = image_dir / PLOT_INDEX
+    if not index_path.exists():
         return {}
+    try:
+        index = {str(digest): str(name) for digest, name in json.loads(index_path.read_text(encoding="utf-8")).items()}
+    except UNREADABLE as err:
+        discarded(index_path, err, "every plot of the month is drawn again", warn)
+        return {}
+    plots = {}
+    for digest, name in index.items():
+        path = image_dir / Path(name).name
+        try:
+            png = path.read_bytes()
+        except OSError:
+            continue  # removed since: drawn again
+        if is_whole_png(png):
+            plots[digest] = png
+        else:
+            discarded(path, ValueError("not a whole PNG"), "the plot is drawn again", warn)
+    return plots
 
 
 def _summary_sentence(inputs: ReportInputs) -> str:

@@ -12,18 +12,21 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import multiprocessing
+import os
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
+from sahel_pipeline.core.lifeline import watch_owner
 from sahel_pipeline.core.models import (
     FITTING_MODULES,
     BaselineFit,
@@ -35,6 +38,9 @@ from sahel_pipeline.core.models import (
 from sahel_pipeline.core.months import index_month_expr, month_index_expr, month_key, window_start
 from sahel_pipeline.core.panels import COUNTRY_ONLY_INDICATORS, INDICATORS
 from sahel_pipeline.core.series import SERIES_COLUMNS, long_series
+
+if TYPE_CHECKING:
+    from polars._typing import PolarsDataType
 
 CHUNK = 64
 DIGEST_COLUMNS = ["baseline_key", "level_key", "window_key"]  # models.input_keys, as score columns
@@ -59,6 +65,20 @@ EXCEEDANCE_SCHEMA = {
     "at_least": pl.Int64,
     "probability": pl.Float64,
 }
+# A score row after the series' key (models.score_chunk makes them; a series skipped for a short history fills the
+# first few). Frames are built with it rather than inferred from the rows: a shard whose fitted series are all
+# country-level would otherwise get a Null-typed group_id, and a month with only skipped series would lack columns.
+SCORE_SCHEMA: dict[str, PolarsDataType] = {
+    "observed": pl.Int64, "days_covered": pl.Int64, "partial": pl.Boolean, "recent_sum": pl.Int64,
+    "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_mean": pl.Float64, "model": pl.String,
+    "note": pl.String, "alpha": pl.Float64, "log_mu": pl.Float64, "se": pl.Float64, "slope": pl.Float64,
+    "trend_per_year": pl.Float64, "downweighted": pl.Int64, "expected": pl.Float64, "upper": pl.Int64,
+    "p_value": pl.Float64, "previous_exceedances": pl.Int64, "rate_ratio": pl.Float64, "rate_ratio_low": pl.Float64,
+    "rate_ratio_high": pl.Float64, "rate_ratio_method": pl.String, "break_label": pl.String, "break_month": pl.Date,
+    "break_rate_ratio": pl.Float64, "break_low": pl.Float64, "break_high": pl.Float64,
+    "level_state": pl.List(pl.Float64),
+}
+KEY_SCHEMA = {k: pl.String for k in SERIES_COLUMNS}
 NESTED = {"forecasts": FORECAST_SCHEMA, "exceedance": EXCEEDANCE_SCHEMA}  # per-series rows kept in list columns
 NESTED_ORDER = {"forecasts": ["horizon"], "exceedance": ["months", "basis", "at_least"]}
 
@@ -88,7 +108,7 @@ def nest_forecasts(result: MonthScores) -> pl.DataFrame:
 def unnest_forecasts(scores: pl.DataFrame, column: str = "forecasts") -> pl.DataFrame:
     """The rows of a list column of nested scores (forecasts, or exceedance), one each, in the CSVs' order."""
     if column not in scores.columns:
-        return pl.DataFrame(schema={"month": pl.Date, **{k: pl.String for k in SERIES_COLUMNS}, **NESTED[column]})
+        return pl.DataFrame(schema={"month": pl.Date, **KEY_SCHEMA, **NESTED[column]})
     return (
         scores.filter(pl.col(column).is_not_null())
         .select("month", *SERIES_COLUMNS, column)
@@ -196,7 +216,10 @@ class FittingPool:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")
                 context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))
-                self._executor = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+                # Each worker ends when this process does, however it ends (lifeline.watch_owner).
+                self._executor = ProcessPoolExecutor(
+                    max_workers=self.workers, mp_context=context, initializer=watch_owner, initargs=(os.getpid(),)
+                )
                 atexit.register(self._executor.shutdown, cancel_futures=True)
             return self._executor
 
@@ -221,7 +244,9 @@ class FittingPool:
 # The fork server imports the models, then freezes what it imported out of the garbage collector's reach: its
 # workers inherit the frozen objects without copying them, and the server's own exit skips collecting them (0.2 s
 # after the last run, measured, which a caller reading the output through a pipe waits for).
-FORK_SERVER_PRELOAD = ("sahel_pipeline.core.models", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports")
+FORK_SERVER_PRELOAD = (
+    "sahel_pipeline.core.models", "sahel_pipeline.core.lifeline", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports"
+)
 
 
 def fitting_pool(workers: int) -> FittingPool | None:
@@ -266,24 +291,18 @@ def _progress(done: int, total: int, started: float, log: Log) -> None:
 
 def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
     score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
-    scores = (
-        pl.DataFrame(score_rows, infer_schema_length=None)
-        if score_rows
-        else pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
-    )
-    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], ["target_month"])
-    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], ["first_month", "last_month"])
+    scores = pl.DataFrame(score_rows, schema={**KEY_SCHEMA, **SCORE_SCHEMA})
+    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], FORECAST_SCHEMA)
+    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], EXCEEDANCE_SCHEMA)
     return MonthScores(scores, forecasts, exceedance)
 
 
-def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], month_columns: list[str]) -> pl.DataFrame:
-    """Per-series rows under their series key, with month numbers as dates."""
+def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: Mapping[str, PolarsDataType]) -> pl.DataFrame:
+    """Per-series rows under their series key, with month numbers (models give them so) as dates."""
     rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
-    if not rows:
-        return pl.DataFrame(schema={k: pl.String for k in SERIES_COLUMNS})
-    return pl.DataFrame(rows, infer_schema_length=None).with_columns(
-        index_month_expr(c).alias(c) for c in month_columns
-    )
+    months = [column for column, dtype in schema.items() if dtype == pl.Date]
+    frame = pl.DataFrame(rows, schema={**KEY_SCHEMA, **schema, **{c: pl.Int64 for c in months}})
+    return frame.with_columns(index_month_expr(c).alias(c) for c in months)
 
 
 def score_month(
@@ -317,7 +336,7 @@ def score_month(
     if fitted.scores.height:
         digests = pl.DataFrame(
             [(*key, *digest) for key, digest in keys.items()],
-            schema={k: pl.String for k in [*SERIES_COLUMNS, *DIGEST_COLUMNS]},
+            schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
             orient="row",
         )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
@@ -380,7 +399,7 @@ def reuse_earlier(
         )
     if not unchanged:
         return Kept(), to_fit
-    chosen = pl.DataFrame(unchanged, schema={k: pl.String for k in SERIES_COLUMNS}, orient="row")
+    chosen = pl.DataFrame(unchanged, schema=KEY_SCHEMA, orient="row")
 
     def kept(frame: pl.DataFrame) -> list[pl.DataFrame]:
         return [frame.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)]

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,22 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "acled_monadic": ("event_id_cnty", *ACLED_EVENT_COLUMNS),
     "acled_extract": ACLED_EVENT_COLUMNS,
 }
+UCDP_DEATHS = {"best", "best_est"}
+# Every column name an ACLED or UCDP file is known to have: an error message names these and no other header text.
+KNOWN_COLUMNS = frozenset(
+    {c for columns in LAYOUTS.values() for c in columns}
+    | {
+        "year", "time_precision", "disorder_type", "sub_event_type", "assoc_actor_1", "inter1", "assoc_actor_2",
+        "inter2", "interaction", "civilian_targeting", "iso", "region", "country", "admin1", "admin2", "admin3",
+        "location", "latitude", "longitude", "geo_precision", "source", "source_scale", "notes", "tags", "timestamp",
+        "relid", "active_year", "code_status", "conflict_dset_id", "conflict_new_id", "conflict_name",
+        "dyad_dset_id", "dyad_new_id", "dyad_name", "side_a_dset_id", "side_a_new_id", "side_b_dset_id",
+        "side_b_new_id", "number_of_sources", "source_article", "source_office", "source_date", "source_headline",
+        "source_original", "where_prec", "where_coordinates", "where_description", "adm_1", "adm_2", "geom_wkt",
+        "priogrid_gid", "country_id", "event_clarity", "date_prec", "date_end", "deaths_a", "deaths_b",
+        "deaths_civilians", "deaths_unknown", "high", "low", "gwnoa", "gwnob", *UCDP_DEATHS,
+    }
+)
 LAYOUT_DESCRIPTIONS = {
     "acled": "an ACLED export",
     "acled_monadic": "an ACLED monadic export (one row per actor)",
@@ -78,6 +95,7 @@ class RawTable:
     frame: pl.DataFrame  # one String column per header name, plus source_row
     bad_rows: pl.DataFrame  # records that do not have the header's number of fields, as quarantine rows
     notes: list[str] = field(default_factory=list)
+    layout: str = "empty"  # recognised from the header (detect_layout)
 
 
 @dataclass
@@ -100,7 +118,7 @@ def read_source_file(path: str | Path, display_name: str | None = None) -> Sourc
     raw = read_csv_text(path, name)
     if not raw.header:
         return _empty_source(name, "empty", raw.notes)
-    layout = detect_layout(raw.header, name)
+    layout = raw.layout
     columns = {h.lower(): h for h in raw.header}
     frame = raw.frame.rename({orig: low for low, orig in columns.items() if orig != low})
     if frame.height == 0:
@@ -154,15 +172,23 @@ def read_csv_text(path: Path, name: str) -> RawTable:
     except UnicodeDecodeError:
         header_text = header_line.decode("latin-1")
     header = [h.strip() for h in next(csv.reader([header_text]))]
-    if len({h.lower() for h in header}) != len(header):
-        raise SourceError(f"{name}: the header repeats a column name: {', '.join(header)}")
+    lower = [h.lower() for h in header]
+    if len(set(lower)) != len(header):
+        repeated = sorted({h for h in lower if lower.count(h) > 1})
+        known = [h for h in repeated if h in KNOWN_COLUMNS]  # only names a layout uses: the rest may be private text
+        raise SourceError(
+            f"{name}: the header repeats {len(repeated)} column name(s)" + (f": {', '.join(known)}" if known else "")
+        )
+    # Recognised from the header before any record is parsed: a file that is not an export (a link to some private
+    # file) is refused on its column names alone, and nothing of its content reaches a message or the quarantine.
+    layout = detect_layout(header, name)
 
     source: str | io.BytesIO = str(path)
     try:
         table, bad = _read_records(source, header)
     except pa.ArrowInvalid as err:
         if "UTF8" not in str(err):
-            raise SourceError(f"{name}: cannot be parsed as CSV: {err}") from err
+            raise SourceError(f"{name}: cannot be parsed as CSV ({_without_content(err)})") from err
         source, encoding = _reencode(path.read_bytes())
         notes.append(f"not UTF-8 ({str(err).split(':')[0]}): decoded as {encoding}")
         table, bad = _read_records(source, header)
@@ -183,7 +209,7 @@ def read_csv_text(path: Path, name: str) -> RawTable:
     del table  # the Polars copy is all that is kept: two copies of a large file would double the peak memory
     assert isinstance(frame, pl.DataFrame)
     frame = frame.with_columns(source_row=_good_row_numbers(frame.height, bad))
-    return RawTable(header, frame, _bad_record_quarantine(bad, header, name), notes)
+    return RawTable(header, frame, _bad_record_quarantine(bad, header, name), notes, layout)
 
 
 def _reencode(data: bytes) -> tuple[io.BytesIO, str]:
@@ -204,7 +230,23 @@ def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table,
     rows are still wrong, because only then does pyarrow know their record numbers.
     """
 
+    block_size = DEFAULT_BLOCK_SIZE
+
     def parse(use_threads: bool, newlines_in_values: bool) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
+        nonlocal block_size
+        while True:
+            try:
+                return parse_blocks(use_threads, newlines_in_values)
+            except pa.ArrowInvalid as err:
+                # A value longer than a block (a notes field of megabytes) cannot be split across blocks: larger
+                # blocks then, as large as the file if need be.
+                if "straddl" not in str(err) or block_size >= min(MAX_BLOCK_SIZE, _size(source)):
+                    raise
+                block_size = min(block_size * 4, MAX_BLOCK_SIZE)
+
+    def parse_blocks(
+        use_threads: bool, newlines_in_values: bool
+    ) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
         bad: list[tuple[int | None, int, str]] = []
 
         def keep_aside(row: pacsv.InvalidRow) -> str:
@@ -215,7 +257,9 @@ def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table,
             source.seek(0)
         table = pacsv.read_csv(
             source,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=1, use_threads=use_threads),
+            read_options=pacsv.ReadOptions(
+                column_names=names, skip_rows=1, use_threads=use_threads, block_size=block_size
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=newlines_in_values, invalid_row_handler=keep_aside),
             convert_options=pacsv.ConvertOptions(
                 column_types={n: pa.large_string() for n in names},
@@ -231,6 +275,19 @@ def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table,
     if bad:
         table, bad = parse(use_threads=False, newlines_in_values=True)
     return table, bad
+
+
+DEFAULT_BLOCK_SIZE = 1 << 20  # pyarrow's: a value longer than this needs larger blocks (_read_records)
+MAX_BLOCK_SIZE = 1 << 30  # pyarrow's block size is a 32-bit count
+
+
+def _size(source: str | io.BytesIO) -> int:
+    return source.getbuffer().nbytes if isinstance(source, io.BytesIO) else Path(source).stat().st_size
+
+
+def _without_content(err: Exception) -> str:
+    """pyarrow's parse error without the record it quotes (the file's content stays out of messages)."""
+    return re.sub(r"(got \d+)\s*:.*$", r"\1", str(err).strip().splitlines()[0])[:200]
 
 
 def _uniform_trailing_extra(bad: list[tuple[int | None, int, str]], n_header: int, n_good: int) -> int:
@@ -278,12 +335,43 @@ def _bad_record_quarantine(bad: list[tuple[int | None, int, str]], header: list[
 
 
 def detect_layout(header: list[str], name: str) -> str:
+    """The layout whose columns the header has (LAYOUTS, in order). Otherwise a SourceError that names the file and
+    only the columns it recognises (the header of a file that is not an export may be private text): that the
+    delimiter seems to be another one, or which columns the nearest layout lacks, or what each layout expects."""
     lower = {h.lower() for h in header}
     for layout, required in LAYOUTS.items():
-        if set(required) <= lower and (layout != "ucdp_ged" or lower & {"best", "best_est"}):
+        if set(required) <= lower and (layout != "ucdp_ged" or lower & UCDP_DEATHS):
             return layout
+    raise SourceError(f"{name}: {_why_unrecognised(header)}")
+
+
+def _why_unrecognised(header: list[str]) -> str:
+    lower = [h.lower() for h in header]
+    joined = ",".join(lower)
+    for separator, said in ((";", "`;`"), ("\t", "a tab"), ("|", "`|`")):
+        parts = [p.strip().strip('"') for p in joined.split(separator)]
+        if len(parts) >= 3 and sum(p in KNOWN_COLUMNS for p in parts) >= 3:
+            return (
+                f"the delimiter seems to be {said}, not a comma (its header splits on it into known columns): "
+                "save it as a comma-separated CSV"
+            )
+    wanted = {layout: [*required, *(["best"] if layout == "ucdp_ged" else [])] for layout, required in LAYOUTS.items()}
+    present = {layout: [c for c in columns if c in lower or (c == "best" and set(lower) & UCDP_DEATHS)]
+               for layout, columns in wanted.items()}
+    nearest = max(LAYOUTS, key=lambda layout: len(present[layout]))  # ties: the first in LAYOUTS
+    missing = [c for c in wanted[nearest] if c not in present[nearest]]
+    if len(present[nearest]) >= 2 and len(missing) <= 2:
+        named = ", ".join(f"`{c}`" + (" (or `best_est`)" if c == "best" else "") for c in missing)
+        return f"it looks like {LAYOUT_DESCRIPTIONS[nearest]} but is missing column{'s' * (len(missing) > 1)} {named}"
+    known = [h for h in header if h.lower() in KNOWN_COLUMNS]
+    others = len(header) - len(known)
+    found = ", ".join(known) if known else "none"
     expected = "; ".join(f"{LAYOUT_DESCRIPTIONS[k]}: {', '.join(v)}" for k, v in LAYOUTS.items())
-    raise SourceError(f"{name}: unrecognised layout. Columns found: {', '.join(header)}. Expected one of -- {expected}")
+    return (
+        f"unrecognised layout. Columns recognised: {found}"
+        + (f" (and {others} other column{'s' * (others > 1)}, not shown)" if others else "")
+        + f". Expected one of -- {expected}"
+    )
 
 
 def normalise_acled(frame: pl.DataFrame, name: str, layout: str, notes: list[str]) -> pl.DataFrame:

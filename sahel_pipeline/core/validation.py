@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from sahel_pipeline.core.imports import import_in_background
+from sahel_pipeline.core.imports import import_in_background, wait_for_import
 from sahel_pipeline.core.reference import ACLED_COUNTRIES, EVENT_TYPES
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, RAW_TEXT_COLUMNS, SOURCES, empty_quarantine
 from sahel_pipeline.core.sources import record_json
+from sahel_pipeline.core.text import markdown_text
 
 if TYPE_CHECKING:
     import great_expectations as gx
@@ -199,10 +200,10 @@ class ValidationSummary:
     def to_markdown(self) -> str:
         lines = ["| expectation | column | result | unexpected | examples |", "|---|---|---|---:|---|"]
         for o in self.outcomes:
-            examples = ", ".join(str(e) for e in o.examples[:3])
+            examples = ", ".join(markdown_text(e, limit=60) for e in o.examples[:3])  # values from the data
             lines.append(
-                f"| {o.expectation} | {o.column} | {'pass' if o.success else 'FAIL'} | {o.unexpected_count} "
-                f"| {examples} |"
+                f"| {o.expectation} | {markdown_text(o.column)} | {'pass' if o.success else 'FAIL'} | "
+                f"{o.unexpected_count} | {examples} |"
             )
         return "\n".join(lines)
 
@@ -221,6 +222,7 @@ def validate_with_great_expectations(events: pl.LazyFrame | pl.DataFrame, today:
 
     A LazyFrame is only collected for the columns GX needs.
     """
+    wait_for_import("great_expectations")
     import great_expectations as gx
 
     lazy = events.lazy()
@@ -290,9 +292,15 @@ def _dtype_problems(schema: pl.Schema) -> dict[str, str]:
     }
 
 
+# Packages Great Expectations imports that other threads use too: Dagster's storage runs SQLAlchemy on the main thread
+# while the ingest reads files. Imported before the background import starts, so that the two never meet inside
+# SQLAlchemy (about 0.2 s of the main thread, which Great Expectations' import would spend anyway).
+GX_SHARED_MODULES = ("sqlalchemy.orm",)
+
+
 def warm_up_great_expectations() -> None:
     """Import Great Expectations (seconds) while the CSVs are read, so that it is ready when validation starts."""
-    import_in_background("great_expectations")
+    import_in_background("great_expectations", shared=GX_SHARED_MODULES)
 
 
 @cache

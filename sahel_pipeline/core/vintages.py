@@ -18,7 +18,6 @@ import datetime as dt
 import fcntl
 import hashlib
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.ingest import file_sha256, find_csv_files
+from sahel_pipeline.core.storage import written_aside
 
 VINTAGES = ".vintages"
 STAMP = "%Y-%m-%dT%H%M%SZ"
@@ -156,9 +156,8 @@ def record_vintage(raw_dir: Path, record: dict) -> Vintage:
     folder = raw_dir / VINTAGES
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{record['vintage']}.json"
-    tmp = folder / f".{path.name}.tmp"
-    tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
-    os.replace(tmp, path)
+    with written_aside() as aside:
+        aside(path).write_text(json.dumps(record, indent=1, ensure_ascii=False, default=str))
     return next(v for v in read_vintages(raw_dir) if v.id == record["vintage"])
 
 

@@ -145,7 +145,8 @@ def alert_report(
         config=config,
         synthetic=any_synthetic(ingest_summary),
     )
-    paths = write_report(inputs, settings.output_path / "reports")
+    context.log.info(f"writing the report of {context.partition_key}: {escalation_alerts.height} alerts")
+    paths = write_report(inputs, settings.output_path / "reports", context.log.warning)
     preview = (
         f"![first alert](data:image/png;base64,{base64.b64encode(paths['first_plot'].read_bytes()).decode()})"
         if "first_plot" in paths

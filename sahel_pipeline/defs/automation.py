@@ -68,7 +68,7 @@ def weekly_escalation_schedule(context: dg.ScheduleEvaluationContext):
 )
 def raw_files_sensor(context: dg.SensorEvaluationContext, settings: PipelineSettings):
     pulled_here = vintages.files_pulled_by(raw_path_list(settings.raw_paths), "dagster")
-    files = [(path, name) for path, name in settings.raw_files(context.log.info) if name not in pulled_here]
+    files = [(path, name) for path, name in settings.raw_files(context.log.info).files if name not in pulled_here]
     fingerprint = hashlib.sha256(
         "\n".join(f"{name}\t{path.stat().st_size}\t{path.stat().st_mtime_ns}" for path, name in files).encode()
     ).hexdigest()

@@ -6,6 +6,8 @@ import polars as pl
 from sahel_pipeline.core.backtest import load_episodes, run_backtest
 from sahel_pipeline.core.months import month_key, shift_month
 from sahel_pipeline.core.panels import last_complete_month
+from sahel_pipeline.core.storage import written_aside
+from sahel_pipeline.core.text import spreadsheet_safe
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
@@ -33,8 +35,9 @@ def forecast_backtest(
     )
     folder = settings.output_path / "backtest"
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("by_horizon", "summary", "alert_rates", "episodes", "forecasts"):
-        getattr(result, name).write_csv(folder / f"{name}.csv")
+    with written_aside() as aside:
+        for name in ("by_horizon", "summary", "alert_rates", "episodes", "forecasts"):
+            spreadsheet_safe(getattr(result, name)).write_csv(aside(folder / f"{name}.csv"))
     return dg.MaterializeResult(
         value=result.summary,
         metadata={

@@ -31,8 +31,11 @@ QUARANTINE_WARN_SHARE = 0.01
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
     """Read new or changed CSVs under the raw folders, then merge all of them into canonical events."""
     warm_up_great_expectations()
-    files = settings.raw_files(context.log.info)
-    result = ingest(files, settings.ingest_cache, settings.today(), log=context.log.info)
+    scan = settings.raw_files(context.log.info)
+    result = ingest(
+        scan.files, settings.ingest_cache, settings.today(), log=context.log.info, unreadable=scan.unreadable,
+        warn=context.log.warning,
+    )
     stats = result.stats
     yield dg.MaterializeResult(
         asset_key="raw_file_manifest",
@@ -42,6 +45,8 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
             "files_read_this_run": stats["files_read_this_run"],
             "unreadable_files": result.unreadable_files().height,
             "synthetic_files": stats["synthetic_files"],
+            "unreadable_paths": stats["unreadable_paths"],
+            "vanished_files": stats["vanished_files"],
             "files_table": dg.MetadataValue.md(
                 markdown_table(
                     result.manifest.select(

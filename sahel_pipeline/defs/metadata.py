@@ -4,6 +4,7 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core import tables
+from sahel_pipeline.core.text import plain_text
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 25) -> str:
@@ -15,7 +16,9 @@ def table_preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 
 def _cell(value: object) -> str:
+    """A value as literal text in a cell (data can hold Markdown, HTML, line breaks: text.markdown_text)."""
     if value is None:
         return ""
-    text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return text.replace("\n", " ")[:80]
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return plain_text(value, limit=80)

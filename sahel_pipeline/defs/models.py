@@ -5,6 +5,9 @@ import polars as pl
 
 from sahel_pipeline.core.months import parse_month
 from sahel_pipeline.core.scoring import nest_forecasts, score_month, split_forecasts, unnest_forecasts
+from sahel_pipeline.core.series import SERIES_COLUMNS
+from sahel_pipeline.core.storage import written_aside
+from sahel_pipeline.core.text import spreadsheet_safe
 from sahel_pipeline.defs.io_manager import previous_output
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MODEL_SHARDS, MONTHS
@@ -42,7 +45,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
     ) -> dg.MaterializeResult:
         month = parse_month(context.partition_key)
         # The last materialization of this partition: series whose inputs have not changed keep their scores.
-        earlier = previous_output(settings.warehouse, shard_key(shard), context.partition_key)
+        earlier = previous_output(settings.warehouse, shard_key(shard), context.partition_key, context.log.warning)
         result = score_month(
             group_month_panel,
             country_month_panel,
@@ -90,8 +93,12 @@ def series_forecasts(
     folder = settings.output_path / "forecasts"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{context.partition_key}.csv"
-    forecasts.write_csv(path)
-    unnest_forecasts(gathered, "exceedance").write_csv(folder / f"{context.partition_key}-exceedance.csv")
+    with written_aside() as aside:
+        spreadsheet_safe(forecasts).write_csv(aside(path))
+        spreadsheet_safe(unnest_forecasts(gathered, "exceedance")).write_csv(
+            aside(folder / f"{context.partition_key}-exceedance.csv")
+        )
+    context.log.info(f"forecasts of {forecasts.select(SERIES_COLUMNS).unique().height:,} series: {path}")
     countries = forecasts.filter(pl.col("level") == "country", pl.col("horizon") == 1)
     return dg.MaterializeResult(
         value=forecasts,

@@ -46,7 +46,7 @@ def monthly_panels(
         aliases,
         settings.group_role,
         settings.ambiguous_attribution,
-        previous=load_counts(settings.panel_cache),
+        previous=load_counts(settings.panel_cache, context.log.warning),
         units=settings.state_units,
         breaks=models.configured_breaks(),
     )

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
 from sahel_pipeline.core import vintages
@@ -15,7 +15,8 @@ from sahel_pipeline.core.actor_types import check_types
 from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.evaluation.run import EvaluationConfig
-from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
+from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, RawScan, discover_raw_files, raw_path_list
+from sahel_pipeline.core.lock import release, run_process, take
 from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
 from sahel_pipeline.core.months import is_month_key, month_key, parse_month
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
@@ -62,11 +63,27 @@ class PipelineSettings(dg.ConfigurableResource):
         "('Police Forces of Niger', fold) or as groups of their own ('Police Forces of Niger Gendarmerie', separate).",
     )
 
-    def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
+    _took_output_folder: bool = PrivateAttr(default=False)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """A run takes the output folder's lock before any step writes there (core/lock.py): another run on the same
+        folder is refused, the run's own steps in other processes join it. Sensors and schedules take nothing."""
+        run = context.dagster_run
+        if run is not None:
+            log = context.log.info if context.log is not None else print
+            self._took_output_folder = take(self.output_path, "Dagster run", run.run_id, log)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        # Given back where the run ends, in its own process (the in-process executor). A step of the multiprocess
+        # executor leaves it: the run's other steps follow, and the lock is stale once the run's process exits.
+        if self._took_output_folder and run_process() == os.getpid():
+            release(self.output_path)
+
+    def raw_files(self, log: Callable[[str], None]) -> RawScan:
         if self.as_of:
             files = vintages.files_at(raw_path_list(self.raw_paths), self.as_of)
             log(f"as of vintage {self.as_of}: {len(files)} files held then")
-            return files
+            return RawScan(files)
         return discover_raw_files(self.raw_paths, SAMPLE_DIR if self.sample_fallback else None, log)
 
     def pull_folder(self) -> Path:

@@ -20,6 +20,7 @@ from sahel_pipeline.core.evaluation.surveillance import ALL_R_PEERS, Surveillanc
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_key
 from sahel_pipeline.core.scoring import FittingPool
+from sahel_pipeline.core.storage import written_aside
 
 Log = Callable[[str], None]
 NOT_RUN = "not run (asked not to: --no-r, or use_r off)"
@@ -206,11 +207,11 @@ def _state(s: CountSeries) -> np.ndarray:
 def write_evaluation(result: EvaluationResult, folder: Path) -> dict[str, Path]:
     """The tables as CSV and the methods page as Markdown and HTML, under `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {}
-    for name, table in result.tables.items():
-        paths[name] = folder / f"{name}.csv"
-        table.write_csv(paths[name])
+    paths = {name: folder / f"{name}.csv" for name in result.tables}
     paths["markdown"], paths["html"] = folder / "methods.md", folder / "methods.html"
-    paths["markdown"].write_text(methods.render_markdown(result), encoding="utf-8")
-    paths["html"].write_text(methods.render_html(result), encoding="utf-8")
+    with written_aside() as aside:
+        for name, table in result.tables.items():
+            table.write_csv(aside(paths[name]))
+        aside(paths["markdown"]).write_text(methods.render_markdown(result), encoding="utf-8")
+        aside(paths["html"]).write_text(methods.render_html(result), encoding="utf-8")
     return paths

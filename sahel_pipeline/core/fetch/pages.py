@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.fetch.http import FetchError, Log
+from sahel_pipeline.core.storage import written_aside
 
 PARTIAL = ".partial"
 
@@ -154,12 +154,10 @@ def _saved_pages(work: Path) -> list[Path]:
 def _save_page(work: Path, index: int, rows: list[dict]) -> Path:
     columns = list(dict.fromkeys(key for row in rows for key in row))
     path = work / f"page_{index:05d}.csv"
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+    with written_aside() as aside, open(aside(path), "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         writer.writerows([_text(row.get(c)) for c in columns] for row in rows)
-    os.replace(tmp, path)
     return path
 
 
@@ -179,15 +177,13 @@ def _distinct(pages: list[Path], id_column: str) -> int:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    with written_aside() as aside:
+        aside(path).write_text(json.dumps(data, indent=1, default=str))
 
 
 def write_raw_csv(path: Path, frame: pl.DataFrame) -> None:
     """A pulled file into the raw folder, written aside under a hidden name and renamed: the ingest (or the sensor)
     never sees half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    frame.write_csv(tmp)
-    os.replace(tmp, path)
+    with written_aside() as aside:
+        frame.write_csv(aside(path))
