@@ -1,4 +1,4 @@
-"""Metadata that reads well in the Dagster UI: small Markdown tables and previews."""
+"""Metadata that reads well in the Dagster UI: small Markdown tables, previews and table schemas."""
 
 import dagster as dg
 import polars as pl
@@ -24,4 +24,9 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     text = f"{value:.3g}" if isinstance(value, float) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")[:80]
+    return text.replace("|", "\\|").replace("\n", " ")  # never cut: an alert sentence ends with its numbers
+
+
+def column_schema(schema: pl.Schema) -> dg.TableSchema:
+    """The `dagster/column_schema` of a stored table: the UI's Columns tab."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()])

@@ -9,14 +9,23 @@ from typing import Literal, cast
 import dagster as dg
 from pydantic import Field
 
-from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
+from sahel_pipeline import (
+    ALIAS_TABLE,
+    BACKTEST_MONTHS,
+    BREAK_DATES,
+    DATA_DIR,
+    KNOWN_ESCALATIONS,
+    SAMPLE_DIR,
+    SUBSCRIPTIONS,
+)
 from sahel_pipeline.core import vintages
 from sahel_pipeline.core.actor_types import check_types
-from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, discover_raw_files, raw_path_list
 from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
+
+ALLOWED_ROOTS_VARIABLE = "SAHEL_ALLOWED_ROOTS"
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -60,6 +69,33 @@ class PipelineSettings(dg.ConfigurableResource):
         "('Police Forces of Niger', fold) or as groups of their own ('Police Forces of Niger Gendarmerie', separate).",
     )
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self.check_confined()
+
+    def allowed_roots(self) -> list[Path] | None:
+        """Folders raw_paths and output_dir must lie in: $SAHEL_ALLOWED_ROOTS (separated by ':'), else the project's
+        data/. Read from the environment of the process that runs the code, never from a run's config, so whoever can
+        launch a run from the UI cannot widen them."""
+        configured = os.environ.get(ALLOWED_ROOTS_VARIABLE)
+        return [p.resolve() for p in raw_path_list(configured)] if configured else [DATA_DIR.resolve()]
+
+    def check_confined(self) -> None:
+        """Refuse paths outside the allowed roots, after resolving '..' and symbolic links."""
+        roots = self.allowed_roots()
+        if roots is None:
+            return
+        paths = [*(("raw_paths", p) for p in raw_path_list(self.raw_paths)), ("output_dir", self.output_path)]
+        for name, path in paths:
+            resolved = path.expanduser().resolve()
+            if not any(resolved.is_relative_to(root) for root in roots):
+                allowed = os.pathsep.join(str(root) for root in roots)
+                raise dg.DagsterInvalidConfigError(
+                    f"settings: {name} {path} resolves to {resolved}, outside the allowed roots {allowed} "
+                    f"(set {ALLOWED_ROOTS_VARIABLE} where the code runs to allow other folders)",
+                    [],
+                    None,
+                )
+
     def raw_files(self, log: Callable[[str], None]) -> list[tuple[Path, str]]:
         if self.as_of:
             files = vintages.files_at(raw_path_list(self.raw_paths), self.as_of)
@@ -93,7 +129,7 @@ class PipelineSettings(dg.ConfigurableResource):
 
     def today(self) -> dt.date:
         """The day rows are judged against ("date in the future"): a past vintage's own day when recomputing it."""
-        return vintages.vintage_date(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()
+        return vintages.current_day(self.as_of)
 
 
 class ModelSettings(dg.ConfigurableResource):
