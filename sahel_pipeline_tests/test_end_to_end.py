@@ -18,8 +18,8 @@ from sahel_pipeline.core.alerts import alert_table, new_actors
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.models import load_breaks
-from sahel_pipeline.core.panels import build_panels
-from sahel_pipeline.core.scoring import nest_forecasts, score_month
+from sahel_pipeline.core.panels import INDICATORS, build_panels
+from sahel_pipeline.core.scoring import MonthScores, nest_forecasts, score_month
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.alerts import month_alerts
 from sahel_pipeline.defs.partitions import MODEL_SHARDS
@@ -252,7 +252,7 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
             "rate_ratio_high": 1.6,
         },
     ]
-    shard = nest_forecasts(pl.DataFrame(rows), pl.DataFrame())  # no forecasts
+    shard = nest_forecasts(MonthScores(pl.DataFrame(rows), pl.DataFrame(), pl.DataFrame()))  # no forecasts
     empty = shard.clear()
     admin1 = pl.LazyFrame(
         {
@@ -277,10 +277,11 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
             "group_type": "rebel group",
             "country": "Niger",
             "month": pl.date_range(dt.date(2022, 1, 1), month, "1mo", eager=True),
+            **dict.fromkeys(INDICATORS, 0),  # every indicator, for the report's history
             "events": 6,
             "fatalities": 2,
         }
-    )
+    ).cast({name: panels.country_month.schema[name] for name in INDICATORS})  # as the panels store them
     context = dg.build_asset_context(partition_key="2024-12")
     shards = {f"shard_{k}": (shard if k == 1 else empty) for k in range(1, MODEL_SHARDS + 1)}
     # the sample's ingest figures, said to come from a real pull: the alerts' synthetic flag follows the summary
