@@ -38,6 +38,7 @@ lint: install
 test: lint
 	@sh scripts/ensure_postgres.sh
 	@sh scripts/ensure_r.sh
+	@sh scripts/ensure_test_services.sh
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
@@ -45,12 +46,13 @@ test: lint
 unit: install
 	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
 
-# A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once.
+# A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once; then the
+# webserver on 127.0.0.1:$(PORT) and the daemon (scripts/ui.sh). `sahel run` records its runs in the same home.
 ui: install
 	mkdir -p .dagster_home
 	[ -f .dagster_home/dagster.yaml ] || cp deploy/dagster-local.yaml .dagster_home/dagster.yaml
 	[ -f .env ] || cp .env.example .env
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+	DAGSTER_HOME=$(CURDIR)/.dagster_home sh scripts/ui.sh $(BIN) $(PORT)
 
 bench: install
 	$(BIN)/python -m sahel_pipeline.benchmark $(ARGS)

@@ -4,11 +4,15 @@ import os
 from pathlib import Path
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = PROJECT_DIR / "data" / "sample"
+DATA_DIR = PROJECT_DIR / "data"
+SAMPLE_DIR = DATA_DIR / "sample"
 ALIAS_TABLE = PROJECT_DIR / "data" / "actor_aliases.csv"
 BREAK_DATES = PROJECT_DIR / "data" / "break_dates.csv"
 KNOWN_ESCALATIONS = PROJECT_DIR / "data" / "known_escalations.csv"
 SUBSCRIPTIONS = PROJECT_DIR / "data" / "subscriptions.csv"
+# Origins of the rolling backtest by default: this many months up to the data's end. Here rather than in
+# core/backtest.py so that `sahel --help` can show it without importing scipy and statsmodels.
+BACKTEST_MONTHS = 36
 
 # Polars configures its allocator (jemalloc) to hand freed memory back to the system after half a second, to keep
 # its footprint small (pola-rs/polars#18088), and lets `_RJEM_MALLOC_CONF` override that. A run here builds and drops

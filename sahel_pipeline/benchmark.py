@@ -13,7 +13,11 @@ Every figure is the median of --runs runs, each in a fresh process, as a schedul
 * whole cold run: `sahel run` from nothing through the alerts and report of October 2026, in Dagster, timed from
   the start of the Python process to its exit (imports included), the floor being measured just before it;
 * weekly update: the state a previous weekly run left (October and November 2026 on the export), plus the update
-  file, then the weekly run again for October and November, timed the same way.
+  file, then the weekly run again for October and November, timed the same way;
+* the UI's overhead, on the bundled sample (not the 2.5 million events): `sahel run --month 2024-12` into a new
+  folder and instance, against the same month launched as the UI launches it (`dagster job execute` on the code
+  location: its executor, a process per step), interleaved, each from process start to exit. `--ui-only` measures
+  this alone (a few minutes), without generating the large data.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ UPDATE = "acled_global_update_2026-11-21_SYNTHETIC.csv"
 COLD_MONTH = "2026-10"
 WEEKLY_MONTHS = ("2026-10", "2026-11")
 TODAY = dt.date(2026, 11, 21)
+SAMPLE_MONTH = "2024-12"
 
 
 class TreeMemory:
@@ -183,11 +188,80 @@ def measure_run(raw: list[Path], out: Path, months: tuple[str, ...], workers: in
     skip_final_garbage_collection()  # as `sahel run` does
     memory = TreeMemory()
     started = time.perf_counter()
-    runner = Runner([str(p) for p in raw], out, workers=workers, log_level="WARNING")
+    runner = Runner([str(p) for p in raw], out, workers=workers)
     runner.materialize_upstream()
     for month in months:
         runner.materialize_month(month)
     return {"run_s": time.perf_counter() - started} | memory.stop()
+
+
+def compare_ui_style(runs: int) -> dict[str, float]:
+    """The sample's cold run of one month from the command line and as the UI launches it, interleaved so that both
+    meet the machine in the same state; medians, and the median of the runs' ratios."""
+    import dagster as dg
+
+    from sahel_pipeline import DATA_DIR, PROJECT_DIR, SAMPLE_DIR
+    from sahel_pipeline.defs.partitions import MONTHS
+
+    bin_dir = Path(sys.executable).parent
+    cli, ui, loads = [], [], []
+    for _ in range(runs):
+        loads.append(os.getloadavg()[0])
+        with tempfile.TemporaryDirectory() as scratch_dir:
+            scratch = Path(scratch_dir)
+            homes = {name: scratch / f"home_{name}" for name in ("cli", "ui")}
+            for home in homes.values():
+                home.mkdir()
+                shutil.copyfile(PROJECT_DIR / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+            # In the UI the month is a partition once a first run has ingested the data; here it is added beforehand,
+            # so that the launched run does the command line's work: ingest, panels and the month, from nothing.
+            with dg.DagsterInstance.from_config(str(homes["ui"])) as instance:
+                assert MONTHS.name is not None
+                instance.add_dynamic_partitions(MONTHS.name, [SAMPLE_MONTH])
+            env = {**os.environ, "SAHEL_ALLOWED_ROOTS": os.pathsep.join([str(scratch), str(DATA_DIR)])}
+            cli.append(timed_command(
+                [str(bin_dir / "sahel"), "run", "--raw", str(SAMPLE_DIR), "--out", str(scratch / "cli"),
+                 "--month", SAMPLE_MONTH],
+                env | {"DAGSTER_HOME": str(homes["cli"])}, scratch,
+            ))
+            ui.append(timed_command(
+                [str(bin_dir / "dagster"), "job", "execute", "-m", "sahel_pipeline.definitions",
+                 "-j", "weekly_escalation_job", "--tags", json.dumps({"dagster/partition": SAMPLE_MONTH})],
+                env | UI_ENVIRONMENT | {"DAGSTER_HOME": str(homes["ui"]), "SAHEL_RAW_PATHS": str(SAMPLE_DIR),
+                                        "SAHEL_OUTPUT_DIR": str(scratch / "ui")},
+                scratch,
+            ))
+            if not (scratch / "ui" / "alerts" / f"{SAMPLE_MONTH}.csv").exists():
+                raise RuntimeError("the UI-style run wrote no alerts")
+    return {
+        "cli_s": statistics.median(cli),
+        "ui_s": statistics.median(ui),
+        "ratio": statistics.median(u / c for u, c in zip(ui, cli, strict=True)),
+        "load_min": min(loads),
+        "load_max": max(loads),
+    }
+
+
+# The code location's variables, as .env.example has them, without credentials: the launched run pulls nothing.
+UI_ENVIRONMENT = {name: "" for name in ("ACLED_EMAIL", "ACLED_PASSWORD", "UCDP_API_TOKEN", "SAHEL_ACLED_API_URL",
+                                        "SAHEL_UCDP_API_URL", "SAHEL_FETCH_COUNTRIES", "SAHEL_UCDP_VERSIONS")}
+
+
+def timed_command(command: list[str], env: dict[str, str], cwd: Path) -> float:
+    """Seconds from the command's start to its exit; its output is kept for the error if it fails."""
+    started = time.perf_counter()
+    completed = subprocess.run(command, env=env, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if completed.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:3])} failed:\n{completed.stdout[-2000:]}\n{completed.stderr[-3000:]}")
+    return elapsed
+
+
+def print_ui_comparison(ui: dict[str, float], runs: int) -> None:
+    loads = f"{ui['load_min']:.1f} to {ui['load_max']:.1f}"
+    print(f"\nsample, {SAMPLE_MONTH}, cold, median of {runs} interleaved runs (1-minute load average {loads}):")
+    print(f"  sahel run                  {ui['cli_s']:>7.1f} s")
+    print(f"  as the UI launches it      {ui['ui_s']:>7.1f} s   {ui['ratio']:.2f}x the command line (median ratio)")
 
 
 # --- orchestration ----------------------------------------------------------------------------------------------------
@@ -215,12 +289,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--events", type=int, default=2_500_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--ui-only", action="store_true", help="only the sample's command line vs UI-style runs")
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)  # one measurement, in a child process
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(_measure(args.measure, args.workers)))
         return
+    if args.ui_only:
+        print_ui_comparison(compare_ui_style(args.runs), args.runs)
+        return
     run_benchmark(args.data, args.events, args.runs, args.workers)
+    print_ui_comparison(compare_ui_style(args.runs), args.runs)
 
 
 def _measure(what: list[str], workers: int) -> dict[str, float]:

@@ -1,9 +1,9 @@
 """`sahel`: run the pipeline, read the alerts, run the backtest, from a terminal.
 
-    sahel run [--raw PATH ...] [--out DIR] [--month YYYY-MM | --from YYYY-MM --to YYYY-MM] [--workers N]
+    sahel run [--raw PATH ...] [--out DIR] [--month YYYY-MM | --from YYYY-MM --to YYYY-MM] [--workers N] [--verbose]
               [--as-of VINTAGE]
     sahel alerts [--month YYYY-MM] [--out DIR]
-    sahel backtest [--raw PATH ...] [--out DIR] [--workers N]
+    sahel backtest [--raw PATH ...] [--out DIR] [--months N] [--workers N] [--verbose]
     sahel fetch acled --raw DIR [--country NAME ...] [--since YYYY-MM-DD]
     sahel fetch ucdp --raw DIR --version VERSION [...] [--country NAME ...]
     sahel vintages [--raw DIR]
@@ -13,7 +13,12 @@
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
 for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
-and records the vintage. Errors are one line and a non-zero exit status.
+and records the vintage. Runs are recorded in the Dagster instance the UI reads; the terminal gets one progress
+line per step, Dagster's own log goes to a file under the output folder. Errors are one line and a non-zero exit
+status.
+
+Heavy libraries (Dagster, Polars, statsmodels) are imported inside the commands, so `sahel --help` and
+`sahel --version` answer at once.
 """
 
 from __future__ import annotations
@@ -23,14 +28,16 @@ import datetime as dt
 import os
 import sys
 import textwrap
+from collections.abc import Container
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import polars as pl
-
-from sahel_pipeline.core.backtest import BACKTEST_MONTHS
-from sahel_pipeline.core.months import is_month_key, month_key, month_range, parse_month
+from sahel_pipeline import BACKTEST_MONTHS
+from sahel_pipeline.core.months import is_month_key
 from sahel_pipeline.core.text import terminal_text
+
+if TYPE_CHECKING:
+    import polars as pl
 
 if TYPE_CHECKING:
     from sahel_pipeline.runner import Notified
@@ -50,19 +57,23 @@ def main(argv: list[str] | None = None) -> int:
     given = sys.argv[1:] if argv is None else argv
     args = parser().parse_args(given)
     args.out_given = any(a == "--out" or a.startswith("--out=") for a in given)
-    from sahel_pipeline.core.lock import OutputFolderLocked
-    from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
-
-    skip_final_garbage_collection()
-
+    log_path: Path | None = None
     try:
-        return args.command(args)
+        from sahel_pipeline.core.lock import OutputFolderLocked
+        from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
+
+        skip_final_garbage_collection()
+        try:
+            return args.command(args)
+        except RunFailed as err:
+            log_path = err.log_path
+            raise CliError(str(err), EXIT_FAILED) from err
+        except OutputFolderLocked as err:
+            raise CliError(str(err), EXIT_FAILED) from err
     except CliError as err:
-        print(f"sahel: error: {terminal_text(err)}", file=sys.stderr)
+        where = f" (log: {log_path})" if log_path else ""
+        print(f"sahel: error: {terminal_text(err)}{where}", file=sys.stderr)
         return err.status
-    except (RunFailed, OutputFolderLocked) as err:
-        print(f"sahel: error: {terminal_text(err)}", file=sys.stderr)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         print("sahel: interrupted", file=sys.stderr)
         return 130
@@ -71,12 +82,34 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("sahel-pipeline")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+class _Version(argparse.Action):
+    """--version, looked up only when asked for (importlib.metadata scans the installed packages)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, help="print the version and exit")
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"sahel {version()}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="sahel", description="Early-warning pipeline for armed-conflict analysts.")
+    top.add_argument("--version", action=_Version)
     commands = top.add_subparsers(required=True, metavar="{run,alerts,backtest,fetch,vintages,notify,evaluate}")
 
-    def common(sub: argparse.ArgumentParser, raw: bool = True) -> None:
-        if raw:
+    def common(sub: argparse.ArgumentParser, runs: bool = True) -> None:
+        if runs:
             sub.add_argument(
                 "--raw",
                 nargs="+",
@@ -86,6 +119,20 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument(
             "--out", default="data/outputs", metavar="DIR", help="where outputs go (default: data/outputs)"
         )
+        if runs:
+            sub.add_argument(
+                "--workers",
+                type=int,
+                default=os.cpu_count() or 1,
+                metavar="N",
+                help="processes fitting series (default: all cores)",
+            )
+            sub.add_argument(
+                "--verbose",
+                "-v",
+                action="store_true",
+                help="show Dagster's log as the run goes, instead of one progress line per step",
+            )
 
     run = commands.add_parser("run", help="ingest, model and write alerts and reports for month partitions")
     common(run)
@@ -94,17 +141,14 @@ def parser() -> argparse.ArgumentParser:
     when.add_argument("--from", dest="first", metavar="YYYY-MM", help="first month of a range (with --to)")
     run.add_argument("--to", dest="last", metavar="YYYY-MM", help="last month of a range (with --from)")
     run.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)"
-    )
-    run.add_argument(
         "--as-of", dest="as_of", metavar="VINTAGE",
         help="recompute from exactly the files the raw folder held at this vintage (see `sahel vintages`); needs --out",
     )
     run.set_defaults(command=command_run)
 
     alerts = commands.add_parser("alerts", help="print a month's alerts table")
-    common(alerts, raw=False)
-    alerts.add_argument("--month", metavar="YYYY-MM", help="default: the latest month with alerts written")
+    common(alerts, runs=False)
+    alerts.add_argument("--month", metavar="YYYY-MM", help="the month (default: the latest month with alerts written)")
     alerts.set_defaults(command=command_alerts)
 
     backtest = commands.add_parser("backtest", help="rolling-origin backtest of forecasts and alerts")
@@ -113,9 +157,9 @@ def parser() -> argparse.ArgumentParser:
         "--months",
         type=int,
         default=BACKTEST_MONTHS,
+        metavar="N",
         help=f"origins: this many months up to the data's end (default {BACKTEST_MONTHS})",
     )
-    backtest.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     backtest.set_defaults(command=command_backtest)
 
     fetch = commands.add_parser("fetch", help="pull ACLED or UCDP data from their APIs into a raw folder")
@@ -141,7 +185,7 @@ def parser() -> argparse.ArgumentParser:
     listing.set_defaults(command=command_vintages)
 
     notify = commands.add_parser("notify", help="send a month's alerts to their subscribers, Slack and Teams")
-    common(notify, raw=False)
+    common(notify, runs=False)
     notify.add_argument("--month", metavar="YYYY-MM", help="default: the latest month with alerts written")
     notify.add_argument(
         "--dry-run",
@@ -186,20 +230,24 @@ def command_run(args: argparse.Namespace) -> int:
     if (args.first is None) != (args.last is None):
         raise CliError("--from and --to go together")
     months = _months(args)
-    _check_partitions(months)
     if args.as_of:
         _check_as_of(args)
+    _check_possible(months, args.as_of)
     runner = _runner(args)
-    upstream = runner.materialize_upstream()
+    upstream = runner.materialize_upstream()  # adds the month partitions the data can score
+    _check_partitions(months, runner)
     if not months:
         months = [_latest_complete_month(runner.settings)]
         print(f"month: {months[0]} (the latest month the data cover in full)")
     notified = {month: runner.materialize_month(month) for month in months}
     _print_run_summary(upstream, runner.settings.output_path, notified)
+    print(f"log: {runner.log_path}")
     return 0
 
 
 def _months(args: argparse.Namespace) -> list[str]:
+    from sahel_pipeline.core.months import month_key, month_range, parse_month
+
     for value in (args.month, args.first, args.last):
         if value is not None and not is_month_key(value):
             raise CliError(f"bad month '{value}': expected YYYY-MM, e.g. 2023-10")
@@ -213,14 +261,27 @@ def _months(args: argparse.Namespace) -> list[str]:
     return []
 
 
-def _check_partitions(months: list[str]) -> None:
-    """Before any work: a month outside the monthly partitions would only fail after the ingest."""
-    from sahel_pipeline.defs.partitions import MONTHS
+def _check_possible(months: list[str], as_of: str) -> None:
+    """Before any work: a month no data can make a partition (before 2000, after the current month)."""
+    from sahel_pipeline.core.vintages import current_day
+    from sahel_pipeline.defs.partitions import impossible_months
 
-    keys = MONTHS.get_partition_keys()
+    why = impossible_months(months, current_day(as_of))
+    if why:
+        raise CliError(why)
+
+
+def _check_partitions(months: list[str], runner) -> None:
+    """After the ingest: months are partitions from the first one the data can score to the current month; a month
+    before that is refused before it is scored."""
+    from sahel_pipeline.defs.partitions import month_partitions
+
+    keys = month_partitions(runner.instance)
     outside = sorted(set(months) - set(keys))
+    if outside and not keys:
+        raise CliError(f"month {outside[0]} cannot be scored: the data are too short to score any month")
     if outside:
-        raise CliError(f"month {outside[0]} is outside the months the pipeline scores, {keys[0]} to {keys[-1]}")
+        raise CliError(f"month {outside[0]} is outside the months the data can score, {keys[0]} to {keys[-1]}")
 
 
 def _check_as_of(args: argparse.Namespace) -> None:
@@ -236,25 +297,37 @@ def _check_as_of(args: argparse.Namespace) -> None:
 
 
 def _runner(args: argparse.Namespace, evaluation=None):
-    from sahel_pipeline.runner import Runner
-
     raw = args.raw or []
     for path in raw:
         if not Path(path).exists():
             raise CliError(f"raw data path does not exist: {path}")
     if getattr(args, "months", 1) < 1:
         raise CliError("--months must be at least 1")
+    if args.workers < 1:
+        raise CliError("--workers must be at least 1")
+    home = os.environ.get("DAGSTER_HOME")
+    if home and not Path(home).is_dir():
+        raise CliError(f"DAGSTER_HOME is set to {home}, which is not a folder: create it or unset DAGSTER_HOME")
+
+    from sahel_pipeline.runlog import ProgressLines
+    from sahel_pipeline.runner import Runner
+
     return Runner(
         raw,
         Path(args.out),
-        workers=max(1, args.workers),
+        workers=args.workers,
         backtest_months=getattr(args, "months", BACKTEST_MONTHS),
         as_of=getattr(args, "as_of", None) or "",
         evaluation=evaluation,
+        progress=ProgressLines(),
+        verbose=args.verbose,
     )
 
 
 def _latest_complete_month(settings) -> str:
+    import polars as pl
+
+    from sahel_pipeline.core.months import month_key
     from sahel_pipeline.core.panels import last_complete_month
 
     panel = pl.read_parquet(settings.warehouse / "country_month_panel.parquet")
@@ -264,6 +337,8 @@ def _latest_complete_month(settings) -> str:
 
 
 def _print_run_summary(upstream: dict, out: Path, notified: dict[str, Notified | None]) -> None:
+    import polars as pl
+
     if upstream["synthetic"]:
         print(
             f"SYNTHETIC: {upstream['synthetic_files']} of {upstream['files']} input files are synthetic, not real data"
@@ -302,6 +377,8 @@ def _print_notified(month: str, notes: Notified) -> None:
 
 
 def command_alerts(args: argparse.Namespace) -> int:
+    import polars as pl
+
     month = _written_month(Path(args.out), args.month)
     # The Parquet twin holds the values as written (the CSV's text cells are made safe for spreadsheets).
     print(format_alerts(pl.read_parquet(Path(args.out) / "alerts" / f"{month}.parquet"), month))
@@ -324,28 +401,40 @@ def _written_month(out: Path, month: str | None) -> str:
 
 
 def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
-    """The month's alerts for a terminal: data are printed without control characters (text.terminal_text), so a
-    name holding escape sequences cannot drive the terminal, and long names are shortened."""
+    """A header row and one aligned row per alert (columns as wide as their longest value), its sentence below.
+    Expected counts and rate ratios are rounded as the sentence rounds them. Data are printed without control
+    characters (text.terminal_text), so a name holding escape sequences cannot drive the terminal, and long names are
+    shortened."""
+    import polars as pl
+
+    from sahel_pipeline.core.alerts import count_text, ratio_text
+
     if alerts.height == 0:
         return f"{month}: no alerts."
+
+    def figures(row: dict, indicator: str) -> list:
+        if row.get("kind") == "new_actor":  # a group new in the country: no expected count to compare with
+            return ["new in the country", row["observed"], "", ""]
+        ratio = f"{ratio_text(float(row['rate_ratio']))}x" if row["rate_ratio"] else "inf"
+        return [indicator, row["observed"], count_text(float(row["expected"])), ratio]
+
+    rows = []
+    for row in alerts.iter_rows(named=True):
+        text = {k: terminal_text(v, limit=40) for k, v in row.items() if k != "explanation"}
+        rows.append(
+            [text["severity"].upper(), text["status"], text["source"], text["country"], text["group"] or "(country)",
+             *figures(row, text["indicator"])]
+        )
+    header = ["severity", "status", "source", "country", "group", "indicator", "observed", "expected", "rate ratio"]
+    table = text_table(header, rows, right=range(6, 9)).splitlines()
     synthetic = "synthetic" in alerts.columns and bool(
         (alerts["synthetic"].cast(pl.String).str.to_lowercase() == "true").any()
     )
-    lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), ""]
-    for row in alerts.iter_rows(named=True):
-        text = {k: terminal_text(v, limit=40) for k, v in row.items() if k != "explanation"}
-        who = text["group"] or "(country)"
-        if row.get("kind") == "new_actor":
-            figures = f"{'new in the country':<26} {row['observed']:>5} this month"
-        else:
-            ratio = f"x{float(row['rate_ratio']):.1f}" if row["rate_ratio"] else "x inf"
-            figures = f"{text['indicator']:<26} {row['observed']:>5} vs {float(row['expected']):>6.1f}  {ratio}"
-        lines.append(
-            f"{text['severity'].upper():<6} {text['status']:<10} {text['source']:<5} {text['country']:<14} "
-            f"{who:<12} {figures}"
-        )
-        explanation = terminal_text(row["explanation"], limit=2000)
-        lines += textwrap.wrap(explanation, width=width, initial_indent="       ", subsequent_indent="       ")
+    lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), "", table[0]]
+    for line, sentence in zip(table[1:], alerts["explanation"], strict=True):
+        lines.append(line)
+        explanation = terminal_text(sentence, limit=2000)
+        lines += textwrap.wrap(explanation, width=width, initial_indent="    ", subsequent_indent="    ")
         lines.append("")
     return "\n".join(lines)
 
@@ -359,10 +448,10 @@ def command_notify(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     month = _written_month(out, args.month)
-    _check_partitions([month])
     if not (out / "warehouse" / "escalation_alerts" / f"{month}.parquet").exists():
         raise CliError(f"no alerts stored for {month} under {out}: run `sahel run --month {month}` first", EXIT_FAILED)
     runner = Runner([], out, delivery=DeliverySettings(dry_run=True if args.dry_run else None))
+    _check_partitions([month], runner)
     notes = runner.materialize_notifications(month)
     if notes is None:
         raise CliError(f"the notifications of {month} did not run", EXIT_FAILED)
@@ -370,35 +459,66 @@ def command_notify(args: argparse.Namespace) -> int:
     return EXIT_FAILED if notes.problems else 0
 
 
+def text_table(header: list[str], rows: list[list], right: Container[int] = ()) -> str:
+    """Columns padded to their widest cell; the columns in `right` (numbers) aligned right."""
+    cells = [header, *[["" if v is None else str(v) for v in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = []
+    for row in cells:
+        padded = (
+            cell.rjust(w) if i in right else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        )
+        lines.append("  ".join(padded).rstrip())
+    return "\n".join(lines)
+
+
+def frame_table(frame: pl.DataFrame) -> str:
+    """A Polars frame as a plain table: whole numbers with thousands separators, fractions to two decimals."""
+    import polars as pl
+
+    def show(value: object) -> str:
+        if isinstance(value, bool) or value is None:
+            return "" if value is None else str(value).lower()
+        if isinstance(value, int):
+            return f"{value:,}"
+        if isinstance(value, float):
+            return f"{value:,.2f}"
+        return str(value)
+
+    numeric = [i for i, dtype in enumerate(frame.dtypes) if dtype.is_numeric() and dtype != pl.Boolean]
+    return text_table(
+        frame.columns,
+        [[show(v) for v in row] for row in frame.iter_rows()],
+        right=set(numeric),
+    )
+
+
 # --- backtest -------------------------------------------------------------------------------------------------------
 
 
 def command_backtest(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from sahel_pipeline.core.backtest import BASELINES
 
     runner = _runner(args)
     runner.materialize_upstream()
     runner.materialize_backtest()
     folder = runner.settings.output_path / "backtest"
-    with pl.Config(
-        tbl_rows=40,
-        tbl_cols=20,
-        tbl_width_chars=200,
-        fmt_str_lengths=40,
-        float_precision=2,
-        tbl_hide_dataframe_shape=True,
+    by_horizon = ["level", "horizon", "forecasts", "crps_model", *(f"crps_{b}" for b in BASELINES),
+                  "log_score_model", "pit50", "pit80", "pit95"]
+    for title, name, columns in (
+        ("Forecasts against the baselines, by horizon", "by_horizon", by_horizon),
+        ("Alerts per series-year", "alert_rates", None),
+        ("Known escalation episodes", "episodes", None),
     ):
-        tables = {
-            "by_horizon": pl.read_csv(folder / "by_horizon.csv").select(
-                "level", "horizon", "forecasts", "crps_model", *(f"crps_{b}" for b in BASELINES),
-                "log_score_model", "pit50", "pit80", "pit95",
-            ),
-            "alert_rates": pl.read_csv(folder / "alert_rates.csv"),
-            "episodes": pl.read_csv(folder / "episodes.csv").drop("description"),
-        }
-        for table in tables.values():  # names from the data, printed without control characters
-            print(table.with_columns(pl.col(pl.String).map_elements(terminal_text, return_dtype=pl.String)))
+        table = pl.read_csv(folder / f"{name}.csv")
+        # names from the data, printed without control characters
+        table = table.with_columns(pl.col(pl.String).map_elements(terminal_text, return_dtype=pl.String))
+        table = table.select(columns) if columns else table.drop("description", strict=False)
+        print(f"{title} ({name}.csv):\n{frame_table(table)}\n")
     print(f"backtest tables: {folder}")
+    print(f"log: {runner.log_path}")
     return 0
 
 
@@ -537,6 +657,8 @@ def command_vintages(args: argparse.Namespace) -> int:
 
 
 def command_evaluate(args: argparse.Namespace) -> int:
+    import polars as pl
+
     from sahel_pipeline.core.evaluation.run import EvaluationConfig
     from sahel_pipeline.defs.resources import EvaluationSettings
 
@@ -557,15 +679,13 @@ def command_evaluate(args: argparse.Namespace) -> int:
     runner.materialize_upstream()
     runner.materialize_evaluation()
     folder = runner.settings.output_path / "evaluation"
-    with pl.Config(
-        tbl_rows=40, tbl_cols=20, tbl_width_chars=220, fmt_str_lengths=30, float_precision=3,
-        tbl_hide_dataframe_shape=True,
-    ):
-        print(pl.read_csv(folder / "summary.csv"))
+    summary = frame_table(pl.read_csv(folder / "summary.csv"))
+    print(f"Detectors at matched false-alarm rates (summary.csv):\n{summary}\n")
     detectors = pl.read_csv(folder / "detectors.csv")
     for name, status in detectors.filter(pl.col("status") != "ran").select("name", "status").iter_rows():
         print(f"{name}: {status}")
     print(f"evaluation tables and methods page: {folder} (methods.html)")
+    print(f"log: {runner.log_path}")
     return 0
 
 

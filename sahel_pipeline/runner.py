@@ -1,8 +1,14 @@
-"""Materializing the asset graph in this process, for the command line and the benchmark."""
+"""Materializing the asset graph in this process, for the command line and the benchmark.
+
+Runs are recorded in the Dagster instance the UI reads, so `sahel run` shows in `make ui` as a run of
+`weekly_escalation_job` (or `backtest_job`) with its materializations, check results and metadata.
+"""
 
 import atexit
 import gc
+import logging
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,16 +17,19 @@ from typing import cast
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.backtest import BACKTEST_MONTHS
+from sahel_pipeline import BACKTEST_MONTHS, PROJECT_DIR
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
 from sahel_pipeline.core.lock import hold_for_this_process
 from sahel_pipeline.definitions import build_definitions
-from sahel_pipeline.defs.backtest import forecast_backtest
+from sahel_pipeline.defs.automation import UPSTREAM
 from sahel_pipeline.defs.delivery import alert_notifications
-from sahel_pipeline.defs.evaluation import detector_evaluation
-from sahel_pipeline.defs.fetch import GROUP as FETCH_GROUP
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
+from sahel_pipeline.runlog import log_file_path, run_loggers
+
+# The project-local instance `make ui` starts the webserver on; made from deploy/dagster-local.yaml when missing.
+LOCAL_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
+LOCAL_INSTANCE_CONFIG = PROJECT_DIR / "deploy" / "dagster-local.yaml"
 
 
 def skip_final_garbage_collection() -> None:
@@ -34,25 +43,55 @@ def skip_final_garbage_collection() -> None:
 
 
 class RunFailed(Exception):
-    """A run did not complete; the message says which step or check stopped it and why."""
+    """A run did not complete; the message says which step or check stopped it and why, the log file the rest."""
+
+    def __init__(self, message: str, log_path: Path):
+        super().__init__(message)
+        self.log_path = log_path
+
+
+def recording_instance() -> dg.DagsterInstance:
+    """The instance the UI reads: $DAGSTER_HOME's when it is set (production's, PostgreSQL), else the project's
+    `.dagster_home/` (SQLite), the one `make ui` serves."""
+    if os.environ.get("DAGSTER_HOME"):
+        return dg.DagsterInstance.get()
+    config = LOCAL_DAGSTER_HOME / "dagster.yaml"
+    if not config.exists():
+        LOCAL_DAGSTER_HOME.mkdir(exist_ok=True)
+        shutil.copyfile(LOCAL_INSTANCE_CONFIG, config)
+    return dg.DagsterInstance.from_config(str(LOCAL_DAGSTER_HOME))
+
+
+class CommandLineSettings(PipelineSettings):
+    """The command line's settings: whoever runs `sahel` chooses its folders, so they are not confined to the roots
+    that guard a deployed UI (a run launched from the UI uses PipelineSettings, which is)."""
+
+    def allowed_roots(self) -> list[Path] | None:
+        return None
 
 
 class Runner:
-    """Runs the upstream assets once, then month partitions, on one ephemeral Dagster instance. It does not pull:
-    `sahel fetch` does, before."""
+    """Runs the upstream assets once, then month partitions, through the code location's jobs, in this process. It
+    does not pull: `sahel fetch` does, before.
+
+    Dagster's log goes to `log_path` (by default a new file under `<out>/logs/`); `progress`, a logging handler,
+    gets the steps' records for the terminal, and `verbose` adds Dagster's console log instead.
+    """
 
     def __init__(
         self,
         raw: list[str],
         out: Path,
         workers: int = 1,
-        log_level: str = "INFO",
         backtest_months: int = BACKTEST_MONTHS,
         as_of: str = "",
         delivery: DeliverySettings | None = None,
         evaluation: EvaluationSettings | None = None,
+        progress: logging.Handler | None = None,
+        verbose: bool = False,
+        instance: dg.DagsterInstance | None = None,
     ):
-        self.settings = PipelineSettings(
+        self.settings = CommandLineSettings(
             raw_paths=os.pathsep.join(str(p) for p in raw) if raw else DEFAULT_RAW_PATHS,
             output_dir=str(out),
             sample_fallback=not raw,
@@ -61,52 +100,53 @@ class Runner:
         # One run at a time per output folder: refused here, before any work, when another process holds it.
         hold_for_this_process(out, "sahel run", log=lambda message: print(f"sahel: {message}", file=sys.stderr))
         models = ModelSettings(workers=workers, backtest_months=backtest_months)
-        self.definitions = build_definitions(self.settings, models, delivery, evaluation_settings=evaluation)
+        self.log_path = log_file_path(out)
+        self.definitions = dg.Definitions.merge(
+            build_definitions(self.settings, models, delivery, evaluation_settings=evaluation),
+            dg.Definitions(loggers=run_loggers(self.log_path, verbose, progress)),
+        )
         if models.pool is not None:
             models.pool.warm_up()  # every run ends in fitting: the workers import statsmodels while ingest runs
-        self.instance = dg.DagsterInstance.ephemeral()
-        # INFO shows progress (files read, series fitted) without Dagster's step-by-step debug events.
-        self.run_config = {"loggers": {"console": {"config": {"log_level": log_level}}}}
-        self.assets = cast(list[dg.AssetsDefinition], self.definitions.assets)  # build_definitions gives a list
-        self.nodes = [*self.assets, *cast(list[dg.AssetChecksDefinition], self.definitions.asset_checks)]
-        partitioned = dg.AssetSelection.all() - dg.AssetSelection.assets(forecast_backtest, detector_evaluation)
-        self.monthly = partitioned & dg.AssetSelection.keys(*self._partitioned_keys())
-        self.upstream = partitioned - self.monthly - dg.AssetSelection.groups(FETCH_GROUP)
-
-    def _partitioned_keys(self) -> list[dg.AssetKey]:
-        return [key for asset in self.assets for key in asset.keys if asset.partitions_def == MONTHS]
+        self.instance = instance or recording_instance()
+        self.weekly = self.definitions.resolve_job_def("weekly_escalation_job")
+        self.backtest = self.definitions.resolve_job_def("backtest_job")
+        self.evaluation = self.definitions.resolve_job_def("evaluation_job")
+        assets = cast(list[dg.AssetsDefinition], self.definitions.assets)  # build_definitions gives a list
+        self.monthly = [key for asset in assets for key in asset.keys if asset.partitions_def == MONTHS]
+        self.upstream = UPSTREAM  # ingest and panels: the command line does not pull (`sahel fetch` does)
 
     def materialize_upstream(self) -> dict:
         """Ingest, validation and panels. Returns the ingest figures."""
-        self._run(self.upstream)
+        self._run(self.weekly, self.upstream)
         return pl.read_parquet(self.settings.warehouse / "ingest_summary.parquet").row(0, named=True)
 
     def materialize_month(self, month: str) -> "Notified | None":
         """Scores, forecasts, alerts, report, feeds and notifications of one month, from the stored panels."""
-        return notified(self._run(self.monthly, partition_key=month), month)
+        return notified(self._run(self.weekly, self.monthly, partition_key=month), month)
 
     def materialize_notifications(self, month: str) -> "Notified | None":
         """A month's notifications, from the alerts and report stored by an earlier run."""
-        return notified(self._run(dg.AssetSelection.assets(alert_notifications), partition_key=month), month)
+        return notified(self._run(self.weekly, list(alert_notifications.keys), partition_key=month), month)
 
     def materialize_backtest(self) -> None:
-        self._run(dg.AssetSelection.assets(forecast_backtest))
+        self._run(self.backtest)
 
     def materialize_evaluation(self) -> None:
-        self._run(dg.AssetSelection.assets(detector_evaluation))
+        self._run(self.evaluation)
 
-    def _run(self, selection: dg.AssetSelection, partition_key: str | None = None) -> dg.ExecuteInProcessResult:
-        result = dg.materialize(
-            self.nodes,
-            selection=selection,
-            partition_key=partition_key,
+    def _run(
+        self, job: dg.JobDefinition, keys: list[dg.AssetKey] | None = None, partition_key: str | None = None
+    ) -> dg.ExecuteInProcessResult:
+        result = job.execute_in_process(
             instance=self.instance,
-            run_config=self.run_config,
-            resources=self.definitions.resources,
+            run_config={"loggers": {"sahel": {}}},
+            partition_key=partition_key,
+            asset_selection=keys,
+            tags={"sahel/launched_by": "sahel command line"},
             raise_on_error=False,
         )
         if not result.success:
-            raise RunFailed(failure_message(result))
+            raise RunFailed(failure_message(result), self.log_path)
         return result
 
 

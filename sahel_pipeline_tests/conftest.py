@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from sahel_pipeline import SAMPLE_DIR
+from sahel_pipeline import PROJECT_DIR, SAMPLE_DIR
+from sahel_pipeline_tests.fixtures import REAL_DIR, TESTS_DIR
+from sahel_pipeline_tests.postgres import Server, running_postgres
 
 
 @pytest.fixture
@@ -21,3 +26,42 @@ def no_delivery_settings_from_the_environment(monkeypatch):
 
     for name in DELIVERY_ENVIRONMENT.values():
         monkeypatch.delenv(name, raising=False)
+@pytest.fixture(autouse=True, scope="session")
+def dagster_home(tmp_path_factory) -> Iterator[Path]:
+    """Runs of the command line are recorded in $DAGSTER_HOME's instance: the tests' own, never the project's."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copyfile(PROJECT_DIR / "deploy" / "dagster-local.yaml", home / "dagster.yaml")  # what `make ui` uses
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("DAGSTER_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(autouse=True, scope="session")
+def allowed_roots(tmp_path_factory) -> Iterator[str]:
+    """Runs may read and write the tests' temporary folders, the bad files and the real files, beside data/."""
+    roots = os.pathsep.join(
+        str(p) for p in (tmp_path_factory.getbasetemp(), PROJECT_DIR / "data", TESTS_DIR, REAL_DIR.parent)
+    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SAHEL_ALLOWED_ROOTS", roots)
+        yield roots
+
+
+@pytest.fixture
+def postgres_server() -> Iterator[Server]:
+    """A running PostgreSQL server on loopback with Dagster's database and role (skips without PostgreSQL)."""
+    with running_postgres() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dagster_home(postgres_server: Server, tmp_path: Path, monkeypatch) -> Path:
+    """$DAGSTER_HOME holding the shipped deploy/dagster.yaml byte for byte, with the DAGSTER_PG_* variables set to
+    reach `postgres_server`: only the environment differs from production. Subprocesses inherit both."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_DIR / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name, value in postgres_server.environment().items():
+        monkeypatch.setenv(name, value)
+    return home

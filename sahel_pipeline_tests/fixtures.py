@@ -3,11 +3,13 @@ that read the real files (conftest.py keeps only pytest fixtures)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import signal
+import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,3 +54,33 @@ def outliving(pids: list[int], seconds: float = 5) -> list[int]:
     for pid in left:
         os.kill(pid, signal.SIGKILL)
     return left
+
+
+def materialize_upstream(job, instance, **kwargs):
+    """Ingest and panels alone (unpartitioned): they add the month partitions the data can score to the instance."""
+    from sahel_pipeline.defs.automation import UPSTREAM
+
+    result = job.execute_in_process(asset_selection=UPSTREAM, instance=instance, raise_on_error=False, **kwargs)
+    assert result.success, "ingest and panels failed"
+    return result
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server a test starts."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def instance_with_months(*months: str) -> Iterator:
+    """A test instance in which `months` are month partitions, for a run that reads what an earlier run stored (in a
+    whole run the panels add them)."""
+    import dagster as dg
+
+    from sahel_pipeline.defs.partitions import MONTHS
+
+    assert MONTHS.name is not None
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(MONTHS.name, list(months))
+        yield instance

@@ -10,7 +10,6 @@ import email
 import http.server
 import ipaddress
 import json
-import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -23,11 +22,7 @@ from typing import Self
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from sahel_pipeline_tests.fixtures import free_port
 
 
 class LoopbackHttpServer:

@@ -25,7 +25,8 @@ from sahel_pipeline.core.delivery import (
     with_retries,
 )
 from sahel_pipeline.core.messages import email_message, slack_payload, teams_payload
-from sahel_pipeline_tests.local_services import WebhookEndpoint, free_port, self_signed_certificate, smtp_server
+from sahel_pipeline_tests.fixtures import free_port
+from sahel_pipeline_tests.local_services import WebhookEndpoint, self_signed_certificate, smtp_server
 from sahel_pipeline_tests.payload_schemas import SLACK_MESSAGE, TEAMS_MESSAGE
 from sahel_pipeline_tests.test_messages import make_cards
 

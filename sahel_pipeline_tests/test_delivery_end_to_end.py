@@ -21,7 +21,8 @@ from sahel_pipeline.core.feeds import geojson_problems
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.delivery import alert_notifications
 from sahel_pipeline.defs.resources import DeliverySettings, PipelineSettings
-from sahel_pipeline_tests.local_services import WebhookEndpoint, free_port, smtp_server
+from sahel_pipeline_tests.fixtures import free_port, instance_with_months, materialize_upstream
+from sahel_pipeline_tests.local_services import WebhookEndpoint, smtp_server
 from sahel_pipeline_tests.payload_schemas import SLACK_MESSAGE, TEAMS_MESSAGE
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
@@ -73,12 +74,14 @@ def notify(out, delivery: DeliverySettings, as_of: str = "") -> dg.ExecuteInProc
     """Only the notifications of the month, from the alerts stored by the weekly run."""
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False, as_of=as_of)
     definitions = build_definitions(settings, delivery_settings=delivery)
-    return dg.materialize(
-        [*definitions.assets, *definitions.asset_checks],
-        selection=[alert_notifications.key],
-        partition_key=MONTH,
-        resources=definitions.resources,
-    )
+    with instance_with_months(MONTH) as instance:
+        return dg.materialize(
+            definitions.assets,  # their checks are check_specs
+            selection=[alert_notifications.key],
+            partition_key=MONTH,
+            resources=definitions.resources,
+            instance=instance,
+        )
 
 
 def metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -97,7 +100,10 @@ def delivered(tmp_path_factory):
     with smtp_server() as (controller, mail), WebhookEndpoint() as hooks:
         settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(out), sample_fallback=False)
         definitions = build_definitions(settings, delivery_settings=delivery_settings(out, controller.port, hooks.url))
-        result = definitions.resolve_job_def("weekly_escalation_job").execute_in_process(partition_key=MONTH)
+        job = definitions.resolve_job_def("weekly_escalation_job")
+        with dg.instance_for_test() as instance:
+            materialize_upstream(job, instance)  # adds the month partitions
+            result = job.execute_in_process(partition_key=MONTH, instance=instance)
         yield {"out": out, "result": result, "mail": mail, "hooks": hooks, "smtp_port": controller.port}
 
 

@@ -17,12 +17,7 @@ from sahel_pipeline.defs.resources import PipelineSettings
 from sahel_pipeline.runner import failure_message
 from sahel_pipeline_tests.fixtures import BAD_FILES
 
-INGEST = [
-    ingest_defs.ingested_events,
-    ingest_defs.raw_files_are_readable,
-    ingest_defs.canonical_events_pass_great_expectations,
-    ingest_defs.quarantine_share_is_small,
-]
+INGEST = [ingest_defs.ingested_events]  # its checks run in its step
 
 
 def materialize_ingest(settings: PipelineSettings) -> dg.ExecuteInProcessResult:
@@ -99,3 +94,46 @@ def test_unreadable_file_fails_the_blocking_check_with_its_message(tmp_path):
     evaluation = next(e for e in result.get_asset_check_evaluations() if e.check_name == "raw_files_are_readable")
     assert not evaluation.passed
     assert evaluation.description.startswith("unknown_layout.csv: unrecognised layout")
+
+
+def great_expectations_evaluation(result: dg.ExecuteInProcessResult):
+    return next(
+        e for e in result.get_asset_check_evaluations() if e.check_name == "canonical_events_pass_great_expectations"
+    )
+
+
+def test_great_expectations_check_fails_on_an_empty_table(tmp_path):
+    """A file with a header and no row: nothing to validate is not a pass."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    shutil.copy(BAD_FILES / "header_only.csv", raw)
+    settings = PipelineSettings(raw_paths=str(raw), output_dir=str(tmp_path / "out"), sample_fallback=False)
+    evaluation = great_expectations_evaluation(materialize_ingest(settings))
+    assert not evaluation.passed
+    assert evaluation.description == "canonical_events is empty: there is nothing to validate"
+    assert evaluation.metadata["rows_in_table"].value == 0
+
+
+def test_great_expectations_check_on_a_cached_rerun_reports_the_whole_table(tmp_path, sample_dir):
+    settings = PipelineSettings(raw_paths=str(sample_dir), output_dir=str(tmp_path), sample_fallback=False)
+    first = great_expectations_evaluation(materialize_ingest(settings))
+    events = pl.read_parquet(tmp_path / "warehouse" / "canonical_events.parquet").height
+    assert first.passed and first.metadata["rows_validated_now"].value == events
+    again = great_expectations_evaluation(materialize_ingest(settings))
+    assert again.passed
+    assert again.metadata["rows_validated_now"].value == 0
+    assert again.metadata["rows_validated_earlier"].value == again.metadata["rows_in_table"].value == events
+    assert again.metadata["files_validated_earlier"].value == 3
+    assert "validated earlier and unchanged since (3 files, validated 20" in again.description
+
+    # a file changed since (same name, new content) is validated again; the others are still counted as earlier
+    changed = tmp_path / "raw"
+    shutil.copytree(sample_dir, changed)
+    update = next(changed.glob("*update*.csv"))
+    update.write_text(update.read_text() + "\n")
+    settings = PipelineSettings(raw_paths=str(changed), output_dir=str(tmp_path), sample_fallback=False)
+    third = great_expectations_evaluation(materialize_ingest(settings))
+    assert third.passed and third.metadata["files_validated_now"].value == 1
+    assert third.metadata["files_validated_earlier"].value == 2
+    total = third.metadata["rows_validated_now"].value + third.metadata["rows_validated_earlier"].value
+    assert total == third.metadata["rows_in_table"].value

@@ -382,7 +382,7 @@ def explain(row: dict, config: ModelConfig) -> str:
     days = row.get("days_covered")
     when = f"the first {days} days of {month_label(month)}" if row.get("partial") else month_label(month)
     text = (
-        f"{who} ({row['source']}): {row['observed']} {label} in {when} against {_number(row['expected'])} expected "
+        f"{who} ({row['source']}): {row['observed']} {label} in {when} against {count_text(row['expected'])} expected "
         f"(99% bound {row['upper']})"
     )
     window = f"the last {_words(config.recent_months)} months"
@@ -391,16 +391,16 @@ def explain(row: dict, config: ModelConfig) -> str:
         text += f"; {window} hold {row['recent_sum']} {label} against none in the {months} months before."
     else:
         text += (
-            f"; {window} run at {_ratio(row['rate_ratio'])}x [{_ratio(row['rate_ratio_low'])}-"
-            f"{_ratio(row['rate_ratio_high'])}] the baseline rate."
+            f"; {window} run at {ratio_text(row['rate_ratio'])}x [{ratio_text(row['rate_ratio_low'])}-"
+            f"{ratio_text(row['rate_ratio_high'])}] the baseline rate."
         )
     if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
         label = row["break_label"]
         broke = month_label(row["break_month"])
         dated = label if broke in label else f"{label} ({broke})"
         text += (
-            f" Since {dated} the rate is {_ratio(row['break_rate_ratio'])}x "
-            f"[{_ratio(row['break_low'])}-{_ratio(row['break_high'])}] the rate before."
+            f" Since {dated} the rate is {ratio_text(row['break_rate_ratio'])}x "
+            f"[{ratio_text(row['break_low'])}-{ratio_text(row['break_high'])}] the rate before."
         )
     if row.get("where"):
         months = _words(config.recent_months)
@@ -412,7 +412,7 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
-def _ratio(value: float) -> str:
+def ratio_text(value: float) -> str:
     """Rate ratios as a reader says them: 2.9, 0.45, 38, 1200 (two significant figures below 1, none above 10)."""
     if not math.isfinite(value):
         return "inf"
@@ -421,7 +421,7 @@ def _ratio(value: float) -> str:
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 
-def _number(value: float) -> str:
+def count_text(value: float) -> str:
     if value < 0.1:
         return f"{value:.2f}"
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"

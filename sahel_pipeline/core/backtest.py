@@ -46,7 +46,6 @@ from sahel_pipeline.core.series import SERIES_COLUMNS, SERIES_KEY, long_series
 Log = Callable[[str], None]
 EPISODE_COLUMNS = ["source", "group", "country", "first_month", "last_month", "description"]
 EARLY_MONTHS = 3  # an alert up to three months before an episode's first month counts as an early flag
-BACKTEST_MONTHS = 36  # origins of the rolling backtest by default: this many months up to the data's end
 INTERVALS = (0.5, 0.8, 0.95)
 BASELINES = ("zero", "last_value", "mean12", "conflictology", "flat_level")
 HISTORY = 12  # months behind the mean and the conflictology baselines (ViEWS: the last 12)

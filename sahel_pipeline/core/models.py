@@ -135,6 +135,12 @@ class ModelConfig:
             else self.window_months
         )
 
+    @property
+    def first_scorable_offset(self) -> int:
+        """Months from a series' first month of data to the first month it can be scored: the minimum baseline, then
+        the recent window ending with the month scored."""
+        return self.min_baseline_months + self.recent_months - 1
+
     def min_count(self, indicator: str) -> int:
         return self.min_counts.get(indicator, 5)
 

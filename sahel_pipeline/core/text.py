@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import html
 import re
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:  # the command line prints through this module and starts without Polars
+    import polars as pl
 
 # C0 and C1 controls and DEL; and the bidirectional controls that reorder what follows them (LRE, RLE, PDF, LRO,
 # RLO, LRI, RLI, FSI, PDI). Marks (LRM, RLM) and zero-width joiners are kept: scripts such as Persian need them.
@@ -67,6 +69,8 @@ def plot_text(value: object) -> str:
 
 def spreadsheet_safe(frame: pl.DataFrame) -> pl.DataFrame:
     """The frame with every text cell a spreadsheet would evaluate prefixed with `'` (for CSV files)."""
+    import polars as pl
+
     text_columns = [name for name, dtype in frame.schema.items() if dtype == pl.String]
 
     def safe(column: str) -> pl.Expr:

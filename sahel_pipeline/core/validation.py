@@ -12,6 +12,7 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache, partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -345,3 +346,38 @@ def _outcome(result: Any) -> ExpectationOutcome:
         unexpected_count=int(details.get("unexpected_count") or 0),
         examples=list(details.get("partial_unexpected_list") or details.get("details", {}).get("mismatched", []) or []),
     )
+
+
+# --- which files' events passed the suite, and when ---------------------------------------------------------------
+# A weekly run reads only new or changed files, so the suite runs on their events; the events of unchanged files
+# passed it in an earlier run. The record of those passes (by the file's SHA-256, so a changed file is validated
+# again) lets the check say what it vouches for: the whole table, part validated now and part earlier, with when.
+
+VALIDATION_RECORD_SCHEMA = pl.Schema(
+    [("sha256", pl.String()), ("file", pl.String()), ("validated_at", pl.Datetime("us", "UTC"))]
+)
+
+
+def load_validation_record(path: Path) -> pl.DataFrame:
+    return pl.read_parquet(path) if path.exists() else pl.DataFrame(schema=VALIDATION_RECORD_SCHEMA)
+
+
+def validated_earlier(manifest: pl.DataFrame, record: pl.DataFrame) -> pl.DataFrame:
+    """The manifest's files whose content (SHA-256) passed the suite in an earlier run: file, sha256, validated_at."""
+    return manifest.select("file", "sha256").join(record.select("sha256", "validated_at"), on="sha256", how="inner")
+
+
+def save_validation_record(path: Path, earlier: pl.DataFrame, now: pl.DataFrame, when: dt.datetime) -> None:
+    """Keep the files that passed: those validated earlier (with their time) and those validated now."""
+    passed = pl.concat(
+        [
+            earlier.select(VALIDATION_RECORD_SCHEMA.names()),
+            now.select("sha256", "file").with_columns(
+                validated_at=pl.lit(when).cast(VALIDATION_RECORD_SCHEMA["validated_at"])
+            ),
+        ]
+    ).unique("sha256", keep="first")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    passed.write_parquet(tmp)
+    tmp.replace(path)

@@ -91,6 +91,11 @@ def manifest_head(stamp_text: str, provider: str, started: dt.datetime, finished
     }
 
 
+def current_day(as_of: str = "") -> dt.date:
+    """Today in UTC, or, when a past vintage is recomputed, the day it was pulled."""
+    return vintage_date(as_of) if as_of else dt.datetime.now(dt.UTC).date()
+
+
 def vintage_date(vintage_id: str) -> dt.date:
     """The UTC day a vintage was pulled, read from its id."""
     try:

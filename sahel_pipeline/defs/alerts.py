@@ -19,6 +19,7 @@ from sahel_pipeline.core.report import (
     series_history,
     write_report,
 )
+from sahel_pipeline.core.scoring import unnest_forecasts
 from sahel_pipeline.core.vintages import provenance
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
@@ -29,54 +30,76 @@ GROUP = "alerts"
 SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD_KEYS)}
 
 
-@dg.asset(
+# Alerts and report are one step: as two, a run launched from the UI waited for a second process (loading the job,
+# the instance and the inputs again) to write a report from what the first had just computed.
+@dg.multi_asset(
+    outs={
+        "escalation_alerts": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"polars", "csv", "json", "parquet"},
+            description="The month's escalation alerts, one explained row per rising series or group new in a "
+            "country, in alerts/YYYY-MM.csv/.json/.parquet.",
+        ),
+        "alert_report": dg.AssetOut(
+            group_name=GROUP,
+            kinds={"html", "markdown", "matplotlib"},
+            description="The month's report for analysts: alerts with plots and where the rise is, forecasts, data "
+            "quality (HTML, MD).",
+        ),
+    },
     partitions_def=MONTHS,
-    group_name=GROUP,
-    kinds={"polars", "csv", "json", "parquet"},
     ins={
         **SHARD_INS,
-        "admin1_month_panel": dg.AssetIn(),
         "group_month_panel": dg.AssetIn(),
+        "country_month_panel": dg.AssetIn(),
+        "admin1_month_panel": dg.AssetIn(),
         "ingest_summary": dg.AssetIn(),
+        "quarantined_events": dg.AssetIn(),
     },
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
                           description="The alerts files have exactly the documented columns, in order."),
+        dg.AssetCheckSpec("month_has_scored_series", asset="escalation_alerts",
+                          description="Warns when no series could be scored for the month (no data for it yet, or "
+                          "too short a history): its empty alert table is not a quiet month."),
     ],
 )
-def escalation_alerts(
+def month_alerts(
     context: dg.AssetExecutionContext,
     settings: PipelineSettings,
     models: ModelSettings,
-    admin1_month_panel: pl.LazyFrame,
     group_month_panel: pl.LazyFrame,
+    country_month_panel: pl.LazyFrame,
+    admin1_month_panel: pl.LazyFrame,
     ingest_summary: pl.DataFrame,
+    quarantined_events: pl.LazyFrame,
     **shards: pl.DataFrame,
 ):
-    """The month's escalation alerts, one explained row per rising series or group new in a country, in
-    alerts/YYYY-MM.csv/.json/.parquet."""
+    """Rank the month's rising series and the groups new in a country into explained alerts and write them, then the
+    report that shows them."""
     month = parse_month(context.partition_key)
     config = models.config()
-    scores = gathered_scores(shards)
+    gathered = gathered_scores(shards)
     admin1 = admin1_month_panel.filter(
         pl.col("month").is_between(window_start(month, config.window_months), month)
     ).collect()
     synthetic = any_synthetic(ingest_summary)
     newcomers = new_actors(group_month_panel, admin1, month, config)
-    alerts = alert_table(scores, admin1, config, newcomers, synthetic=synthetic)
+    alerts = alert_table(gathered, admin1, config, newcomers, synthetic=synthetic)
     paths = write_alert_files(
         alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary), synthetic
     )
     context.log.info(f"{alerts.height} alerts for {context.partition_key}: {', '.join(str(p) for p in paths.values())}")
-    scored = modelled_series(scores)
+    scored = modelled_series(gathered)
     if scored == 0:
         context.log.warning(
             f"no series could be scored for {context.partition_key} (no data for the month, or too "
             "short a history): its empty alert table is not a quiet month"
         )
-    severity = dict(alerts.group_by("severity").len().iter_rows())
+    severity = dict(alerts.group_by("severity").len("alerts").iter_rows())
     written = pl.read_csv(paths["csv"], n_rows=0).columns
     yield dg.MaterializeResult(
+        asset_key="escalation_alerts",
         value=alerts,
         metadata={
             "dagster/row_count": alerts.height,
@@ -93,71 +116,49 @@ def escalation_alerts(
         },
     )
     yield dg.AssetCheckResult(
+        asset_key="escalation_alerts",
         check_name="alert_table_has_the_documented_columns",
         passed=written == ALERT_COLUMNS,
         metadata={"columns": ", ".join(written)},
     )
+    yield dg.AssetCheckResult(
+        asset_key="escalation_alerts",
+        check_name="month_has_scored_series",
+        passed=scored > 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        description=None if scored else f"no series could be scored for {context.partition_key}: no data for the "
+        "month, or too short a history",
+        metadata={"series_scored": scored},
+    )
 
-
-@dg.asset(
-    partitions_def=MONTHS,
-    group_name=GROUP,
-    kinds={"html", "markdown", "matplotlib"},
-    ins={
-        **SHARD_INS,
-        "escalation_alerts": dg.AssetIn(),
-        "series_forecasts": dg.AssetIn(),
-        "group_month_panel": dg.AssetIn(),
-        "country_month_panel": dg.AssetIn(),
-        "admin1_month_panel": dg.AssetIn(),
-        "ingest_summary": dg.AssetIn(),
-        "quarantined_events": dg.AssetIn(),
-    },
-)
-def alert_report(
-    context: dg.AssetExecutionContext,
-    settings: PipelineSettings,
-    models: ModelSettings,
-    escalation_alerts: pl.DataFrame,
-    series_forecasts: pl.DataFrame,
-    group_month_panel: pl.LazyFrame,
-    country_month_panel: pl.LazyFrame,
-    admin1_month_panel: pl.LazyFrame,
-    ingest_summary: pl.DataFrame,
-    quarantined_events: pl.LazyFrame,
-    **shards: pl.DataFrame,
-) -> dg.MaterializeResult:
-    """The month's report for analysts: alerts with plots and where the rise is, forecasts, data quality (HTML, MD)."""
-    month = parse_month(context.partition_key)
-    config = models.config()
-    scores = apply_alert_rule(gathered_scores(shards), config)
+    scores = apply_alert_rule(gathered, config)
     inputs = ReportInputs(
         month=month,
-        alerts=escalation_alerts,
+        alerts=alerts,
         scores=scores,
-        forecasts=series_forecasts,
-        history=series_history(
-            group_month_panel, country_month_panel, reported_series(escalation_alerts, scores), month
-        ),
-        admin1=admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config),
+        forecasts=unnest_forecasts(gathered),  # what series_forecasts stores, from the same shards
+        history=series_history(group_month_panel, country_month_panel, reported_series(alerts, scores), month),
+        admin1=admin1_history(admin1_month_panel, alert_series(alerts), month, config),
         data_quality=data_quality(ingest_summary, country_month_panel),
         quarantine_reasons=quarantine_reasons(quarantined_events),
         config=config,
         synthetic=any_synthetic(ingest_summary),
     )
-    context.log.info(f"writing the report of {context.partition_key}: {escalation_alerts.height} alerts")
-    paths = write_report(inputs, settings.output_path / "reports", context.log.warning)
+    context.log.info(f"writing the report of {context.partition_key}: {alerts.height} alerts")
+    report = write_report(inputs, settings.output_path / "reports", context.log.warning)
     preview = (
-        f"![first alert](data:image/png;base64,{base64.b64encode(paths['first_plot'].read_bytes()).decode()})"
-        if "first_plot" in paths
+        f"![first alert](data:image/png;base64,{base64.b64encode(report['first_plot'].read_bytes()).decode()})"
+        if "first_plot" in report
         else "_no alert this month_"
     )
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key="alert_report",
         metadata={
-            "html": dg.MetadataValue.path(str(paths["html"])),
-            "markdown": dg.MetadataValue.path(str(paths["markdown"])),
-            "alerts": escalation_alerts.height,
+            "report": dg.MetadataValue.url(report["html"].resolve().as_uri()),
+            "html": dg.MetadataValue.path(str(report["html"])),
+            "markdown": dg.MetadataValue.path(str(report["markdown"])),
+            "alerts": alerts.height,
             "synthetic": inputs.synthetic,
             "first_alert_plot": dg.MetadataValue.md(preview),
-        }
+        },
     )

@@ -1,13 +1,21 @@
 """Ingest assets: raw CSVs -> canonical events and quarantined rows, guarded by Great Expectations checks."""
 
 import datetime as dt
+from collections.abc import Callable
+from typing import cast
 
 import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core import vintages
 from sahel_pipeline.core.ingest import ingest, raw_path_list
-from sahel_pipeline.core.validation import validate_with_great_expectations, warm_up_great_expectations
+from sahel_pipeline.core.validation import (
+    load_validation_record,
+    save_validation_record,
+    validate_with_great_expectations,
+    validated_earlier,
+    warm_up_great_expectations,
+)
 from sahel_pipeline.defs.fetch import acled_pull, ucdp_pull
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
@@ -17,9 +25,35 @@ GROUP = "ingest"
 QUARANTINE_WARN_SHARE = 0.01
 
 
+# ACLED publishes weekly: ten days without a new materialization of the events means a weekly run was missed.
+EVENTS_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(days=21), warn_window=dt.timedelta(days=10))
+
+
+CHECKS = [
+    dg.AssetCheckSpec(
+        "raw_files_are_readable", asset="raw_file_manifest", blocking=True,
+        description="Every CSV under the raw folders has a known layout.",
+    ),
+    dg.AssetCheckSpec(
+        "canonical_events_pass_great_expectations", asset="canonical_events", blocking=True,
+        description="Great Expectations suite on the whole table: columns, unique non-null ids, dates 1997..today, "
+        "fatalities, countries, coordinates and ACLED event types. Events of new or changed files are validated in "
+        "the run; those of files that passed in an earlier run, unchanged since, are counted with when. Fails on an "
+        "empty table.",
+    ),
+    dg.AssetCheckSpec(
+        "quarantine_share_is_small", asset="quarantined_events",
+        description=f"Warns when more than {QUARANTINE_WARN_SHARE:.0%} of the rows read were quarantined.",
+    ),
+]
+
+
+# The checks run in the asset's own step: as separate steps, each waited for a process of its own in a run launched
+# from the UI, for checks that take a fraction of a second (the Great Expectations suite apart).
 @dg.multi_asset(
     outs=parquet_tables(
         GROUP,
+        freshness={"canonical_events": EVENTS_FRESHNESS},
         raw_file_manifest="Every raw file read: its hash, layout, row counts, quarantined rows and notes.",
         canonical_events="One row per conflict event from every source, newest revision, deletions applied.",
         quarantined_events="Rows that broke a validation rule, with file, row, column, value and reason.",
@@ -27,6 +61,7 @@ QUARANTINE_WARN_SHARE = 0.01
         "deleted, the vintage of the data, and whether any input is synthetic.",
     ),
     deps=[acled_pull, ucdp_pull],
+    check_specs=CHECKS,
 )
 def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSettings):
     """Read new or changed CSVs under the raw folders, then merge all of them into canonical events."""
@@ -100,48 +135,62 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
     yield dg.MaterializeResult(asset_key="ingest_summary", value=summary, metadata={
         "vintage": vintage, "input_digest": digest, "figures": table_preview(summary),
     })
+    yield raw_files_are_readable(result.manifest)
+    yield canonical_events_pass_great_expectations(result.events.lazy(), result.manifest, settings, context.log.info)
+    yield quarantine_share_is_small(result.quarantine, result.manifest)
 
 
-@dg.asset_check(
-    asset="raw_file_manifest", blocking=True, description="Every CSV under the raw folders has a known layout."
-)
 def raw_files_are_readable(raw_file_manifest: pl.DataFrame) -> dg.AssetCheckResult:
     unreadable = raw_file_manifest.filter(pl.col("error").is_not_null())
     return dg.AssetCheckResult(
+        asset_key="raw_file_manifest",
+        check_name="raw_files_are_readable",
         passed=unreadable.height == 0,
         description="; ".join(unreadable["error"].to_list()) or None,
         metadata={"unreadable_files": unreadable.height, "files": raw_file_manifest.height},
     )
 
 
-@dg.asset_check(
-    asset="canonical_events",
-    additional_ins={"raw_file_manifest": dg.AssetIn("raw_file_manifest")},
-    blocking=True,
-    description="Great Expectations suite on the events of the files read in this run: columns, unique non-null ids, "
-    "dates 1997..today, fatalities, countries, coordinates and ACLED event types.",
-)
 def canonical_events_pass_great_expectations(
-    context: dg.AssetCheckExecutionContext,
     canonical_events: pl.LazyFrame,
     raw_file_manifest: pl.DataFrame,
     settings: PipelineSettings,
+    log: Callable[[str], None],
 ) -> dg.AssetCheckResult:
-    # Files unchanged since an earlier run were validated when they were read; the events of new or changed files
-    # are validated now. Ids stay unique across files by construction (the merge keeps one row per id).
-    fresh = raw_file_manifest.filter(pl.col("read_this_run"))["file"].to_list()
+    # Ids stay unique across files by construction (the merge keeps one row per id), so files can be validated apart.
+    record_path = settings.ingest_cache / "great_expectations_passed.parquet"
+    earlier = validated_earlier(raw_file_manifest, load_validation_record(record_path))
+    now = raw_file_manifest.filter(~pl.col("sha256").is_in(earlier["sha256"].implode()))
     summary = validate_with_great_expectations(
-        canonical_events.filter(pl.col("source_file").is_in(fresh)), settings.today()
+        canonical_events.filter(pl.col("source_file").is_in(now["file"].implode())), settings.today()
     )
-    context.log.info(
-        f"Great Expectations: {summary.rows:,} events of {len(fresh)} files read in this run; "
+    per_file = canonical_events.group_by("source_file").agg(pl.len().alias("events")).collect()
+    table_rows = int(per_file["events"].sum())
+    earlier_rows = int(per_file.filter(pl.col("source_file").is_in(earlier["file"].implode()))["events"].sum())
+    passed = summary.success and table_rows > 0
+    if passed:
+        save_validation_record(record_path, earlier, now, dt.datetime.now(dt.UTC))
+    when = _span(earlier["validated_at"]) if earlier.height else ""
+    described = (
+        "canonical_events is empty: there is nothing to validate"
+        if table_rows == 0
+        else f"{table_rows:,} events: {summary.rows:,} validated now ({now.height} files), {earlier_rows:,} validated "
+        f"earlier and unchanged since ({earlier.height} files{', validated ' + when if when else ''}); "
         f"{len(summary.failures())} of {len(summary.outcomes)} expectations failed"
     )
+    log(f"Great Expectations: {described}")
     return dg.AssetCheckResult(
-        passed=summary.success,
+        asset_key="canonical_events",
+        check_name="canonical_events_pass_great_expectations",
+        passed=passed,
+        description=described,
         metadata={
-            "rows_validated": summary.rows,
-            "files_validated": len(fresh),
+            "rows_in_table": table_rows,
+            "rows_validated_now": summary.rows,
+            "files_validated_now": now.height,
+            "rows_validated_earlier": earlier_rows,
+            "files_validated_earlier": earlier.height,
+            **({"validated_earlier": when} if when else {}),
             "expectations": len(summary.outcomes),
             "failed_expectations": len(summary.failures()),
             "summary": dg.MetadataValue.md(summary.to_markdown()),
@@ -149,16 +198,18 @@ def canonical_events_pass_great_expectations(
     )
 
 
-@dg.asset_check(
-    asset="quarantined_events",
-    additional_ins={"raw_file_manifest": dg.AssetIn("raw_file_manifest")},
-    description=f"Warns when more than {QUARANTINE_WARN_SHARE:.0%} of the rows read were quarantined.",
-)
+def _span(times: pl.Series) -> str:
+    start, end = (f"{cast(dt.datetime, t):%Y-%m-%d %H:%M}" for t in (times.min(), times.max()))
+    return f"{start} UTC" if start == end else f"{start} to {end} UTC"
+
+
 def quarantine_share_is_small(quarantined_events: pl.DataFrame, raw_file_manifest: pl.DataFrame) -> dg.AssetCheckResult:
     rows_read = int(raw_file_manifest["rows"].sum())
     quarantined = quarantined_events.select("source_file", "source_row").unique().height
     share = quarantined / rows_read if rows_read else 0.0
     return dg.AssetCheckResult(
+        asset_key="quarantined_events",
+        check_name="quarantine_share_is_small",
         passed=share <= QUARANTINE_WARN_SHARE,
         severity=dg.AssetCheckSeverity.WARN,
         metadata={"quarantined_rows": quarantined, "rows_read": rows_read, "share": round(share, 4)},

@@ -7,14 +7,20 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core.storage import UNREADABLE, discarded, written_aside
+from sahel_pipeline.defs.metadata import column_schema
 
 Log = Callable[[str], None]
 
 
-def parquet_tables(group: str, **descriptions: str) -> dict[str, dg.AssetOut]:
+def parquet_tables(
+    group: str, freshness: dict[str, dg.FreshnessPolicy] | None = None, **descriptions: str
+) -> dict[str, dg.AssetOut]:
     """Outputs of a multi-asset, each a Polars table this IO manager stores as Parquet: name -> description."""
+    freshness = freshness or {}
     return {
-        name: dg.AssetOut(description=description, group_name=group, kinds={"polars", "parquet"})
+        name: dg.AssetOut(
+            description=description, group_name=group, kinds={"polars", "parquet"}, freshness_policy=freshness.get(name)
+        )
         for name, description in descriptions.items()
     }
 
@@ -74,9 +80,13 @@ class PolarsParquetIOManager(dg.IOManager):
         with written_aside() as aside:
             if isinstance(obj, pl.LazyFrame):
                 obj.sink_parquet(aside(path), compression="lz4")
+                schema = obj.collect_schema()
             else:
                 obj.write_parquet(aside(path), compression="lz4")
-        context.add_output_metadata({"path": dg.MetadataValue.path(str(path))})
+                schema = obj.schema
+        context.add_output_metadata(
+            {"path": dg.MetadataValue.path(str(path)), "dagster/column_schema": column_schema(schema)}
+        )
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame | pl.LazyFrame:
         path = self._path(context)

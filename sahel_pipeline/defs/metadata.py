@@ -1,4 +1,4 @@
-"""Metadata that reads well in the Dagster UI: small Markdown tables and previews."""
+"""Metadata that reads well in the Dagster UI: small Markdown tables, previews and table schemas."""
 
 import dagster as dg
 import polars as pl
@@ -21,4 +21,9 @@ def _cell(value: object) -> str:
         return ""
     if isinstance(value, float):
         return f"{value:.3g}"
-    return plain_text(value, limit=80)
+    return plain_text(value)  # never cut: an alert sentence ends with its numbers
+
+
+def column_schema(schema: pl.Schema) -> dg.TableSchema:
+    """The `dagster/column_schema` of a stored table: the UI's Columns tab."""
+    return dg.TableSchema(columns=[dg.TableColumn(name, str(dtype)) for name, dtype in schema.items()])

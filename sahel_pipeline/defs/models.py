@@ -57,7 +57,7 @@ def series_scores_shard(shard: int) -> dg.AssetsDefinition:
             previous=split_forecasts(earlier) if earlier is not None else None,
         )
         scores = nest_forecasts(result)
-        models_used = scores.group_by("model").len().sort("len", descending=True)
+        models_used = scores.group_by("model").len("series").sort("series", descending=True)
         return dg.MaterializeResult(
             value=scores,
             metadata={

@@ -1,5 +1,8 @@
 """Panel assets: monthly event counts and fatalities per armed group x country and per country, zero-filled."""
 
+import datetime as dt
+from typing import cast
+
 import dagster as dg
 import polars as pl
 
@@ -8,17 +11,31 @@ from sahel_pipeline.core.actors import typing_summary
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
-from sahel_pipeline.core.months import month_index_expr
+from sahel_pipeline.core.months import month_index_expr, month_key, shift_month
 from sahel_pipeline.core.panels import EVENT_COLUMNS, GROUP_KEYS, INDICATORS, build_panels, load_counts, save_counts
 from sahel_pipeline.core.report import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
+from sahel_pipeline.defs.partitions import EARLIEST_MONTH, add_month_partitions
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 
 GROUP = "panels"
 NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as new
 
 
+CHECKS = [
+    dg.AssetCheckSpec(
+        "country_panel_counts_every_event_once", asset="country_month_panel", blocking=True,
+        description="Every canonical event is counted exactly once in the country panel of its source.",
+    ),
+    dg.AssetCheckSpec(
+        "group_panel_is_zero_filled", asset="group_month_panel",
+        description="Zero-filled: every series has one row for every month of its source's coverage.",
+    ),
+]
+
+
+# The checks run in the asset's step, not in steps (processes, from the UI) of their own: see ingest.py.
 @dg.multi_asset(
     outs=parquet_tables(
         GROUP,
@@ -32,11 +49,13 @@ NEW_ACTOR_MONTHS = 6  # an unmapped actor first seen this recently is listed as 
         "and the break it implies for the models.",
     ),
     ins={"canonical_events": dg.AssetIn()},
+    check_specs=CHECKS,
 )
 def monthly_panels(
     context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings, models: ModelSettings
 ):
-    """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source."""
+    """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source; add
+    the month partitions the data can score."""
     # The models and the report downstream import statsmodels and matplotlib (about two seconds): while Polars
     # counts, the interpreter is free for that.
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
@@ -53,6 +72,7 @@ def monthly_panels(
     save_counts(panels.counts, settings.panel_cache)
     coverage, counts = panels.coverage, panels.counts
     kept = counts.digests.height - counts.recounted_months
+    partitions = _add_scorable_months(context, coverage, models, settings)
     context.log.info(
         f"panels: {panels.group_month.height:,} group-month rows, {panels.country_month.height:,} country-month rows; "
         f"{counts.recounted_months:,} source-months counted, {kept:,} unchanged since the last run and kept; "
@@ -107,6 +127,7 @@ def monthly_panels(
         value=panels.country_month,
         metadata={
             "dagster/row_count": panels.country_month.height,
+            **partitions,
             "preview": table_preview(panels.country_month.sort("month", descending=True), rows=12),
         },
     )
@@ -125,18 +146,29 @@ def monthly_panels(
             "periods": dg.MetadataValue.md(markdown_table(periods.drop("names"), max_rows=40)),
         },
     )
+    yield country_panel_counts_every_event_once(panels.country_month, canonical_events)
+    yield group_panel_is_zero_filled(panels.group_month)
+
+
+def _add_scorable_months(
+    context: dg.AssetExecutionContext, coverage: pl.DataFrame, models: ModelSettings, settings: PipelineSettings
+) -> dict[str, str | int]:
+    """Month partitions from the first month any series can be scored to the current month, as the data arrive."""
+    first = coverage["first_month"].min()
+    if first is None:
+        return {}
+    start = max(shift_month(cast(dt.date, first), models.config().first_scorable_offset), EARLIEST_MONTH)
+    this_month = settings.today().replace(day=1)
+    added = add_month_partitions(context.instance, start, this_month)
+    if added:
+        context.log.info(f"month partitions added: {added[0]} to {added[-1]} ({len(added)})")
+    return {"month_partitions": f"{month_key(start)} to {month_key(this_month)}", "month_partitions_added": len(added)}
 
 
 def _partial_months(country_month: pl.DataFrame) -> pl.DataFrame:
     return country_month.filter(pl.col("partial")).select("source", "month", "days_covered").unique().sort("source")
 
 
-@dg.asset_check(
-    asset="country_month_panel",
-    additional_ins={"canonical_events": dg.AssetIn()},
-    blocking=True,
-    description="Every canonical event is counted exactly once in the country panel of its source.",
-)
 def country_panel_counts_every_event_once(
     country_month_panel: pl.DataFrame, canonical_events: pl.LazyFrame
 ) -> dg.AssetCheckResult:
@@ -144,15 +176,13 @@ def country_panel_counts_every_event_once(
     panel = country_month_panel.group_by("source").agg(pl.col("events").sum().alias("panel_events"))
     compared = events.join(panel, on="source", how="full", coalesce=True).fill_null(0)
     return dg.AssetCheckResult(
+        asset_key="country_month_panel",
+        check_name="country_panel_counts_every_event_once",
         passed=bool((compared["events"] == compared["panel_events"]).all()),
         metadata={"by_source": dg.MetadataValue.md(markdown_table(compared))},
     )
 
 
-@dg.asset_check(
-    asset="group_month_panel",
-    description="Zero-filled: every series has one row for every month of its source's coverage.",
-)
 def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheckResult:
     per_series = group_month_panel.group_by(GROUP_KEYS).agg(
         rows=pl.len(), first=pl.col("month").min(), last=pl.col("month").max()
@@ -160,6 +190,8 @@ def group_panel_is_zero_filled(group_month_panel: pl.DataFrame) -> dg.AssetCheck
     expected_rows = month_index_expr("last") - month_index_expr("first") + 1
     gaps = per_series.filter(pl.col("rows") != expected_rows)
     return dg.AssetCheckResult(
+        asset_key="group_month_panel",
+        check_name="group_panel_is_zero_filled",
         passed=gaps.height == 0,
         metadata={"series": per_series.height, "series_with_gaps": gaps.height, "indicators": ", ".join(INDICATORS)},
     )

@@ -9,10 +9,17 @@ from typing import Literal, cast
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from sahel_pipeline import ALIAS_TABLE, BREAK_DATES, KNOWN_ESCALATIONS, SAMPLE_DIR, SUBSCRIPTIONS
+from sahel_pipeline import (
+    ALIAS_TABLE,
+    BACKTEST_MONTHS,
+    BREAK_DATES,
+    DATA_DIR,
+    KNOWN_ESCALATIONS,
+    SAMPLE_DIR,
+    SUBSCRIPTIONS,
+)
 from sahel_pipeline.core import vintages
 from sahel_pipeline.core.actor_types import check_types
-from sahel_pipeline.core.backtest import BACKTEST_MONTHS
 from sahel_pipeline.core.delivery import Channels, Security, SmtpServer, Webhook
 from sahel_pipeline.core.evaluation.run import EvaluationConfig
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, RawScan, discover_raw_files, raw_path_list
@@ -20,6 +27,8 @@ from sahel_pipeline.core.lock import release, run_process, take
 from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
 from sahel_pipeline.core.months import is_month_key, month_key, parse_month
 from sahel_pipeline.core.scoring import FittingPool, fitting_pool
+
+ALLOWED_ROOTS_VARIABLE = "SAHEL_ALLOWED_ROOTS"
 
 
 class PipelineSettings(dg.ConfigurableResource):
@@ -66,8 +75,10 @@ class PipelineSettings(dg.ConfigurableResource):
     _took_output_folder: bool = PrivateAttr(default=False)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """A run takes the output folder's lock before any step writes there (core/lock.py): another run on the same
-        folder is refused, the run's own steps in other processes join it. Sensors and schedules take nothing."""
+        """Paths outside the allowed roots are refused. A run takes the output folder's lock before any step writes
+        there (core/lock.py): another run on the same folder is refused, the run's own steps in other processes join
+        it. Sensors and schedules take nothing."""
+        self.check_confined()
         run = context.dagster_run
         if run is not None:
             log = context.log.info if context.log is not None else print
@@ -78,6 +89,30 @@ class PipelineSettings(dg.ConfigurableResource):
         # executor leaves it: the run's other steps follow, and the lock is stale once the run's process exits.
         if self._took_output_folder and run_process() == os.getpid():
             release(self.output_path)
+
+    def allowed_roots(self) -> list[Path] | None:
+        """Folders raw_paths and output_dir must lie in: $SAHEL_ALLOWED_ROOTS (separated by ':'), else the project's
+        data/. Read from the environment of the process that runs the code, never from a run's config, so whoever can
+        launch a run from the UI cannot widen them."""
+        configured = os.environ.get(ALLOWED_ROOTS_VARIABLE)
+        return [p.resolve() for p in raw_path_list(configured)] if configured else [DATA_DIR.resolve()]
+
+    def check_confined(self) -> None:
+        """Refuse paths outside the allowed roots, after resolving '..' and symbolic links."""
+        roots = self.allowed_roots()
+        if roots is None:
+            return
+        paths = [*(("raw_paths", p) for p in raw_path_list(self.raw_paths)), ("output_dir", self.output_path)]
+        for name, path in paths:
+            resolved = path.expanduser().resolve()
+            if not any(resolved.is_relative_to(root) for root in roots):
+                allowed = os.pathsep.join(str(root) for root in roots)
+                raise dg.DagsterInvalidConfigError(
+                    f"settings: {name} {path} resolves to {resolved}, outside the allowed roots {allowed} "
+                    f"(set {ALLOWED_ROOTS_VARIABLE} where the code runs to allow other folders)",
+                    [],
+                    None,
+                )
 
     def raw_files(self, log: Callable[[str], None]) -> RawScan:
         if self.as_of:
@@ -112,7 +147,7 @@ class PipelineSettings(dg.ConfigurableResource):
 
     def today(self) -> dt.date:
         """The day rows are judged against ("date in the future"): a past vintage's own day when recomputing it."""
-        return vintages.vintage_date(self.as_of) if self.as_of else dt.datetime.now(dt.UTC).date()
+        return vintages.current_day(self.as_of)
 
 
 class ModelSettings(dg.ConfigurableResource):
