@@ -9,7 +9,7 @@
     sahel vintages [--raw DIR]
     sahel notify [--month YYYY-MM] [--dry-run] [--out DIR]
     sahel evaluate [--raw PATH ...] [--out DIR] [--series N] [--years Y] [--seed S] [--no-r] [--target-far P ...]
-                   [--from YYYY-MM --to YYYY-MM] [--workers N]
+                   [--from YYYY-MM --to YYYY-MM] [--workers N] [--verbose]
 
 `run` materializes the Dagster asset graph in this process: ingest and panels once, then the month partitions asked
 for (by default the latest month the data cover in full). `fetch` pulls from the providers' APIs into a raw folder
@@ -215,9 +215,6 @@ def parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument(
         "--to", dest="last", metavar="YYYY-MM", help="last month of real data judged (default 2020-12)"
-    )
-    evaluate.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="processes fitting series (default: all cores)"
     )
     evaluate.set_defaults(command=command_evaluate)
     return top
