@@ -32,9 +32,10 @@ HOSTILE_NAMES = {
     "entity": "&lt;b&gt;Entity &amp;Co",
 }
 
+# inter1 2 is ACLED's rebel group: every hostile name is typed as an armed group, whose series are alerted.
 HEADER = [
-    "event_id_cnty", "event_date", "event_type", "sub_event_type", "actor1", "actor2", "country", "admin1",
-    "location", "latitude", "longitude", "fatalities", "timestamp",
+    "event_id_cnty", "event_date", "event_type", "sub_event_type", "actor1", "inter1", "actor2", "inter2", "country",
+    "admin1", "location", "latitude", "longitude", "fatalities", "timestamp",
 ]
 MONTH = dt.date(2024, 5, 1)  # the month every group escalates in
 
@@ -48,8 +49,9 @@ def write_hostile_export(folder: Path) -> Path:
         months = month_range(shift_month(MONTH, -48), shift_month(MONTH, -1))
         days = [m + dt.timedelta(days=g % 20) for m in months] + [MONTH + dt.timedelta(days=d) for d in range(12)]
         for n, day in enumerate(days):
-            rows.append([f"HST{g}-{n}", day.isoformat(), "Battles", "Armed clash", name, "Military Forces of Niger",
-                         "Niger", "Tillaberi", "Ayorou", "14.7", "0.9", "1", "1715000000"])
+            rows.append([f"HST{g}-{n}", day.isoformat(), "Battles", "Armed clash", name, "2",
+                         "Military Forces of Niger", "1", "Niger", "Tillaberi", "Ayorou", "14.7", "0.9", "1",
+                         "1715000000"])
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(HEADER)

@@ -123,13 +123,13 @@ def test_month_partitions_start_at_the_first_month_the_data_can_score(sample_ups
 @pytest.mark.slow
 def test_schedule_picks_the_latest_months_the_data_cover_and_says_why(sample_upstream):
     settings, instance, definitions = sample_upstream
-    context = dg.build_schedule_context(
+    with dg.build_schedule_context(  # a context manager: PipelineSettings has set-up and tear-down hooks
         instance=instance,
         scheduled_execution_time=dt.datetime(2026, 11, 23, 6, tzinfo=dt.UTC),  # long after the sample ends
         resources={"settings": settings},
         repository_def=definitions.get_repository_def(),
-    )
-    requests = weekly_escalation_schedule.evaluate_tick(context).run_requests
+    ) as context:
+        requests = weekly_escalation_schedule.evaluate_tick(context).run_requests
     last = pl.read_parquet(settings.warehouse / "country_month_panel.parquet")["month"].max()
     assert [r.partition_key for r in requests] == [month_key(shift_month(last, -1)), month_key(last)]
     assert len({r.run_key for r in requests}) == 2
@@ -139,11 +139,11 @@ def test_schedule_picks_the_latest_months_the_data_cover_and_says_why(sample_ups
 def test_schedule_before_any_data_runs_ingest_and_panels_alone(tmp_path):
     settings = PipelineSettings(raw_paths=str(tmp_path), output_dir=str(tmp_path / "out"), sample_fallback=False)
     with dg.instance_for_test() as instance:  # schedule and sensor contexts need an instance with a ref
-        context = dg.build_schedule_context(
+        with dg.build_schedule_context(
             instance=instance, scheduled_execution_time=dt.datetime(2024, 1, 8, 6, tzinfo=dt.UTC),
             resources={"settings": settings}, repository_def=build_definitions(settings).get_repository_def(),
-        )
-        (request,) = weekly_escalation_schedule.evaluate_tick(context).run_requests
+        ) as context:
+            (request,) = weekly_escalation_schedule.evaluate_tick(context).run_requests
     assert request.partition_key is None
     assert set(request.asset_selection) == {*PULLS, *UPSTREAM}  # the schedule pulls first, where credentials are set
     assert "ingest first" in request.tags["sahel/why"]
@@ -194,8 +194,9 @@ def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(sen
 @pytest.mark.slow
 def test_sensor_scores_the_latest_months_once_the_panels_reach_them(sample_upstream):
     settings, instance, definitions = sample_upstream
-    context = dg.build_sensor_context(definitions=definitions, resources={"settings": settings}, instance=instance)
-    requests = raw_files_sensor(context)  # called directly: evaluate_tick would look the months up without the instance
+    resources = {"settings": settings}
+    with dg.build_sensor_context(definitions=definitions, resources=resources, instance=instance) as context:
+        requests = raw_files_sensor(context)  # directly: evaluate_tick would look the months up without the instance
     assert [r.partition_key for r in requests] == ["2024-11", "2024-12"]  # the sample's events end in December 2024
     assert all("the data reach December 2024" in r.tags["sahel/why"] for r in requests)
     for request in requests:  # a file dropped by hand rescores; it does not call the providers' APIs

@@ -206,7 +206,7 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     """month_alerts invoked directly on the sample's panels: one clear rise among quiet series becomes one alert row,
     its files and a report that shows it."""
     settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(tmp_path), sample_fallback=False)
-    ingested = ingest(settings.raw_files(lambda _: None), settings.ingest_cache, dt.date(2025, 1, 15))
+    ingested = ingest(settings.raw_files(lambda _: None).files, settings.ingest_cache, dt.date(2025, 1, 15))
     panels = build_panels(ingested.events, load_alias_table(ALIAS_TABLE))
     month = dt.date(2024, 12, 1)
     base = {

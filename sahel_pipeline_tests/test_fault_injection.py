@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pytest
 
 from sahel_pipeline import SAMPLE_DIR
@@ -29,21 +30,22 @@ COMPARED = [
     f"alerts/{MONTH}.csv", f"alerts/{MONTH}.json", f"alerts/{MONTH}.parquet", f"forecasts/{MONTH}.csv",
     f"reports/{MONTH}.html", f"reports/{MONTH}.md",
 ]
-# A stage is reached when the run's log says so (the step's key, then what it logs first).
+# A stage is reached when the run's log says so (the step's key, then what it logs first); `--verbose` puts Dagster's
+# log on standard error as the run goes.
 STAGES = {
     "ingest": "ingested_events - reading",
-    "validation": "canonical_events_pass_great_expectations - Great Expectations",
+    "validation": "ingested_events - Great Expectations",
     "panels": "monthly_panels - panels:",
     "models": "series_scores__shard_1_of_4 - 2024-12:",
     "forecasts": "series_forecasts - forecasts of",
-    "alerts": "escalation_alerts - ",
-    "report": "alert_report - writing the report",
+    "alerts": "month_alerts - ",
+    "report": "month_alerts - writing the report",
 }
 
 
 def run(out: Path, raw: Path = SAMPLE_DIR, *extra: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [*SAHEL, "run", "--raw", str(raw), "--out", str(out), "--month", MONTH, "--workers", "2", *extra],
+        [*SAHEL, "run", "--raw", str(raw), "--out", str(out), "--month", MONTH, "--workers", "2", "--verbose", *extra],
         capture_output=True, text=True, timeout=600,
     )
 
@@ -71,9 +73,9 @@ def descendants(pid: int) -> list[int]:
 
 def killed_at(out: Path, marker: str) -> tuple[bool, list[int]]:
     """Start a run, SIGKILL it when its log shows `marker`; returns whether it got there, and the processes it had
-    started that were still running 5 s after the kill."""
+    started that were still running 20 s after the kill."""
     process = subprocess.Popen(
-        [*SAHEL, "run", "--raw", str(SAMPLE_DIR), "--out", str(out), "--month", MONTH, "--workers", "2"],
+        [*SAHEL, "run", "--raw", str(SAMPLE_DIR), "--out", str(out), "--month", MONTH, "--workers", "2", "--verbose"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
     assert process.stderr is not None
@@ -85,7 +87,9 @@ def killed_at(out: Path, marker: str) -> tuple[bool, list[int]]:
     helpers = descendants(process.pid)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    return reached, outliving(helpers, seconds=5)
+    # A fork server whose owner is killed mid-preload finishes its imports (several seconds on a loaded machine)
+    # before it reads that its owner is gone; a worker ends within a second of it.
+    return reached, outliving(helpers, seconds=20)
 
 
 @pytest.fixture(scope="module")
@@ -138,13 +142,14 @@ def test_every_kind_of_corrupt_cache_file_heals_with_a_warning(clean, tmp_path):
     plot = Path("reports", MONTH, "alert1.png")
     assert (out / plot).read_bytes() == (clean / plot).read_bytes()  # drawn again, not left broken
     again = run(out)  # healed: nothing to warn about any more
-    assert again.returncode == 0 and " - WARNING - " not in again.stderr
+    assert again.returncode == 0
+    assert not [line for line in again.stderr.splitlines() if " - WARNING - " in line and "unreadable" in line]
 
 
 def test_a_second_run_on_the_same_output_folder_is_refused(clean, tmp_path):
     out = tmp_path / "out"
     first = subprocess.Popen(
-        [*SAHEL, "run", "--raw", str(SAMPLE_DIR), "--out", str(out), "--month", MONTH, "--workers", "2"],
+        [*SAHEL, "run", "--raw", str(SAMPLE_DIR), "--out", str(out), "--month", MONTH, "--workers", "2", "--verbose"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     assert first.stderr is not None
@@ -163,7 +168,8 @@ def test_a_second_run_on_the_same_output_folder_is_refused(clean, tmp_path):
     assert len(refusal) == 1 and refusal[0].startswith(f"sahel: error: output folder {out} is in use by another run")
     assert f"PID {first.pid} " in refusal[0]
     assert outputs(out) == outputs(clean)  # the first run's outputs, not a mix
-    assert "events: 14,092 from 3 files" in first_out
+    events = pl.read_parquet(out / "warehouse" / "canonical_events.parquet").height
+    assert f"events: {events:,} from 3 files" in first_out  # its own data's count, not the other run's
 
 
 @pytest.fixture
@@ -183,7 +189,8 @@ def small_disk(tmp_path):
 
 def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small_disk, tmp_path, monkeypatch):
     from sahel_pipeline.core.lock import release
-    from sahel_pipeline.defs.alerts import alert_report
+    from sahel_pipeline.defs.alerts import month_alerts
+    from sahel_pipeline.defs.partitions import MONTHS
     from sahel_pipeline.runner import Runner
 
     out = (small_disk or tmp_path) / "out"
@@ -193,7 +200,9 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
     for page in (out / "reports" / f"{MONTH}.html", out / "reports" / f"{MONTH}.md"):
         page.write_text(f"last week's report ({page.suffix})")
     before = {p: p.read_bytes() for p in (out / "reports").rglob("*") if p.is_file()}
-    runner = Runner([str(SAMPLE_DIR)], out, workers=1, log_level="CRITICAL")
+    runner = Runner([str(SAMPLE_DIR)], out, workers=1)
+    assert MONTHS.name is not None
+    runner.instance.add_dynamic_partitions(MONTHS.name, [MONTH])  # as the clean run's panels did in its instance
     if small_disk is not None:  # fill it: the report's writes meet a real ENOSPC
         with open(small_disk / "filler", "wb") as filler:
             try:
@@ -212,9 +221,8 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
             return write_text(path, text, *args, **kwargs)
 
         monkeypatch.setattr(Path, "write_text", full)
-    result = dg.materialize(
-        runner.nodes, selection=dg.AssetSelection.assets(alert_report), partition_key=MONTH,
-        instance=runner.instance, resources=runner.definitions.resources, raise_on_error=False,
+    result = runner.weekly.execute_in_process(
+        asset_selection=list(month_alerts.keys), partition_key=MONTH, instance=runner.instance, raise_on_error=False
     )
     assert not result.success
     error = next(e for e in result.all_events if e.is_step_failure).step_failure_data.error
@@ -233,19 +241,21 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
 
 
 def weekly_job() -> dg.JobDefinition:
-    """The code location's weekly job, rebuilt in each step process of the multiprocess executor."""
+    """The code location's weekly job on the multiprocess executor (a process per step, as a cluster executor runs
+    steps), rebuilt in each step process."""
     from sahel_pipeline.definitions import defs
+    from sahel_pipeline.defs.automation import weekly_escalation_job
 
-    return defs.resolve_job_def("weekly_escalation_job")
+    multiprocess = dg.Definitions(
+        assets=defs.assets, resources=defs.resources, jobs=[weekly_escalation_job], executor=dg.multiprocess_executor
+    )
+    return multiprocess.resolve_job_def("weekly_escalation_job")
 
 
 def test_a_multiprocess_dagster_run_keeps_the_lock_across_its_steps_and_another_run_is_refused(tmp_path, monkeypatch):
     from sahel_pipeline.core.lock import read_holder
+    from sahel_pipeline.defs.automation import UPSTREAM as upstream
     from sahel_pipeline_tests.test_reliability import start_holder
-
-    upstream = [dg.AssetKey(k) for k in ("raw_file_manifest", "canonical_events", "quarantined_events",
-                                         "ingest_summary", "group_month_panel", "country_month_panel",
-                                         "admin1_month_panel")]
     monkeypatch.setenv("SAHEL_RAW_PATHS", str(SAMPLE_DIR))
     free, held = tmp_path / "free", tmp_path / "held"
     holder = start_holder(held)

@@ -85,7 +85,7 @@ def hostile_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     raw = write_hostile_export(root / "raw").parent
     out = root / "out"
-    runner = Runner([str(raw)], out, workers=1, log_level="WARNING")
+    runner = Runner([str(raw)], out, workers=1)
     runner.materialize_upstream()
     runner.materialize_month(KEY)
     metadata = []
