@@ -121,9 +121,11 @@ def verdicts(hostile_run) -> dict[tuple[str, str], list[str]]:
     ui = [Page(_render_markdown(md)) for md in metadata]
     ui_text = " ".join(p.all_text for p in ui)
 
-    markdown_tags = {"h1", "h2", "p", "img", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "em"}
+    # the tags the report writes itself (the synthetic banner: a bold quote in Markdown, a div in HTML)
+    markdown_tags = {"h1", "h2", "p", "img", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "em",
+                     "blockquote", "strong"}
     html_tags = markdown_tags | {"html", "head", "meta", "title", "style", "body", "main", "section", "span", "figure",
-                                 "figcaption"}
+                                 "figcaption", "div"}
     common = {
         "Markdown": inert_page(markdown, markdown_tags) + _ragged(markdown),
         "HTML": inert_page(page, html_tags) + _ragged(page),
