@@ -155,7 +155,8 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
 
     def alerts_and_report():
         from sahel_pipeline.core.alerts import apply_alert_rule
-        from sahel_pipeline.core.report import ReportInputs, admin1_history, alert_series, series_history, write_report
+        from sahel_pipeline.core.report import ReportInputs, write_report
+        from sahel_pipeline.core.report.selection import admin1_history, alert_series, series_history
         from sahel_pipeline.core.series import SERIES_KEY
 
         newcomers = new_actors(panels.group_month, panels.admin1_month, month, config)

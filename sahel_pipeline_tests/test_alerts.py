@@ -87,7 +87,7 @@ def test_the_sentence_and_the_report_table_name_the_same_rise():
     """Three units over a 36-month baseline and a 3-month recent window, counted by hand: Tillaberi 1 a month then
     10 a month (30 against 3 at the baseline rate: +27), Dosso 12 then 4 (+3), Tahoua 72 then 2 (-4)."""
     from sahel_pipeline.core.alerts import rise_locations
-    from sahel_pipeline.core.report import admin1_table
+    from sahel_pipeline.core.report.selection import admin1_table
 
     month = dt.date(2024, 12, 1)
     months = month_range(window_start(month, 39), month)  # 36 baseline months, then 3 recent

@@ -12,7 +12,7 @@ import pytest
 
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_key, month_label, month_range, parse_month, shift_month
-from sahel_pipeline.core.report import modelled_series
+from sahel_pipeline.core.report.selection import modelled_series
 from sahel_pipeline.core.scoring import score_month
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.automation import PULLS, UPSTREAM, raw_files_sensor, weekly_escalation_schedule

@@ -12,13 +12,13 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
-from sahel_pipeline.core import report
 from sahel_pipeline.core.actor_types import ARMED_TYPES
 from sahel_pipeline.core.alerts import alert_table, new_actors
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import INDICATORS, build_panels
+from sahel_pipeline.core.report import plots as report_plots
 from sahel_pipeline.core.scoring import MonthScores, nest_forecasts, score_month
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.alerts import month_alerts
@@ -352,22 +352,23 @@ def test_running_a_month_again_reuses_unchanged_work_and_changes_nothing(run, in
 def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run, instance, monkeypatch):
     out, results = run
     plots = out / "reports" / "2024-12"
-    index = json.loads((plots / report.PLOT_INDEX).read_text())
+    index = json.loads((plots / report_plots.PLOT_INDEX).read_text())
     assert len(index) >= 2
     before = (out / "reports" / "2024-12.html").read_text()
     dropped = sorted(index)[0]  # as if that series had changed since
-    (plots / report.PLOT_INDEX).write_text(json.dumps({k: v for k, v in index.items() if k != dropped}))
+    (plots / report_plots.PLOT_INDEX).write_text(json.dumps({k: v for k, v in index.items() if k != dropped}))
     drawn = []
-    monkeypatch.setattr(
-        report, "plot_series", lambda *args: drawn.append(args[-1]) or (plots / index[dropped]).read_bytes()
-    )
+    for drawing in ("plot_series", "plot_map"):  # the dropped plot is a card's series or its map
+        monkeypatch.setattr(
+            report_plots, drawing, lambda *args: drawn.append(args[-1]) or (plots / index[dropped]).read_bytes()
+        )
     job = results["2024-12"].job_def
     again = job.execute_in_process(
         partition_key="2024-12", asset_selection=list(month_alerts.keys), instance=instance  # the report's step
     )
     assert again.success
     assert len(drawn) == 1
-    assert json.loads((plots / report.PLOT_INDEX).read_text()) == index
+    assert json.loads((plots / report_plots.PLOT_INDEX).read_text()) == index
     assert (out / "reports" / "2024-12.html").read_text() == before
 
 

@@ -178,7 +178,7 @@ def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     from sahel_pipeline.core.ingest import find_csv_files, ingest
     from sahel_pipeline.core.models import ModelConfig
     from sahel_pipeline.core.panels import build_panels
-    from sahel_pipeline.core.report import admin1_history, alert_series
+    from sahel_pipeline.core.report.selection import admin1_history, alert_series
     from sahel_pipeline.core.scoring import score_month
 
     result = ingest(

@@ -186,7 +186,7 @@ def test_formulas_are_quoted_in_the_csv_and_kept_in_json_and_parquet(hostile_run
 
 def test_plot_titles_are_text_not_tex():
     from sahel_pipeline.core.models import ModelConfig
-    from sahel_pipeline.core.report import plot_series
+    from sahel_pipeline.core.report.plots import plot_series
 
     history = pl.DataFrame({"month": [MONTH], "count": [3]})
     score = {"month": MONTH, "indicator": "events", "expected": 1.0, "upper": 4, "days_covered": 31}

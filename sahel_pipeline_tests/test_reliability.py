@@ -284,7 +284,7 @@ def test_corrupt_stored_scores_are_not_reused(tmp_path):
 
 
 def test_a_damaged_cached_plot_is_drawn_again_not_embedded(tmp_path):
-    from sahel_pipeline.core.report import PLOT_INDEX, _earlier_plots, _png, _pyplot
+    from sahel_pipeline.core.report.plots import PLOT_INDEX, _png, _pyplot, earlier_plots
     from sahel_pipeline.core.storage import is_whole_png
 
     fig, _ = _pyplot().subplots(figsize=(1, 1))
@@ -294,7 +294,7 @@ def test_a_damaged_cached_plot_is_drawn_again_not_embedded(tmp_path):
         (tmp_path / name).write_bytes(data)
     (tmp_path / PLOT_INDEX).write_text(json.dumps({"d1": "alert1.png", "d2": "alert2.png", "d3": "alert3.png"}))
     said: list[str] = []
-    assert _earlier_plots(tmp_path, said.append) == {"d1": png}
+    assert earlier_plots(tmp_path, said.append) == {"d1": png}
     assert sorted(Path(line.split(" is unreadable")[0]).name for line in said) == ["alert2.png", "alert3.png"]
 
 
@@ -371,7 +371,7 @@ def test_a_file_that_vanished_since_the_last_run_is_said_with_what_it_held(tmp_p
 
 
 def test_admin1_units_whose_rises_tie_are_listed_by_name():
-    from sahel_pipeline.core.report import admin1_table
+    from sahel_pipeline.core.report.selection import admin1_table
 
     month = dt.date(2024, 5, 1)
     names = [f"Region {c}" for c in "ZYXWVUTSRQPONMLKJIHGFEDCBA"]  # given in reverse order

@@ -1,13 +1,22 @@
-"""Alert cards: one typed record per row of the alert table, what every channel that shows alerts renders from.
+"""Alert cards: one typed record per group x country (or country) alerted in a month, what every channel that shows
+alerts renders from.
 
-The report draws each plotted alert's figure as `reports/YYYY-MM/alert<n>.png` (n its position in the table); a card
-points to its plot there when there is one, so that e-mails can carry the same figure inline.
+The alert table has a row per indicator that rose: one group's events, violent events and civilian targeting are
+three rows about one rise. `alert_cards` makes them one card, its strongest row first (the card's severity, figures
+and sentence), listing every indicator that rose (`rises`) and why the card has its severity. The detection redesign
+(issue 13) adds the columns `indicators`, `rules` and `severity_reason` and emits one row per group x country x
+month; when they are there, the card reads them (`_row_reasons`) instead of working them out from the figures.
+
+The report draws each plotted card's figure as `reports/YYYY-MM/alert<n>.png` (n its position among the cards) and
+its map as `alert<n>-map.png`; a card points to its plot there when there is one, so that e-mails can carry the same
+figure inline.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -21,6 +30,31 @@ SYNTHETIC_NOTICE = (
     "These alerts describe no real events; do not forward them as an assessment."
 )
 SEVERITIES = tuple(SEVERITY_ORDER)  # most severe first
+CARD_KEY = ["month", "source", "country", "group"]  # one card per group x country (group "" for the country)
+
+if TYPE_CHECKING:
+    from sahel_pipeline.core.models import ModelConfig
+
+
+@dataclass(frozen=True)
+class Rise:
+    """One indicator of a card that rose: its row of the alert table."""
+
+    indicator: str
+    kind: str
+    observed: int
+    expected: float | None
+    upper: int | None
+    p_value: float | None
+    rate_ratio: float | None
+    rate_ratio_low: float | None
+    rate_ratio_high: float | None
+    severity: str
+    sentence: str
+
+    @property
+    def label(self) -> str:
+        return INDICATOR_LABELS.get(self.indicator, self.indicator.replace("_", " "))
 
 
 @dataclass(frozen=True)
@@ -43,6 +77,19 @@ class AlertCard:
     kind: str = "count"  # count | new_actor
     group_type: str = ""  # the group's actor type; "" for a country-level alert
     plot: Path | None = None
+    rises: tuple[Rise, ...] = ()  # every indicator that rose, strongest first (the first is the card's own figures)
+    rules: tuple[str, ...] = ()  # the rules that fired, in words
+    severity_reason: str = ""  # why this severity, in words
+    place: str = ""  # the place an alert is about (spatial alerts: `approach`, `new_ground`)
+
+    @property
+    def indicators(self) -> tuple[str, ...]:
+        return tuple(r.indicator for r in self.rises) or (self.indicator,)
+
+    @property
+    def every_series(self) -> tuple[tuple[str, str, str, str], ...]:
+        """The series of each indicator that rose (what a delivery's cool-down compares)."""
+        return tuple((self.source, self.country, self.group, i) for i in self.indicators)
 
     @property
     def series(self) -> tuple[str, str, str, str]:
@@ -54,12 +101,22 @@ class AlertCard:
         return self.group_name or self.country
 
     @property
+    def unit(self) -> str:
+        """The group in the country, or the whole country: 'ISSP in Niger', 'Niger (all groups)'."""
+        return f"{self.group_name} in {self.country}" if self.group else f"{self.country} (all groups)"
+
+    @property
     def indicator_label(self) -> str:
         return INDICATOR_LABELS.get(self.indicator, self.indicator.replace("_", " "))
 
     @property
     def title(self) -> str:
-        return f"{self.who} - {self.country} - {alert_subject(self.kind, self.indicator)}"
+        subjects = ", ".join(dict.fromkeys(alert_subject(r.kind, r.indicator) for r in self.rises)) or alert_subject(
+            self.kind, self.indicator
+        )
+        where = f" near {self.place}" if self.place else ""
+        unit = f"{self.who} - {self.country}" if self.group else f"{self.country} (all groups)"
+        return f"{unit}{where} - {subjects}"
 
     @property
     def month_name(self) -> str:
@@ -76,32 +133,112 @@ def plot_name(position: int) -> str:
     return f"alert{position}"
 
 
-def alert_cards(alerts: pl.DataFrame, plot_dir: Path | None = None) -> list[AlertCard]:
-    """The cards of a month's alert table, in its order (most severe first), with their plots from `plot_dir`."""
+def alert_cards(
+    alerts: pl.DataFrame, plot_dir: Path | None = None, config: ModelConfig | None = None
+) -> list[AlertCard]:
+    """The cards of a month's alert table: one per group x country (CARD_KEY), most severe first (the table's order
+    of each card's strongest row), with their plots from `plot_dir`. `config` gives the thresholds the severity is
+    explained against (the default ModelConfig otherwise)."""
+    if config is None:
+        from sahel_pipeline.core.models import ModelConfig
+
+        config = ModelConfig()
+    rows = alerts.with_columns(pl.col("group").fill_null(""), pl.col("group_name").fill_null("")).to_dicts()
+    grouped: dict[tuple, list[dict]] = {}
+    for row in rows:  # the table is most severe first: a card's first row is its strongest
+        grouped.setdefault(tuple(row[k] for k in CARD_KEY), []).append(row)
     cards = []
-    for position, row in enumerate(alerts.iter_rows(named=True), 1):
+    for position, members in enumerate(grouped.values(), 1):
+        lead = members[0]
         plot = plot_dir / f"{plot_name(position)}.png" if plot_dir is not None else None
+        rises = tuple(_rise(row) for row in members)
+        rules, reason = _row_reasons(lead, rises, config)
         cards.append(
             AlertCard(
-                month=row["month"],
-                source=row["source"],
-                country=row["country"],
-                group=row["group"] or "",
-                group_name=row["group_name"] or "",
-                indicator=row["indicator"],
-                observed=int(row["observed"]),
-                expected=None if row["expected"] is None else float(row["expected"]),
-                upper=None if row["upper"] is None else int(row["upper"]),
-                severity=row["severity"],
-                status=row["status"],
-                sentence=row["explanation"],
-                synthetic=bool(row["synthetic"]),
-                kind=row["kind"],
-                group_type=row["group_type"] or "",
+                month=lead["month"],
+                source=lead["source"],
+                country=lead["country"],
+                group=lead["group"],
+                group_name=lead["group_name"],
+                indicator=lead["indicator"],
+                observed=int(lead["observed"]),
+                expected=_number(lead["expected"]),
+                upper=None if lead["upper"] is None else int(lead["upper"]),
+                severity=lead["severity"],
+                status="continuing" if any(r["status"] == "continuing" for r in members) else lead["status"],
+                sentence=lead["explanation"],
+                synthetic=bool(lead["synthetic"]),
+                kind=lead["kind"],
+                group_type=lead["group_type"] or "",
                 plot=plot if plot is not None and plot.is_file() else None,
+                rises=rises,
+                rules=rules,
+                severity_reason=reason,
+                place=lead.get("place") or "",
             )
         )
     return cards
+
+
+def _number(value: object) -> float | None:
+    return None if value is None else float(value)  # type: ignore[arg-type]
+
+
+def _rise(row: dict) -> Rise:
+    return Rise(
+        indicator=row["indicator"],
+        kind=row["kind"],
+        observed=int(row["observed"]),
+        expected=_number(row["expected"]),
+        upper=None if row["upper"] is None else int(row["upper"]),
+        p_value=_number(row.get("p_value")),
+        rate_ratio=_number(row.get("rate_ratio")),
+        rate_ratio_low=_number(row.get("rate_ratio_low")),
+        rate_ratio_high=_number(row.get("rate_ratio_high")),
+        severity=row["severity"],
+        sentence=row["explanation"],
+    )
+
+
+def _row_reasons(lead: dict, rises: tuple[Rise, ...], config: ModelConfig) -> tuple[tuple[str, ...], str]:
+    """The rules that fired and why the card has its severity: the alert table's own columns (`rules`,
+    `severity_reason`) when it has them; otherwise worked out from the strongest row's figures, as
+    `alerts.apply_alert_rule` scores them (a point for each rule that holds: 3 or more high, 2 medium, 1 low)."""
+    if lead.get("severity_reason"):
+        listed = lead.get("rules") or ()
+        rules = tuple(listed.split(";")) if isinstance(listed, str) else tuple(listed)
+        return tuple(r.strip() for r in rules if r.strip()), str(lead["severity_reason"])
+    top = rises[0]
+    if top.kind == "new_actor":
+        reason = (
+            f"{lead['severity']}: a group with no event in the country in the {config.new_actor_quiet_months} months "
+            f"before it appeared, now with at least {config.new_actor_min_events} events there (high from "
+            f"{3 * config.new_actor_min_events})."
+        )
+        return ("new in the country",), reason
+    fired: list[str] = []
+    points = 0  # exceeds + strong + sustained + steep, as the rule counts them
+    if top.p_value is not None and top.observed >= config.min_count(top.indicator):
+        if top.p_value < config.strong_p:
+            points += 2
+            fired.append(f"far above the expected range (P = {top.p_value:.1g}, under {config.strong_p:g})")
+        elif top.p_value < config.alert_p:
+            points += 1
+            fired.append(f"above the expected range (P = {top.p_value:.1g}, under {config.alert_p:g})")
+    low = top.rate_ratio_low
+    if low is not None and low >= config.rr_alert_low and (top.expected is None or top.observed >= top.expected):
+        steep = low >= config.rr_strong_low
+        points += 1 + steep
+        fired.append(
+            f"a {'steep ' if steep else ''}sustained rise (the {config.recent_months}-month rate ratio's lower bound "
+            f"{low:.1f}, at least {config.rr_strong_low if steep else config.rr_alert_low:g})"
+        )
+    others = f"; also rose: {', '.join(r.label for r in rises[1:])}" if len(rises) > 1 else ""
+    reason = (
+        f"{lead['severity']} ({points} of 4 points, from its {top.label}): {'; '.join(fired) or 'no rule recorded'}"
+        f"{others}."
+    )
+    return tuple(fired), reason
 
 
 def at_least(severity: str, minimum: str) -> bool:

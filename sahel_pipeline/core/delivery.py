@@ -154,10 +154,11 @@ def plan(
 
 
 def in_cooldown(card: AlertCard, sent: list[LedgerEntry], cooldown_months: int) -> bool:
-    """Whether the same series went to this recipient at this severity or higher, `cooldown_months` or fewer away."""
+    """Whether one of the card's series went to this recipient at this severity or higher, `cooldown_months` or fewer
+    away."""
     month = _month_number(card.month)
     return any(
-        alert.series == card.series
+        alert.series in card.every_series
         and SEVERITY_ORDER[alert.severity] <= SEVERITY_ORDER[card.severity]
         and abs(_month_number(entry.month) - month) <= cooldown_months
         for entry in sent
@@ -420,7 +421,9 @@ def deliver(
             outcome=outcome,
             attempts=made,
             alerts=tuple(
-                SentAlert(c.source, c.country, c.group, c.indicator, c.severity, c.status) for c in message.cards
+                SentAlert(c.source, c.country, c.group, indicator, c.severity, c.status)
+                for c in message.cards
+                for indicator in c.indicators
             ),
             subject=message.subject,
             synthetic=synthetic,

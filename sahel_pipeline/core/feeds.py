@@ -29,7 +29,7 @@ from sahel_pipeline.core.messages import headline, summary_line
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import window_start
 from sahel_pipeline.core.panels import INDICATORS, UNKNOWN_ADMIN1, counted_by
-from sahel_pipeline.core.report import alert_series
+from sahel_pipeline.core.report.selection import alert_series
 from sahel_pipeline.core.series import SERIES_KEY, UNIT_KEY
 from sahel_pipeline.core.storage import written_aside
 
@@ -165,14 +165,18 @@ def recent_alert_events(
     role: Role = "perpetrator",
     ambiguous: Ambiguity = "separate",
     state_units: StateUnits = "fold",
+    months: int | None = None,
+    extra: tuple[str, ...] = (),
 ) -> pl.DataFrame:
     """The events of the alerted units (UNIT_KEY: a group in a country, or a whole country) in the recent window up
-    to `month`, one row per event and unit, attributed to groups as the panels are (the same alias table, role,
-    ambiguity and state-unit settings), with the alerted indicators that count the event and the most severe of their
-    alerts."""
+    to `month` (or the `months` up to it: the report's maps show the baseline's too), one row per event and unit,
+    attributed to groups as the panels are (the same alias table, role, ambiguity and state-unit settings), with the
+    alerted indicators that count the event and the most severe of their alerts; `extra` columns of the events are
+    carried too (the report's notes)."""
     keyed = _keyed(alerts)
+    carried = [*EVENT_COLUMNS, *extra]
     window = events.filter(
-        pl.col("event_date").dt.month_start().is_between(window_start(month, config.recent_months), month)
+        pl.col("event_date").dt.month_start().is_between(window_start(month, months or config.recent_months), month)
     ).join(keyed.select("source", "country").unique().lazy(), on=["source", "country"], how="semi")
     units = [
         window.select(
@@ -180,14 +184,14 @@ def recent_alert_events(
             pl.lit("country").alias("level"),
             pl.lit(None, pl.String).alias("group_id"),
             "country",
-            *EVENT_COLUMNS,
+            *carried,
         )
     ]
     if keyed.filter(pl.col("level") == "group").height:
         units.append(
-            attribute_events(window, aliases, role, ambiguous, carry=EVENT_COLUMNS, units=state_units)
+            attribute_events(window, aliases, role, ambiguous, carry=carried, units=state_units)
             .groups.lazy()
-            .select("source", pl.lit("group").alias("level"), "group_id", "country", *EVENT_COLUMNS)
+            .select("source", pl.lit("group").alias("level"), "group_id", "country", *carried)
             .join(keyed.select(UNIT_KEY).unique().lazy(), on=UNIT_KEY, how="semi", nulls_equal=True)
         )
     series_events = pl.concat(units).join(keyed.lazy(), on=UNIT_KEY, nulls_equal=True)
@@ -198,7 +202,7 @@ def recent_alert_events(
         counted.with_columns(_rank=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
         .group_by(*UNIT_KEY, "event_id")
         .agg(
-            pl.col("group_name", *EVENT_COLUMNS[1:]).first(),
+            pl.col("group_name", *carried[1:]).first(),
             indicators=pl.col("indicator").unique().sort(),
             severity=pl.col("severity").sort_by("_rank").first(),
         )

@@ -5,19 +5,25 @@ import base64
 import dagster as dg
 import polars as pl
 
+from sahel_pipeline import DATA_DIR
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, new_actors, write_alert_files
+from sahel_pipeline.core.feeds import recent_alert_events
+from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.months import parse_month, window_start
-from sahel_pipeline.core.report import (
-    ReportInputs,
+from sahel_pipeline.core.places import places_table
+from sahel_pipeline.core.report import ReportInputs, write_report
+from sahel_pipeline.core.report.selection import (
     admin1_history,
     alert_series,
     data_quality,
+    data_reach,
+    evaluation_summary,
     modelled_series,
+    previous_alerts,
     quarantine_reasons,
     reported_series,
     series_history,
-    write_report,
 )
 from sahel_pipeline.core.scoring import unnest_forecasts
 from sahel_pipeline.core.vintages import provenance
@@ -55,6 +61,7 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
         "admin1_month_panel": dg.AssetIn(),
         "ingest_summary": dg.AssetIn(),
         "quarantined_events": dg.AssetIn(),
+        "canonical_events": dg.AssetIn(),
     },
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
@@ -73,6 +80,7 @@ def month_alerts(
     admin1_month_panel: pl.LazyFrame,
     ingest_summary: pl.DataFrame,
     quarantined_events: pl.LazyFrame,
+    canonical_events: pl.LazyFrame,
     **shards: pl.DataFrame,
 ):
     """Rank the month's rising series and the groups new in a country into explained alerts and write them, then the
@@ -132,6 +140,7 @@ def month_alerts(
     )
 
     scores = apply_alert_rule(gathered, config)
+    countries = alerts["country"].unique().to_list()
     inputs = ReportInputs(
         month=month,
         alerts=alerts,
@@ -143,6 +152,14 @@ def month_alerts(
         quarantine_reasons=quarantine_reasons(quarantined_events),
         config=config,
         synthetic=any_synthetic(ingest_summary),
+        previous_alerts=previous_alerts(settings.output_path / "alerts", month, context.log.warning),
+        events=recent_alert_events(
+            canonical_events, load_alias_table(settings.alias_table), alerts, month, config, settings.group_role,
+            settings.ambiguous_attribution, settings.state_units, months=config.window_months, extra=("notes",),
+        ),
+        places=places_table(countries, DATA_DIR / "places.csv", settings.warehouse / "_places") if countries else None,
+        reach=data_reach(country_month_panel),
+        evaluation=evaluation_summary(settings.output_path / "evaluation", context.log.warning),
     )
     context.log.info(f"writing the report of {context.partition_key}: {alerts.height} alerts")
     report = write_report(inputs, settings.output_path / "reports", context.log.warning)

@@ -29,7 +29,7 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.messages import report_link
 from sahel_pipeline.core.months import month_label, parse_month
-from sahel_pipeline.core.report import admin1_history, alert_series
+from sahel_pipeline.core.report.selection import admin1_history, alert_series
 from sahel_pipeline.core.subscriptions import SubscriptionError, load_subscriptions
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.partitions import MONTHS

@@ -13,7 +13,7 @@ from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
 from sahel_pipeline.core.months import month_index_expr, month_key, shift_month
 from sahel_pipeline.core.panels import EVENT_COLUMNS, GROUP_KEYS, INDICATORS, build_panels, load_counts, save_counts
-from sahel_pipeline.core.report import PLOTTING_MODULES
+from sahel_pipeline.core.report.plots import PLOTTING_MODULES
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.partitions import EARLIEST_MONTH, add_month_partitions
