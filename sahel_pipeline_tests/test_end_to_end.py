@@ -461,3 +461,24 @@ def test_group_panel_metadata_lists_normalised_names_with_their_variants_and_how
         if m.asset_key == dg.AssetKey("regime_periods")
     )
     assert periods["breaks_from_regime_periods"].value == 1  # Niger's April 2021 change; the coups are configured
+
+
+@pytest.mark.slow
+@pytest.mark.integration  # starts headless Chromium
+@pytest.mark.parametrize("width", [1280, 420])
+def test_the_report_reads_in_a_browser_at_desktop_and_phone_width(run, width, tmp_path):
+    from sahel_pipeline_tests import browser
+
+    binary = browser.chromium()
+    if binary is None:
+        pytest.skip("headless Chromium is not installed (Debian's `chromium`; scripts/ensure_test_services.sh)")
+    out, _ = run
+    page = out / "reports" / "2024-12.html"
+    found = browser.measure(binary, page, width, tmp_path)
+    shot = browser.screenshot(binary, page, width, 2400, browser.ARTIFACTS / f"report-2024-12-{width}px.png", tmp_path)
+    assert found["width"] == width
+    assert found["scrollWidth"] <= found["clientWidth"], f"the page scrolls sideways at {width} px: {found}"
+    assert found["wide"] == [], f"elements wider than the window at {width} px: {found['wide']}"
+    assert found["images"] >= 2 and found["broken"] == [], found
+    assert found["banner"].startswith("SYNTHETIC DATA")
+    assert shot.stat().st_size > 10_000

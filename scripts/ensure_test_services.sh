@@ -1,10 +1,12 @@
 #!/bin/sh
 # Debian packages for the tests that start real services beside PostgreSQL (scripts/ensure_postgres.sh):
-# nginx for the reverse-proxy test, openssl for its self-signed certificate. Idempotent and never fails the build:
-# without root apt-get it says so in one line, and those tests skip with the same reason.
+# nginx for the reverse-proxy test, openssl for its self-signed certificate, chromium for the report's browser test.
+# Idempotent and never fails the build: without root apt-get it says so in one line, and those tests skip with the
+# same reason.
 missing=""
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx"
 command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "ensure_test_services: missing$missing and no root apt-get to install them; their tests will skip"

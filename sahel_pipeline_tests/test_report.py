@@ -1,0 +1,78 @@
+"""The report's cards, document and renderers on hand-made alert rows (the sample's run is test_end_to_end's)."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from sahel_pipeline.core.alerts import ALERT_COLUMNS
+from sahel_pipeline.core.cards import alert_cards
+from sahel_pipeline.core.report.document import Card, Document, Paragraph, Table
+from sahel_pipeline.core.report.render import render_html, render_markdown
+from sahel_pipeline.core.report.selection import changes
+
+
+def rows(*specs: tuple[str, str, str, str]) -> pl.DataFrame:
+    """Alert rows (group, indicator, severity, status) in Niger, most severe first as the table is."""
+    base = {"month": "2024-12", "kind": "count", "source": "ACLED", "country": "Niger", "group_type": "rebel group",
+            "observed": 20, "expected": 5.0, "upper": 12, "p_value": 1e-5, "rate_ratio": 3.5, "rate_ratio_low": 2.0,
+            "rate_ratio_high": 5.0, "synthetic": True}  # fmt: skip
+    return pl.DataFrame(
+        [
+            base | {"group": g, "group_name": g, "indicator": i, "severity": s, "status": st, "explanation": f"{g} {i}"}
+            for g, i, s, st in specs
+        ]
+    ).select(ALERT_COLUMNS)
+
+
+def test_one_card_per_group_and_country_listing_every_indicator_that_rose():
+    table = rows(
+        ("ISSP", "events", "high", "continuing"),
+        ("JNIM", "events", "medium", "new"),
+        ("ISSP", "violent_events", "medium", "new"),
+        ("ISSP", "civilian_targeting_events", "low", "new"),
+    )
+    cards = alert_cards(table)
+    assert [(c.group, c.indicators, c.severity) for c in cards] == [
+        ("ISSP", ("events", "violent_events", "civilian_targeting_events"), "high"),
+        ("JNIM", ("events",), "medium"),
+    ]
+    issp = cards[0]
+    assert issp.sentence == "ISSP events"  # the strongest row's
+    # why this severity: p 1e-5 is under strong_p (2 points), a lower bound of 2.0 is sustained but not steep (1)
+    assert issp.severity_reason.startswith("high (3 of 4 points, from its events)")
+    assert "far above the expected range" in issp.severity_reason and "steep" not in issp.severity_reason
+    assert "also rose: violent events, events targeting civilians" in issp.severity_reason
+    assert len(issp.every_series) == 3
+
+
+def test_the_card_reads_the_detection_columns_when_the_table_has_them():
+    table = rows(("ISSP", "events", "high", "new")).with_columns(
+        rules=pl.lit("month above its bound; rise sustained"), severity_reason=pl.lit("high: two rules, 4x the level")
+    )
+    card = alert_cards(table)[0]
+    assert card.rules == ("month above its bound", "rise sustained")
+    assert card.severity_reason == "high: two rules, 4x the level"
+
+
+def test_what_changed_sorts_cards_into_new_continuing_and_ended():
+    now = alert_cards(rows(("ISSP", "events", "high", "continuing"), ("JNIM", "events", "low", "new")))
+    before = alert_cards(rows(("ISSP", "violent_events", "low", "new"), ("Lakurawa", "events", "low", "new")))
+    changed = changes(now, before)
+    assert [c.group for c in changed.new] == ["JNIM"]
+    assert [c.group for c in changed.continuing] == ["ISSP"]
+    assert [c.group for c in changed.ended] == ["Lakurawa"]
+
+
+def test_one_document_renders_as_html_and_markdown_with_data_made_inert():
+    hostile = "<script>alert(1)</script> *bold* | pipe"
+    card = alert_cards(rows(("ISSP", "events", "high", "new")))[0]
+    frame = pl.DataFrame({"place": [hostile], "fatalities": [3]})
+    document = Document(
+        "Escalation alerts, December 2024",
+        (Card(card, (Paragraph(hostile), Table(frame, "Largest events:"))),),
+    )
+    html, markdown = render_html(document), render_markdown(document, "2024-12")
+    assert "<script>" not in html and "&lt;script&gt;" in html
+    assert "\\*bold\\*" in markdown and "\\|" in markdown
+    for page in (html, markdown):
+        assert "ISSP - Niger - events" in page and "Largest events:" in page
