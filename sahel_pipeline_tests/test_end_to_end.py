@@ -291,7 +291,8 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
         month_alerts(
             context, settings=settings, models=ModelSettings(break_dates=""), admin1_month_panel=admin1,
             group_month_panel=group_panel, country_month_panel=panels.country_month.lazy(),
-            ingest_summary=summary, quarantined_events=ingested.quarantine.lazy(), **shards,
+            ingest_summary=summary, quarantined_events=ingested.quarantine.lazy(),
+            canonical_events=pl.LazyFrame(ingested.events), **shards,
         )
     )
     materialization, columns_check, scored_check, report = outputs
