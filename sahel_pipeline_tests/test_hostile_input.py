@@ -16,6 +16,7 @@ import pytest
 
 from sahel_pipeline.cli import main
 from sahel_pipeline.core.months import month_key
+from sahel_pipeline.core.report.document import EVALUATION_PAGE
 from sahel_pipeline.runner import Runner
 from sahel_pipeline_tests.hostile import HOSTILE_NAMES, MONTH, write_hostile_export
 
@@ -51,10 +52,16 @@ class Page(HTMLParser):
         return " ".join(" ".join(self.text).split())
 
 
+LINKS = {EVALUATION_PAGE}  # the only link the report writes: to the detector evaluation's methods page
+
+
 def inert_page(page: Page, allowed: set[str]) -> list[str]:
     """What in a page is not inert: a tag we do not write, an event-handler attribute, a link, a non-embedded image,
     or a table whose rows have different numbers of cells (a `|` or a line break taken as structure)."""
     problems = [f"tag <{tag}>" for tag, _ in page.tags if tag not in allowed]
+    problems += [
+        f"link to {attrs.get('href')}" for tag, attrs in page.tags if tag == "a" and attrs.get("href") not in LINKS
+    ]
     problems += [f"attribute {name} on <{tag}>" for tag, attrs in page.tags for name in attrs if name.startswith("on")]
     problems += [
         f"image {attrs.get('src', '')[:40]}"
@@ -123,7 +130,7 @@ def verdicts(hostile_run) -> dict[tuple[str, str], list[str]]:
 
     # the tags the report writes itself (the synthetic banner: a bold quote in Markdown, a div in HTML)
     markdown_tags = {"h1", "h2", "p", "img", "table", "thead", "tbody", "tr", "th", "td", "ul", "li", "em",
-                     "blockquote", "strong"}
+                     "blockquote", "strong", "a"}
     html_tags = markdown_tags | {"html", "head", "meta", "title", "style", "body", "main", "section", "span", "figure",
                                  "figcaption", "div"}
     common = {
