@@ -11,7 +11,8 @@ import polars as pl
 import pytest
 
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS
-from sahel_pipeline.core.sources import SourceError, detect_layout, read_source_file
+from sahel_pipeline.core.sources import SourceError, read_source_file
+from sahel_pipeline.core.sources.layouts import detect_layout
 from sahel_pipeline_tests.fixtures import BAD_FILES, real_file, requires_real_data
 
 

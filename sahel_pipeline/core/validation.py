@@ -20,7 +20,7 @@ import polars as pl
 from sahel_pipeline.core.imports import import_in_background, wait_for_import
 from sahel_pipeline.core.reference import ACLED_COUNTRIES, EVENT_TYPES
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS, CANONICAL_SCHEMA, RAW_TEXT_COLUMNS, SOURCES, empty_quarantine
-from sahel_pipeline.core.sources import record_json
+from sahel_pipeline.core.sources.values import record_json
 from sahel_pipeline.core.text import markdown_text
 
 if TYPE_CHECKING:

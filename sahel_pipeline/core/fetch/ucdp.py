@@ -38,7 +38,8 @@ from sahel_pipeline.core.fetch.http import (
 )
 from sahel_pipeline.core.fetch.pages import Page, Progress, PulledQuery, pull_pages, write_raw_csv
 from sahel_pipeline.core.reference import acled_country_name
-from sahel_pipeline.core.sources import UCDP_DATE_FORMATS, parse_dates
+from sahel_pipeline.core.sources.ucdp import UCDP_DATE_FORMATS
+from sahel_pipeline.core.sources.values import parse_dates
 
 UCDP_URL = "https://ucdpapi.pcr.uu.se"
 PAGE_SIZE = 1000  # the most UCDP returns per page
