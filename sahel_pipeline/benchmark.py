@@ -113,8 +113,9 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     from sahel_pipeline.core.ingest import consolidate
     from sahel_pipeline.core.models import ModelConfig
     from sahel_pipeline.core.panels import build_panels
+    from sahel_pipeline.core.pool import fitting_pool
     from sahel_pipeline.core.schema import CANONICAL_COLUMNS
-    from sahel_pipeline.core.scoring import fitting_pool, score_month
+    from sahel_pipeline.core.scoring import score_month
     from sahel_pipeline.core.sources import read_source_file
     from sahel_pipeline.core.validation import quarantine_invalid_rows
 

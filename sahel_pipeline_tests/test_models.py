@@ -243,7 +243,8 @@ def test_a_stored_month_splits_back_into_its_scores_forecasts_and_exceedance(sam
 def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
     import gc
 
-    from sahel_pipeline.core.scoring import FULL_FIT_MS, STARTED_POOL_WORTH_MS, FittingPool, build_tasks, score_tasks
+    from sahel_pipeline.core.pool import FittingPool
+    from sahel_pipeline.core.scoring import FULL_FIT_MS, STARTED_POOL_WORTH_MS, build_tasks, score_tasks
 
     tasks, _ = build_tasks(sample_panels.group_month, sample_panels.country_month, dt.date(2024, 12, 1), CONFIG)
     assert len(tasks) * FULL_FIT_MS > STARTED_POOL_WORTH_MS  # enough work for a running pool to be used

@@ -208,7 +208,7 @@ def test_a_failed_write_leaves_every_earlier_file_whole_and_no_temporary_file(tm
 
 POOL_OWNER = """
 import time
-from sahel_pipeline.core.scoring import FittingPool
+from sahel_pipeline.core.pool import FittingPool
 if __name__ == "__main__":
     executor = FittingPool(2).executor()
     assert list(executor.map(abs, [-1, -2, -3, -4])) == [1, 2, 3, 4]

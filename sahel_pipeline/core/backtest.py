@@ -40,7 +40,8 @@ from sahel_pipeline.core.forecast import QUANTILE_COLUMNS, QUANTILES, Counts
 from sahel_pipeline.core.models import ModelConfig, Predictive, group_rate
 from sahel_pipeline.core.months import KEY_FORMAT, month_index, month_key, month_range, shift_month
 from sahel_pipeline.core.panels import DEMONSTRATIONS, INDICATORS
-from sahel_pipeline.core.scoring import build_tasks, fitting_pool, score_month
+from sahel_pipeline.core.pool import fitting_pool
+from sahel_pipeline.core.scoring import build_tasks, score_month
 from sahel_pipeline.core.series import SERIES_COLUMNS, SERIES_KEY, long_series
 
 Log = Callable[[str], None]

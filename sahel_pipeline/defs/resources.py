@@ -26,7 +26,7 @@ from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS, RawScan, discover_raw_
 from sahel_pipeline.core.lock import release, run_process, take
 from sahel_pipeline.core.models import Break, ModelConfig, load_breaks, with_regime_breaks
 from sahel_pipeline.core.months import is_month_key, month_key, parse_month
-from sahel_pipeline.core.scoring import FittingPool, fitting_pool
+from sahel_pipeline.core.pool import FittingPool, fitting_pool
 
 ALLOWED_ROOTS_VARIABLE = "SAHEL_ALLOWED_ROOTS"
 

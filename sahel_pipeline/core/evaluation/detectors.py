@@ -27,7 +27,8 @@ from scipy import special
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.evaluation.simulate import CountSeries, InControl
 from sahel_pipeline.core.models import ModelConfig, SeriesTask, score_chunk
-from sahel_pipeline.core.scoring import CHUNK, FittingPool
+from sahel_pipeline.core.pool import FittingPool
+from sahel_pipeline.core.scoring import CHUNK
 
 Log = Callable[[str], None]
 DETECTION_SCHEMA: dict[str, pl.DataType] = {

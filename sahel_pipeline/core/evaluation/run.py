@@ -19,7 +19,7 @@ from sahel_pipeline.core.evaluation.simulate import IN_CONTROL, RISING, SCENARIO
 from sahel_pipeline.core.evaluation.surveillance import ALL_R_PEERS, SurveillancePeers
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_key
-from sahel_pipeline.core.scoring import FittingPool
+from sahel_pipeline.core.pool import FittingPool
 from sahel_pipeline.core.storage import written_aside
 
 Log = Callable[[str], None]
