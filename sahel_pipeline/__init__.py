@@ -1,7 +1,8 @@
 """sahel_pipeline: an early-warning pipeline for armed-conflict analysts."""
 
-import os
 from pathlib import Path
+
+from sahel_pipeline.startup import set_allocator_settings
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 DATA_DIR = PROJECT_DIR / "data"
@@ -14,12 +15,5 @@ SUBSCRIPTIONS = PROJECT_DIR / "data" / "subscriptions.csv"
 # core/backtest.py so that `sahel --help` can show it without importing scipy and statsmodels.
 BACKTEST_MONTHS = 36
 
-# Polars configures its allocator (jemalloc) to hand freed memory back to the system after half a second, to keep
-# its footprint small (pola-rs/polars#18088), and lets `_RJEM_MALLOC_CONF` override that. A run here builds and drops
-# frames of gigabytes in turn, faulting the same pages in again: 1.5 million page faults and 4.6 s of system time in
-# a weekly update at 2.5 M events. Keeping freed pages for 5 s makes the weekly update about 0.4 s faster and raises
-# the cold run's peak memory from 4.8 to 5.1 GiB (30 s saved 0.6 s but took the peak to 6.6 GiB, over the 6 GiB
-# budget; measured). Polars reads it when first imported, so it is set on importing this package, before any module
-# here imports Polars; a value already in the environment is kept.
-ALLOCATOR_SETTINGS = "dirty_decay_ms:5000,muzzy_decay_ms:5000"
-os.environ.setdefault("_RJEM_MALLOC_CONF", ALLOCATOR_SETTINGS)
+# Before any module here imports Polars, which reads its allocator's settings when first imported (startup.py says why).
+set_allocator_settings()

@@ -185,7 +185,8 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
 
 def measure_run(raw: list[Path], out: Path, months: tuple[str, ...], workers: int) -> dict[str, float]:
     """A whole run through Dagster, as `sahel run` does it."""
-    from sahel_pipeline.runner import Runner, skip_final_garbage_collection
+    from sahel_pipeline.runner import Runner
+    from sahel_pipeline.startup import skip_final_garbage_collection
 
     skip_final_garbage_collection()  # as `sahel run` does
     memory = TreeMemory()

@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
     log_path: Path | None = None
     try:
         from sahel_pipeline.core.lock import OutputFolderLocked
-        from sahel_pipeline.runner import RunFailed, skip_final_garbage_collection
+        from sahel_pipeline.runner import RunFailed
+        from sahel_pipeline.startup import skip_final_garbage_collection
 
         skip_final_garbage_collection()
         try:

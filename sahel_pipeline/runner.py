@@ -4,8 +4,6 @@ Runs are recorded in the Dagster instance the UI reads, so `sahel run` shows in 
 `weekly_escalation_job` (or `backtest_job`) with its materializations, check results and metadata.
 """
 
-import atexit
-import gc
 import logging
 import os
 import shutil
@@ -26,20 +24,11 @@ from sahel_pipeline.defs.delivery import alert_notifications
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
 from sahel_pipeline.runlog import log_file_path, run_loggers
+from sahel_pipeline.startup import warm_up_fitting_pool
 
 # The project-local instance `make ui` starts the webserver on; made from deploy/dagster-local.yaml when missing.
 LOCAL_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
 LOCAL_INSTANCE_CONFIG = PROJECT_DIR / "deploy" / "dagster-local.yaml"
-
-
-def skip_final_garbage_collection() -> None:
-    """Let the process end without its last garbage collection.
-
-    At exit Python collects every object the libraries created (Dagster, Great Expectations, statsmodels): over a
-    second at the end of each `sahel run`, measured, to free memory the operating system takes back anyway. Every
-    output is written and closed before then. Registered first, the freeze runs after every other exit handler.
-    """
-    atexit.register(gc.freeze)
 
 
 class RunFailed(Exception):
@@ -105,8 +94,7 @@ class Runner:
             build_definitions(self.settings, models, delivery, evaluation_settings=evaluation),
             dg.Definitions(loggers=run_loggers(self.log_path, verbose, progress)),
         )
-        if models.pool is not None:
-            models.pool.warm_up()  # every run ends in fitting: the workers import statsmodels while ingest runs
+        warm_up_fitting_pool(models.pool)  # every run ends in fitting: the workers import statsmodels while ingest runs
         self.instance = instance or recording_instance()
         self.weekly = self.definitions.resolve_job_def("weekly_escalation_job")
         self.backtest = self.definitions.resolve_job_def("backtest_job")

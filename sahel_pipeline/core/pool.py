@@ -58,9 +58,8 @@ class FittingPool:
             pass
 
 
-# The fork server imports the models, then freezes what it imported out of the garbage collector's reach: its
-# workers inherit the frozen objects without copying them, and the server's own exit skips collecting them (0.2 s
-# after the last run, measured, which a caller reading the output through a pipe waits for).
+# The fork server imports the models once, then freezes them out of the garbage collector's reach (frozen_imports;
+# sahel_pipeline/startup.py says why).
 FORK_SERVER_PRELOAD = (
     "sahel_pipeline.core.models", "sahel_pipeline.core.lifeline", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports"
 )
