@@ -213,46 +213,24 @@ def ingest(
         problems.append(_problem_row(skipped.name, skipped.path, "unreadable", f"not read: {skipped.reason}"))
     for order, (path, name) in enumerate(files):
         try:
-            stat = path.stat()
+            entry = _stat_entry(path, name)
         except OSError as err:  # gone or unreadable since the raw folders were scanned
             warn(f"cannot read {path}: {err.strerror or err}; it is not counted")
             problems.append(_problem_row(name, str(path), "unreadable", f"not read: {err.strerror or err}"))
             continue
-        known = previous.get(name)
-        entry: dict[str, Any] = {
-            "file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns
-        }
-        if known and known["size_bytes"] == stat.st_size and known["mtime_ns"] == stat.st_mtime_ns:
-            entry["sha256"] = known["sha256"]
-            cached = _read_cache(cache_dir, _cache_key(name, known["sha256"]), name, warn)
-        else:
-            cached = None
+        cached = _cached_if_unchanged(cache_dir, entry, previous.get(name), warn)
         entry["read_this_run"] = cached is None
         if cached is None:
-            log(f"reading {name} ({stat.st_size / 1e6:.1f} MB)")
-            # The file is hashed on a thread while it is parsed: hashlib runs without holding the interpreter, and a
-            # gigabyte takes about a second to hash.
-            with ThreadPoolExecutor(1) as hasher:
-                digest = hasher.submit(file_sha256, path)
-                try:
-                    source, error = read_source_file(path, name), None
-                except SourceError as err:
-                    source, error = None, err
-                entry["sha256"] = digest.result()
-            if error is not None:
-                log(f"cannot read {name}: {error}")
-                entries.append({**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0,
-                                "quarantined_rows": 0, "synthetic": synthetic_reason(name, None) is not None,
-                                "notes": "", "error": str(error)})
+            log(f"reading {name} ({entry['size_bytes'] / 1e6:.1f} MB)")
+            source = _parse_while_hashing(path, name, entry)
+            if isinstance(source, SourceError):
+                log(f"cannot read {name}: {source}")
+                entries.append(_unrecognised_entry(entry, source))
                 continue
             # A file touched but not changed has its validated rows in the cache already.
             cached = _read_cache(cache_dir, _cache_key(name, entry["sha256"]), name, warn)
-        if cached is None:
-            assert source is not None  # read in this run (cached runs skip reading), and readable (else: continue)
-            valid, invalid = quarantine_invalid_rows(source.events, today)
-            source.events = valid.select(CANONICAL_COLUMNS)
-            source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
-            cached = _write_cache(cache_dir, _cache_key(name, entry["sha256"]), name, source)
+            if cached is None:
+                cached = _validate_and_cache(cache_dir, _cache_key(name, entry["sha256"]), name, source, today)
         events, deletions, quarantine, info = cached
         entries.append({**entry, **info, "error": None})
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
@@ -283,6 +261,54 @@ def ingest(
         f"{result.stats['overlapping_rows']:,} overlaps)"
     )
     return result
+
+
+# --- one file's steps: stat, cache lookup, parsing while hashing, validation, cache write ---------------------------
+
+CachedFile = tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]  # events, deletions, quarantine, info
+
+
+def _stat_entry(path: Path, name: str) -> dict[str, Any]:
+    """The file's manifest entry as it is now; OSError when it is gone or unreadable."""
+    stat = path.stat()
+    return {"file": name, "path": str(path), "size_bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _cached_if_unchanged(cache_dir: Path, entry: dict[str, Any], known: dict | None, warn: Log) -> CachedFile | None:
+    """The cached rows of a file whose size and modification time are the ones an earlier run recorded (its hash is
+    that run's then, not computed again), or None: the file is read."""
+    if not known or known["size_bytes"] != entry["size_bytes"] or known["mtime_ns"] != entry["mtime_ns"]:
+        return None
+    entry["sha256"] = known["sha256"]
+    return _read_cache(cache_dir, _cache_key(entry["file"], known["sha256"]), entry["file"], warn)
+
+
+def _parse_while_hashing(path: Path, name: str, entry: dict[str, Any]) -> SourceFile | SourceError:
+    """The file read (or why it cannot be), its hash put in the entry. The file is hashed on a thread while it is
+    parsed: hashlib runs without holding the interpreter, and a gigabyte takes about a second to hash."""
+    with ThreadPoolExecutor(1) as hasher:
+        digest = hasher.submit(file_sha256, path)
+        try:
+            source: SourceFile | SourceError = read_source_file(path, name)
+        except SourceError as err:
+            source = err
+        entry["sha256"] = digest.result()
+    return source
+
+
+def _unrecognised_entry(entry: dict[str, Any], error: SourceError) -> dict[str, Any]:
+    name = entry["file"]
+    return {**entry, "layout": "unrecognised", "rows": 0, "events": 0, "deletions": 0, "quarantined_rows": 0,
+            "synthetic": synthetic_reason(name, None) is not None, "notes": "", "error": str(error)}
+
+
+def _validate_and_cache(cache_dir: Path, key: str, name: str, source: SourceFile, today: dt.date) -> CachedFile:
+    """The rows that break the row rules quarantined beside the file's unreadable rows; the file's rows then kept in
+    the cache under its content's key."""
+    valid, invalid = quarantine_invalid_rows(source.events, today)
+    source.events = valid.select(CANONICAL_COLUMNS)
+    source.quarantine = pl.concat([source.quarantine, invalid], how="vertical_relaxed")
+    return _write_cache(cache_dir, key, name, source)
 
 
 def _problem_row(name: str, path: str, layout: str, notes: str) -> dict[str, Any]:
@@ -448,7 +474,7 @@ CACHE_INFO_KEYS = ("layout", "rows", "events", "deletions", "notes")
 
 def _read_cache(
     cache_dir: Path, key: str, name: str, warn: Log
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict] | None:
+) -> CachedFile | None:
     """A file's cache entry, or None when there is none, or when a part of it cannot be read (truncated, corrupt):
     then the entry is removed, with a warning naming the part, and the raw file is read again."""
     info_path = cache_dir / f"{key}.json"
@@ -474,7 +500,7 @@ def _read_cache(
 
 def _write_cache(
     cache_dir: Path, key: str, name: str, source: SourceFile
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict]:
+) -> CachedFile:
     synthetic = synthetic_reason(name, source.events)
     info = {
         "layout": source.layout,
