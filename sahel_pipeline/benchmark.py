@@ -108,7 +108,7 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     import polars as pl
 
     from sahel_pipeline import ALIAS_TABLE
-    from sahel_pipeline.core.alerts import alert_table, new_actors
+    from sahel_pipeline.core.alerts import new_actors, ruled_alert_table
     from sahel_pipeline.core.groups import load_alias_table
     from sahel_pipeline.core.ingest import consolidate
     from sahel_pipeline.core.models import ModelConfig
@@ -161,12 +161,13 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
         from sahel_pipeline.core.series import SERIES_KEY
 
         newcomers = new_actors(panels.group_month, panels.admin1_month, month, config)
-        table = alert_table(scores.scores, panels.admin1_month, config, newcomers)
+        ruled = apply_alert_rule(scores.scores, config)
+        table = ruled_alert_table(ruled, panels.admin1_month, config, newcomers)
         wanted = alert_series(table).select(SERIES_KEY)
         inputs = ReportInputs(
             month=month,
             alerts=table,
-            scores=apply_alert_rule(scores.scores, config),
+            scores=ruled,
             forecasts=scores.forecasts,
             history=series_history(panels.group_month.lazy(), panels.country_month.lazy(), wanted, month),
             admin1=admin1_history(panels.admin1_month.lazy(), wanted, month, config),

@@ -153,7 +153,18 @@ def alert_table(
     `newcomers` (from `new_actors`) are the groups new in a country this month: they get a `new_actor` alert once
     they have enough events, and no count alert (their baseline is empty by definition).
     """
-    ruled = apply_alert_rule(scores, config)
+    return ruled_alert_table(apply_alert_rule(scores, config), admin1, config, newcomers, synthetic)
+
+
+def ruled_alert_table(
+    ruled: pl.DataFrame,
+    admin1: pl.DataFrame,
+    config: ModelConfig,
+    newcomers: pl.DataFrame | None = None,
+    synthetic: bool = False,
+) -> pl.DataFrame:
+    """`alert_table` of scores the rule was applied to (`apply_alert_rule`), for a caller that needs the ruled scores
+    too (the report): the rule is applied once."""
     alerts = ruled.filter(pl.col("alert"))
     if newcomers is not None and newcomers.height and alerts.height:
         alerts = alerts.join(newcomers.select(NEWCOMER_KEYS), on=NEWCOMER_KEYS, how="anti")

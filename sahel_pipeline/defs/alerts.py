@@ -6,7 +6,13 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline import DATA_DIR
-from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table, apply_alert_rule, new_actors, write_alert_files
+from sahel_pipeline.core.alerts import (
+    ALERT_COLUMNS,
+    apply_alert_rule,
+    new_actors,
+    ruled_alert_table,
+    write_alert_files,
+)
 from sahel_pipeline.core.feeds import recent_alert_events
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import any_synthetic
@@ -93,7 +99,8 @@ def month_alerts(
     ).collect()
     synthetic = any_synthetic(ingest_summary)
     newcomers = new_actors(group_month_panel, admin1, month, config)
-    alerts = alert_table(gathered, admin1, config, newcomers, synthetic=synthetic)
+    scores = apply_alert_rule(gathered, config)  # once, for the alerts and the report
+    alerts = ruled_alert_table(scores, admin1, config, newcomers, synthetic=synthetic)
     paths = write_alert_files(
         alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary), synthetic
     )
@@ -139,7 +146,6 @@ def month_alerts(
         metadata={"series_scored": scored},
     )
 
-    scores = apply_alert_rule(gathered, config)
     countries = alerts["country"].unique().to_list()
     inputs = ReportInputs(
         month=month,
