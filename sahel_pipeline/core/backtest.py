@@ -173,6 +173,7 @@ def score_forecasts(
         forecasts.join(actuals, on=[*SERIES_KEY, "target_month"], how="inner", nulls_equal=True)
         .join(baselines.drop("group_name"), on=[*SERIES_KEY, "month"], how="left", nulls_equal=True)
         .filter(pl.col("history").is_not_null())
+        .sort([*SERIES_KEY, "month", "horizon"])  # a join's row order varies from run to run: the table's must not
     )
     y = joined["actual"].to_numpy().astype(float)
     model_q = np.column_stack([joined[c].to_numpy() for c in QUANTILE_COLUMNS]).astype(float)
