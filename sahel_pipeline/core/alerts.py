@@ -141,10 +141,7 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
 
 
 def alert_table(
-    scores: pl.DataFrame,
-    admin1: pl.DataFrame,
-    config: ModelConfig,
-    newcomers: pl.DataFrame | None = None,
+    scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, newcomers: pl.DataFrame | None = None,
     synthetic: bool = False,
 ) -> pl.DataFrame:
     """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first. `synthetic` marks
