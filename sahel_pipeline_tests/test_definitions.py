@@ -205,6 +205,7 @@ def test_sensor_scores_the_latest_months_once_the_panels_reach_them(sample_upstr
         assert not selected & {"acled_pull", "ucdp_pull"}
 
 
+@pytest.mark.slow  # materializes the ingest through the code location
 def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_too(defs, tmp_path):
     """The launchpad replaces the code location's settings whole: without both paths the run is refused (instead of
     quietly reading data/raw), and with them every table, alert and report goes to the folder given."""

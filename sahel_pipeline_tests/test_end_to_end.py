@@ -387,6 +387,7 @@ def test_a_report_run_again_removes_plots_of_alerts_it_no_longer_has(run, instan
     assert (plots / "alert1.png").exists()
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_the_synthetic_sample_says_so_in_every_output(run):
     out, results = run
     manifest = pl.read_parquet(out / "warehouse" / "raw_file_manifest.parquet")
@@ -404,6 +405,7 @@ def test_the_synthetic_sample_says_so_in_every_output(run):
         assert "<title>SYNTHETIC - Escalation alerts, " in (out / "alerts" / f"{month}.atom").read_text()
 
 
+@pytest.mark.slow  # runs the whole graph (the module's `run`)
 def test_notifications_are_a_dry_run_unless_configured(run):
     out, results = run
     checks = {e.check_name: e.passed for e in results["2024-12"].get_asset_check_evaluations()}

@@ -259,7 +259,8 @@ def test_negative_binomial_functions_match_scipy(mu, dispersion):
     levels = [0.01, 0.025, 0.1, 0.5, 0.9, 0.975, 0.99]
     assert negbin.quantiles(mu, dispersion, levels).tolist() == [int(v) for v in reference.ppf(levels)]
     for y in (0, 3, int(mu) + 1, int(3 * mu) + 5):
-        brute = sum((reference.cdf(k) - (k >= y)) ** 2 for k in range(0, int(reference.ppf(1 - 1e-12)) + y + 2))
+        k = np.arange(0, int(reference.ppf(1 - 1e-12)) + y + 2)
+        brute = float(((reference.cdf(k) - (k >= y)) ** 2).sum())
         assert float(negbin.crps(y, mu, dispersion)) == pytest.approx(brute, rel=1e-4, abs=1e-9)
 
 

@@ -32,6 +32,7 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
     return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
 
 
+@pytest.mark.slow  # materializes the sample's ingest
 def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
     settings = PipelineSettings(raw_paths=str(sample_dir), output_dir=str(tmp_path), sample_fallback=False)
     result = materialize_ingest(settings)
@@ -50,6 +51,7 @@ def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
     assert metadata["raw_file_manifest"]["files"].value == 3
 
 
+@pytest.mark.slow  # materializes the sample's ingest
 def test_default_raw_folder_without_csv_falls_back_to_the_sample(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a fresh clone: data/raw is there and empty
     (tmp_path / "data" / "raw").mkdir(parents=True)
@@ -114,6 +116,7 @@ def test_great_expectations_check_fails_on_an_empty_table(tmp_path):
     assert evaluation.metadata["rows_in_table"].value == 0
 
 
+@pytest.mark.slow  # materializes the sample's ingest twice
 def test_great_expectations_check_on_a_cached_rerun_reports_the_whole_table(tmp_path, sample_dir):
     settings = PipelineSettings(raw_paths=str(sample_dir), output_dir=str(tmp_path), sample_fallback=False)
     first = great_expectations_evaluation(materialize_ingest(settings))

@@ -38,6 +38,7 @@ def scored(tasks: list[SeriesTask], config: ModelConfig = CONFIG) -> pl.DataFram
     return apply_alert_rule(pl.DataFrame(rows, infer_schema_length=None), config)
 
 
+@pytest.mark.slow  # hundreds of simulated series
 def test_planted_threefold_rise_is_flagged_and_its_interval_covers_three():
     rng = np.random.default_rng(2024)
     series = [np.concatenate([negbin(rng, 8, 0.15, 36), negbin(rng, 24, 0.15, 3)]) for _ in range(200)]
@@ -74,6 +75,7 @@ def test_zero_to_one_is_not_an_alert_but_zero_to_eight_is():
     assert math.isinf(eight["rate_ratio"]) and eight["rate_ratio_low"] > 1  # exact interval when the baseline is empty
 
 
+@pytest.mark.slow  # hundreds of simulated series
 def test_poisson_fallback_on_equidispersed_data_and_negbin_on_overdispersed():
     rng = np.random.default_rng(3)
     poisson = scored([task(rng.poisson(12, 39)) for _ in range(100)])
@@ -194,6 +196,7 @@ def sample_panels(tmp_path_factory):
     return build_panels(events, load_alias_table(ALIAS_TABLE))
 
 
+@pytest.mark.slow  # ingests the sample and scores its month three times
 def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     """A weekly update changes the last month of a series: its baseline fit is reused, the rest recomputed."""
     from sahel_pipeline.core.scoring import score_month
@@ -240,6 +243,7 @@ def test_a_stored_month_splits_back_into_its_scores_forecasts_and_exceedance(sam
         assert getattr(back, name).select(rows.columns).sort(rows.columns).equals(rows.sort(rows.columns))
 
 
+@pytest.mark.slow  # starts worker processes and scores the sample's month twice
 def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
     import gc
 

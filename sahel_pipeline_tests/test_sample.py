@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import polars as pl
+import pytest
 
 from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_global, write_sample
@@ -36,6 +37,7 @@ def test_sample_ingests_with_its_revisions_and_deletions(tmp_path, sample_dir):
     assert result.events["event_date"].dt.year().unique().sort().to_list() == list(range(2017, 2025))
 
 
+@pytest.mark.slow  # generates benchmark data
 def test_global_benchmark_data_at_small_scale_has_acled_shapes(tmp_path):
     figures = write_global(tmp_path, target_events=60_000, n_countries=12, n_actors=150)
     export = pl.read_csv(tmp_path / "acled_global_1997-2026-11-14_SYNTHETIC.csv", infer_schema=False)
@@ -77,6 +79,7 @@ def test_sample_state_forces_have_regime_periods_units_and_types_in_words(sample
     assert set(export["inter1"]) <= {"State forces", "Rebel group", "Identity militia", "Rioters", "Protesters"}
 
 
+@pytest.mark.slow  # generates benchmark data
 def test_global_benchmark_data_has_state_forces_in_real_proportions_and_inter_codes(tmp_path):
     write_global(tmp_path, target_events=60_000, n_countries=12, n_actors=150)
     export = pl.read_csv(tmp_path / "acled_global_1997-2026-11-14_SYNTHETIC.csv", infer_schema=False)
