@@ -136,6 +136,7 @@ def test_schedule_picks_the_latest_months_the_data_cover_and_says_why(sample_ups
     assert f"the data reach {month_label(last)}" in requests[0].tags["sahel/why"]
 
 
+@pytest.mark.slow  # builds the code location and an instance
 def test_schedule_before_any_data_runs_ingest_and_panels_alone(tmp_path):
     settings = PipelineSettings(raw_paths=str(tmp_path), output_dir=str(tmp_path / "out"), sample_fallback=False)
     with dg.instance_for_test() as instance:  # schedule and sensor contexts need an instance with a ref
@@ -171,6 +172,7 @@ def sensor_on(tmp_path):
         yield raw, tick
 
 
+@pytest.mark.slow  # builds the code location and an instance
 def test_sensor_starts_runs_when_a_file_lands_or_changes_and_skips_otherwise(sensor_on):
     raw, tick = sensor_on
     # no panels yet: each change asks for ingest and panels, which add the month partitions
@@ -224,6 +226,7 @@ def test_settings_given_at_launch_must_name_both_paths_and_move_the_warehouse_to
     assert not (tmp_path / "out").exists()  # SAHEL_OUTPUT_DIR, which the launch settings replaced
 
 
+@pytest.mark.slow  # builds the code location and an instance
 def test_files_a_dagster_run_pulled_do_not_wake_the_sensor_but_a_cli_pull_does(sensor_on):
     from sahel_pipeline.core import vintages
 

@@ -202,6 +202,7 @@ def test_a_past_month_uses_only_data_dated_up_to_then(run):
     )
 
 
+@pytest.mark.slow  # ingests the sample and scores its month
 def test_alerts_asset_alone_with_build_asset_context(tmp_path):
     """month_alerts invoked directly on the sample's panels: one clear rise among quiet series becomes one alert row,
     its files and a report that shows it."""
