@@ -62,6 +62,7 @@ def test_default_raw_folder_without_csv_falls_back_to_the_sample(tmp_path, monke
     assert all("SYNTHETIC" in name for name in manifest["file"])
 
 
+@pytest.mark.slow  # materializes the ingest
 @pytest.mark.parametrize("layout", ["empty folder", "missing folder", "one of two missing"])
 def test_a_raw_path_given_on_purpose_never_falls_back_to_the_sample(tmp_path, layout):
     """A mistyped SAHEL_RAW_PATHS must stop the run, not publish the sample's (or one source's) alerts."""
@@ -86,6 +87,7 @@ def test_raw_paths_expand_the_home_folder(tmp_path, monkeypatch):
     assert raw_path_list(os.pathsep.join(["~/acled", " ~/ucdp "])) == [tmp_path / "acled", tmp_path / "ucdp"]
 
 
+@pytest.mark.slow  # materializes the ingest
 def test_unreadable_file_fails_the_blocking_check_with_its_message(tmp_path):
     raw = tmp_path / "raw"
     raw.mkdir()
@@ -104,6 +106,7 @@ def great_expectations_evaluation(result: dg.ExecuteInProcessResult):
     )
 
 
+@pytest.mark.slow  # materializes the ingest (Great Expectations)
 def test_great_expectations_check_fails_on_an_empty_table(tmp_path):
     """A file with a header and no row: nothing to validate is not a pass."""
     raw = tmp_path / "raw"

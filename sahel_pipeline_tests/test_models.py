@@ -227,6 +227,7 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     )
 
 
+@pytest.mark.slow  # ingests the sample and scores its month
 def test_a_stored_month_splits_back_into_its_scores_forecasts_and_exceedance(sample_panels):
     """A shard stores one row per series with its forecasts and exceedance nested; reading it back gives the rows."""
     from sahel_pipeline.core.scoring import nest_forecasts, score_month, split_forecasts, unnest_forecasts

@@ -102,6 +102,7 @@ def test_weekly_job_is_recorded_in_postgres(postgres_server: Server, production_
     assert passed == dict.fromkeys(every_check, True)
 
 
+@pytest.mark.slow  # runs a job on a local instance
 def test_local_config_keeps_sqlite_and_one_run_at_a_time(tmp_path: Path):
     # deploy/dagster-local.yaml is what `dagster dev` reads from .dagster_home: no PostgreSQL needed.
     shutil.copyfile(DEPLOY_DIR / "dagster-local.yaml", tmp_path / "dagster.yaml")

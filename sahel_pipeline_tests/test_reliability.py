@@ -168,6 +168,7 @@ def test_a_reused_pid_does_not_hold_the_folder(tmp_path):
     assert take(tmp_path, "this run", log=lambda _: None)
 
 
+@pytest.mark.slow  # runs a job on a local instance
 def test_the_steps_of_one_dagster_run_join_its_lock_and_another_run_is_refused(tmp_path):
     from sahel_pipeline.core.lock import OutputFolderLocked, take
 

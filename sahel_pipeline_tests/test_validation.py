@@ -24,6 +24,7 @@ def failed(summary) -> set[tuple[str, str]]:
     return {(o.expectation, o.column) for o in summary.failures()}
 
 
+@pytest.mark.slow  # Great Expectations on the sample
 def test_clean_sample_passes_every_expectation(sample_events):
     summary = validate_with_great_expectations(sample_events.lazy(), TODAY)
     assert summary.success, summary.to_markdown()
