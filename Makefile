@@ -59,7 +59,7 @@ bench: install
 
 # Re-resolve the pinned dependency set after editing pyproject.toml.
 lock: $(VENV)/.installed
-	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --python-version 3.11 -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra dev --extra postgres --extra celery --python-version 3.11 -o requirements.lock
 
 clean:
 	rm -rf $(VENV) .dagster_home data/outputs

@@ -5,6 +5,7 @@ import os
 import dagster as dg
 
 from sahel_pipeline.defs import alerts, automation, backtest, delivery, evaluation, fetch, ingest, models, panels
+from sahel_pipeline.defs.executor import pipeline_executor
 from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
@@ -12,9 +13,9 @@ from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, 
 # A run's steps execute in one process, as `sahel run` executes them, and the fits on a pool of worker processes
 # (ModelSettings.workers). A process per step, even forked from a server with the libraries preloaded, made a run
 # launched from the UI take about twice the command line's time on the sample: the server's imports, then each
-# process loading the job, the instance and its inputs again. The model shards stay separate assets, so that a cluster
-# executor (dagster-celery, dagster-k8s) can spread them over machines.
-EXECUTOR = dg.in_process_executor
+# process loading the job, the instance and its inputs again. The model shards stay separate assets, so that Celery
+# workers spread them over machines when the deployment names a broker ($SAHEL_CELERY_BROKER, defs/executor.py).
+EXECUTOR = pipeline_executor
 
 
 def build_definitions(
