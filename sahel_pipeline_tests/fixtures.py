@@ -84,3 +84,14 @@ def instance_with_months(*months: str) -> Iterator:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(MONTHS.name, list(months))
         yield instance
+
+
+def code_location_job(name: str):
+    """A job of the code location as Dagster rebuilds it in another process (a run worker, a Celery worker): what
+    `dagster job execute -m sahel_pipeline.definitions -j <name>` runs."""
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from sahel_pipeline import PROJECT_DIR
+
+    repository = ReconstructableRepository.for_module("sahel_pipeline.definitions", "defs", str(PROJECT_DIR))
+    return repository.get_reconstructable_job(name)

@@ -24,14 +24,13 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from sahel_pipeline import PROJECT_DIR, SAMPLE_DIR
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.automation import UPSTREAM
 from sahel_pipeline.defs.executor import CELERY_BACKEND_VARIABLE, CELERY_BROKER_VARIABLE
 from sahel_pipeline.defs.resources import PipelineSettings
-from sahel_pipeline_tests.fixtures import free_port, materialize_upstream, outliving
+from sahel_pipeline_tests.fixtures import code_location_job, free_port, materialize_upstream, outliving
 from sahel_pipeline_tests.postgres import Server
 
 REDIS = shutil.which("redis-server")
@@ -188,11 +187,8 @@ def test_weekly_job_on_two_celery_workers_matches_the_in_process_run(
         monkeypatch.setenv(CELERY_BROKER_VARIABLE, broker)
         monkeypatch.delenv(CELERY_BACKEND_VARIABLE, raising=False)
         with celery_workers(tmp_path / "workers", broker) as workers, dg.DagsterInstance.get() as instance:
-            # What `dagster job execute -m sahel_pipeline.definitions -j weekly_escalation_job` runs, and what a
-            # worker rebuilds each step's job from.
-            job = ReconstructableRepository.for_module(
-                "sahel_pipeline.definitions", "defs", working_directory=str(PROJECT_DIR)
-            ).get_reconstructable_job("weekly_escalation_job")
+            # The job as the webserver's run worker loads it; each Celery task rebuilds it from the same pointer.
+            job = code_location_job("weekly_escalation_job")
             with dg.execute_job(job, instance, asset_selection=UPSTREAM) as upstream:
                 assert upstream.success, "ingest and panels failed on the workers"
             assert MONTH in instance.get_dynamic_partitions("months")
