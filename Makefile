@@ -32,9 +32,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-# The linters first, then the suite. PostgreSQL's server binaries (the deployment test) and R with
-# r-cran-surveillance (the detector evaluation's R peers) are installed from Debian, as root; without them those
-# tests skip. pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
+# The linters first, then the suite. PostgreSQL's server binaries (the deployment test), R with
+# r-cran-surveillance (the detector evaluation's R peers), nginx and redis-server (the proxy and Celery tests) are
+# installed from Debian, as root; without them those tests skip. pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
 test: lint
 	@sh scripts/ensure_postgres.sh
 	@sh scripts/ensure_r.sh
