@@ -18,6 +18,8 @@ Every figure is the median of --runs runs, each in a fresh process, as a schedul
   folder and instance, against the same month launched as the UI launches it (`dagster job execute` on the code
   location: its executor, a process per step), interleaved, each from process start to exit. `--ui-only` measures
   this alone (a few minutes), without generating the large data.
+* `--steps`: the memory a Celery worker needs (deploy/README.md, Sizing): ingest and panels (a run's first steps, in
+  one process), then each model shard alone in a fresh process, as a worker runs it, on the generated data.
 """
 
 from __future__ import annotations
@@ -199,6 +201,38 @@ def measure_run(raw: list[Path], out: Path, months: tuple[str, ...], workers: in
     return {"run_s": time.perf_counter() - started} | memory.stop()
 
 
+def measure_step(raw: list[Path], out: Path, step: str, workers: int) -> dict[str, float]:
+    """One step of the cold month alone, as a Celery worker runs it: `upstream` (ingest and panels) or a shard's
+    index, reading what the upstream measurement stored under `out`."""
+    from sahel_pipeline.defs.models import SERIES_SCORES
+    from sahel_pipeline.runner import Runner
+
+    memory = TreeMemory()
+    started = time.perf_counter()
+    runner = Runner([str(p) for p in raw], out, workers=workers)
+    if step == "upstream":
+        runner.materialize_upstream()
+    else:
+        runner._run(runner.weekly, list(SERIES_SCORES[int(step)].keys), partition_key=COLD_MONTH)
+    return {"step_s": time.perf_counter() - started} | memory.stop()
+
+
+def print_steps(data: Path, workers: int) -> None:
+    from sahel_pipeline.defs.models import SERIES_SCORES
+
+    with tempfile.TemporaryDirectory(dir=data) as scratch_dir:
+        raw, out = Path(scratch_dir) / "raw", Path(scratch_dir) / "out"
+        raw.mkdir()
+        (raw / EXPORT).symlink_to((data / EXPORT).resolve())
+        print(f"{workers} fitting workers; peak memory of this process and its children; load "
+              f"{os.getloadavg()[0]:.1f}", flush=True)
+        for step in ["upstream", *(str(k) for k in range(len(SERIES_SCORES)))]:
+            figures = in_fresh_process("step", str(data), str(raw), str(out), step)
+            name = "ingest and panels" if step == "upstream" else f"shard {int(step) + 1} of {len(SERIES_SCORES)}"
+            print(f"{name}: {figures['step_s']:.1f} s, peak {figures['peak_tree_gib']:.2f} GiB "
+                  f"(main process {figures['peak_main_gib']:.2f} GiB)", flush=True)
+
+
 def compare_ui_style(runs: int) -> dict[str, float]:
     """The sample's cold run of one month from the command line and as the UI launches it, interleaved so that both
     meet the machine in the same state; medians, and the median of the runs' ratios."""
@@ -294,10 +328,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--ui-only", action="store_true", help="only the sample's command line vs UI-style runs")
+    parser.add_argument("--steps", action="store_true", help="only the memory of the steps a Celery worker runs")
     parser.add_argument("--measure", nargs="+", help=argparse.SUPPRESS)  # one measurement, in a child process
     args = parser.parse_args(argv)
     if args.measure:
         print(json.dumps(_measure(args.measure, args.workers)))
+        return
+    if args.steps:
+        generate_data(args.data, args.events)
+        print_steps(args.data, args.workers)
         return
     if args.ui_only:
         print_ui_comparison(compare_ui_style(args.runs), args.runs)
@@ -313,16 +352,22 @@ def _measure(what: list[str], workers: int) -> dict[str, float]:
     if kind == "stages":
         return measure_stages(Path(data), workers)
     raw, out, months = rest[0].split(","), Path(rest[1]), tuple(rest[2].split(","))
+    if kind == "step":
+        return measure_step([Path(p) for p in raw], out, months[0], workers)
     return measure_run([Path(p) for p in raw], out, months, workers)
 
 
-def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:
+def generate_data(data: Path, events: int) -> None:
     if not (data / EXPORT).exists():
         from sahel_pipeline.synthetic import write_global
 
         print(f"generating {events:,} synthetic events in {data} ...", flush=True)
         started = time.perf_counter()
         print(write_global(data, events), f"({time.perf_counter() - started:.0f} s)", flush=True)
+
+
+def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:
+    generate_data(data, events)
     size = (data / EXPORT).stat().st_size
     print(f"data: {data / EXPORT} ({size / 1e6:,.0f} MB); {workers} workers; median of {runs} runs", flush=True)
 
