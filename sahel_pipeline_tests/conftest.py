@@ -36,6 +36,17 @@ def dagster_home(tmp_path_factory) -> Iterator[Path]:
         yield home
 
 
+@pytest.fixture
+def own_dagster_home(tmp_path, monkeypatch) -> Path:
+    """A $DAGSTER_HOME of the test's own, for a test whose outcome depends on what the instance holds (the month
+    partitions earlier runs of other data added to the session's)."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copyfile(PROJECT_DIR / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home
+
+
 @pytest.fixture(autouse=True, scope="session")
 def allowed_roots(tmp_path_factory) -> Iterator[str]:
     """Runs may read and write the tests' temporary folders, the bad files and the real files, beside data/."""

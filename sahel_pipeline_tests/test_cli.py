@@ -121,7 +121,7 @@ def test_alerts_prints_the_table(sample_outputs, capsys):
         (["notify", "--month", "24-12"], "bad month '24-12': expected YYYY-MM"),
     ],
 )
-def test_user_errors_are_one_line_and_a_non_zero_exit(argv, message, capsys, tmp_path):
+def test_user_errors_are_one_line_and_a_non_zero_exit(argv, message, capsys, tmp_path, own_dagster_home):
     status = main([*argv, "--out", str(tmp_path)] if argv[0] == "run" else argv)
     err = capsys.readouterr().err
     assert status != 0

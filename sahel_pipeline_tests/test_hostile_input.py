@@ -92,7 +92,8 @@ def hostile_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
     raw = write_hostile_export(root / "raw").parent
     out = root / "out"
-    runner = Runner([str(raw)], out, workers=1)
+    # an instance of its own: the metadata read below is this run's only, not the session's other runs'
+    runner = Runner([str(raw)], out, workers=1, instance=dg.DagsterInstance.ephemeral())
     runner.materialize_upstream()
     runner.materialize_month(KEY)
     metadata = []
