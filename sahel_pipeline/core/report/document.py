@@ -210,7 +210,12 @@ def change_blocks(month: dt.date, changed: Changes | None) -> list[Block]:
     if changed is None:
         return [
             Heading(f"What changed since {before}"),
-            Paragraph(f"No alert table is stored for {before}, so what changed cannot be said.", "note"),
+            Paragraph(
+                f"No alert table is stored for {before} in this output folder, so this month's alerts cannot be "
+                f"compared with the ones sent then. (An alert's 'new' or 'continuing' comes from the data: whether "
+                f"the series was already above its range in {before}.)",
+                "note",
+            ),
         ]
     name = lambda c: f"{c.unit} ({c.severity})"  # noqa: E731
     items = [
