@@ -4,7 +4,6 @@ import dagster as dg
 import polars as pl
 
 from sahel_pipeline.core import tables
-from sahel_pipeline.core.text import plain_text
 
 
 def markdown_table(frame: pl.DataFrame, max_rows: int = 25) -> str:
@@ -16,12 +15,13 @@ def table_preview(frame: pl.DataFrame, rows: int = 10) -> dg.MetadataValue:
 
 
 def _cell(value: object) -> str:
-    """A value as literal text in a cell (data can hold Markdown, HTML, line breaks: text.markdown_text)."""
+    """A value's text in a cell, never cut (an alert sentence ends with its numbers); tables.markdown_table makes it
+    literal (text.markdown_text)."""
     if value is None:
         return ""
     if isinstance(value, float):
         return f"{value:.3g}"
-    return plain_text(value)  # never cut: an alert sentence ends with its numbers
+    return str(value)
 
 
 def column_schema(schema: pl.Schema) -> dg.TableSchema:
