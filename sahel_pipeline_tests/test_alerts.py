@@ -15,8 +15,8 @@ from sahel_pipeline.core.months import month_range, window_start
 CONFIG = ModelConfig()
 BASE = {
     "indicator": "events", "observed": 20, "expected": 6.0, "upper": 14, "p_value": 0.5, "recent_sum": 40,
-    "recent_active_months": 3, "rate_ratio": 1.0, "rate_ratio_low": 0.7, "rate_ratio_high": 1.4,
-    "previous_exceedances": 0,
+    "recent_active_months": 3, "window_p_value": 0.5, "rate_ratio": 1.0, "rate_ratio_low": 0.7,
+    "rate_ratio_high": 1.4, "previous_exceedances": 0,
 }
 
 
@@ -30,13 +30,17 @@ def rule(**changes) -> dict:
         ({}, False, None),
         ({"p_value": 0.005}, True, "low"),  # above the 99% bound
         ({"p_value": 0.0005}, True, "medium"),  # and above the 99.9% bound
-        ({"rate_ratio_low": 1.6}, True, "low"),  # sustained rise only
-        ({"p_value": 0.005, "rate_ratio_low": 1.6}, True, "medium"),
-        ({"p_value": 0.0005, "rate_ratio_low": 1.6}, True, "high"),
-        ({"p_value": 0.0005, "rate_ratio_low": 3.2}, True, "high"),
+        ({"window_p_value": 0.002}, True, "low"),  # sustained rise only
+        ({"window_p_value": 0.003}, False, None),  # the window's level is 0.25%, not the month's 1%
+        ({"window_p_value": 0.0005}, True, "medium"),  # a steep sustained rise
+        ({"p_value": 0.005, "window_p_value": 0.002}, True, "medium"),
+        ({"p_value": 0.0005, "window_p_value": 0.002}, True, "high"),
+        ({"p_value": 0.0005, "window_p_value": 0.0005}, True, "high"),
         ({"p_value": 0.005, "observed": 4}, False, None),  # below the minimum count: 0 -> 1 is not an alert
-        ({"rate_ratio_low": 1.6, "recent_active_months": 1}, False, None),  # one month's burst is not sustained
-        ({"rate_ratio_low": 1.6, "observed": 5}, False, None),  # the rise is ebbing: this month is below expected
+        # whichever rule fires: a sustained rise needs the minimum count in the month too
+        ({"window_p_value": 1e-6, "observed": 4, "expected": 2.0}, False, None),
+        ({"window_p_value": 0.002, "recent_active_months": 1}, False, None),  # one month's burst is not sustained
+        ({"window_p_value": 0.002, "observed": 5}, False, None),  # the rise is ebbing: this month is below expected
         ({"indicator": "fatalities", "observed": 9, "p_value": 0.001}, False, None),  # fatalities need 10
     ],
 )

@@ -172,9 +172,13 @@ def test_the_rule_statistic_follows_its_two_levels():
     assert alarm and stat >= -math.log10(score["p_value"] / 0.01) - 1e-9
     alarm, stat = last_verdict(rule, quiet + [8, 8, 8])
     assert not alarm and stat < 0
-    # a rise from nothing: the exact interval's branch
-    alarm0, stat0 = last_verdict(rule, [0] * 36 + [3, 3, 3])
-    assert alarm0 and np.isfinite(stat0) and stat0 > 0
+    # a rise over the recent window from nothing: the sustained rule's level, scaled
+    alarm0, stat0 = last_verdict(rule, [0] * 36 + [6, 6, 6])
+    score0, _ = score_series(
+        SeriesTask(("x",), "events", "x", np.arange(39), np.array([0] * 36 + [6, 6, 6], float), np.ones(39)),
+        ModelConfig(),
+    )
+    assert alarm0 and stat0 >= -math.log10(score0["window_p_value"] / ModelConfig().sustained_p) - 1e-9
 
 
 # --- the native peers, by hand --------------------------------------------------------------------------------------

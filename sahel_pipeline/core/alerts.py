@@ -59,16 +59,17 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
             alert=pl.lit(False), severity=pl.lit(None, pl.String), status=pl.lit(None, pl.String)
         )
     min_count = pl.col("indicator").replace_strict(config.min_counts, default=5)
+    # every rule needs the month itself to reach the indicator's minimum count
     enough_now = pl.col("observed") >= min_count
     exceeds = (enough_now & (pl.col("p_value") < config.alert_p)).fill_null(False)
     strong = (enough_now & (pl.col("p_value") < config.strong_p)).fill_null(False)
     sustained = (
-        (pl.col("recent_sum") >= min_count)
+        enough_now
         & (pl.col("recent_active_months") >= 2)
-        & (pl.col("rate_ratio_low") >= config.rr_alert_low)
+        & (pl.col("window_p_value") < config.sustained_p)
         & (pl.col("observed") >= pl.col("expected"))
     ).fill_null(False)
-    steep = (sustained & (pl.col("rate_ratio_low") >= config.rr_strong_low)).fill_null(False)
+    steep = (sustained & (pl.col("window_p_value") < config.strong_p)).fill_null(False)
     points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
     return scores.with_columns(
         alert=exceeds | sustained,

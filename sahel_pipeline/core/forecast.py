@@ -69,6 +69,14 @@ class LevelParams:
     prior_variance: float = 1.0  # of the log level at a series' first month, around its mean rate over the months
     burn_in: int = 6  # first months of a series whose predictions do not count in choosing alpha
     newton_steps: int = 4  # per monthly update: within 0.002 of the mode on the real files (3: 0.05)
+    # In choosing alpha and q, a month counts against a candidate by at most this many log units more than against
+    # the month's best candidate (None: no bound). The detector bounds it, so that one outlying month does not choose
+    # a heavy tail for years (`detection.py`); the forecasts, whose intervals must hold such months, do not.
+    outlier_loglik: float | None = None
+    # A month moves the level as if its count were at most this many predictive standard deviations above the
+    # predicted mean (None: as counted). The detector caps it, so that a past outbreak does not lift the level it
+    # judges later months against; a lasting rise still moves the level, month by month.
+    update_cap: float | None = None
 
 
 # Three Gauss-Hermite nodes carry most of the level's spread (the rest widens each node's negative binomial): a
@@ -95,7 +103,8 @@ class Counts:
 
     def _mixture(self) -> tuple[np.ndarray, np.ndarray]:
         spread, rest = SPREAD * self.v, (1 - SPREAD) * self.v
-        rates = self.exposure * np.exp((self.m + rest / 2)[..., None] + np.sqrt(spread)[..., None] * NODES)
+        exposure = np.asarray(self.exposure, dtype=float)[..., None]  # one per distribution, or one for all
+        rates = exposure * np.exp((self.m + rest / 2)[..., None] + np.sqrt(spread)[..., None] * NODES)
         return rates, ((1 + self.alpha) * np.exp(rest) - 1)[..., None]
 
     def quantiles(self, qs=QUANTILES) -> np.ndarray:
@@ -144,6 +153,10 @@ class Level:
     drift: np.ndarray  # q chosen for each series
     pending: np.ndarray  # break variance not yet crossed: a break right after the last month
     reaching_last: FilterState | None = None  # every candidate's state on reaching the last month
+    # every (alpha, q) candidate's level (arrays (n, candidates)) and its posterior probability: the detector's
+    # predictive averages over them rather than taking the best
+    candidates: Level | None = None
+    posterior: np.ndarray | None = None
 
     def ahead(self, h: int) -> tuple[np.ndarray, np.ndarray]:
         """Mean and variance of the log level h months after the last."""
@@ -215,13 +228,25 @@ def filter_levels(
         if counted.any():
             dispersion = (1 + alphas) * np.exp(P) - 1
             predicted = negbin.logpmf(yt, et * np.exp(m + P / 2), dispersion, factorial=False)
+            if params.outlier_loglik is not None:
+                predicted = np.maximum(predicted, predicted.max(axis=1, keepdims=True) - params.outlier_loglik)
             loglik = loglik + np.where(counted, predicted, 0.0)
+        if params.update_cap is not None:
+            mean = et * np.exp(m + P / 2)
+            spread = np.sqrt(mean + ((1 + alphas) * np.exp(P) - 1) * mean**2)
+            yt = np.minimum(yt, np.floor(mean + params.update_cap * spread))
         m, P = _update(yt, et, m, P, alphas, params.newton_steps)
         age = age + 1
-    best = np.argmax(loglik + prior, axis=1)
+    score = loglik + prior
+    best = np.argmax(score, axis=1)
     rows = np.arange(n)
     pending = bumps[:, -1] if months else np.zeros(n)
-    return Level(m[rows, best], P[rows, best], alphas[0, best], qs[0, best], pending, last)
+    posterior = np.exp(score - score[rows, best][:, None])
+    candidates = Level(m, P, np.broadcast_to(alphas, m.shape), np.broadcast_to(qs, m.shape), pending[:, None])
+    return Level(
+        m[rows, best], P[rows, best], alphas[0, best], qs[0, best], pending, last,
+        candidates, posterior / posterior.sum(axis=1, keepdims=True),
+    )
 
 
 def _starting_state(y: np.ndarray, e: np.ndarray, params: LevelParams, candidates: int) -> FilterState:

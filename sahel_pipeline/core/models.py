@@ -37,6 +37,7 @@ from scipy import optimize, special
 
 from sahel_pipeline.core import negbin
 from sahel_pipeline.core.actor_types import ARMED_TYPES
+from sahel_pipeline.core.detection import DETECTION_LEVEL, Verdict, judge_last
 from sahel_pipeline.core.forecast import (
     QUANTILE_COLUMNS,
     TOTAL_MONTHS,
@@ -100,12 +101,14 @@ class ModelConfig:
     bound_quantile: float = 0.99
     alert_p: float = 0.01
     strong_p: float = 0.001
-    rr_alert_low: float = 1.5  # a lower 95% bound of the rate ratio at or above this is a sustained rise
-    rr_strong_low: float = 3.0
+    # the recent window's total against the level before it: a sustained rise below this (the month's and the
+    # window's tests together alert on 1% of stable months)
+    sustained_p: float = 0.0025
     min_counts: dict[str, int] = field(
         default_factory=lambda: {"events": 5, "violent_events": 5, "fatalities": 10, "civilian_targeting_events": 5}
     )
     level: LevelParams = LevelParams()  # the forecasts' local level
+    detection_level: LevelParams = DETECTION_LEVEL  # the exceedance's recent level (detection.py)
     horizons: int = 6
     # P(count >= k) is given for these k next month and over the next three months, and for the busiest month (and
     # three months) of the last twelve: "at least 25 deaths", "more than in any month of the past year".
@@ -462,11 +465,15 @@ def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str, str]:
 
 
 def score_series(
-    task: SeriesTask, config: ModelConfig, forecast: SeriesForecast | None = None
+    task: SeriesTask,
+    config: ModelConfig,
+    forecast: SeriesForecast | None = None,
+    judged: SeriesJudgement | None = None,
 ) -> tuple[dict, list[dict]]:
     """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows).
 
-    `forecast` is the series' part of `forecast_chunk` when the caller computed a chunk's forecasts at once."""
+    `forecast` and `judged` are the series' parts of `forecast_chunk` and `judge_chunk` when the caller computed a
+    chunk's at once."""
     y, exposure = task.counts.astype(float), task.exposure.astype(float)
     recent = slice(max(0, len(y) - config.recent_months), len(y))
     start = max(0, len(y) - config.window_months)
@@ -489,12 +496,7 @@ def score_series(
         fit = task.cached_fit or fit_baseline(y[baseline], exposure[baseline], t, config)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:  # numerically degenerate series
         return {**score, "model": "failed", "note": f"fit failed: {err}"}, []
-    now = fit.predictive(0.0, exposure[-1])
-    min_count = config.min_count(task.indicator)
-    previous = [
-        y[-1 - k] >= min_count and fit.predictive(-k / 12, exposure[-1 - k]).sf_at_least(y[-1 - k]) < config.alert_p
-        for k in (1, 2)
-    ]
+    judged = judged or judge_chunk([task], config)[0]
     ratio = rate_ratio(y[baseline], exposure[baseline], y[recent], exposure[recent], fit.alpha)
     score.update(
         model=fit.model,
@@ -505,10 +507,8 @@ def score_series(
         slope=fit.slope,
         trend_per_year=fit.trend_per_year,
         downweighted=fit.downweighted,
-        expected=now.mu,
-        upper=now.quantile(config.bound_quantile),
-        p_value=now.sf_at_least(y[-1]),
-        previous_exceedances=int(sum(previous)),
+        **judged.now,
+        previous_exceedances=judged.previous_exceedances,
         rate_ratio=ratio.ratio,
         rate_ratio_low=ratio.low,
         rate_ratio_high=ratio.high,
@@ -516,6 +516,66 @@ def score_series(
         **_break_ratio(task, config, fit.alpha),
     )
     return score, (forecast or forecast_chunk([task], config)[0]).months
+
+
+@dataclass
+class SeriesJudgement:
+    """One series' last month against its recent level (`detection.judge_last`), as score columns, and how many of
+    the two months before it exceeded their own bounds with at least the minimum count (for `status`)."""
+
+    now: dict
+    previous_exceedances: int
+
+
+def judge_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesJudgement]:
+    """The detector on several series at once: their last month, and each of the two months before it with the data
+    up to that month."""
+    if not tasks:
+        return []
+    counts, exposure, breaks = _chunk_arrays(tasks, config.window_months, config)
+    verdicts = [
+        judge_last(counts, exposure, breaks, config.detection_level, config.recent_months, config.bound_quantile),
+        *(
+            judge_last(counts[:, :-k], exposure[:, :-k], breaks[:, :-k], config.detection_level, None, None)
+            for k in (1, 2)
+        ),
+    ]
+    now = _columns(verdicts[0])
+    minimum = np.array([config.min_count(task.indicator) for task in tasks])
+    exceeded = sum(
+        ((counts[:, -1 - k] >= minimum) & (verdicts[k].p_value < config.alert_p)).astype(int) for k in (1, 2)
+    )
+    return [SeriesJudgement(row, int(n)) for row, n in zip(now, np.asarray(exceeded).tolist(), strict=True)]
+
+
+def _columns(verdict: Verdict) -> list[dict]:
+    """Score columns of each series' verdict."""
+    columns = {
+        "expected": verdict.expected,
+        "upper": verdict.upper,
+        "p_value": verdict.p_value,
+        "level_rate": verdict.level_rate,
+        "level_alpha": verdict.alpha,
+        "window_expected": verdict.window_expected,
+        "window_p_value": verdict.window_p_value,
+    }
+    lists = {name: values.tolist() for name, values in columns.items()}
+    return [dict(zip(lists, row, strict=True)) for row in zip(*lists.values(), strict=True)]
+
+
+def _chunk_arrays(tasks: list[SeriesTask], width: int, config: ModelConfig):
+    """The last `width` months of each task as rows (counts, exposure, breaks), right-aligned: a series with a shorter
+    history has exposure 0 before its first month. A break marks the month it falls in: its variance is added on
+    leaving that month."""
+    counts, exposure = np.zeros((len(tasks), width)), np.zeros((len(tasks), width))
+    breaks = np.zeros((len(tasks), width), dtype=bool)
+    for i, task in enumerate(tasks):
+        y, e, months = task.counts[-width:], task.exposure[-width:], task.months[-width:]
+        counts[i, width - len(y):], exposure[i, width - len(y):] = y, e
+        for brk in config.breaks:
+            if brk.country == task.country and months[0] <= month_index(brk.date) <= months[-1]:
+                breaks[i, width - len(y) + month_index(brk.date) - months[0]] = True
+    return counts, exposure, breaks
 
 
 @dataclass
@@ -532,20 +592,12 @@ def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesF
     """Forecasts of several series at once: their last 39 months through the level filter, vectorised over series."""
     if not tasks:
         return []
-    width = config.window_months
-    counts, exposure = np.zeros((len(tasks), width)), np.zeros((len(tasks), width))
-    breaks = np.zeros((len(tasks), width), dtype=bool)
+    # a break in the last month itself widens the forecast
+    counts, exposure, breaks = _chunk_arrays(tasks, config.window_months, config)
     ladders = [config.exceedance_counts.get(task.indicator, ()) for task in tasks]
     rungs = max(map(len, ladders)) + 1
     month_k, total_k = np.full((len(tasks), rungs), np.nan), np.full((len(tasks), rungs), np.nan)
     for i, task in enumerate(tasks):
-        y, e, filtered = task.counts[-width:], task.exposure[-width:], task.months[-width:]
-        counts[i, width - len(y):], exposure[i, width - len(y):] = y, e
-        # a break known by the last month: its variance is added on leaving its month (a break in the last month
-        # itself widens the forecast)
-        for brk in config.breaks:
-            if brk.country == task.country and filtered[0] <= month_index(brk.date) <= filtered[-1]:
-                breaks[i, width - len(y) + month_index(brk.date) - filtered[0]] = True
         year = task.counts[-12:]
         month_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, year.max())]
         three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum()
@@ -637,8 +689,9 @@ def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tupl
     """Score several series: the unit of work sent to a worker process. Returns (key, score, forecast rows,
     exceedance rows) per series; a series not modelled (short history, failed fit) has no forecast."""
     results = []
-    for task, forecast in zip(tasks, forecast_chunk(tasks, config), strict=True):
-        score, months = score_series(task, config, forecast)
+    chunk = zip(tasks, forecast_chunk(tasks, config), judge_chunk(tasks, config), strict=True)
+    for task, forecast, judged in chunk:
+        score, months = score_series(task, config, forecast, judged)
         if months:  # modelled: its filter's state is kept for the next run over the same months
             score["level_state"] = forecast.level_state
         results.append((task.key, score, months, forecast.exceedance if months else []))

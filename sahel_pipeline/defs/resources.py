@@ -161,9 +161,9 @@ class ModelSettings(dg.ConfigurableResource):
     alert_p: float = Field(
         default=ModelConfig.alert_p, description="A month exceeds when P(count at least this high) is below this."
     )
-    rr_alert_low: float = Field(
-        default=ModelConfig.rr_alert_low,
-        description="A rise is sustained when the rate ratio's lower 95% bound reaches this.",
+    sustained_p: float = Field(
+        default=ModelConfig.sustained_p,
+        description="A rise is sustained when P(a recent-window total at least this high) is below this.",
     )
     break_dates: str = Field(
         default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none."
@@ -197,7 +197,7 @@ class ModelSettings(dg.ConfigurableResource):
             baseline_months=self.baseline_months,
             recent_months=self.recent_months,
             alert_p=self.alert_p,
-            rr_alert_low=self.rr_alert_low,
+            sustained_p=self.sustained_p,
             breaks=with_regime_breaks(breaks, regime_periods) if regime_periods else breaks,
             alerted_types=check_types(self.alerted_types, "ModelSettings.alerted_types"),
             new_actor_min_events=self.new_actor_min_events,

@@ -13,7 +13,6 @@ is a detector; `run.run_evaluation` takes a list of them.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -22,7 +21,6 @@ from typing import Protocol
 
 import numpy as np
 import polars as pl
-from scipy import special
 
 from sahel_pipeline.core.alerts import apply_alert_rule
 from sahel_pipeline.core.evaluation.simulate import CountSeries, InControl
@@ -126,19 +124,14 @@ class Progress:
 
 # --- the pipeline's current rule ------------------------------------------------------------------------------------
 
-Z95 = 1.96  # the normal quantile of models.rate_ratio's 95% interval
-LOWER_END = 0.025  # the one-sided level of that interval's lower end
-
-
 @dataclass
 class CurrentRule:
     """The pipeline's escalation rule as it runs every week: `models.score_series` at each month with the data up to
     that month (the months the pipeline reads), then `alerts.apply_alert_rule` on the scores.
 
-    Its statistic scales the rule's two levels together: a month alarms at threshold h when its exceedance p-value is
-    below alert_p x 10^-h, or its sustained-rise conditions hold and the one-sided p-value of "rate ratio <= 1.5" is
-    below 0.025 x 10^-h (h = 0: the rule as configured, where that p-value is below 0.025 exactly when the 95%
-    interval's lower end reaches 1.5).
+    Its statistic scales the rule's two levels together: a month alarms at threshold h when its p-value against the
+    recent level is below alert_p x 10^-h, or its sustained-rise conditions hold and the recent window's p-value is
+    below sustained_p x 10^-h (h = 0: the rule as configured).
     """
 
     config: ModelConfig = field(default_factory=ModelConfig)
@@ -152,10 +145,11 @@ class CurrentRule:
     def description(self) -> str:
         c = self.config
         return (
-            f"The pipeline's rule (`models.score_series` + `alerts.apply_alert_rule`): a {c.baseline_months}-month "
-            f"baseline GLM, a month exceeding at p < {c.alert_p:g} with at least the indicator's minimum count, or a "
-            f"sustained rise (the {c.recent_months}-month rate ratio's lower 95% bound at least {c.rr_alert_low:g}). "
-            "Scored at every month with the data up to it. Threshold scale: both levels multiplied by 10^-h."
+            "The pipeline's rule (`models.score_series` + `alerts.apply_alert_rule`): the month against the series' "
+            f"recent level (`detection.judge_last`) at p < {c.alert_p:g}, or a sustained rise (the last "
+            f"{c.recent_months} months' total against the level before them at p < {c.sustained_p:g}), the month "
+            "reaching the indicator's minimum count either way. Scored at every month with the data up to it. "
+            "Threshold scale: both levels multiplied by 10^-h."
         )
 
     def detect(self, series: list[CountSeries], log: Log) -> list[Detection]:
@@ -179,10 +173,7 @@ class CurrentRule:
         if not rows:
             return [Detection(self.name, self.label, pl.DataFrame(schema=DETECTION_SCHEMA))]
         scores = apply_alert_rule(pl.DataFrame(rows, infer_schema_length=None), config)
-        exposures = np.array(
-            [_window_exposures(by_id[i], t, config) for i, t in scores.select("series_id", "index").iter_rows()]
-        )
-        statistic = rule_statistic(scores, exposures, config)
+        statistic = rule_statistic(scores, config)
         frame = detection_frame(
             scores["series_id"].to_list(),
             scores["index"].to_list(),
@@ -217,48 +208,20 @@ class CurrentRule:
         return tasks
 
 
-def _window_exposures(s: CountSeries, t: int, config: ModelConfig) -> tuple[float, float]:
-    """Exposure of the baseline and of the recent window a score at month t used."""
-    recent = max(0, t + 1 - config.recent_months)
-    start = max(0, t + 1 - config.window_months)
-    return float(s.exposure[start:recent].sum()), float(s.exposure[recent : t + 1].sum())
-
-
-def rule_statistic(scores: pl.DataFrame, exposures: np.ndarray, config: ModelConfig) -> np.ndarray:
-    """-log10 of the smaller of (exceedance p / alert_p) and (sustained-rise p / 0.025), over the months where each
-    rule's count conditions hold; -inf where neither can fire. The rule alerts exactly where this is >= 0."""
+def rule_statistic(scores: pl.DataFrame, config: ModelConfig) -> np.ndarray:
+    """-log10 of the smaller of (month p / alert_p) and (window p / sustained_p), over the months where each rule's
+    count conditions hold; -inf where neither can fire. The rule alerts exactly where this is >= 0."""
     if "p_value" not in scores.columns:
         return np.full(scores.height, -np.inf)
     min_count = scores["indicator"].replace_strict(config.min_counts, default=5).to_numpy().astype(float)
     col = {
         c: scores[c].fill_null(np.nan).to_numpy().astype(float)
-        for c in (
-            "p_value",
-            "observed",
-            "recent_sum",
-            "recent_active_months",
-            "expected",
-            "rate_ratio_low",
-            "rate_ratio_high",
-            "baseline_mean",
-        )
+        for c in ("p_value", "window_p_value", "observed", "recent_active_months", "expected")
     }
-    exact = (scores["rate_ratio_method"] == "exact").fill_null(False).to_numpy()
-    exceed = np.where(col["observed"] >= min_count, col["p_value"] / config.alert_p, np.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        se = (np.log(col["rate_ratio_high"]) - np.log(col["rate_ratio_low"])) / (2 * Z95)
-        z = Z95 + (np.log(col["rate_ratio_low"]) - math.log(config.rr_alert_low)) / se
-        p_glm = special.ndtr(-z)
-        # exact (conditional binomial) interval: its lower end reaches RR0 exactly when P(X >= recent | total, p0)
-        # is at most 0.025, p0 the recent window's share of the events under a rate ratio of RR0
-        e_base, e_recent = exposures[:, 0], exposures[:, 1]
-        base = col["baseline_mean"] * e_base
-        p0 = config.rr_alert_low * e_recent / (e_base + config.rr_alert_low * e_recent)
-        p_exact = special.betainc(np.maximum(col["recent_sum"], 1e-9), base + 1, p0)
-    conditions = (
-        (col["recent_sum"] >= min_count) & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
-    )
-    sustained = np.where(conditions, np.where(exact, p_exact, p_glm) / LOWER_END, np.nan)
+    enough = col["observed"] >= min_count
+    exceed = np.where(enough, col["p_value"] / config.alert_p, np.nan)
+    conditions = enough & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
+    sustained = np.where(conditions, col["window_p_value"] / config.sustained_p, np.nan)
     evidence = np.fmin(exceed, sustained)
     with np.errstate(divide="ignore"):
         return np.where(np.isnan(evidence), -np.inf, -np.log10(evidence))
