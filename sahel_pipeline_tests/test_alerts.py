@@ -28,15 +28,16 @@ def rule(**changes) -> dict:
     "changes, alert, severity",
     [
         ({}, False, None),
-        ({"p_value": 0.005}, True, "low"),  # above the 99% bound
+        ({"p_value": 0.004}, True, "low"),  # above the 99.5% bound
+        ({"p_value": 0.006}, False, None),  # above the 99% bound only
         ({"p_value": 0.0005}, True, "medium"),  # and above the 99.9% bound
         ({"window_p_value": 0.002}, True, "low"),  # sustained rise only
         ({"window_p_value": 0.003}, False, None),  # the window's level is 0.25%, not the month's 1%
         ({"window_p_value": 0.0005}, True, "medium"),  # a steep sustained rise
-        ({"p_value": 0.005, "window_p_value": 0.002}, True, "medium"),
+        ({"p_value": 0.004, "window_p_value": 0.002}, True, "medium"),
         ({"p_value": 0.0005, "window_p_value": 0.002}, True, "high"),
         ({"p_value": 0.0005, "window_p_value": 0.0005}, True, "high"),
-        ({"p_value": 0.005, "observed": 4}, False, None),  # below the minimum count: 0 -> 1 is not an alert
+        ({"p_value": 0.004, "observed": 4}, False, None),  # below the minimum count: 0 -> 1 is not an alert
         # whichever rule fires: a sustained rise needs the minimum count in the month too
         ({"window_p_value": 1e-6, "observed": 4, "expected": 2.0}, False, None),
         ({"window_p_value": 0.002, "recent_active_months": 1}, False, None),  # one month's burst is not sustained
@@ -66,7 +67,7 @@ def test_sentence_for_a_group_with_a_break_and_where_the_rise_is():
     }
     assert explain(row, CONFIG) == (
         "Islamic State Sahel Province (ISSP) in Niger (ACLED): 20 events in January 2024 against 6.0 expected "
-        "(99% bound 14); the last three months run at 2.9x [1.8-4.6] the baseline rate. Since the July 2023 coup the "
+        "(99.5% bound 14); the last three months run at 2.9x [1.8-4.6] the baseline rate. Since the July 2023 coup the "
         "rate is 2.9x [1.8-4.6] the rate before. Most of the rise is in Tillaberi (+27), against the baseline rate "
         "over those three months."
     )
@@ -80,7 +81,7 @@ def test_sentence_for_a_country_a_partial_month_and_an_empty_baseline():
         "rate_ratio_method": "exact", "recent_sum": 15,
     }
     assert explain(row, CONFIG) == (
-        "Mali (UCDP): 12 fatalities in the first 14 days of March 2024 against 0.01 expected (99% bound 1); the last "
+        "Mali (UCDP): 12 fatalities in the first 14 days of March 2024 against 0.01 expected (99.5% bound 1); the last "
         "three months hold 15 fatalities against none in the 36 months before."
     )
     short_history = {**row, "baseline_months": 20}

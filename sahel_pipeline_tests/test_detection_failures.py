@@ -65,9 +65,10 @@ def test_a_trend_from_an_earlier_phase_does_not_hide_a_rise_above_the_recent_lev
         recent.append(counts[-13:].mean())
     # The expectation is the recent level, as the months at 17 show it ...
     assert np.median(expected) <= 1.15 * np.median(recent)
-    # ... and most such months are flagged: not all, since 13 months at 17 often look as dispersed as alpha 0.12 (a
-    # sample variance of 60 and more), under which 40 is a 1% month (measured: 16 of 24 flagged; 3 of 12 before).
-    assert np.mean(flagged) >= 0.6
+    # ... and many such months are flagged: not all, since 13 months at 17 often look as dispersed as alpha 0.12 (a
+    # sample variance of 60 and more), under which 40 is about a 1% month, and the rule alerts at 0.5% (measured: 11
+    # of 24 flagged, 16 of 24 at 1%; the rule before the redesign flagged 3 of 12 at 1%).
+    assert np.mean(flagged) >= 0.4
 
 
 def test_old_mass_casualty_months_do_not_make_the_fatality_bound_unreachable():
@@ -79,7 +80,7 @@ def test_old_mass_casualty_months_do_not_make_the_fatality_bound_unreachable():
         clean = fatalities(np.random.default_rng(seed), 39)
         spiked = fatalities(np.random.default_rng(seed), 39, deaths_factor=factor)
         ratios.append(judge(spiked, "fatalities")["upper"] / judge(clean, "fatalities")["upper"])
-    # before: the two months raised the 99% bound by a median 1.5-fold (up to 2.6-fold)
+    # before: the two months raised the 99% bound by a median 1.5-fold (up to 2.6-fold); the bound is now 99.5%
     assert np.median(ratios) <= 1.3
 
 

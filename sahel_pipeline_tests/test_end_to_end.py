@@ -87,7 +87,7 @@ def test_planted_escalation_is_in_the_months_alerts_csv(run):
     assert row["rate_ratio_low"] > 1.5
     sentence = row["explanation"]
     assert sentence.startswith("Islamic State Sahel Province (ISSP) in Niger (ACLED): ")
-    assert "events in December 2024 against" in sentence and "expected (99% bound" in sentence
+    assert "events in December 2024 against" in sentence and "expected (99.5% bound" in sentence
     assert "the last three months run at" in sentence and "the baseline rate" in sentence
     assert "Most of the rise is in Tillaberi" in sentence  # where the sample planted it
 

@@ -161,7 +161,7 @@ def test_the_current_rule_is_the_pipelines_rule_at_every_month():
 
 
 def test_the_rule_statistic_follows_its_two_levels():
-    """Scaling the levels: a month whose exceedance p is 1e-4 alarms up to h = 2 (alert_p 0.01 x 10^-2)."""
+    """Scaling the levels: a month whose exceedance p is 1e-4 alarms up to h = 1.7 (alert_p 0.005 x 10^-1.7)."""
     rule = CurrentRule()
     quiet = [8, 7, 9, 8, 6, 10, 8, 9, 7, 8, 9, 8] * 3
     alarm, stat = last_verdict(rule, quiet + [8, 8, 30])
@@ -169,7 +169,7 @@ def test_the_rule_statistic_follows_its_two_levels():
         SeriesTask(("x",), "events", "x", np.arange(39), np.array(quiet + [8, 8, 30], float), np.ones(39)),
         ModelConfig(),
     )
-    assert alarm and stat >= -math.log10(score["p_value"] / 0.01) - 1e-9
+    assert alarm and stat >= -math.log10(score["p_value"] / ModelConfig().alert_p) - 1e-9
     alarm, stat = last_verdict(rule, quiet + [8, 8, 8])
     assert not alarm and stat < 0
     # a rise over the recent window from nothing: the sustained rule's level, scaled

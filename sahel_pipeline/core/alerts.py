@@ -3,7 +3,7 @@
 The rule (thresholds in `ModelConfig`):
 
 * a month **exceeds** when its count reaches the indicator's minimum (5 events, 10 fatalities) and the probability of
-  a count at least as high under the baseline model is below 1% (it is above the 99% bound);
+  a count at least as high under the series' recent level is below 0.5% (it is above the 99.5% bound);
 * a rise is **sustained** when the recent window holds at least the minimum count, in at least two of its months
   (one month's burst is the first rule's business), the lower end of the rate ratio's 95% interval is at least 1.5,
   and the month itself is at or above its expected count (a rise that is already ebbing is not flagged again);
@@ -392,7 +392,7 @@ def explain(row: dict, config: ModelConfig) -> str:
     when = f"the first {days} days of {month_label(month)}" if row.get("partial") else month_label(month)
     text = (
         f"{who} ({row['source']}): {row['observed']} {label} in {when} against {count_text(row['expected'])} expected "
-        f"(99% bound {row['upper']})"
+        f"({_percent(config.bound_quantile)} bound {row['upper']})"
     )
     window = f"the last {_words(config.recent_months)} months"
     if row["rate_ratio_method"] == "exact" and row["rate_ratio"] == math.inf:
@@ -415,6 +415,11 @@ def explain(row: dict, config: ModelConfig) -> str:
         months = _words(config.recent_months)
         text += f" Most of the rise is in {row['where']}, against the baseline rate over those {months} months."
     return text
+
+
+def _percent(q: float) -> str:
+    """0.995 as "99.5%", 0.99 as "99%"."""
+    return f"{q * 100:g}%"
 
 
 def _finite(value: float | None) -> float | None:
