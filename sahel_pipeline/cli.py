@@ -421,7 +421,7 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
         text = {k: terminal_text(v, limit=40) for k, v in row.items() if k != "explanation"}
         rows.append(
             [text["severity"].upper(), text["status"], text["source"], text["country"], text["group"] or "(country)",
-             *figures(row, text["indicator"])]
+             *figures(row, _with_others(text["indicator"], row.get("indicators")))]
         )
     header = ["severity", "status", "source", "country", "group", "indicator", "observed", "expected", "rate ratio"]
     table = text_table(header, rows, right=range(6, 9)).splitlines()
@@ -429,12 +429,22 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
         (alerts["synthetic"].cast(pl.String).str.to_lowercase() == "true").any()
     )
     lines = [f"{month}: {alerts.height} alerts" + (" (SYNTHETIC data, not real)" if synthetic else ""), "", table[0]]
-    for line, sentence in zip(table[1:], alerts["explanation"], strict=True):
+    reasons = alerts["severity_reason"] if "severity_reason" in alerts.columns else [None] * alerts.height
+    for line, sentence, reason in zip(table[1:], alerts["explanation"], reasons, strict=True):
         lines.append(line)
         explanation = terminal_text(sentence, limit=2000)
         lines += textwrap.wrap(explanation, width=width, initial_indent="    ", subsequent_indent="    ")
+        if reason:
+            why = f"Severity {terminal_text(reason, limit=400)}"
+            lines += textwrap.wrap(why, width=width, initial_indent="    ", subsequent_indent="    ")
         lines.append("")
     return "\n".join(lines)
+
+
+def _with_others(indicator: str, indicators: str | None) -> str:
+    """The alert's indicator, and how many more of the unit's indicators rose with it: "events (+2)"."""
+    others = len(indicators.split(", ")) - 1 if indicators else 0
+    return f"{indicator} (+{others})" if others else indicator
 
 
 # --- notify ---------------------------------------------------------------------------------------------------------

@@ -5,10 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import numpy as np
 import polars as pl
 import pytest
 
-from sahel_pipeline.core.alerts import alert_table, apply_alert_rule, explain, new_actor_alert, new_actors
+from sahel_pipeline.core.alerts import (
+    ALERT_COLUMNS,
+    alert_table,
+    apply_alert_rule,
+    benjamini_hochberg,
+    chance_alerts,
+    explain,
+    new_actor_alert,
+    new_actors,
+)
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_range, window_start
 
@@ -63,13 +73,14 @@ def test_sentence_for_a_group_with_a_break_and_where_the_rise_is():
         "source": "ACLED", "month": dt.date(2024, 1, 1), "partial": False, "rate_ratio": 2.94, "rate_ratio_low": 1.83,
         "rate_ratio_high": 4.61, "rate_ratio_method": "glm", "break_label": "the July 2023 coup",
         "break_month": dt.date(2023, 7, 1), "break_rate_ratio": 2.9, "break_low": 1.8, "break_high": 4.6,
-        "where": "Tillaberi (+27)", "recent_sum": 40,
+        "break_before": 12, "recent_sum": 40,
     }
-    assert explain(row, CONFIG) == (
+    ruled = apply_alert_rule(pl.DataFrame([row], infer_schema_length=None), CONFIG).row(0, named=True)
+    assert explain({**ruled, "where": "Tillaberi (+27)"}, CONFIG) == (
         "Islamic State Sahel Province (ISSP) in Niger (ACLED): 20 events in January 2024 against 6.0 expected "
-        "(99.5% bound 14); the last three months run at 2.9x [1.8-4.6] the baseline rate. Since the July 2023 coup the "
-        "rate is 2.9x [1.8-4.6] the rate before. Most of the rise is in Tillaberi (+27), against the baseline rate "
-        "over those three months."
+        "(99.5% bound 14); the last three months run at 2.9x [1.8-4.6] the baseline rate. Since the July 2023 coup: "
+        "2.9x [1.8-4.6] the rate of the 12 months before. Most of the rise is in Tillaberi (+27), against the baseline "
+        "rate over those three months."
     )
 
 
@@ -235,3 +246,69 @@ ADMIN1_SCHEMA = {
     "month": pl.Date,
     "events": pl.Int64,
 }
+
+
+@pytest.mark.parametrize(
+    "changes, alert, severity, rules",
+    [
+        ({"break_p_value": 0.002}, True, "low", "break"),  # the months since a break, at 0.25%
+        ({"break_p_value": 0.003}, False, None, None),
+        ({"break_p_value": 0.0005, "p_value": 0.004}, True, "high", "month, break"),
+        ({"break_p_value": 1e-6, "observed": 4, "expected": 1.0}, False, None, None),  # the minimum count, again
+    ],
+)
+def test_the_break_rule(changes, alert, severity, rules):
+    row = rule(**changes)
+    assert (row["alert"], row["severity"], row["rules"]) == (alert, severity, rules)
+
+
+def test_high_needs_a_small_q_value_among_the_months_series():
+    # One series at p 0.0005 on two tests is high alone; among 400 series with uniform p-values its q-value is
+    # 0.0005 x 2 x 400 = 0.4, and it is medium, saying why.
+    rng = np.random.default_rng(1)
+    crowd = [{**BASE, "p_value": p, "window_p_value": w} for p, w in rng.uniform(0.01, 1, (399, 2))]
+    strong = {**BASE, "p_value": 0.0005, "window_p_value": 0.0005}
+    alone = apply_alert_rule(pl.DataFrame([strong]), CONFIG).row(0, named=True)
+    among = apply_alert_rule(pl.DataFrame([strong, *crowd]), CONFIG).row(0, named=True)
+    assert alone["severity"] == "high" and alone["q_value"] == pytest.approx(0.001)
+    assert among["q_value"] == pytest.approx(0.4)
+    assert among["severity"] == "medium" and "not high (high needs < 0.05)" in among["severity_reason"]
+    assert among["severity_reason"].startswith("medium: the month above its 99.9% bound, the last three months' total")
+
+
+def test_q_values_are_benjamini_hochbergs_within_each_month():
+    p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
+    scores = pl.DataFrame({"p_value": p, "month": [dt.date(2024, 1, 1)] * 5})
+    # sorted 0.005, 0.01, 0.03, 0.04, 0.5 -> x5/rank 0.025, 0.025, 0.05, 0.05, 0.5, made monotone from the top
+    assert benjamini_hochberg(scores).to_list() == pytest.approx([0.025, 0.05, 0.05, 0.025, 0.5])
+    two_months = pl.concat([scores, scores.with_columns(month=pl.lit(dt.date(2024, 2, 1)))])
+    assert benjamini_hochberg(two_months).to_list() == pytest.approx([0.025, 0.05, 0.05, 0.025, 0.5] * 2)
+    # stable series: about 5% of q-values below 0.05 would be a failure of the adjustment; none should be
+    rng = np.random.default_rng(7)
+    null = pl.DataFrame({"p_value": rng.uniform(size=2000)})
+    assert (benjamini_hochberg(null).to_numpy() < 0.05).sum() <= 2
+
+
+def test_one_alert_per_group_and_month_strongest_indicator_first():
+    rows = [
+        {**BASE, "source": "ACLED", "level": "group", "group_id": "G", "group_name": "G", "country": "Niger",
+         "month": dt.date(2024, 1, 1), "partial": False, "rate_ratio_method": "glm", "indicator": indicator,
+         "p_value": p}
+        for indicator, p in (("events", 0.004), ("fatalities", 1e-6), ("violent_events", 0.0001))
+    ]
+    scores = pl.DataFrame(rows, infer_schema_length=None)
+    admin1 = pl.DataFrame(schema={"source": pl.String, "level": pl.String, "group_id": pl.String,
+                                  "country": pl.String, "month": pl.Date, "admin1": pl.String})
+    alerts = alert_table(scores, admin1, CONFIG)
+    assert alerts.height == 1
+    row = alerts.row(0, named=True)
+    assert (row["indicator"], row["indicators"]) == ("fatalities", "fatalities, violent_events, events")
+    assert row["rules"] == "month" and row["severity"] == "medium"
+    assert row["explanation"].endswith("The rise shows too in violent events, events.")
+    assert alerts.columns == ALERT_COLUMNS
+
+
+def test_the_alerts_expected_by_chance_sum_the_rules_levels_over_the_judged_series():
+    judged = [{**BASE, "p_value": 0.5}] * 100 + [{**BASE, "p_value": 0.001}] * 3
+    ruled = apply_alert_rule(pl.DataFrame(judged), CONFIG)
+    assert chance_alerts(ruled, CONFIG) == (103, 3, pytest.approx(103 * 0.0075))

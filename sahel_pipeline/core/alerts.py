@@ -1,15 +1,22 @@
-"""Escalation alerts: the alert rule applied to model scores, and one plain sentence per alert.
+"""Escalation alerts: the alert rule applied to model scores, one alert per group (or country) and month, and one
+plain sentence per alert.
 
-The rule (thresholds in `ModelConfig`):
+The rule (thresholds in `ModelConfig`), three tests of each series, every one needing the month itself to reach the
+indicator's minimum count (5 events, 10 fatalities):
 
-* a month **exceeds** when its count reaches the indicator's minimum (5 events, 10 fatalities) and the probability of
-  a count at least as high under the series' recent level is below 0.5% (it is above the 99.5% bound);
-* a rise is **sustained** when the recent window holds at least the minimum count, in at least two of its months
-  (one month's burst is the first rule's business), the lower end of the rate ratio's 95% interval is at least 1.5,
-  and the month itself is at or above its expected count (a rise that is already ebbing is not flagged again);
-* an alert is raised when either holds. One point each for: exceeding, exceeding at 0.1%, sustained, sustained with
-  the interval's lower end at least 3. Severity is low (1 point), medium (2) or high (3-4);
-* an alert is **continuing** when one of the two previous months also exceeded the same bound, else **new**.
+* `month`: the month's count against the series' recent level as it stood before the recent window
+  (`detection.judge_last`): P(count >= observed) below 0.5% (the count is above the 99.5% bound);
+* `window`: the last three months' total against that level, below 0.25%, with events in at least two of the months
+  (one month's burst is the first test's business) and the month at or above its expected count (a rise that is
+  already ebbing is not flagged again);
+* `break`: in the twelve months after a dated break (a configured coup, a new regime period of the state forces),
+  the months since it against the twelve before it, below 0.25% (`models._break_ratio`).
+
+One point per test passed, one more per test passed at 0.1%. Severity is low (1 point), medium (2) or high (3 or
+more, and a Benjamini-Hochberg q-value below `high_q` among the month's series: with thousands of series, a 0.1%
+month alone is expected by chance several times a month). An alert is **continuing** when one of the two previous
+months also exceeded its bound, else **new**. A group's (or country's) indicators that pass a test in the same month
+are one alert, the strongest's, with the others listed (`indicators`).
 
 A zero or near-zero baseline is judged by the model's probability and the minimum count, not by a percentage change:
 0 -> 1 is never an alert, 0 -> 8 can be.
@@ -27,63 +34,164 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, month_key, month_label, window_start, window_start_expr
 from sahel_pipeline.core.panels import INDICATOR_LABELS, UNKNOWN_ADMIN1
+from sahel_pipeline.core.scoring import SCORE_SCHEMA
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 from sahel_pipeline.core.storage import written_aside
 from sahel_pipeline.core.text import spreadsheet_safe
 
 ALERT_KINDS = ("count", "new_actor")  # a rise of a series against its model; a group new in a country
 ALERT_COLUMNS = [
-    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "observed", "expected",
-    "upper", "p_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
-    "synthetic",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "observed",
+    "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity",
+    "status", "rules", "severity_reason", "explanation", "synthetic",
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "month": pl.String(), "kind": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
-    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "observed": pl.Int64(),
-    "expected": pl.Float64(), "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(),
-    "rate_ratio_low": pl.Float64(), "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(),
-    "explanation": pl.String(), "synthetic": pl.Boolean(),
+    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "indicators": pl.String(),
+    "observed": pl.Int64(), "expected": pl.Float64(), "upper": pl.Int64(), "p_value": pl.Float64(),
+    "q_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
+    "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "rules": pl.String(),
+    "severity_reason": pl.String(), "explanation": pl.String(), "synthetic": pl.Boolean(),
 }
+ALERT_UNIT = ["month", "kind", "source", "country", "group"]  # one alert per group (or country) and month
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
+RULES = ("month", "window", "break")  # the rules, as the `rules` column names them
+BREAK_COLUMNS = {name: dtype for name, dtype in SCORE_SCHEMA.items() if name.startswith("break_")}
+RULE_COLUMNS: dict[str, pl.DataType] = {
+    "alert": pl.Boolean(), "severity": pl.String(), "status": pl.String(), "rules": pl.String(),
+    "severity_reason": pl.String(), "break_sentence": pl.String(), "q_value": pl.Float64(),
+}
+
+
 def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
-    """Scores with `alert`, `severity` and `status` columns; series that were not modelled never alert."""
+    """Scores with the rule's columns (RULE_COLUMNS): `alert`, `severity`, `status`, `rules` (those that fired),
+    `severity_reason`, `break_sentence` (the months since a break against those before it, when the country had one)
+    and `q_value` (the series' Benjamini-Hochberg q-value among the month's scored series). Series that were not
+    modelled never alert."""
     if "p_value" not in scores.columns:
-        return scores.with_columns(
-            alert=pl.lit(False), severity=pl.lit(None, pl.String), status=pl.lit(None, pl.String)
+        return scores.with_columns(pl.lit(False).alias("alert")).with_columns(
+            pl.lit(None, dtype).alias(name) for name, dtype in RULE_COLUMNS.items() if name != "alert"
         )
+    # the break columns typed (a frame of rows without any break has them as nulls)
+    scores = scores.with_columns(
+        (pl.col(name).cast(dtype) if name in scores.columns else pl.lit(None, dtype)).alias(name)
+        for name, dtype in BREAK_COLUMNS.items()
+    )
     min_count = pl.col("indicator").replace_strict(config.min_counts, default=5)
     # every rule needs the month itself to reach the indicator's minimum count
     enough_now = pl.col("observed") >= min_count
-    exceeds = (enough_now & (pl.col("p_value") < config.alert_p)).fill_null(False)
-    strong = (enough_now & (pl.col("p_value") < config.strong_p)).fill_null(False)
-    sustained = (
-        enough_now
-        & (pl.col("recent_active_months") >= 2)
-        & (pl.col("window_p_value") < config.sustained_p)
-        & (pl.col("observed") >= pl.col("expected"))
-    ).fill_null(False)
-    steep = (sustained & (pl.col("window_p_value") < config.strong_p)).fill_null(False)
-    points = exceeds.cast(pl.Int8) + strong.cast(pl.Int8) + sustained.cast(pl.Int8) + steep.cast(pl.Int8)
-    return scores.with_columns(
-        alert=exceeds | sustained,
-        severity=pl.when(points >= 3)
-        .then(pl.lit("high"))
-        .when(points == 2)
-        .then(pl.lit("medium"))
-        .when(points == 1)
-        .then(pl.lit("low")),
-        status=pl.when(~(exceeds | sustained))
-        .then(pl.lit(None, pl.String))
-        .when(pl.col("previous_exceedances") > 0)
-        .then(pl.lit("continuing"))
-        .otherwise(pl.lit("new")),
+    window_holds = (pl.col("recent_active_months") >= 2) & (pl.col("observed") >= pl.col("expected"))
+    tests = {"month": pl.col("p_value"), "window": pl.col("window_p_value"), "break": pl.col("break_p_value")}
+    levels = {"month": config.alert_p, "window": config.sustained_p, "break": config.sustained_p}
+    conditions = {"month": enough_now, "window": enough_now & window_holds, "break": enough_now}
+    fired = {r: (conditions[r] & (tests[r] < levels[r])).fill_null(False) for r in RULES}
+    strong = {r: (fired[r] & (tests[r] < config.strong_p)).fill_null(False) for r in RULES}
+    # one point per rule that fired, one more where it fired at strong_p
+    points = pl.sum_horizontal(*(fired[r].cast(pl.Int8) + strong[r].cast(pl.Int8) for r in RULES))
+    alert = pl.any_horizontal(*fired.values())
+    high = (points >= 3) & (pl.col("q_value") < config.high_q)
+    severity = (
+        pl.when(~alert).then(pl.lit(None, pl.String))
+        .when(high).then(pl.lit("high"))
+        .when(points >= 2).then(pl.lit("medium"))
+        .otherwise(pl.lit("low"))
+    )
+    window = f"the last {_words(config.recent_months)} months' total"
+    wording = {
+        "month": (f"the month above its {_percent(1 - config.strong_p)} bound",
+                  f"the month above its {_percent(config.bound_quantile)} bound"),
+        "window": (f"{window} at p < {config.strong_p:g}", f"{window} at p < {config.sustained_p:g}"),
+        "break": (f"the months since the break at p < {config.strong_p:g}",
+                  f"the months since the break at p < {config.sustained_p:g}"),
+    }
+    said = [pl.when(strong[r]).then(pl.lit(wording[r][0])).when(fired[r]).then(pl.lit(wording[r][1])) for r in RULES]
+    q_text = pl.col("q_value").round_sig_figs(2).cast(pl.String)
+    caveat = (
+        pl.when((points >= 3) & ~high)
+        .then(pl.format("; q-value {} among the month's series, not high (high needs {})", q_text,
+                        pl.lit(f"< {config.high_q:g}")))
+        .otherwise(pl.format("; q-value {} among the month's series", q_text))
+    )
+    return (
+        scores.with_columns(q_value=benjamini_hochberg(scores))
+        .with_columns(
+            alert=alert,
+            severity=severity,
+            status=pl.when(~alert)
+            .then(pl.lit(None, pl.String))
+            .when(pl.col("previous_exceedances") > 0)
+            .then(pl.lit("continuing"))
+            .otherwise(pl.lit("new")),
+            rules=pl.when(alert).then(
+                pl.concat_list(pl.when(fired[r]).then(pl.lit(r)) for r in RULES).list.drop_nulls().list.join(", ")
+            ),
+            severity_reason=pl.when(alert).then(
+                pl.format("{}: {}{}", severity, pl.concat_list(said).list.drop_nulls().list.join(", "), caveat)
+            ),
+            break_sentence=_break_sentence(),
+        )
+    )
+
+
+def chance_alerts(ruled: pl.DataFrame, config: ModelConfig) -> tuple[int, int, float]:
+    """(series judged, series that crossed a rule, how many would cross one by chance): the rules' nominal levels
+    summed over the series each judged (a union bound; the evaluation's stable series alerted 0.09 times per
+    series-year at these levels, 0.0075 a month, which is alert_p + sustained_p)."""
+    if "p_value" not in ruled.columns:
+        return 0, 0, 0.0
+    judged = ruled.filter(pl.col("p_value").is_not_null())
+    with_break = judged.filter(pl.col("break_p_value").is_not_null()).height if "break_p_value" in judged.columns else 0
+    chance = judged.height * (config.alert_p + config.sustained_p) + with_break * config.sustained_p
+    return judged.height, judged.filter(pl.col("alert")).height, chance
+
+
+def benjamini_hochberg(scores: pl.DataFrame) -> pl.Series:
+    """Each series' Benjamini-Hochberg q-value among the scores of its month (all of them when there is no month
+    column): of its rules' p-values the smallest, times the number of rules it was judged by (Bonferroni within the
+    series), then adjusted across the month's series. NaN for series not judged."""
+    tests = [c for c in ("p_value", "window_p_value", "break_p_value") if c in scores.columns]
+    p = scores.select(
+        pl.min_horizontal(tests) * pl.sum_horizontal(pl.col(c).is_not_null() for c in tests)
+    ).to_series().fill_null(np.nan).to_numpy().astype(float)
+    months = scores["month"].to_numpy() if "month" in scores.columns else np.zeros(len(p))
+    q = np.full(len(p), np.nan)
+    for month in np.unique(months):
+        rows = np.flatnonzero((months == month) & np.isfinite(p))
+        if rows.size:
+            order = rows[np.argsort(p[rows], kind="stable")]
+            raw = np.minimum(p[order] * rows.size / np.arange(1, rows.size + 1), 1.0)
+            q[order] = np.minimum.accumulate(raw[::-1])[::-1]
+    return pl.Series("q_value", q)
+
+
+def _break_sentence() -> pl.Expr:
+    """'since the July 2023 coup: 2.4x [1.7-3.3] the rate of the 12 months before', for series whose country had a
+    break (the ratio computed); null otherwise."""
+    ratio = pl.col("break_rate_ratio")
+    dated = pl.when(pl.col("break_label").str.contains(pl.col("break_month").dt.strftime("%B %Y"), literal=True)).then(
+        pl.col("break_label")
+    ).otherwise(pl.format("{} ({})", pl.col("break_label"), pl.col("break_month").dt.strftime("%B %Y")))
+    return pl.when(pl.col("break_label").is_not_null() & ratio.is_not_null() & ratio.is_finite()).then(
+        pl.format("since {}: {}x [{}-{}] the rate of the {} months before", dated, _ratio_expr(ratio),
+                  _ratio_expr(pl.col("break_low")), _ratio_expr(pl.col("break_high")), pl.col("break_before"))
+    )
+
+
+def _ratio_expr(value: pl.Expr) -> pl.Expr:
+    """ratio_text as an expression: two significant figures below 1, one decimal below 10, none above."""
+    return (
+        pl.when(~value.is_finite()).then(pl.lit("inf"))
+        .when(value < 1).then(value.round_sig_figs(2).cast(pl.String))
+        .when(value < 10).then(value.round(1).cast(pl.String))
+        .otherwise(value.round(0).cast(pl.Int64).cast(pl.String))
     )
 
 
@@ -184,15 +292,19 @@ def ruled_alert_table(
                 "group_name": row["group_name"] or "",
                 "group_type": row.get("group_type") or "",
                 "indicator": row["indicator"],
+                "indicators": row["indicator"],
                 "observed": row["observed"],
                 "expected": round(row["expected"], 2),
                 "upper": row["upper"],
                 "p_value": row["p_value"],
+                "q_value": row["q_value"],
                 "rate_ratio": _finite(row["rate_ratio"]),
                 "rate_ratio_low": _finite(row["rate_ratio_low"]),
                 "rate_ratio_high": _finite(row["rate_ratio_high"]),
                 "severity": row["severity"],
                 "status": row["status"],
+                "rules": row["rules"],
+                "severity_reason": row["severity_reason"],
                 "explanation": explain(row, config),
                 "synthetic": synthetic,
             }
@@ -205,12 +317,29 @@ def ruled_alert_table(
         ]
     if not rows:
         return pl.DataFrame(schema=ALERT_SCHEMA)
+    return one_per_unit(pl.DataFrame(rows, schema=ALERT_SCHEMA))
+
+
+def one_per_unit(rows: pl.DataFrame) -> pl.DataFrame:
+    """One alert per group (or country) and month: the strongest indicator's (most severe, then smallest q-value),
+    with the unit's alerted indicators listed strongest first in `indicators` and named in its sentence. Most severe
+    alerts first; ties in a fixed order (same input, same file)."""
+    ranked = rows.with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8)).sort(
+        "_order", "q_value", "p_value", "indicator", nulls_last=True
+    )
+    labels = pl.col("indicator").replace_strict(INDICATOR_LABELS, default=pl.col("indicator").str.replace_all("_", " "))
+    units = ranked.group_by(ALERT_UNIT, maintain_order=True).agg(
+        pl.all().exclude("indicators").first(),
+        indicators=pl.col("indicator").str.join(", "),
+        _others=labels.slice(1).str.join(", "),
+    )
+    also = pl.when(pl.col("_others") != "").then(pl.format(" The rise shows too in {}.", "_others")).otherwise(
+        pl.lit("")
+    )
     return (
-        pl.DataFrame(rows, schema=ALERT_SCHEMA)
-        .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
-        # ties in a fixed order: same input, same file
-        .sort("_order", "p_value", "source", "country", "group", "indicator", nulls_last=True)
-        .drop("_order")
+        units.with_columns(explanation=pl.concat_str("explanation", also))
+        .sort("_order", "q_value", "p_value", "source", "country", "group", "indicator", nulls_last=True)
+        .select(ALERT_COLUMNS)
     )
 
 
@@ -331,6 +460,9 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
     """The alert row of a group new in a country: `high` once it has three times the minimum number of events, else
     `medium`; `continuing` when it already had the minimum before this month."""
     minimum = config.new_actor_min_events
+    high = row["events_since"] >= 3 * minimum
+    severity = "high" if high else "medium"
+    reason = f"high needs {3 * minimum}" if not high else f"at least {3 * minimum}, three times the minimum"
     return {
         "month": month_key(row["month"]),
         "kind": "new_actor",
@@ -340,15 +472,19 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
         "group_name": row["group_name"] or row["group_id"],
         "group_type": row["group_type"],
         "indicator": "events",
+        "indicators": "events",
         "observed": row["observed"],
         "expected": None,
         "upper": None,
         "p_value": None,
+        "q_value": None,
         "rate_ratio": None,
         "rate_ratio_low": None,
         "rate_ratio_high": None,
-        "severity": "high" if row["events_since"] >= 3 * minimum else "medium",
+        "severity": severity,
         "status": "continuing" if row["events_before_month"] >= minimum else "new",
+        "rules": "new_actor",
+        "severity_reason": f"{severity}: {row['events_since']} events since first seen ({reason})",
         "explanation": explain_new_actor(row),
     }
 
@@ -403,14 +539,8 @@ def explain(row: dict, config: ModelConfig) -> str:
             f"; {window} run at {ratio_text(row['rate_ratio'])}x [{ratio_text(row['rate_ratio_low'])}-"
             f"{ratio_text(row['rate_ratio_high'])}] the baseline rate."
         )
-    if row.get("break_label") and row.get("break_rate_ratio") is not None and math.isfinite(row["break_rate_ratio"]):
-        label = row["break_label"]
-        broke = month_label(row["break_month"])
-        dated = label if broke in label else f"{label} ({broke})"
-        text += (
-            f" Since {dated} the rate is {ratio_text(row['break_rate_ratio'])}x "
-            f"[{ratio_text(row['break_low'])}-{ratio_text(row['break_high'])}] the rate before."
-        )
+    if row.get("break_sentence"):
+        text += f" {row['break_sentence'][0].upper()}{row['break_sentence'][1:]}."
     if row.get("where"):
         months = _words(config.recent_months)
         text += f" Most of the rise is in {row['where']}, against the baseline rate over those {months} months."

@@ -1,11 +1,10 @@
 """Alert cards: one typed record per group x country (or country) alerted in a month, what every channel that shows
 alerts renders from.
 
-The alert table has a row per indicator that rose: one group's events, violent events and civilian targeting are
-three rows about one rise. `alert_cards` makes them one card, its strongest row first (the card's severity, figures
-and sentence), listing every indicator that rose (`rises`) and why the card has its severity. The detection redesign
-(issue 13) adds the columns `indicators`, `rules` and `severity_reason` and emits one row per group x country x
-month; when they are there, the card reads them (`_row_reasons`) instead of working them out from the figures.
+The alert table has one row per group x country (or country) and month (`alerts.one_per_unit`), its strongest
+indicator's, with the unit's other rising indicators in `indicators`, the rules that fired in `rules` and why the
+severity is what it is in `severity_reason`; a card is such a row (`_row_reasons`, `listed`). Tables stored before
+then had a row per indicator: `alert_cards` still makes them one card, its strongest row first (`rises`).
 
 The report draws each plotted card's figure as `reports/YYYY-MM/alert<n>.png` (n its position among the cards) and
 its map as `alert<n>-map.png`; a card points to its plot there when there is one, so that e-mails can carry the same
@@ -33,7 +32,7 @@ SEVERITIES = tuple(SEVERITY_ORDER)  # most severe first
 CARD_KEY = ["month", "source", "country", "group"]  # one card per group x country (group "" for the country)
 
 if TYPE_CHECKING:
-    from sahel_pipeline.core.models import ModelConfig
+    pass
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,11 @@ class AlertCard:
     rules: tuple[str, ...] = ()  # the rules that fired, in words
     severity_reason: str = ""  # why this severity, in words
     place: str = ""  # the place an alert is about (spatial alerts: `approach`, `new_ground`)
+    listed: tuple[str, ...] = ()  # the alert table's `indicators`: every indicator of the unit that rose
 
     @property
     def indicators(self) -> tuple[str, ...]:
-        return tuple(r.indicator for r in self.rises) or (self.indicator,)
+        return self.listed or tuple(r.indicator for r in self.rises) or (self.indicator,)
 
     @property
     def every_series(self) -> tuple[tuple[str, str, str, str], ...]:
@@ -133,16 +133,9 @@ def plot_name(position: int) -> str:
     return f"alert{position}"
 
 
-def alert_cards(
-    alerts: pl.DataFrame, plot_dir: Path | None = None, config: ModelConfig | None = None
-) -> list[AlertCard]:
+def alert_cards(alerts: pl.DataFrame, plot_dir: Path | None = None) -> list[AlertCard]:
     """The cards of a month's alert table: one per group x country (CARD_KEY), most severe first (the table's order
-    of each card's strongest row), with their plots from `plot_dir`. `config` gives the thresholds the severity is
-    explained against (the default ModelConfig otherwise)."""
-    if config is None:
-        from sahel_pipeline.core.models import ModelConfig
-
-        config = ModelConfig()
+    of each card's strongest row), with their plots from `plot_dir`."""
     rows = alerts.with_columns(pl.col("group").fill_null(""), pl.col("group_name").fill_null("")).to_dicts()
     grouped: dict[tuple, list[dict]] = {}
     for row in rows:  # the table is most severe first: a card's first row is its strongest
@@ -152,7 +145,7 @@ def alert_cards(
         lead = members[0]
         plot = plot_dir / f"{plot_name(position)}.png" if plot_dir is not None else None
         rises = tuple(_rise(row) for row in members)
-        rules, reason = _row_reasons(lead, rises, config)
+        rules, reason = _row_reasons(lead)
         cards.append(
             AlertCard(
                 month=lead["month"],
@@ -175,6 +168,7 @@ def alert_cards(
                 rules=rules,
                 severity_reason=reason,
                 place=lead.get("place") or "",
+                listed=tuple(i for i in (lead.get("indicators") or "").split(", ") if i),
             )
         )
     return cards
@@ -200,45 +194,13 @@ def _rise(row: dict) -> Rise:
     )
 
 
-def _row_reasons(lead: dict, rises: tuple[Rise, ...], config: ModelConfig) -> tuple[tuple[str, ...], str]:
+def _row_reasons(lead: dict) -> tuple[tuple[str, ...], str]:
     """The rules that fired and why the card has its severity: the alert table's own columns (`rules`,
-    `severity_reason`) when it has them; otherwise worked out from the strongest row's figures, as
-    `alerts.apply_alert_rule` scores them (a point for each rule that holds: 3 or more high, 2 medium, 1 low)."""
-    if lead.get("severity_reason"):
-        listed = lead.get("rules") or ()
-        rules = tuple(listed.split(";")) if isinstance(listed, str) else tuple(listed)
-        return tuple(r.strip() for r in rules if r.strip()), str(lead["severity_reason"])
-    top = rises[0]
-    if top.kind == "new_actor":
-        reason = (
-            f"{lead['severity']}: a group with no event in the country in the {config.new_actor_quiet_months} months "
-            f"before it appeared, now with at least {config.new_actor_min_events} events there (high from "
-            f"{3 * config.new_actor_min_events})."
-        )
-        return ("new in the country",), reason
-    fired: list[str] = []
-    points = 0  # exceeds + strong + sustained + steep, as the rule counts them
-    if top.p_value is not None and top.observed >= config.min_count(top.indicator):
-        if top.p_value < config.strong_p:
-            points += 2
-            fired.append(f"far above the expected range (P = {top.p_value:.1g}, under {config.strong_p:g})")
-        elif top.p_value < config.alert_p:
-            points += 1
-            fired.append(f"above the expected range (P = {top.p_value:.1g}, under {config.alert_p:g})")
-    low = top.rate_ratio_low
-    if low is not None and low >= config.rr_alert_low and (top.expected is None or top.observed >= top.expected):
-        steep = low >= config.rr_strong_low
-        points += 1 + steep
-        fired.append(
-            f"a {'steep ' if steep else ''}sustained rise (the {config.recent_months}-month rate ratio's lower bound "
-            f"{low:.1f}, at least {config.rr_strong_low if steep else config.rr_alert_low:g})"
-        )
-    others = f"; also rose: {', '.join(r.label for r in rises[1:])}" if len(rises) > 1 else ""
-    reason = (
-        f"{lead['severity']} ({points} of 4 points, from its {top.label}): {'; '.join(fired) or 'no rule recorded'}"
-        f"{others}."
-    )
-    return tuple(fired), reason
+    `severity_reason`, from `alerts.apply_alert_rule`); a table stored before they existed gives its severity
+    alone."""
+    listed = lead.get("rules") or ""
+    rules = tuple(r.strip() for r in listed.split(",") if r.strip())
+    return rules, str(lead.get("severity_reason") or lead["severity"])
 
 
 def at_least(severity: str, minimum: str) -> bool:

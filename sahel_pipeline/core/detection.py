@@ -9,7 +9,9 @@ and it needs no guard against zeros in the baseline.
 
 Two questions are asked of every series:
 
-* the **month**: P(count >= observed) under the level filtered up to the month before (expected count, 99% bound);
+* the **month**: P(count >= observed) under the level filtered up to the month before the recent window, three
+  months ahead (expected count, 99.5% bound): the months of a rise under way do not lift the level it is judged
+  against (against the level of the month before, the sample's planted rise was only `medium` in its third month);
 * the **recent window** (the last `recent_months`): P(total >= observed total) under the level filtered up to the
   month before the window, whose months share the level's path (`Level.total`). A rise over two or three months that
   no single month makes exceptional accumulates here, and the window's own months do not raise its bar.
@@ -58,19 +60,24 @@ def judge_last(
     level: LevelParams = DETECTION_LEVEL,
     window: int | None = 3,
     bound_quantile: float | None = 0.99,
+    lead: int = 1,
 ) -> Verdict:
     """Judge the last month (column) of every series (row), and its last `window` months. counts, exposure: (n, T);
     breaks: (n, T) bool, True where a known break follows month t. Months before a series starts have exposure 0.
+    The month is judged against the level filtered up to `lead` months before it (the pipeline: the recent window's
+    length, so that a rise under way does not raise its own bar; the window's level then serves both tests).
     Without a window or a bound quantile, those columns are NaN (a caller that needs only the month's p-value)."""
     y = np.asarray(counts, dtype=float)
     e = np.asarray(exposure, dtype=float)
     b = np.zeros(y.shape, dtype=bool) if breaks is None else np.asarray(breaks, dtype=bool)
-    before = filter_levels(y[:, :-1], e[:, :-1], level, b[:, :-1])
-    month = averaged(before, lambda candidates: candidates.month(1, e[:, -1:]))
+    before = filter_levels(y[:, :-lead], e[:, :-lead], level, b[:, :-lead])
+    month = averaged(before, lambda candidates: candidates.month(lead, e[:, -1:]))
     missing = np.full(len(y), np.nan)
     window_expected, window_p = missing, missing
     if window is not None:
-        window_level = filter_levels(y[:, :-window], e[:, :-window], level, b[:, :-window])
+        window_level = (
+            before if window == lead else filter_levels(y[:, :-window], e[:, :-window], level, b[:, :-window])
+        )
         # the window's months as full months: a partial last month makes the test conservative, not wrong
         total = averaged(window_level, lambda candidates: candidates.total(list(range(1, window + 1))))
         window_expected, window_p = total.mean, total.sf_at_least(y[:, -window:].sum(axis=1))

@@ -103,6 +103,7 @@ class ModelConfig:
     bound_quantile: float = 0.995
     alert_p: float = 0.005
     strong_p: float = 0.001
+    high_q: float = 0.05  # `high` also needs the series' Benjamini-Hochberg q-value among the month's series below this
     # the recent window's total against the level before it: a sustained rise below this (the month's and the
     # window's tests together alert on 1% of stable months)
     sustained_p: float = 0.0025
@@ -122,6 +123,10 @@ class ModelConfig:
     )
     breaks: tuple[Break, ...] = ()
     max_break_age_months: int = 60  # breaks further back than this are not compared
+    # the months since a break are compared with this many months just before it (at least the minimum), and the
+    # break rule judges them for as many months after it
+    break_before_months: int = 12
+    min_break_before_months: int = 6
     alerted_types: tuple[str, ...] = ARMED_TYPES  # group series of other types are neither fitted nor alerted
     new_actor_min_events: int = 5  # a group new in a country is alerted once it has this many events there
     new_actor_quiet_months: int = 12  # new: no event in the country in this many months before (ACLED's tracker)
@@ -135,7 +140,7 @@ class ModelConfig:
     def history_months(self) -> int:
         """Months read per series: the windows, and a baseline before the oldest break that can still be compared."""
         return (
-            max(self.window_months, self.max_break_age_months + self.baseline_months)
+            max(self.window_months, self.max_break_age_months + self.break_before_months)
             if self.breaks
             else self.window_months
         )
@@ -361,6 +366,7 @@ class RateRatio:
     low: float
     high: float
     method: str  # glm | exact
+    p_rise: float  # one-sided p-value of a ratio at most 1 (Wald, or the conditional binomial's exact tail)
 
 
 def group_rate(
@@ -403,14 +409,14 @@ def rate_ratio(
     log_base, se_base = group_rate(y_base, e_base, alpha)
     log_recent, se_recent = group_rate(y_recent, e_recent, alpha)
     b, se = log_recent - log_base, math.hypot(se_base, se_recent)
-    return RateRatio(math.exp(b), math.exp(b - 1.96 * se), math.exp(b + 1.96 * se), "glm")
+    return RateRatio(math.exp(b), math.exp(b - 1.96 * se), math.exp(b + 1.96 * se), "glm", float(special.ndtr(-b / se)))
 
 
 def _exact_rate_ratio(base: float, e_base: float, recent: float, e_recent: float) -> RateRatio:
     """Conditional binomial (Clopper-Pearson) interval, the one that exists when a window holds no event."""
     total = base + recent
     if total == 0:
-        return RateRatio(math.nan, math.nan, math.nan, "exact")
+        return RateRatio(math.nan, math.nan, math.nan, "exact", 1.0)
     low_p = float(special.betaincinv(recent, base + 1, 0.025)) if recent > 0 else 0.0
     high_p = float(special.betaincinv(recent + 1, base, 0.975)) if base > 0 else 1.0
     scale = e_base / e_recent
@@ -419,7 +425,10 @@ def _exact_rate_ratio(base: float, e_base: float, recent: float, e_recent: float
         return math.inf if p >= 1 else scale * p / (1 - p)
 
     ratio = math.inf if base == 0 else (recent / e_recent) / (base / e_base)
-    return RateRatio(ratio, to_ratio(low_p), to_ratio(high_p), "exact")
+    # P(X >= recent) for X ~ Binomial(total, the recent window's share of the exposure): no rise
+    share = e_recent / (e_base + e_recent)
+    p_rise = float(special.betainc(recent, base + 1, share)) if recent > 0 else 1.0
+    return RateRatio(ratio, to_ratio(low_p), to_ratio(high_p), "exact", p_rise)
 
 
 # --- one series -----------------------------------------------------------------------------------------------------
@@ -515,7 +524,9 @@ def score_series(
         rate_ratio_low=ratio.low,
         rate_ratio_high=ratio.high,
         rate_ratio_method=ratio.method,
-        **_break_ratio(task, config, fit.alpha),
+        # the month-to-month noise around the recent level: the baseline GLM's dispersion also holds the changes of
+        # level a break brings
+        **_break_ratio(task, config, judged.now["level_alpha"]),
     )
     return score, (forecast or forecast_chunk([task], config)[0]).months
 
@@ -536,9 +547,15 @@ def judge_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesJudg
         return []
     counts, exposure, breaks = _chunk_arrays(tasks, config.window_months, config)
     verdicts = [
-        judge_last(counts, exposure, breaks, config.detection_level, config.recent_months, config.bound_quantile),
+        judge_last(
+            counts, exposure, breaks, config.detection_level, config.recent_months, config.bound_quantile,
+            config.recent_months,
+        ),
         *(
-            judge_last(counts[:, :-k], exposure[:, :-k], breaks[:, :-k], config.detection_level, None, None)
+            judge_last(
+                counts[:, :-k], exposure[:, :-k], breaks[:, :-k], config.detection_level, None, None,
+                config.recent_months,
+            )
             for k in (1, 2)
         ),
     ]
@@ -664,26 +681,35 @@ def _filtered(tasks: list[SeriesTask], counts, exposure, breaks, config: ModelCo
 
 
 def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
-    """Rate after the country's latest configured break before the month scored, against the baseline-length period
-    before the break. A break after the month scored (a later coup, seen from a backfill) is not yet known then."""
+    """Rate since the country's latest break before the month scored (the months after the break's month), against
+    the `break_before_months` before it, with its 95% interval and the one-sided p-value of no rise. A break after
+    the month scored (a later coup, seen from a backfill) is not yet known then. The p-value is given while the
+    break is at most `break_before_months` old: the break rule's business is the months after it, before the recent
+    level has followed the change."""
     breaks = [b for b in config.breaks if b.country == task.country and month_index(b.date) < task.months[-1]]
-    empty = {"break_label": None, "break_month": None, "break_rate_ratio": None, "break_low": None, "break_high": None}
+    empty = {
+        "break_label": None, "break_month": None, "break_rate_ratio": None, "break_low": None, "break_high": None,
+        "break_before": None, "break_p_value": None,
+    }
     if not breaks:
         return empty
     latest = max(breaks, key=lambda b: b.date)
     month = month_index(latest.date)
     cut = int(np.searchsorted(task.months, month, side="right"))  # first month after the break month
-    if cut >= len(task.months) or cut < config.min_baseline_months:
+    before = slice(max(0, cut - config.break_before_months), cut)
+    if cut >= len(task.months) or before.stop - before.start < config.min_break_before_months:
         return empty
-    before = slice(max(0, cut - config.baseline_months), cut)
     y, e = task.counts.astype(float), task.exposure.astype(float)
     ratio = rate_ratio(y[before], e[before], y[cut:], e[cut:], alpha)
+    recent = len(task.months) - cut <= config.break_before_months
     return {
         "break_label": latest.label,
         "break_month": index_month(month),
         "break_rate_ratio": ratio.ratio,
         "break_low": ratio.low,
         "break_high": ratio.high,
+        "break_before": before.stop - before.start,
+        "break_p_value": ratio.p_rise if recent else None,
     }
 
 

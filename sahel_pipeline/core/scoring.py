@@ -67,9 +67,11 @@ SCORE_SCHEMA: dict[str, PolarsDataType] = {
     "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_mean": pl.Float64, "model": pl.String,
     "note": pl.String, "alpha": pl.Float64, "log_mu": pl.Float64, "se": pl.Float64, "slope": pl.Float64,
     "trend_per_year": pl.Float64, "downweighted": pl.Int64, "expected": pl.Float64, "upper": pl.Int64,
-    "p_value": pl.Float64, "previous_exceedances": pl.Int64, "rate_ratio": pl.Float64, "rate_ratio_low": pl.Float64,
-    "rate_ratio_high": pl.Float64, "rate_ratio_method": pl.String, "break_label": pl.String, "break_month": pl.Date,
-    "break_rate_ratio": pl.Float64, "break_low": pl.Float64, "break_high": pl.Float64,
+    "p_value": pl.Float64, "level_rate": pl.Float64, "level_alpha": pl.Float64, "window_expected": pl.Float64,
+    "window_p_value": pl.Float64, "previous_exceedances": pl.Int64, "rate_ratio": pl.Float64,
+    "rate_ratio_low": pl.Float64, "rate_ratio_high": pl.Float64, "rate_ratio_method": pl.String,
+    "break_label": pl.String, "break_month": pl.Date, "break_rate_ratio": pl.Float64, "break_low": pl.Float64,
+    "break_high": pl.Float64, "break_before": pl.Int64, "break_p_value": pl.Float64,
     "level_state": pl.List(pl.Float64),
 }
 KEY_SCHEMA = {k: pl.String for k in SERIES_COLUMNS}

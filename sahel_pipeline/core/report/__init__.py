@@ -30,8 +30,8 @@ def write_report(inputs: ReportInputs, out_dir: Path, warn: Log = print) -> dict
     out_dir.mkdir(parents=True, exist_ok=True)
     image_dir = out_dir / key
     image_dir.mkdir(exist_ok=True)
-    cards = alert_cards(inputs.alerts, config=inputs.config)
-    previous = alert_cards(inputs.previous_alerts, config=inputs.config) if inputs.previous_alerts is not None else None
+    cards = alert_cards(inputs.alerts)
+    previous = alert_cards(inputs.previous_alerts) if inputs.previous_alerts is not None else None
     document = report_document(
         inputs, cards, changes(cards, previous) if previous is not None else None, earlier_plots(image_dir, warn)
     )

@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 import polars as pl
 
 import sahel_pipeline.core.report.plots as plots
+from sahel_pipeline.core.alerts import chance_alerts
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, AlertCard, Rise, plot_name, severity_counts
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_label, shift_month, window_start
@@ -198,10 +199,12 @@ def summary_sentence(inputs: ReportInputs, cards: list[AlertCard]) -> str:
         return f"No escalation alert for {month}: no series rose above its expected range."
     new = sum(c.status == "new" for c in cards)
     rows = sum(len(c.indicators) for c in cards)
+    judged, crossed, chance = chance_alerts(inputs.scores, inputs.config)
     return (
         f"{len(cards)} escalation alert{'s' if len(cards) != 1 else ''} for {month} ({severity_counts(cards)}), "
         f"over {rows} indicator{'s' if rows != 1 else ''} that rose; {new} new, {len(cards) - new} continuing from "
-        "the month before."
+        f"the month before. {crossed} of the {judged} series judged crossed a rule; about {chance:.0f} would by "
+        "chance alone, at the rules' levels."
     )
 
 
@@ -256,14 +259,11 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
     mean = baseline_mean(history, month, config)
     text = f"{rise.label.capitalize()}: {rise.observed} in {month_label(month)}"
     if rise.expected is not None:
-        made_of = "the baseline's level"
-        trend = score.get("trend_per_year")
-        if trend is not None and not math.isclose(trend, 1.0):
-            made_of += f" carried forward by its trend ({trend:.2f}x a year)"
-        if score.get("downweighted"):
-            months = score["downweighted"]
-            made_of += f", {months} outbreak month{'s' if months != 1 else ''} down-weighted"
-        text += f", against {rise.expected:.1f} expected for the month ({made_of}; 99% bound {rise.upper})."
+        made_of = f"the series' recent level before the last {config.recent_months} months"
+        text += (
+            f", against {rise.expected:.1f} expected for the month ({made_of}; {config.bound_quantile:.1%} bound "
+            f"{rise.upper})."
+        )
     if mean is not None:
         text += f" The baseline, {baseline_span} ({config.baseline_months} months), averaged {mean:.1f} a month."
     if rise.rate_ratio is not None and math.isfinite(rise.rate_ratio):
@@ -275,9 +275,9 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
         )
     broke, label = score.get("break_month"), score.get("break_label")
     if broke is not None and label and broke >= shift_month(month, -BREAK_BEARS_MONTHS + 1):
-        ratio = score.get("break_rate_ratio")
+        sentence = score.get("break_sentence")
         text += f" {label} ({month_label(broke)}) falls within the last {BREAK_BEARS_MONTHS} months"
-        text += f": since then the rate is {ratio:.1f}x the rate before." if ratio and math.isfinite(ratio) else "."
+        text += f": {sentence}." if sentence else "."
     return text
 
 
@@ -369,17 +369,19 @@ def method_blocks(inputs: ReportInputs) -> list[Block]:
 
 def method_note(config: ModelConfig) -> str:
     return (
-        f"Each series (a group's, or a country's, monthly count of one indicator) is compared with what its own past "
-        f"predicts. A count model is fitted on the {config.baseline_months} months before the last "
-        f"{config.recent_months} (the baseline): negative binomial, or Poisson when the counts vary no more than "
-        "chance would make them; earlier outbreaks down-weighted; a trend kept only when it is significant and not "
-        "extrapolating. A month is above its range when its count reaches the indicator's minimum and the model "
-        f"gives such a count less than a {config.alert_p:.0%} chance; a rise is sustained when the last "
-        f"{config.recent_months} months' rate is, even at the low end of its 95% interval, at least "
-        f"{config.rr_alert_low} times the baseline's. Severity counts how many of these hold, and how strongly "
-        f"(a chance under {config.strong_p:.1%}, a low end of at least {config.rr_strong_low}): three or four points "
-        "high, two medium, one low. Groups are alerted when they are of an armed type "
-        f"({', '.join(config.alerted_types)}); protests and riots are judged per country. A group with no event in "
-        f"the country in the {config.new_actor_quiet_months} months before it appeared is reported as new once it "
-        f"has {config.new_actor_min_events} events there, not compared with its empty past."
+        "Each series (a group's, or a country's, monthly count of one indicator) is compared with its recent level: "
+        f"the level it kept up to the last {config.recent_months} months, which follows the series (no trend from an "
+        "earlier phase is extrapolated), with the month-to-month noise around it (earlier outbreaks count as one "
+        "month's evidence each). A month is above its range when its count reaches the indicator's minimum and has "
+        f"less than a {config.alert_p:.1%} chance under that level; a rise is sustained when the last "
+        f"{config.recent_months} months' total has less than a {config.sustained_p:.2%} chance under it (and the "
+        "month itself reaches the minimum and its expected count); after a dated break (a coup, a new regime "
+        f"period) the months since it are compared with the {config.break_before_months} months before it, at the "
+        "same level. Severity counts how many of these hold, and how strongly (a chance under "
+        f"{config.strong_p:.1%}): three or more points high, two medium, one low; high also needs a "
+        f"false-discovery-adjusted q-value below {config.high_q:g} among the month's series. One alert is raised "
+        "per group (or country) and month, for its strongest indicator, the others listed. Groups are alerted when "
+        f"they are of an armed type ({', '.join(config.alerted_types)}); protests and riots are judged per country. "
+        f"A group with no event in the country in the {config.new_actor_quiet_months} months before it appeared is "
+        f"reported as new once it has {config.new_actor_min_events} events there, not compared with its empty past."
     )

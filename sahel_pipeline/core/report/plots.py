@@ -63,9 +63,10 @@ def _png(fig) -> bytes:
 
 
 SERIES_CAPTION = (
-    "Bars: monthly counts. Blue line: the model's expectation over the baseline (grey) and recent (orange) windows. "
-    "Red tick: the month's 99% bound. Green diamonds: the forecast median for the next six months, with its 80% "
-    "(dark) and 95% (light) intervals. Purple dashes: break dates (coups)."
+    "Bars: monthly counts. Blue line: the expectation, the series' recent level before the recent window, over the "
+    "baseline (grey) and recent (orange) windows. Red tick: the month's 99.5% bound. Green diamonds: the forecast "
+    "median for the next six months, with its 80% (dark) and 95% (light) intervals. Purple dashes: break dates "
+    "(coups)."
 )
 
 
@@ -77,8 +78,8 @@ def plot_series(
     title: str,
     breaks: tuple[tuple[dt.date, str], ...] = (),
 ) -> bytes:
-    """Observed counts, the expectation over the model's window, the 99% bound at the month, the windows, the next
-    months' forecast and the break dates in the plotted range.
+    """Observed counts, the expectation (the recent level: flat) over the model's window, the bound at the month, the
+    windows, the next months' forecast and the break dates in the plotted range.
 
     The x axis counts months (labelled by hand): matplotlib's date axis costs half the time of a plot.
     """
@@ -97,13 +98,12 @@ def plot_series(
     ax.axvspan(recent_start, m + 0.5, color=COLOURS["recent"], zorder=0)
     expected = score.get("expected")
     if expected is not None and not math.isnan(expected):
-        trend = score.get("trend_per_year") or 1.0
         line = list(range(m - config.window_months + 1, m + 1))
         full_month_expected = expected / max(score.get("days_covered", 31) / days_in_month(month), 1e-9)
-        ax.plot(line, [full_month_expected * trend ** ((i - m) / 12) for i in line], color=COLOURS["expected"],
-                lw=1.8, zorder=3, label="expected")  # fmt: skip
+        ax.plot(line, [full_month_expected] * len(line), color=COLOURS["expected"], lw=1.8, zorder=3,
+                label="expected")  # fmt: skip
         ax.plot([m], [score["upper"]], marker="_", markersize=16, mew=2.5, color=COLOURS["bound"], ls="none",
-                zorder=4, label="99% bound")  # fmt: skip
+                zorder=4, label=f"{config.bound_quantile:.1%} bound")  # fmt: skip
     top = max([*counts, score.get("upper") or 0, 1])
     if forecasts.height:
         f = forecasts.sort("target_month")
@@ -206,7 +206,7 @@ def series_alt(
             text += f"; {month_label(month)} {now[0]}"
     expected = score.get("expected")
     if expected is not None and not math.isnan(expected):
-        text += f" against {expected:.1f} expected (99% bound {score.get('upper')})"
+        text += f" against {expected:.1f} expected ({config.bound_quantile:.1%} bound {score.get('upper')})"
     baseline = history.filter(
         pl.col("month") >= window_start(month, config.window_months),
         pl.col("month") < window_start(month, config.recent_months),
