@@ -147,9 +147,10 @@ class CurrentRule:
         return (
             "The pipeline's rule (`models.score_series` + `alerts.apply_alert_rule`): the month against the series' "
             f"recent level (`detection.judge_last`) at p < {c.alert_p:g}, or a sustained rise (the last "
-            f"{c.recent_months} months' total against the level before them at p < {c.sustained_p:g}), the month "
-            "reaching the indicator's minimum count either way. Scored at every month with the data up to it. "
-            "Threshold scale: both levels multiplied by 10^-h."
+            f"{c.recent_months} months' total against the level before them at p < {c.sustained_p:g}), or a rise "
+            f"since a dated break (against the {c.break_before_months} months before it, at p < {c.sustained_p:g}), "
+            "the month reaching the indicator's minimum count whichever fires. Scored at every month with the data up "
+            "to it. Threshold scale: every level multiplied by 10^-h."
         )
 
     def detect(self, series: list[CountSeries], log: Log) -> list[Detection]:
@@ -209,20 +210,21 @@ class CurrentRule:
 
 
 def rule_statistic(scores: pl.DataFrame, config: ModelConfig) -> np.ndarray:
-    """-log10 of the smaller of (month p / alert_p) and (window p / sustained_p), over the months where each rule's
-    count conditions hold; -inf where neither can fire. The rule alerts exactly where this is >= 0."""
+    """-log10 of the smallest of (month p / alert_p), (window p / sustained_p) and (break p / sustained_p), over the
+    months where each rule's count conditions hold; -inf where none can fire. The rule alerts exactly where this is
+    >= 0."""
     if "p_value" not in scores.columns:
         return np.full(scores.height, -np.inf)
     min_count = scores["indicator"].replace_strict(config.min_counts, default=5).to_numpy().astype(float)
-    col = {
-        c: scores[c].fill_null(np.nan).to_numpy().astype(float)
-        for c in ("p_value", "window_p_value", "observed", "recent_active_months", "expected")
-    }
+    names = ("p_value", "window_p_value", "break_p_value", "observed", "recent_active_months", "expected")
+    missing = np.full(scores.height, np.nan)
+    col = {c: scores[c].fill_null(np.nan).to_numpy().astype(float) if c in scores.columns else missing for c in names}
     enough = col["observed"] >= min_count
     exceed = np.where(enough, col["p_value"] / config.alert_p, np.nan)
     conditions = enough & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
     sustained = np.where(conditions, col["window_p_value"] / config.sustained_p, np.nan)
-    evidence = np.fmin(exceed, sustained)
+    broke = np.where(enough, col["break_p_value"] / config.sustained_p, np.nan)
+    evidence = np.fmin(np.fmin(exceed, sustained), broke)
     with np.errstate(divide="ignore"):
         return np.where(np.isnan(evidence), -np.inf, -np.log10(evidence))
 
