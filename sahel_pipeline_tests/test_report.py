@@ -18,7 +18,9 @@ def rows(*specs: tuple[str, str, str, str]) -> pl.DataFrame:
             "rate_ratio_high": 5.0, "synthetic": True}  # fmt: skip
     return pl.DataFrame(
         [
-            base | {"group": g, "group_name": g, "indicator": i, "severity": s, "status": st, "explanation": f"{g} {i}"}
+            base | {"group": g, "group_name": g, "indicator": i, "indicators": i, "q_value": 1e-3, "rules": "month",
+                    "severity": s, "severity_reason": f"{s}: the month above its bound", "status": st,
+                    "explanation": f"{g} {i}"}
             for g, i, s, st in specs
         ]
     ).select(ALERT_COLUMNS)
@@ -38,19 +40,18 @@ def test_one_card_per_group_and_country_listing_every_indicator_that_rose():
     ]
     issp = cards[0]
     assert issp.sentence == "ISSP events"  # the strongest row's
-    # why this severity: p 1e-5 is under strong_p (2 points), a lower bound of 2.0 is sustained but not steep (1)
-    assert issp.severity_reason.startswith("high (3 of 4 points, from its events)")
-    assert "far above the expected range" in issp.severity_reason and "steep" not in issp.severity_reason
-    assert "also rose: violent events, events targeting civilians" in issp.severity_reason
+    assert issp.severity_reason == "high: the month above its bound" and issp.rules == ("month",)
     assert len(issp.every_series) == 3
 
 
 def test_the_card_reads_the_detection_columns_when_the_table_has_them():
     table = rows(("ISSP", "events", "high", "new")).with_columns(
-        rules=pl.lit("month above its bound; rise sustained"), severity_reason=pl.lit("high: two rules, 4x the level")
+        indicators=pl.lit("events, fatalities"), rules=pl.lit("month, window"),
+        severity_reason=pl.lit("high: two rules, 4x the level"),
     )
     card = alert_cards(table)[0]
-    assert card.rules == ("month above its bound", "rise sustained")
+    assert card.rules == ("month", "window")
+    assert card.indicators == ("events", "fatalities") and len(card.every_series) == 2
     assert card.severity_reason == "high: two rules, 4x the level"
 
 

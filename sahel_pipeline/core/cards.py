@@ -168,7 +168,10 @@ def alert_cards(alerts: pl.DataFrame, plot_dir: Path | None = None) -> list[Aler
                 rules=rules,
                 severity_reason=reason,
                 place=lead.get("place") or "",
-                listed=tuple(i for i in (lead.get("indicators") or "").split(", ") if i),
+                # every member row's indicators (a stored table of one row per indicator has several members)
+                listed=tuple(dict.fromkeys(
+                    i for row in members for i in (row.get("indicators") or row["indicator"]).split(", ") if i
+                )),
             )
         )
     return cards
