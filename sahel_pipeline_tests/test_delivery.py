@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 
 import jsonschema
 import pytest
@@ -38,7 +39,8 @@ def everything(recipient="desk@example.org", delivery="immediate") -> Target:
 
 
 def sent(card, month="2024-12", severity=None, recipient="desk@example.org", outcome="sent", at=NOW) -> LedgerEntry:
-    alert = SentAlert(card.source, card.country, card.group, card.indicator, severity or card.severity, card.status)
+    alert = SentAlert(card.source, card.country, card.group, card.indicator, severity or card.severity, card.status,
+                      card.kind, card.place)
     return LedgerEntry(
         at=at.isoformat(),
         month=month,
@@ -83,6 +85,30 @@ def test_the_cool_down_counts_months_both_ways_and_only_successful_deliveries():
         assert plan([card], [everything()], [sent(card, outcome=outcome)], NOW, 6)[0].due == [card]
     other = [sent(card, recipient="someone@example.org")]
     assert plan([card], [everything()], other, NOW, 6)[0].due == [card]  # another recipient's record is theirs
+
+
+def test_the_cool_down_keys_on_the_unit_not_the_indicator_that_led():
+    """One alert per group and month: last month's led by events, this month's by fatalities (events no longer
+    listed) is the same alert continuing; another kind of alert or another place on the same group is news."""
+    (events,) = [dataclasses.replace(c, status="continuing") for c in make_cards(1)]
+    fatalities = dataclasses.replace(events, indicator="fatalities", listed=("fatalities",))
+    before = [sent(events, month="2024-11")]
+    assert plan([fatalities], [everything()], before, NOW, 6)[0].due == []
+    newcomer = dataclasses.replace(events, kind="new_actor")
+    elsewhere = dataclasses.replace(events, kind="approach", place="Niamey")
+    assert plan([newcomer, elsewhere], [everything()], before, NOW, 6)[0].due == [newcomer, elsewhere]
+    other_group = dataclasses.replace(fatalities, group="G9")
+    assert plan([other_group], [everything()], before, NOW, 6)[0].due == [other_group]
+
+
+def test_a_ledger_line_written_before_kinds_were_recorded_still_counts(tmp_path):
+    (card,) = make_cards(1)
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    old = dataclasses.asdict(sent(card))
+    for alert in old["alerts"]:
+        del alert["kind"], alert["place"]
+    ledger.path.write_text(json.dumps(old) + "\n", encoding="utf-8")
+    assert plan([card], [everything()], ledger.entries(), NOW, 6)[0].due == []
 
 
 def test_weekly_subscribers_get_one_digest_a_week_for_a_month():

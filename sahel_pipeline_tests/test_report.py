@@ -41,7 +41,8 @@ def test_one_card_per_group_and_country_listing_every_indicator_that_rose():
     issp = cards[0]
     assert issp.sentence == "ISSP events"  # the strongest row's
     assert issp.severity_reason == "high: the month above its bound" and issp.rules == ("month",)
-    assert len(issp.every_series) == 3
+    assert [i for _, i in issp.rose] == ["events", "violent_events", "civilian_targeting_events"]
+    assert issp.units == (("ACLED", issp.country, "ISSP", issp.kind, ""),)  # one unit, whichever indicator leads
 
 
 def test_the_card_reads_the_detection_columns_when_the_table_has_them():
@@ -51,7 +52,7 @@ def test_the_card_reads_the_detection_columns_when_the_table_has_them():
     )
     card = alert_cards(table)[0]
     assert card.rules == ("month", "window")
-    assert card.indicators == ("events", "fatalities") and len(card.every_series) == 2
+    assert card.indicators == ("events", "fatalities") and [i for _, i in card.rose] == ["events", "fatalities"]
     assert card.severity_reason == "high: two rules, 4x the level"
 
 

@@ -87,9 +87,17 @@ class AlertCard:
         return self.listed or tuple(r.indicator for r in self.rises) or (self.indicator,)
 
     @property
-    def every_series(self) -> tuple[tuple[str, str, str, str], ...]:
-        """The series of each indicator that rose (what a delivery's cool-down compares)."""
-        return tuple((self.source, self.country, self.group, i) for i in self.indicators)
+    def rose(self) -> tuple[tuple[str, str], ...]:
+        """(kind, indicator) of every indicator that rose, strongest first."""
+        listed = [(self.kind, i) for i in self.indicators]
+        return tuple(dict.fromkeys(listed + [(r.kind, r.indicator) for r in self.rises]))
+
+    @property
+    def units(self) -> tuple[tuple[str, str, str, str, str], ...]:
+        """What a delivery's cool-down compares: (source, country, group, kind, place) of each kind of alert on the
+        card. Not the indicator: a unit whose strongest indicator changes from one month to the next is the same
+        alert, not a new one."""
+        return tuple(dict.fromkeys((self.source, self.country, self.group, kind, self.place) for kind, _ in self.rose))
 
     @property
     def series(self) -> tuple[str, str, str, str]:

@@ -1,8 +1,9 @@
 """Delivering alert cards: who gets what (the cool-down rule), sending with retries, and the ledger of what was sent.
 
 **The cool-down rule** (HDX Signals' idea, in months): an alert goes to a recipient unless the ledger shows that the
-same series (source, country, group, indicator) was sent to them at the same or a higher severity for a month at
-most `cooldown_months` away. So a rerun of a month sends nothing twice, a continuing alert is sent once and again
+same unit (source, country, group, alert kind and place; not the indicator, since a unit's strongest indicator can
+change from month to month) was sent to them at the same or a higher severity for a month at most `cooldown_months`
+away. So a rerun of a month sends nothing twice, a continuing alert is sent once and again
 only when its severity rises (or once the cool-down has passed with the alert still standing), and a backfill of
 older months does not repeat what a later month already said. Only deliveries that succeeded count; a failed one is
 tried again by the next run.
@@ -98,10 +99,13 @@ class SentAlert:
     indicator: str
     severity: str
     status: str
+    kind: str = "count"  # ledger lines written before kinds were recorded held count alerts only
+    place: str = ""
 
     @property
-    def series(self) -> tuple[str, str, str, str]:
-        return (self.source, self.country, self.group, self.indicator)
+    def unit(self) -> tuple[str, str, str, str, str]:
+        """What the cool-down compares with a card's `units`."""
+        return (self.source, self.country, self.group, self.kind, self.place)
 
 
 @dataclass(frozen=True)
@@ -154,11 +158,11 @@ def plan(
 
 
 def in_cooldown(card: AlertCard, sent: list[LedgerEntry], cooldown_months: int) -> bool:
-    """Whether one of the card's series went to this recipient at this severity or higher, `cooldown_months` or fewer
-    away."""
+    """Whether the card's unit (group or country, kind, place; whichever indicator led) went to this recipient at this
+    severity or higher, `cooldown_months` or fewer away."""
     month = _month_number(card.month)
     return any(
-        alert.series in card.every_series
+        alert.unit in card.units
         and SEVERITY_ORDER[alert.severity] <= SEVERITY_ORDER[card.severity]
         and abs(_month_number(entry.month) - month) <= cooldown_months
         for entry in sent
@@ -421,9 +425,9 @@ def deliver(
             outcome=outcome,
             attempts=made,
             alerts=tuple(
-                SentAlert(c.source, c.country, c.group, indicator, c.severity, c.status)
+                SentAlert(c.source, c.country, c.group, indicator, c.severity, c.status, kind, c.place)
                 for c in message.cards
-                for indicator in c.indicators
+                for kind, indicator in c.rose
             ),
             subject=message.subject,
             synthetic=synthetic,
