@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 from scipy import stats
 
-from sahel_pipeline.core.alerts import apply_alert_rule
+from sahel_pipeline.core.alerts import apply_alert_rule, explain
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
 from sahel_pipeline.core.models import Break, ModelConfig, Predictive, SeriesTask, rate_ratio, score_series
 from sahel_pipeline.core.months import month_index
@@ -125,6 +125,30 @@ def test_rate_ratio_is_the_ratio_of_window_means_with_a_wald_interval():
     se = math.sqrt(1 / recent.sum() + 1 / base.sum())  # Poisson: var(log mean) = 1 / count
     assert ratio.low == pytest.approx(ratio.ratio * math.exp(-1.96 * se), rel=1e-6)
     assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-6)
+
+
+def test_a_rise_after_a_near_empty_baseline_is_told_in_counts_with_an_exact_interval():
+    # 0.1 events a month for three years (a few events, or none), then 8 a month: the true ratio is 80. A dispersion
+    # fitted to a handful of events gave "43x [0.02-91854] the baseline rate"; the exact conditional interval
+    # covers the truth and the sentence gives the two counts instead.
+    covered, seeds = 0, range(40)
+    for seed in seeds:
+        rng = np.random.default_rng(seed)
+        counts = np.concatenate([negbin(rng, 0.1, 0.5, 36), rng.poisson(8.0, 3)])
+        score, _ = score_series(task(counts), CONFIG)
+        assert score["rate_ratio_method"] == "exact", (seed, score["rate_ratio_method"])
+        covered += score["rate_ratio_low"] <= 80 <= score["rate_ratio_high"]
+        before = int(counts[:36].sum())
+        assert score["baseline_sum"] == before
+        row = {**score, "group_id": "g", "group_name": "G", "country": "Niger", "source": "ACLED",
+               "indicator": "events", "month": dt.date(2023, 3, 1)}
+        sentence = explain(row, CONFIG)
+        assert f"hold {int(counts[36:].sum())} events against {before or 'none'} in the 36 months before" in sentence
+        assert "the baseline rate" not in sentence, sentence
+    assert covered >= 0.9 * len(seeds)
+    # with enough baseline events the GLM's interval stays
+    many = np.concatenate([np.full(36, 2.0), [8.0, 8, 8]])
+    assert score_series(task(many), CONFIG)[0]["rate_ratio_method"] == "glm"
 
 
 def test_break_date_rate_ratio_after_a_coup():

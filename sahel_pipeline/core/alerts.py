@@ -531,9 +531,10 @@ def explain(row: dict, config: ModelConfig) -> str:
         f"({_percent(config.bound_quantile)} bound {row['upper']})"
     )
     window = f"the last {_words(config.recent_months)} months"
-    if row["rate_ratio_method"] == "exact" and row["rate_ratio"] == math.inf:
+    if row["rate_ratio_method"] == "exact":  # a near-empty baseline: the counts say it, a ratio would not
         months = row.get("baseline_months") or config.baseline_months  # shorter for a series with a short history
-        text += f"; {window} hold {row['recent_sum']} {label} against none in the {months} months before."
+        before = row.get("baseline_sum") or "none"
+        text += f"; {window} hold {row['recent_sum']} {label} against {before} in the {months} months before."
     else:
         text += (
             f"; {window} run at {ratio_text(row['rate_ratio'])}x [{ratio_text(row['rate_ratio_low'])}-"

@@ -12,7 +12,9 @@ For an as-of month M and one monthly count series, three questions are answered:
    fitted mean), not against a confidence interval of the mean: expected count, 99% upper bound, P(Y >= observed).
    The dispersion used is the larger of the ML and moment estimates (the ML one is biased low on 36 months).
 2. Rate ratio. The incidence rate ratio of the recent window against the baseline, with a 95% interval, from a GLM
-   with a window dummy ("x2.9 [1.8-4.6]"). When the baseline holds no event the exact conditional interval is used.
+   with a window dummy ("x2.9 [1.8-4.6]"). When the baseline holds fewer than `exact_ratio_below` events the exact
+   conditional (Poisson) interval is used, and the sentences give the two counts rather than a ratio: a dispersion
+   fitted to a handful of events made the GLM's interval meaningless ("43x [0.02-91854]").
    The same is computed after a known break date when one is configured for the series' country.
 3. Forecast. The next six months from the series' recent level (`forecast.py`: a local level that drifts, filtered
    over the last 39 months), as predictive distributions whose intervals widen with the horizon, with the
@@ -97,6 +99,8 @@ class ModelConfig:
     reweight_threshold: float = 2.58
     # fewer events in the baseline: no trend, no re-weighting (one event is not an outbreak)
     min_events_for_trend: int = 10
+    # fewer baseline events: the rate ratio's interval is the exact conditional one and sentences give the counts
+    exact_ratio_below: int = 10
     overdispersion_lr: float = 2.706  # LR statistic for alpha > 0 at 5% (boundary-corrected chi-square, 1 df)
     # a month exceeds above its 99.5% bound: with the sustained rule beside it, 0.09 alerts per stable series-year
     # in the evaluation (at 1%: 0.19, over the 0.12 target)
@@ -399,12 +403,14 @@ def group_rate(
 
 
 def rate_ratio(
-    y_base: np.ndarray, e_base: np.ndarray, y_recent: np.ndarray, e_recent: np.ndarray, alpha: float
+    y_base: np.ndarray, e_base: np.ndarray, y_recent: np.ndarray, e_recent: np.ndarray, alpha: float,
+    exact_below: int = 1,
 ) -> RateRatio:
     """Rate of the recent window over the baseline's and its 95% interval: the coefficient of the window dummy in a
-    count GLM (intercept + dummy), whose two groups separate into one rate each."""
+    count GLM (intercept + dummy), whose two groups separate into one rate each; the exact conditional interval when
+    either window holds no event or the baseline fewer than `exact_below`."""
     base, recent = float(y_base.sum()), float(y_recent.sum())
-    if base == 0 or recent == 0:
+    if base < exact_below or recent == 0:
         return _exact_rate_ratio(base, e_base.sum(), recent, e_recent.sum())
     log_base, se_base = group_rate(y_base, e_base, alpha)
     log_recent, se_recent = group_rate(y_recent, e_recent, alpha)
@@ -498,6 +504,7 @@ def score_series(
         "recent_sum": int(y[recent].sum()),
         "recent_active_months": int((y[recent] > 0).sum()),
         "baseline_months": n_baseline,
+        "baseline_sum": int(y[baseline].sum()),
         "baseline_mean": float(y[baseline].sum() / exposure[baseline].sum()) if n_baseline else math.nan,
     }
     if n_baseline < config.min_baseline_months:
@@ -508,7 +515,9 @@ def score_series(
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:  # numerically degenerate series
         return {**score, "model": "failed", "note": f"fit failed: {err}"}, []
     judged = judged or judge_chunk([task], config)[0]
-    ratio = rate_ratio(y[baseline], exposure[baseline], y[recent], exposure[recent], fit.alpha)
+    ratio = rate_ratio(
+        y[baseline], exposure[baseline], y[recent], exposure[recent], fit.alpha, config.exact_ratio_below
+    )
     score.update(
         model=fit.model,
         note=fit.note,

@@ -266,7 +266,13 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
         )
     if mean is not None:
         text += f" The baseline, {baseline_span} ({config.baseline_months} months), averaged {mean:.1f} a month."
-    if rise.rate_ratio is not None and math.isfinite(rise.rate_ratio):
+    if score.get("rate_ratio_method") == "exact" and score.get("baseline_sum") is not None:
+        total = recent_total(history, month, config)
+        text += (
+            f" The last {config.recent_months} months, {recent_span}, hold {total} against {score['baseline_sum']} "
+            "in the baseline: too few before for a rate ratio to mean much."
+        )
+    elif rise.rate_ratio is not None and math.isfinite(rise.rate_ratio):
         total = recent_total(history, month, config)
         text += (
             f" The last {config.recent_months} months, {recent_span}, hold {total} ({total / config.recent_months:.1f}"
