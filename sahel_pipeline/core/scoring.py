@@ -64,7 +64,8 @@ EXCEEDANCE_SCHEMA = {
 # country-level would otherwise get a Null-typed group_id, and a month with only skipped series would lack columns.
 SCORE_SCHEMA: dict[str, PolarsDataType] = {
     "observed": pl.Int64, "days_covered": pl.Int64, "partial": pl.Boolean, "recent_sum": pl.Int64,
-    "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_sum": pl.Int64, "baseline_mean": pl.Float64, "model": pl.String,
+    "recent_active_months": pl.Int64, "baseline_months": pl.Int64, "baseline_sum": pl.Int64,
+    "baseline_mean": pl.Float64, "model": pl.String,
     "note": pl.String, "alpha": pl.Float64, "log_mu": pl.Float64, "se": pl.Float64, "slope": pl.Float64,
     "trend_per_year": pl.Float64, "downweighted": pl.Int64, "expected": pl.Float64, "upper": pl.Int64,
     "p_value": pl.Float64, "level_rate": pl.Float64, "level_alpha": pl.Float64, "window_expected": pl.Float64,
