@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import math
 
@@ -234,6 +235,7 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     fresh = score_month(updated, panels.country_month, month, CONFIG, log=lambda _: None)
     assert reused.reuse["baseline_fits_reused"] == 1  # ISSP Niger events: only its last month changed
     assert reused.reuse["forecast_filters_reused"] == 1  # ... so its forecast filter goes on from the month before
+    assert reused.reuse["detection_levels_reused"] == 1  # ... and the detector's levels (baseline months) are kept
     assert reused.reuse["series_fitted"] == 0
     assert reused.reuse["scores_reused"] == fresh.scores.filter(pl.col("model") != "skipped").height - 1
     keys = SERIES_KEY
@@ -249,6 +251,29 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     assert reused.exceedance.sort(order, nulls_last=True).equals(
         fresh.exceedance.select(reused.exceedance.columns).sort(order, nulls_last=True)
     )
+
+
+def test_the_detectors_kept_levels_give_the_verdicts_of_filtering_again():
+    """A weekly update judges a series from the levels an earlier run filtered over the same baseline months: the
+    same verdicts (series long and short, a partial last month, a break in the months filtered), not filtered."""
+    from sahel_pipeline.core.models import judge_chunk
+
+    rng = np.random.default_rng(5)
+    config = ModelConfig(breaks=(Break("Niger", dt.date(2022, 3, 1), "a coup"),))
+    tasks = []
+    for i, (mu, n) in enumerate([(0.3, 39), (4, 20), (12, 60), (40, 39), (8, 45), (2, 39)]):
+        exposure = np.ones(n)
+        exposure[-1] = 0.4 if i % 2 else 1.0
+        tasks.append(task(negbin(rng, mu, 0.3, n), exposure=exposure, country="Niger" if i % 3 else "Mali",
+                          first_month=dt.date(2023, 5, 1) - dt.timedelta(days=30.44 * n)))
+    first = judge_chunk(tasks, config)
+    again = judge_chunk([dataclasses.replace(t, cached_detection=np.asarray(j.detection_state))
+                         for t, j in zip(tasks, first, strict=True)], config)
+    assert [(j.now, j.previous_exceedances) for j in again] == [(j.now, j.previous_exceedances) for j in first]
+    # the kept levels are what the verdicts use: another series' levels give another verdict
+    swapped = judge_chunk([dataclasses.replace(tasks[0], cached_detection=np.asarray(first[3].detection_state))],
+                          config)
+    assert swapped[0].now["expected"] != first[0].now["expected"]
 
 
 @pytest.mark.slow  # ingests the sample and scores its month

@@ -51,6 +51,7 @@ class Verdict:
     alpha: np.ndarray  # the month-to-month dispersion chosen around the level
     window_expected: np.ndarray  # expected total of the recent window, from the level before it
     window_p_value: np.ndarray  # P(total >= observed total)
+    level: Level  # the level the month was judged against (`packed_level`: to judge again without filtering)
 
 
 def judge_last(
@@ -61,16 +62,19 @@ def judge_last(
     window: int | None = 3,
     bound_quantile: float | None = 0.99,
     lead: int = 1,
+    before: Level | None = None,
 ) -> Verdict:
     """Judge the last month (column) of every series (row), and its last `window` months. counts, exposure: (n, T);
     breaks: (n, T) bool, True where a known break follows month t. Months before a series starts have exposure 0.
     The month is judged against the level filtered up to `lead` months before it (the pipeline: the recent window's
     length, so that a rise under way does not raise its own bar; the window's level then serves both tests).
-    Without a window or a bound quantile, those columns are NaN (a caller that needs only the month's p-value)."""
+    Without a window or a bound quantile, those columns are NaN (a caller that needs only the month's p-value).
+    `before`, that level already filtered (`unpacked_level` of an earlier verdict's), spares the filter run."""
     y = np.asarray(counts, dtype=float)
     e = np.asarray(exposure, dtype=float)
     b = np.zeros(y.shape, dtype=bool) if breaks is None else np.asarray(breaks, dtype=bool)
-    before = filter_levels(y[:, :-lead], e[:, :-lead], level, b[:, :-lead])
+    if before is None:
+        before = filter_levels(y[:, :-lead], e[:, :-lead], level, b[:, :-lead])
     month = averaged(before, lambda candidates: candidates.month(lead, e[:, -1:]))
     missing = np.full(len(y), np.nan)
     window_expected, window_p = missing, missing
@@ -89,7 +93,34 @@ def judge_last(
         alpha=before.alpha,
         window_expected=window_expected,
         window_p_value=window_p,
+        level=before,
     )
+
+
+def packed_level(level: Level) -> np.ndarray:
+    """A filtered level as one row of floats per series (every candidate's mean and variance, their posterior, the
+    pending break variance): all a verdict needs of it, to store beside the score."""
+    assert level.candidates is not None and level.posterior is not None
+    c = level.candidates
+    return np.concatenate([c.mean, c.variance, level.posterior, level.pending[:, None]], axis=1)
+
+
+def packed_width(params: LevelParams) -> int:
+    """Floats per series of a `packed_level`."""
+    return 3 * len(params.alphas) * len(params.drifts) + 1
+
+
+def unpacked_level(rows: np.ndarray, params: LevelParams) -> Level:
+    """The Level `packed_level` stored, the candidates' dispersions and drifts from `params` (which the cache keys
+    hash): the same predictive as the filter gave, without filtering again."""
+    c = (rows.shape[1] - 1) // 3
+    mean, variance, posterior, pending = rows[:, :c], rows[:, c : 2 * c], rows[:, 2 * c : 3 * c], rows[:, 3 * c]
+    alphas = np.repeat(np.asarray(params.alphas, dtype=float), len(params.drifts))
+    qs = np.tile(np.asarray(params.drifts, dtype=float), len(params.alphas))
+    best, n = np.argmax(posterior, axis=1), np.arange(len(rows))
+    candidates = Level(mean, variance, np.broadcast_to(alphas, mean.shape), np.broadcast_to(qs, mean.shape),
+                       pending[:, None])
+    return Level(mean[n, best], variance[n, best], alphas[best], qs[best], pending, None, candidates, posterior)
 
 
 @dataclass
@@ -120,12 +151,17 @@ class Averaged:
         mean, square = (self.weights * first).sum(axis=1), (self.weights * second).sum(axis=1)
         sd = np.sqrt(np.maximum(square - mean**2, 0.0))
         low, high = np.full(len(mean), -1.0), np.ceil(mean + sd * np.sqrt(q / (1 - q))) + 1  # F(low) < q <= F(high)
-        while (open_ := high - low > 1).any():
-            middle = np.floor((low + high) / 2)
-            reached = self.cdf(middle) >= q
-            high = np.where(open_ & reached, middle, high)
-            low = np.where(open_ & ~reached, middle, low)
+        while (open_ := np.flatnonzero(high - low > 1)).size:
+            middle = np.floor((low[open_] + high[open_]) / 2)
+            reached = self[open_].cdf(middle) >= q  # only the series not yet settled: most of the weekly cost
+            high[open_] = np.where(reached, middle, high[open_])
+            low[open_] = np.where(reached, low[open_], middle)
         return high.astype(np.int64)
+
+    def __getitem__(self, rows: np.ndarray) -> Averaged:
+        c = self.counts
+        exposure = c.exposure[rows] if isinstance(c.exposure, np.ndarray) and c.exposure.ndim else c.exposure
+        return Averaged(Counts(c.m[rows], c.v[rows], c.alpha[rows], exposure), self.weights[rows])
 
 
 def averaged(level: Level, predict) -> Averaged:

@@ -39,7 +39,14 @@ from scipy import optimize, special
 
 from sahel_pipeline.core import negbin
 from sahel_pipeline.core.actor_types import ARMED_TYPES
-from sahel_pipeline.core.detection import DETECTION_LEVEL, Verdict, judge_last
+from sahel_pipeline.core.detection import (
+    DETECTION_LEVEL,
+    Verdict,
+    judge_last,
+    packed_level,
+    packed_width,
+    unpacked_level,
+)
 from sahel_pipeline.core.forecast import (
     QUANTILE_COLUMNS,
     TOTAL_MONTHS,
@@ -453,6 +460,8 @@ class SeriesTask:
     cached_fit: BaselineFit | None = None  # an earlier fit of the same baseline data, reused as is
     # the forecast filter's state on reaching the last month, from an earlier run on the same months before it
     cached_level: np.ndarray | None = None
+    # the detector's filtered levels (`SeriesJudgement.detection_state`), from an earlier run on the same baseline
+    cached_detection: np.ndarray | None = None
 
 
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
@@ -547,33 +556,49 @@ class SeriesJudgement:
 
     now: dict
     previous_exceedances: int
+    # the three levels judged against (the month's, and each of the two months before's), packed: each filters only
+    # baseline months (those before the recent window), so an earlier run with the same `baseline_key` gives them
+    detection_state: list[float]
 
 
 def judge_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesJudgement]:
     """The detector on several series at once: their last month, and each of the two months before it with the data
-    up to that month."""
+    up to that month. A series whose task carries `cached_detection` is not filtered again."""
     if not tasks:
         return []
     counts, exposure, breaks = _chunk_arrays(tasks, config.window_months, config)
+    lead, params, months = config.recent_months, config.detection_level, counts.shape[1]
+    fresh = np.array([task.cached_detection is None for task in tasks])
+    width = packed_width(params)
+    levels = []
+    for k in (0, 1, 2):  # the level before the month k months back: its last `lead` months left out
+        cut = slice(None, months - lead - k)
+        packed = np.empty((len(tasks), width))
+        if fresh.any():
+            packed[fresh] = packed_level(
+                filter_levels(counts[fresh, cut], exposure[fresh, cut], params, breaks[fresh, cut])
+            )
+        for task, row in zip(tasks, packed, strict=True):
+            if task.cached_detection is not None:
+                row[:] = task.cached_detection[k * width : (k + 1) * width]
+        levels.append(packed)
     verdicts = [
         judge_last(
-            counts, exposure, breaks, config.detection_level, config.recent_months, config.bound_quantile,
-            config.recent_months,
-        ),
-        *(
-            judge_last(
-                counts[:, :-k], exposure[:, :-k], breaks[:, :-k], config.detection_level, None, None,
-                config.recent_months,
-            )
-            for k in (1, 2)
-        ),
+            counts[:, : months - k], exposure[:, : months - k], None, params, lead if k == 0 else None,
+            config.bound_quantile if k == 0 else None, lead, unpacked_level(packed, params),
+        )
+        for k, packed in enumerate(levels)
     ]
     now = _columns(verdicts[0])
     minimum = np.array([config.min_count(task.indicator) for task in tasks])
     exceeded = sum(
         ((counts[:, -1 - k] >= minimum) & (verdicts[k].p_value < config.alert_p)).astype(int) for k in (1, 2)
     )
-    return [SeriesJudgement(row, int(n)) for row, n in zip(now, np.asarray(exceeded).tolist(), strict=True)]
+    state = np.concatenate(levels, axis=1).tolist()
+    return [
+        SeriesJudgement(row, int(n), kept)
+        for row, n, kept in zip(now, np.asarray(exceeded).tolist(), state, strict=True)
+    ]
 
 
 def _columns(verdict: Verdict) -> list[dict]:
@@ -729,7 +754,8 @@ def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tupl
     chunk = zip(tasks, forecast_chunk(tasks, config), judge_chunk(tasks, config), strict=True)
     for task, forecast, judged in chunk:
         score, months = score_series(task, config, forecast, judged)
-        if months:  # modelled: its filter's state is kept for the next run over the same months
+        if months:  # modelled: its filters' states are kept for the next run over the same months
             score["level_state"] = forecast.level_state
+            score["detection_state"] = judged.detection_state
         results.append((task.key, score, months, forecast.exceedance if months else []))
     return results

@@ -73,7 +73,7 @@ SCORE_SCHEMA: dict[str, PolarsDataType] = {
     "rate_ratio_low": pl.Float64, "rate_ratio_high": pl.Float64, "rate_ratio_method": pl.String,
     "break_label": pl.String, "break_month": pl.Date, "break_rate_ratio": pl.Float64, "break_low": pl.Float64,
     "break_high": pl.Float64, "break_before": pl.Int64, "break_p_value": pl.Float64,
-    "level_state": pl.List(pl.Float64),
+    "level_state": pl.List(pl.Float64), "detection_state": pl.List(pl.Float64),
 }
 KEY_SCHEMA = {k: pl.String for k in SERIES_COLUMNS}
 NESTED = {"forecasts": FORECAST_SCHEMA, "exceedance": EXCEEDANCE_SCHEMA}  # per-series rows kept in list columns
@@ -260,8 +260,10 @@ def score_month(
     kept, tasks = reuse_earlier(tasks, keys, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
     reused_levels = sum(task.cached_level is not None for task in tasks)
+    reused_detection = sum(task.cached_detection is not None for task in tasks)
     log(
         f"{month_key(month)}: {len(tasks):,} series to fit ({reused_fits:,} with an unchanged baseline fit, "
+        f"{reused_detection:,} with the detector's levels unchanged, "
         f"{reused_levels:,} with an unchanged forecast filter up to the last month), "
         f"{sum(f.height for f in kept.scores):,} unchanged since the last run, "
         f"{skipped.height:,} skipped (sparse, no data for the month, or a type not alerted)"
@@ -281,6 +283,7 @@ def score_month(
         "series_fitted": len(tasks) - reused_fits,
         "baseline_fits_reused": reused_fits,
         "forecast_filters_reused": reused_levels,
+        "detection_levels_reused": reused_detection,
         "scores_reused": sum(f.height for f in kept.scores),
         "series_skipped": skipped.height,
     }
@@ -306,12 +309,14 @@ def reuse_earlier(
     tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str, str]], previous: MonthScores | None
 ) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
-    carrying their earlier baseline fit when the baseline data have not changed, and their forecast filter's state
-    at the last month when the months before it have not."""
+    carrying their earlier baseline fit and the detector's filtered levels when the baseline data have not changed,
+    and their forecast filter's state at the last month when the months before it have not."""
     if previous is None or not {*DIGEST_COLUMNS, "level_state", *SERIES_COLUMNS} <= set(previous.scores.columns):
         return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
-    columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, "level_state", *BaselineFit.SCORE_COLUMNS]
+    # scores stored before the detector's levels were kept have no detection_state: those series filter again
+    states = [c for c in ("level_state", "detection_state") if c in previous.scores.columns]
+    columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, *states, *BaselineFit.SCORE_COLUMNS]
     by_key = {tuple(row[k] for k in SERIES_COLUMNS): row for row in earlier.select(columns).iter_rows(named=True)}
     unchanged, to_fit = [], []
     for task in tasks:
@@ -324,11 +329,14 @@ def reuse_earlier(
             unchanged.append(task.key)
             continue
         fitted = row["model"] in ("negbin", "poisson", "zero-baseline")
+        same_baseline = fitted and row["baseline_key"] == baseline
+        detection = row.get("detection_state") if same_baseline else None
         to_fit.append(
             replace(
                 task,
-                cached_fit=BaselineFit.from_score(row) if fitted and row["baseline_key"] == baseline else None,
+                cached_fit=BaselineFit.from_score(row) if same_baseline else None,
                 cached_level=row["level_state"] if fitted and row["level_key"] == level else None,
+                cached_detection=None if detection is None else np.asarray(detection, dtype=float),
             )
         )
     if not unchanged:
