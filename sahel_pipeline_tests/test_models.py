@@ -253,6 +253,23 @@ def test_scores_reused_from_an_earlier_run_equal_a_fresh_run(sample_panels):
     )
 
 
+def test_the_cache_keys_hash_the_fit_settings_not_the_alert_rules():
+    """Changing how alerts are drawn from the scores rescores nothing; changing what the scores are made of does."""
+    from sahel_pipeline.core.models import RULE_SETTINGS, input_keys
+
+    series = task(negbin(np.random.default_rng(3), 6, 0.3, 39))
+    keys = input_keys(series, CONFIG)
+    rule = dataclasses.replace(CONFIG, strong_p=0.0005, high_q=0.1, sustained_p=0.001, new_actor_min_events=3,
+                               new_actor_quiet_months=6)
+    assert {name for name in RULE_SETTINGS if getattr(rule, name) != getattr(CONFIG, name)} == set(RULE_SETTINGS)
+    assert input_keys(series, rule) == keys
+    slower = dataclasses.replace(CONFIG.detection_level, update_cap=2.0)
+    for change in ({"alert_p": 0.01}, {"bound_quantile": 0.99}, {"exact_ratio_below": 5}, {"detection_level": slower},
+                   {"min_counts": {**CONFIG.min_counts, "events": 3}}):
+        fit = dataclasses.replace(CONFIG, **change)
+        assert all(a != b for a, b in zip(input_keys(series, fit), keys, strict=True)), change
+
+
 def test_the_detectors_kept_levels_give_the_verdicts_of_filtering_again():
     """A weekly update judges a series from the levels an earlier run filtered over the same baseline months: the
     same verdicts (series long and short, a partial last month, a break in the months filtered), not filtered."""

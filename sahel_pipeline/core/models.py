@@ -31,7 +31,7 @@ import datetime as dt
 import hashlib
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +94,13 @@ def with_regime_breaks(configured: tuple[Break, ...], periods: list[dict]) -> tu
     ]
     known = {(b.country, b.date) for b in configured}
     return (*configured, *(b for b in derived if (b.country, b.date) not in known))
+
+
+# The alert rule's own settings: applied to the scores (`alerts.apply_alert_rule`, new actors), never used in making
+# them, so the cache keys (`input_keys`) leave them out and changing one rescores no series. Every other setting is
+# a fit setting (`ModelConfig.fit_settings`); alert_p and min_counts are among them, as the scores' count of the
+# months before that exceeded (`previous_exceedances`) uses them.
+RULE_SETTINGS = ("strong_p", "high_q", "sustained_p", "new_actor_min_events", "new_actor_quiet_months")
 
 
 @dataclass(frozen=True)
@@ -164,6 +171,11 @@ class ModelConfig:
 
     def min_count(self, indicator: str) -> int:
         return self.min_counts.get(indicator, 5)
+
+    @property
+    def fit_settings(self) -> str:
+        """What the scores depend on, as the cache keys hash it: every setting but the alert rule's."""
+        return repr({f.name: getattr(self, f.name) for f in fields(self) if f.name not in RULE_SETTINGS})
 
 
 # --- distributions --------------------------------------------------------------------------------------------------
@@ -476,7 +488,7 @@ def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str, str]:
     earlier, or the months before the last: the baseline fit, most of the cost, and the forecast filter's run up to
     the last month can then be reused.
     """
-    settings = f"{MODEL_VERSION}|{config!r}".encode()
+    settings = f"{MODEL_VERSION}|{config.fit_settings}".encode()
     n = len(task.counts)
     start, end = max(0, n - config.window_months), max(0, n - config.recent_months)
     windows = (slice(start, end), slice(start, n - 1), slice(0, n))
