@@ -99,13 +99,14 @@ class SentAlert:
     indicator: str
     severity: str
     status: str
-    kind: str = "count"  # ledger lines written before kinds were recorded held count alerts only
+    kind: str = ""  # "": a ledger line written before kinds were recorded, which stands for the unit's every kind
     place: str = ""
 
-    @property
-    def unit(self) -> tuple[str, str, str, str, str]:
-        """What the cool-down compares with a card's `units`."""
-        return (self.source, self.country, self.group, self.kind, self.place)
+    def same_unit(self, card: AlertCard) -> bool:
+        """Whether this alert was about the card's unit (`AlertCard.units`), whichever indicator led."""
+        if self.kind:
+            return (self.source, self.country, self.group, self.kind, self.place) in card.units
+        return any((self.source, self.country, self.group, self.place) == (*u[:3], u[4]) for u in card.units)
 
 
 @dataclass(frozen=True)
@@ -162,7 +163,7 @@ def in_cooldown(card: AlertCard, sent: list[LedgerEntry], cooldown_months: int) 
     severity or higher, `cooldown_months` or fewer away."""
     month = _month_number(card.month)
     return any(
-        alert.unit in card.units
+        alert.same_unit(card)
         and SEVERITY_ORDER[alert.severity] <= SEVERITY_ORDER[card.severity]
         and abs(_month_number(entry.month) - month) <= cooldown_months
         for entry in sent
