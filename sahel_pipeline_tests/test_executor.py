@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import dagster as dg
 import pytest
 from dagster_celery.executor import CeleryExecutor
@@ -13,34 +15,41 @@ from sahel_pipeline_tests.fixtures import code_location_job
 RETRIES = {"retries": {"enabled": {}}}
 
 
-def executor_for_a_run(config=RETRIES) -> dg.Executor:
+@pytest.fixture(scope="module")
+def instance() -> Iterator[dg.DagsterInstance]:
+    """One for the module: creating an executor reads the instance and changes nothing in it, and each new instance
+    costs half a second."""
     with dg.instance_for_test() as instance:
-        context = dg.InitExecutorContext(
-            job=code_location_job("weekly_escalation_job"),
-            executor_def=pipeline_executor,
-            executor_config=config,
-            instance=instance,
-        )
-        return pipeline_executor.executor_creation_fn(context)  # type: ignore[misc]
+        yield instance
 
 
-def test_the_code_location_runs_in_process_without_a_broker(monkeypatch):
+def executor_for_a_run(instance: dg.DagsterInstance, config=RETRIES) -> dg.Executor:
+    context = dg.InitExecutorContext(
+        job=code_location_job("weekly_escalation_job"),
+        executor_def=pipeline_executor,
+        executor_config=config,
+        instance=instance,
+    )
+    return pipeline_executor.executor_creation_fn(context)  # type: ignore[misc]
+
+
+def test_the_code_location_runs_in_process_without_a_broker(monkeypatch, instance):
     monkeypatch.delenv(CELERY_BROKER_VARIABLE, raising=False)
     assert defs.resolve_job_def("weekly_escalation_job").executor_def is pipeline_executor
-    executor = executor_for_a_run()
+    executor = executor_for_a_run(instance)
     assert type(executor).__name__ == "InProcessExecutor"
     assert pipeline_executor.get_requirements({}) == []
 
 
 @pytest.mark.parametrize("backend", [None, "redis://results.internal:6379/1"])
-def test_a_broker_in_the_environment_sends_steps_to_celery(monkeypatch, backend):
+def test_a_broker_in_the_environment_sends_steps_to_celery(monkeypatch, instance, backend):
     broker = "redis://broker.internal:6379/0"
     monkeypatch.setenv(CELERY_BROKER_VARIABLE, broker)
     if backend is None:
         monkeypatch.delenv(CELERY_BACKEND_VARIABLE, raising=False)
     else:
         monkeypatch.setenv(CELERY_BACKEND_VARIABLE, backend)
-    executor = executor_for_a_run({"retries": {"disabled": {}}})
+    executor = executor_for_a_run(instance, {"retries": {"disabled": {}}})
     assert isinstance(executor, CeleryExecutor)
     assert (executor.broker, executor.backend) == (broker, backend or broker)  # Redis holds the results too
     assert executor.retries.value == "disabled"  # the run's config still applies
@@ -48,6 +57,6 @@ def test_a_broker_in_the_environment_sends_steps_to_celery(monkeypatch, backend)
     assert set(pipeline_executor.get_requirements({})) == set(dg.multiple_process_executor_requirements())
 
 
-def test_a_blank_broker_is_no_broker(monkeypatch):
+def test_a_blank_broker_is_no_broker(monkeypatch, instance):
     monkeypatch.setenv(CELERY_BROKER_VARIABLE, "  ")
-    assert type(executor_for_a_run()).__name__ == "InProcessExecutor"
+    assert type(executor_for_a_run(instance)).__name__ == "InProcessExecutor"

@@ -196,6 +196,7 @@ def test_formulas_are_quoted_in_the_csv_and_kept_in_json_and_parquet(hostile_run
     assert spreadsheet_safe(frame).rows() == [("'-2+3 Militia", -1.5), ("ok", 2.0)]
 
 
+@pytest.mark.slow  # draws four plots: matplotlib's import and drawing take over a second
 def test_plot_titles_are_text_not_tex():
     from sahel_pipeline.core.models import ModelConfig
     from sahel_pipeline.core.report.plots import plot_series

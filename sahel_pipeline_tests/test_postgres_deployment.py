@@ -14,7 +14,6 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
 
 from sahel_pipeline import SAMPLE_DIR
 from sahel_pipeline.definitions import build_definitions
@@ -36,6 +35,9 @@ def production_instance(postgres_dagster_home: Path) -> Iterator[dg.DagsterInsta
 @pytest.mark.slow
 @pytest.mark.integration
 def test_weekly_job_is_recorded_in_postgres(postgres_server: Server, production_instance, tmp_path: Path):
+    # Imported here: a second of CPU that a unit run, which collects this module without running it, need not pay.
+    from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, PostgresScheduleStorage
+
     instance = production_instance
     # What deploy/dagster.yaml promises, as Dagster understood it.
     assert isinstance(instance.run_storage, PostgresRunStorage)

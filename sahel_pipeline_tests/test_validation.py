@@ -51,6 +51,7 @@ def test_clean_sample_passes_every_expectation(sample_events):
     assert len(summary.outcomes) == 15  # none twice
 
 
+@pytest.mark.slow  # a Great Expectations run: its first import and suite take about 3 s of CPU
 def test_values_that_slipped_past_quarantine_fail_the_suite(sample_events):
     broken = sample_events.head(100).with_columns(
         fatalities=pl.when(pl.int_range(pl.len()) == 0).then(-4).otherwise(pl.col("fatalities")),
