@@ -310,6 +310,20 @@ def test_a_stored_month_splits_back_into_its_scores_forecasts_and_exceedance(sam
         assert getattr(back, name).select(rows.columns).sort(rows.columns).equals(rows.sort(rows.columns))
 
 
+@pytest.mark.slow  # ingests the sample and scores its month twice
+def test_a_stored_month_is_the_same_bytes_whatever_the_order_of_the_panels(sample_panels, tmp_path):
+    from sahel_pipeline.core.scoring import nest_forecasts, score_month
+
+    def stored(group_month: pl.DataFrame, country_month: pl.DataFrame, name: str) -> bytes:
+        month = score_month(group_month, country_month, dt.date(2024, 12, 1), CONFIG, log=lambda _: None)
+        nest_forecasts(month).write_parquet(tmp_path / name, compression="lz4")  # as the IO manager writes a shard
+        return (tmp_path / name).read_bytes()
+
+    panels = sample_panels
+    reversed_panels = (panels.group_month.reverse(), panels.country_month.reverse())
+    assert stored(panels.group_month, panels.country_month, "a.parquet") == stored(*reversed_panels, "b.parquet")
+
+
 @pytest.mark.slow  # starts worker processes and scores the sample's month twice
 def test_a_warmed_up_pool_scores_what_this_process_scores(sample_panels):
     import gc

@@ -22,7 +22,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -63,6 +63,12 @@ DIGEST_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("event_id", "source_file
 DIGEST_SEED = 20_240_726
 COUNT_PARTS = ("admin1", "actors", "names", "digests")  # the frames of MonthlyCounts kept between runs
 ACTOR_KEYS = ["source", "group_id", "country", "month", "actor", "known", "inter", "associated"]
+COUNT_KEYS = {  # each frame of MonthlyCounts: the columns that identify a row
+    "admin1": [*UNIT_KEY, "admin1", "month"],
+    "actors": ACTOR_KEYS,
+    "names": ["group_id"],
+    "digests": MONTH_KEYS,
+}
 
 
 @dataclass
@@ -169,9 +175,10 @@ def build_panels(
     group_month = group_month.select(
         *GROUP_KEYS[:2], "group_name", "group_type", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
     )
+    # Sorted by their keys, as every table stored: two runs of the same input write the same bytes.
     return Panels(
-        group_month=group_month,  # unsorted: sorting a million rows costs a second nobody needs
-        country_month=monthly("country", COUNTRY_KEYS),
+        group_month=group_month.sort(*GROUP_KEYS, "month"),
+        country_month=monthly("country", COUNTRY_KEYS).sort(*COUNTRY_KEYS, "month"),
         admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null(UNKNOWN_ADMIN1)),
         coverage=coverage,
         unmapped=unmapped_actors(counts.actors.lazy().filter(~pl.col("known"))),
@@ -195,8 +202,10 @@ def update_counts(
     key = counts_key(aliases, role, ambiguous, units)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return MonthlyCounts(
-            *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
+        return in_key_order(
+            MonthlyCounts(
+                *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
+            )
         )
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
@@ -213,15 +222,26 @@ def update_counts(
 
     admin1 = pl.concat([unchanged(previous.admin1), admin1])
     present = admin1.filter(pl.col("level") == "group").select("group_id").unique()
-    return MonthlyCounts(
-        admin1=admin1,
-        actors=pl.concat([unchanged(previous.actors), actors]),
-        names=pl.concat([names, previous.names])
-        .unique("group_id", keep="first", maintain_order=True)
-        .join(present, on="group_id", how="semi"),
-        digests=digests,
-        key=key,
-        recounted_months=changed.height,
+    return in_key_order(
+        MonthlyCounts(
+            admin1=admin1,
+            actors=pl.concat([unchanged(previous.actors), actors]),
+            names=pl.concat([names, previous.names])
+            .unique("group_id", keep="first", maintain_order=True)
+            .join(present, on="group_id", how="semi"),
+            digests=digests,
+            key=key,
+            recounted_months=changed.height,
+        )
+    )
+
+
+def in_key_order(counts: MonthlyCounts) -> MonthlyCounts:
+    """The counts sorted by their keys: the same whichever months were kept or recounted, and in whatever order
+    Polars' parallel group-bys and joins produced them."""
+    return replace(
+        counts,
+        **{part: getattr(counts, part).sort(keys, nulls_last=True) for part, keys in COUNT_KEYS.items()},
     )
 
 

@@ -98,7 +98,7 @@ def nest_forecasts(result: MonthScores) -> pl.DataFrame:
             scores = scores.with_columns(pl.lit(None, pl.List(pl.Struct(schema))).alias(column))
             continue
         nested = rows.group_by(SERIES_COLUMNS).agg(pl.struct(list(schema)).alias(column))
-        scores = scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True)
+        scores = scores.join(nested, on=SERIES_COLUMNS, how="left", nulls_equal=True, maintain_order="left")
     return scores
 
 
@@ -289,7 +289,8 @@ def score_month(
     }
     month_column = pl.lit(month).alias("month")
     return MonthScores(
-        scores.with_columns(month_column),
+        # In key order, as stored: the same whichever worker finished first and whichever scores were kept.
+        scores.with_columns(month_column).sort(SERIES_COLUMNS, nulls_last=True),
         forecasts.with_columns(month_column),
         exceedance.with_columns(month_column),
         reuse,
