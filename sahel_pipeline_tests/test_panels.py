@@ -9,7 +9,7 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from sahel_pipeline import ALIAS_TABLE
+from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
 from sahel_pipeline.core.actors import INTER_DTYPE
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import find_csv_files, ingest
@@ -28,6 +28,12 @@ ISSP_ACLED_NAMES = {
 @pytest.fixture(scope="module")
 def aliases():
     return load_alias_table(ALIAS_TABLE)
+
+
+@pytest.fixture(scope="module")
+def sample_events(tmp_path_factory) -> pl.DataFrame:
+    """The sample's canonical events, ingested once for the module (frames are never changed in place)."""
+    return canonical([SAMPLE_DIR], tmp_path_factory.mktemp("sample"))
 
 
 def canonical(paths, tmp_path):
@@ -219,8 +225,8 @@ def check_recount_equals_full_count(events: pl.DataFrame, aliases: pl.DataFrame,
     assert build_panels(this_week, aliases, previous=recounted.counts).counts.recounted_months == 0
 
 
-def test_recounting_only_the_changed_months_gives_the_panels_of_counting_everything(aliases, tmp_path, sample_dir):
-    check_recount_equals_full_count(canonical([sample_dir], tmp_path), aliases, tmp_path / "counts")
+def test_recounting_only_the_changed_months_gives_the_panels_of_counting_everything(aliases, tmp_path, sample_events):
+    check_recount_equals_full_count(sample_events, aliases, tmp_path / "counts")
 
 
 @requires_real_data
@@ -231,8 +237,8 @@ def test_recounting_only_the_changed_months_on_real_files(aliases, tmp_path):
     check_recount_equals_full_count(events, aliases, tmp_path / "counts")
 
 
-def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, tmp_path, sample_dir):
-    events = canonical([sample_dir], tmp_path)
+def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, sample_events):
+    events = sample_events
     kept = build_panels(events, aliases).counts
     months = kept.digests.height
     assert build_panels(events, aliases, previous=kept).counts.recounted_months == 0
@@ -247,10 +253,10 @@ def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, tmp_path
     assert build_panels(events, aliases, "any", previous=kept).counts.recounted_months == months
 
 
-def test_kept_counts_are_replaced_whole_and_absent_ones_mean_count_everything(aliases, tmp_path, sample_dir):
+def test_kept_counts_are_replaced_whole_and_absent_ones_mean_count_everything(aliases, tmp_path, sample_events):
     folder = tmp_path / "counts"
     assert load_counts(folder) is None
-    events = canonical([sample_dir], tmp_path)
+    events = sample_events
     save_counts(build_panels(events, aliases).counts, folder)
     save_counts(build_panels(events.head(100), aliases).counts, folder)
     assert len(list(folder.glob("counts-*"))) == 1  # the older state is gone once the pointer moved
@@ -263,8 +269,8 @@ def parquet_bytes(frame: pl.DataFrame, path) -> bytes:
     return path.read_bytes()
 
 
-def test_the_same_events_in_any_order_give_byte_identical_panels_and_counts(aliases, tmp_path, sample_dir):
-    events = canonical([sample_dir], tmp_path)
+def test_the_same_events_in_any_order_give_byte_identical_panels_and_counts(aliases, tmp_path, sample_events):
+    events = sample_events
     first = build_panels(events, aliases)
     # The same events shuffled; and counted again from kept counts, with a month changed and changed back.
     shuffled = build_panels(events.sample(fraction=1.0, shuffle=True, seed=7), aliases)

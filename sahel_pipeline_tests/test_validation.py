@@ -74,6 +74,7 @@ def test_values_that_slipped_past_quarantine_fail_the_suite(sample_events):
     assert unique.examples == [sample_events["event_id"][0]]  # the repeated id itself, not its hash
 
 
+@pytest.mark.slow  # a Great Expectations run (its import alone is 2 to 3 s of CPU)
 def test_missing_column_and_wrong_type_are_structural_failures(sample_events):
     summary = validate_with_great_expectations(
         sample_events.head(10).drop("admin2").with_columns(pl.col("fatalities").cast(pl.Float64)), TODAY
