@@ -1,9 +1,9 @@
 """The evaluation's methods page: what was simulated, which detectors ran and how, and the tables, as Markdown and as
-one self-contained HTML page."""
+one self-contained HTML page. A document of the report's blocks (`report/document.py`), written by its renderers
+(`report/render.py`), so that the page's text and tables are made data-safe as the report's are."""
 
 from __future__ import annotations
 
-import html
 import math
 from typing import TYPE_CHECKING
 
@@ -11,73 +11,73 @@ import polars as pl
 
 from sahel_pipeline.core.evaluation import metrics
 from sahel_pipeline.core.evaluation.surveillance import QUIRKS
-from sahel_pipeline.core.tables import html_table, markdown_table
+from sahel_pipeline.core.report import render
+from sahel_pipeline.core.report.document import Block, Bullets, Document, Heading, Paragraph, Table
 
 if TYPE_CHECKING:
     from sahel_pipeline.core.evaluation.run import EvaluationResult
 
-# A page is a list of blocks: ("h1" | "h2" | "p", text), ("ul", [items]) or ("table", frame).
-Block = tuple
+TITLE = "Detector evaluation"
 
 
-def blocks(result: EvaluationResult) -> list[Block]:
+def methods_document(result: EvaluationResult) -> Document:
     c, t = result.config, result.tables
     targets = ", ".join(f"{x:.2%}".replace(".00%", "%") for x in c.target_fars)
-    out: list[Block] = [
-        ("h1", "Detector evaluation"),
-        (
-            "p",
+
+    def table(frame: pl.DataFrame) -> Table:
+        return Table(frame, cell=cell)
+
+    blocks: list[Block] = [
+        Heading(TITLE, 1),
+        Paragraph(
             f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
             f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} of "
             f"months on the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
-            f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}.",
+            f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}."
         ),
-        ("h2", "Summary"),
-        (
-            "p",
+        Heading("Summary"),
+        Paragraph(
             "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
             "detected within two months, and alerts on the renamed state force (target: none), at each detector's "
-            "own settings and at the matched false-alarm rate.",
+            "own settings and at the matched false-alarm rate."
         ),
-        ("table", t["summary"]),
-        ("h2", "How the figures are computed"),
-        ("ul", _items(metrics.__doc__)),
-        ("h2", "Scenarios"),
-        (
-            "p",
+        table(t["summary"]),
+        Heading("How the figures are computed"),
+        Bullets(tuple(_items(metrics.__doc__))),
+        Heading("Scenarios"),
+        Paragraph(
             "Every series has a 39-month burn-in no detector is judged on, then months whose truth is known. "
             "Counts are negative binomial (variance mu + alpha mu^2); fatalities are events times heavy-tailed "
-            "deaths per event.",
+            "deaths per event."
         ),
-        ("table", result.scenarios),
-        ("h2", "Detectors"),
-        ("table", t["detectors"].select("name", "label", "status", "description", "note", "seconds")),
-        ("h2", "Quirks of R surveillance found on the way"),
-        ("ul", list(QUIRKS)),
-        ("h2", "Thresholds"),
-        ("table", t["thresholds"]),
-        ("h2", "False alarms"),
-        ("p", "In-control months of every scenario (all strata), then the stable series by stratum."),
-        ("table", _rows(t["false_alarms"], pl.col("stratum") == "all")),
-        ("table", _rows(t["false_alarms"], pl.col("stratum") != "all")),
-        ("h2", "Detection of planted rises"),
-        ("table", t["detection"]),
-        ("h2", "P-values on stable series"),
-        ("table", t["pvalues"]),
+        table(result.scenarios),
+        Heading("Detectors"),
+        table(t["detectors"].select("name", "label", "status", "description", "note", "seconds")),
+        Heading("Quirks of R surveillance found on the way"),
+        Bullets(tuple(QUIRKS)),
+        Heading("Thresholds"),
+        table(t["thresholds"]),
+        Heading("False alarms"),
+        Paragraph("In-control months of every scenario (all strata), then the stable series by stratum."),
+        table(_rows(t["false_alarms"], pl.col("stratum") == "all")),
+        table(_rows(t["false_alarms"], pl.col("stratum") != "all")),
+        Heading("Detection of planted rises"),
+        table(t["detection"]),
+        Heading("P-values on stable series"),
+        table(t["pvalues"]),
     ]
     if "real_alert_rates" in t:
-        out += [("h2", "Real data: alerts per series-year"), ("table", t["real_alert_rates"])]
+        blocks += [Heading("Real data: alerts per series-year"), table(t["real_alert_rates"])]
     if "episodes" in t:
-        out += [
-            ("h2", "Real data: known episodes"),
-            (
-                "p",
+        blocks += [
+            Heading("Real data: known episodes"),
+            Paragraph(
                 "Flagged when any indicator of the episode's series alarms from three months before its first "
-                "month to its last; lead = months before the first month.",
+                "month to its last; lead = months before the first month."
             ),
-            ("table", t["episodes"]),
+            table(t["episodes"]),
         ]
-    return out
+    return Document(TITLE, tuple(blocks))
 
 
 def _rows(frame: pl.DataFrame, condition: pl.Expr) -> pl.DataFrame:
@@ -113,45 +113,19 @@ def cell(value) -> str:
 
 
 def render_markdown(result: EvaluationResult) -> str:
-    parts = []
-    for block in blocks(result):
-        kind = block[0]
-        if kind == "h1":
-            parts.append(f"# {block[1]}")
-        elif kind == "h2":
-            parts.append(f"## {block[1]}")
-        elif kind == "p":
-            parts.append(block[1])
-        elif kind == "ul":
-            parts.append("\n".join(f"- {item}" for item in block[1]))
-        else:
-            parts.append(markdown_table(block[1], cell))
-    return "\n\n".join(parts) + "\n"
+    return render.render_markdown(methods_document(result), image_dir="")  # the page has no pictures
 
 
 def render_html(result: EvaluationResult) -> str:
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Detector evaluation</title>",
-        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-        f"<style>{CSS}</style></head><body><main>",
-    ]
-    for block in blocks(result):
-        kind = block[0]
-        if kind in ("h1", "h2", "p"):
-            parts.append(f"<{kind}>{html.escape(block[1])}</{kind}>")
-        elif kind == "ul":
-            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block[1]) + "</ul>")
-        else:
-            parts.append(f"<div class='table'>{html_table(block[1], cell)}</div>")
-    parts.append("</main></body></html>")
-    return "\n".join(parts)
+    return render.render_html(methods_document(result), CSS)
 
 
+# Wider than the report's page: the evaluation's tables have many columns.
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;color:#222;background:#fafafa;margin:0}
 main{max-width:1200px;margin:0 auto;padding:1.5rem 1.2rem 4rem}
 h1{font-size:1.6rem} h2{font-size:1.15rem;margin-top:2rem} p,li{line-height:1.45}
-.table{overflow-x:auto;margin:.8rem 0}
+.scroll{overflow-x:auto;margin:.8rem 0}
 table{border-collapse:collapse;font-size:.8rem;background:#fff}
 th,td{border-bottom:1px solid #e5e5e5;padding:.2rem .4rem;text-align:left;vertical-align:top}
 th{background:#f0f0f0}

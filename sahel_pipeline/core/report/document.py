@@ -36,6 +36,7 @@ from sahel_pipeline.core.report.selection import (
     modelled_series,
     recent_total,
 )
+from sahel_pipeline.core.tables import Cell, plain
 from sahel_pipeline.core.vintages import vintage_date
 
 BREAK_BEARS_MONTHS = 12  # a break is mentioned on a card when it is this recent: older ones are in the expectation
@@ -90,6 +91,7 @@ class Bullets:
 class Table:
     frame: pl.DataFrame
     caption: str = ""
+    cell: Cell = plain  # how a value is written
 
 
 @dataclass(frozen=True)

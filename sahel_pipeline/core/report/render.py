@@ -23,7 +23,8 @@ from sahel_pipeline.core.text import html_text, markdown_text
 SEVERITY_COLOURS = {"high": "#b2182b", "medium": "#d6604d", "low": "#b8860b"}
 
 
-def render_html(document: Document) -> str:
+def render_html(document: Document, css: str | None = None) -> str:
+    """The page, styled by `css` (the report's style by default)."""
     body = "\n".join(_html(block) for block in document.blocks if not isinstance(block, Banner))
     banners = "".join(_html(block) for block in document.blocks if isinstance(block, Banner))
     return "\n".join(
@@ -31,7 +32,7 @@ def render_html(document: Document) -> str:
             "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
             f"<title>{html_text(document.title)}</title>",
             "<meta name='viewport' content='width=device-width, initial-scale=1'>",
-            f"<style>{_CSS}</style></head><body>",
+            f"<style>{_CSS if css is None else css}</style></head><body>",
             banners,
             "<main>",
             body,
@@ -55,9 +56,9 @@ def _html(block: Block) -> str:
         case Bullets(items, style):
             listed = "".join(f"<li>{html_text(item)}</li>" for item in items)
             return f"<ul class='{style}'>{listed}</ul>" if style else f"<ul>{listed}</ul>"
-        case Table(frame, caption):
+        case Table(frame, caption, cell):
             head = f"<p class='caption'>{html_text(caption)}</p>" if caption else ""
-            return f"{head}<div class='scroll'>{html_table(frame)}</div>"
+            return f"{head}<div class='scroll'>{html_table(frame, cell)}</div>"
         case Picture(figure):
             data = base64.b64encode(figure.png).decode()
             return (
@@ -96,8 +97,8 @@ def _markdown(block: Block, image_dir: str) -> list[str]:
             return [f"{markdown_text(before)}[{markdown_text(text)}](<{href}>)", ""]
         case Bullets(items, _):
             return [*(f"- {markdown_text(item)}" for item in items), ""]
-        case Table(frame, caption):
-            return [*([markdown_text(caption), ""] if caption else []), markdown_table(frame), ""]
+        case Table(frame, caption, cell):
+            return [*([markdown_text(caption), ""] if caption else []), markdown_table(frame, cell), ""]
         case Picture(figure):
             image = f"![{markdown_text(figure.alt)}]({image_dir}/{figure.name}.png)"
             return [image, "", markdown_text(figure.caption), ""]
