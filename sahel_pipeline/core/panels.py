@@ -22,7 +22,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -63,12 +63,6 @@ DIGEST_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("event_id", "source_file
 DIGEST_SEED = 20_240_726
 COUNT_PARTS = ("admin1", "actors", "names", "digests")  # the frames of MonthlyCounts kept between runs
 ACTOR_KEYS = ["source", "group_id", "country", "month", "actor", "known", "inter", "associated"]
-COUNT_KEYS = {  # each frame of MonthlyCounts: the columns that identify a row
-    "admin1": [*UNIT_KEY, "admin1", "month"],
-    "actors": ACTOR_KEYS,
-    "names": ["group_id"],
-    "digests": MONTH_KEYS,
-}
 
 
 @dataclass
@@ -175,10 +169,9 @@ def build_panels(
     group_month = group_month.select(
         *GROUP_KEYS[:2], "group_name", "group_type", *GROUP_KEYS[2:], "month", *INDICATORS, "days_covered", "partial"
     )
-    # Sorted by their keys, as every table stored: two runs of the same input write the same bytes.
     return Panels(
-        group_month=group_month.sort(*GROUP_KEYS, "month"),
-        country_month=monthly("country", COUNTRY_KEYS).sort(*COUNTRY_KEYS, "month"),
+        group_month=group_month,  # in key order (zero_filled), as the country panel
+        country_month=monthly("country", COUNTRY_KEYS),
         admin1_month=counts.admin1.with_columns(pl.col("admin1").fill_null(UNKNOWN_ADMIN1)),
         coverage=coverage,
         unmapped=unmapped_actors(counts.actors.lazy().filter(~pl.col("known"))),
@@ -202,10 +195,8 @@ def update_counts(
     key = counts_key(aliases, role, ambiguous, units)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return in_key_order(
-            MonthlyCounts(
-                *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
-            )
+        return MonthlyCounts(
+            *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
         )
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
@@ -222,26 +213,15 @@ def update_counts(
 
     admin1 = pl.concat([unchanged(previous.admin1), admin1])
     present = admin1.filter(pl.col("level") == "group").select("group_id").unique()
-    return in_key_order(
-        MonthlyCounts(
-            admin1=admin1,
-            actors=pl.concat([unchanged(previous.actors), actors]),
-            names=pl.concat([names, previous.names])
-            .unique("group_id", keep="first", maintain_order=True)
-            .join(present, on="group_id", how="semi"),
-            digests=digests,
-            key=key,
-            recounted_months=changed.height,
-        )
-    )
-
-
-def in_key_order(counts: MonthlyCounts) -> MonthlyCounts:
-    """The counts sorted by their keys: the same whichever months were kept or recounted, and in whatever order
-    Polars' parallel group-bys and joins produced them."""
-    return replace(
-        counts,
-        **{part: getattr(counts, part).sort(keys, nulls_last=True) for part, keys in COUNT_KEYS.items()},
+    return MonthlyCounts(
+        admin1=admin1,
+        actors=pl.concat([unchanged(previous.actors), actors]),
+        names=pl.concat([names, previous.names])
+        .unique("group_id", keep="first", maintain_order=True)
+        .join(present, on="group_id", how="semi"),
+        digests=digests,
+        key=key,
+        recounted_months=changed.height,
     )
 
 
@@ -347,7 +327,8 @@ def zero_filled(
     counts: pl.LazyFrame, keys: list[str], coverage: pl.DataFrame, attributes: pl.LazyFrame | None = None
 ) -> pl.DataFrame:
     """Every series gets every month its data cover; months without events are zeros. `attributes` (keyed by `keys`)
-    are columns each series carries on every month."""
+    are columns each series carries on every month. The rows come in the order of `keys` and the month: the series
+    (thousands) are sorted and the joins keep that order, which costs far less than sorting the panel (millions)."""
     months = (
         coverage.lazy()
         .select(
@@ -357,15 +338,16 @@ def zero_filled(
             month=pl.date_ranges("first_month", pl.col("last_day").dt.month_start(), interval="1mo"),
         )
         .explode("month")
+        .sort("source", "country", "month")
     )
-    series = counts.select(keys).unique()
+    series = counts.select(keys).unique().sort(keys)
     if attributes is not None:
-        series = series.join(attributes, on=keys, how="left")
-    grid = series.join(months, on=["source", "country"])
+        series = series.join(attributes, on=keys, how="left", maintain_order="left")
+    grid = series.join(months, on=["source", "country"], maintain_order="left_right")
     days_in_month = pl.col("month").dt.month_end().dt.day()
     is_last = pl.col("month") == pl.col("last_day").dt.month_start()
     return (
-        grid.join(counts, on=[*keys, "month"], how="left")
+        grid.join(counts, on=[*keys, "month"], how="left", maintain_order="left")
         .with_columns(pl.col(INDICATORS).fill_null(0))
         .with_columns(
             days_covered=pl.when(is_last).then(pl.col("last_day").dt.day()).otherwise(days_in_month).cast(pl.Int32)
