@@ -242,6 +242,7 @@ def test_files_a_dagster_run_pulled_do_not_wake_the_sensor_but_a_cli_pull_does(s
         assert (after.run_requests == []) is (made_by == "dagster"), made_by
 
 
+@pytest.mark.slow  # a Dagster run of the code location's job (about a second of CPU)
 def test_the_code_location_with_empty_credentials_pulls_nothing_and_does_not_fail(defs):
     job = defs.resolve_job_def("weekly_escalation_job")
     pulls = [dg.AssetKey("acled_pull"), dg.AssetKey("ucdp_pull")]
