@@ -298,3 +298,33 @@ def test_a_small_evaluation_runs_without_r_and_writes_its_tables(tmp_path):
     page = paths["html"].read_text()
     assert "<h2>Quirks of R surveillance found on the way</h2>" in page and "farringtonFlexible" in page
     assert markdown_text(f"skipped: {NOT_RUN}") in paths["markdown"].read_text()  # as written once rendered
+
+
+def test_the_methods_page_writes_what_it_is_given_as_text(tmp_path):
+    """The page is written by the report's renderers: a path or a detector's note holding Markdown or HTML syntax is
+    shown as typed in both pages, and the tables keep the page's number format."""
+    from sahel_pipeline.core.evaluation import methods
+    from sahel_pipeline.core.evaluation.run import EvaluationResult
+    from sahel_pipeline.core.text import html_text
+
+    path = "/data/<b>acled</b>_*2024*_[raw](x).csv"
+    note = "fails on `mu0$S` | <script>"
+    frame = pl.DataFrame({"detector": ["sahel"], "stratum": ["all"], "rate": [0.000123]})
+    detectors = pl.DataFrame({"name": ["glrnb"], "label": ["GLR"], "status": ["ran"], "description": ["d"],
+                              "note": [note], "seconds": [1.5]})
+    result = EvaluationResult(
+        config=EvaluationConfig(series=1, years=1, use_r=False),
+        tables={name: frame for name in ("summary", "thresholds", "false_alarms", "detection", "pvalues")}
+        | {"detectors": detectors},
+        detectors=[],
+        scenarios=pl.DataFrame({"scenario": ["stable"]}),
+        real_data=path,
+        seconds=3.0,
+        finished=dt.datetime(2026, 12, 1, 12, 0),
+    )
+    markdown, page = methods.render_markdown(result), methods.render_html(result)
+    assert markdown.startswith("# Detector evaluation\n\n") and page.startswith("<!doctype html>")
+    assert f"Real data: {markdown_text(path)}, judged" in markdown and markdown_text(note) in markdown
+    assert f"Real data: {html_text(path)}, judged" in page and html_text(note) in page
+    assert "<b>" not in page and "<script>" not in page
+    assert "| 1.23e-04 |" in markdown and "<td>1.23e-04</td>" in page  # methods.cell, not str()
