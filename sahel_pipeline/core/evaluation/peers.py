@@ -19,12 +19,15 @@ numbers, which are the same numbers in a month as in a week.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from sahel_pipeline.core.detection import accumulated_evidence
 from sahel_pipeline.core.evaluation.detectors import Detection, Log, detection_frame
 from sahel_pipeline.core.evaluation.simulate import CountSeries
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_index
 
 
 def previous_mean(counts: np.ndarray, months: int) -> np.ndarray:
@@ -114,6 +117,56 @@ class HdxSignals:
         return [_by_statistic(self, series, self.statistic, self.default_threshold, log)]
 
 
+@dataclass(frozen=True)
+class NativeGlr:
+    """The negative-binomial GLR-CUSUM on the pipeline's recent level (`detection.accumulated_evidence`, the native
+    counterpart of R's glrnb): the evidence of a rise over the last 1 to `window` months against the level filtered
+    up to before them, judged at each month with the pipeline's history (the last `history` months). Statistic: the
+    GLR (-inf below the indicator's minimum count); its own threshold is glrnb's c.ARL = 5."""
+
+    window: int = 6
+    default_threshold: float = 5.0
+    config: ModelConfig = field(default_factory=ModelConfig)  # the history read, the level, the minimum counts
+    name: str = "glr_native"
+    label: str = "NB GLR-CUSUM on the recent level (native)"
+    indicators: tuple[str, ...] | None = None
+    needs_truth: bool = False
+
+    @property
+    def description(self) -> str:
+        return (
+            "The negative-binomial GLR-CUSUM for a rise (glrnb's statistic, change in the intercept, computed "
+            f"natively in numpy) over windows of 1 to {self.window} months ending with the month, against in-control "
+            "means from the pipeline's recent level filtered up to before them, with its dispersion; the month must "
+            f"reach the indicator's minimum count. Threshold: c = {self.default_threshold:g}, glrnb's c.ARL."
+        )
+
+    def detect(self, series: list[CountSeries], log: Log) -> list[Detection]:
+        width = self.config.window_months
+        ids, index, rows, exposure, broken, floors = [], [], [], [], [], []
+        for s in series:
+            # right-aligned as the pipeline's chunks are: exposure 0 before a series starts
+            y, e, b = (np.zeros(width + len(s.counts)) for _ in range(3))
+            y[width:], e[width:] = s.counts, s.exposure
+            for brk in s.breaks:
+                b[width + month_index(brk.date) - int(s.months[0])] = 1.0
+            for t in s.scored:
+                rows.append(y[t + 1 : t + 1 + width])
+                exposure.append(e[t + 1 : t + 1 + width])
+                broken.append(b[t + 1 : t + 1 + width] > 0)
+            floors += [self.config.min_count(s.indicator)] * len(s.scored)
+            ids += [s.id] * len(s.scored)
+            index += list(s.scored)
+        if not ids:
+            return [Detection(self.name, self.label, detection_frame([], [], [], []))]
+        y = np.array(rows)
+        glr = accumulated_evidence(y, np.array(exposure), np.array(broken), self.config.detection_level, self.window)
+        statistic = np.where(y[:, -1] >= np.array(floors), glr, -np.inf)
+        log(f"{self.label}: {len(ids):,} series-months")
+        frame = detection_frame(ids, index, statistic >= self.default_threshold, statistic)
+        return [Detection(self.name, self.label, frame, default_threshold=self.default_threshold)]
+
+
 def _by_statistic(detector, series: list[CountSeries], statistic, threshold: float, log: Log) -> Detection:
     ids, index, values = [], [], []
     for s in series:
@@ -163,4 +216,4 @@ THREAT = PercentChangeRule(
     guard_mean=1.0,
     guard_now=None,
 )
-NATIVE_PEERS = (TRENDFINDER, SURGE, THREAT, HdxSignals())
+NATIVE_PEERS = (TRENDFINDER, SURGE, THREAT, HdxSignals(), NativeGlr())
