@@ -103,3 +103,19 @@ def test_the_native_glr_equals_r_glrnb_on_the_same_series():
     mine = np.array([glr_last(x[None, : j + 1], m[None, : j + 1], np.array([alpha]), window)[0] for j in range(len(x))])
     assert len(theirs) == len(mine) and theirs.max() > 5  # the rise is found
     np.testing.assert_allclose(mine, theirs, rtol=1e-9, atol=1e-9)
+
+
+def test_the_level_follows_a_lasting_rise_from_zero_but_not_one_outlying_month():
+    # A group silent for years, then active for a year (12 a month): the update cap (a month moves the level as if at
+    # most 3 predictive sd above it) floored every count to 0 at a level near zero, so the level stayed at 0.03 and
+    # every month of the new activity was alerted (JNIM in Burkina Faso all through 2019 on the real file). A run of
+    # months now lifts it; one month of 40 amid zeros still does not.
+    rng = np.random.default_rng(11)
+    n = 200
+    active = np.hstack([np.zeros((n, 27)), rng.negative_binomial(1 / 0.3, 1 / (1 + 0.3 * 12), size=(n, 12))])
+    verdict = judge_last(active, np.ones_like(active), None, CONFIG.detection_level, 3, None, 3)
+    assert np.median(verdict.expected) > 4.0
+    once = np.zeros((n, 39))
+    once[:, 20] = 40
+    verdict = judge_last(once, np.ones_like(once), None, CONFIG.detection_level, 3, None, 3)
+    assert np.median(verdict.expected) < 0.5

@@ -42,15 +42,19 @@ from sahel_pipeline.core.forecast import WEIGHTS, Counts, Level, LevelParams, fi
 # of the evaluation's regime series. A fall monitor (West & Harrison's Bayes-factor CUSUM for a halving, 3 log units,
 # then the level's variance +1) brings it to 1.06x and 25% at a matched 1% false-alarm rate (x3 and x2 unchanged; the
 # same rule with the filter started at the true end of the high years: 25% at its own settings): README, Detector
-# evaluation.
+# evaluation. The same monitor for a doubling (each month adding at most 1.5 log units, so that it takes a run of
+# months) releases the update cap: without it a level near zero floored every count to 0 (the cap, mean + 3 sd, is
+# below 1), and a group active again after years of silence was judged against 0.03 a month for ever (JNIM in
+# Burkina Faso alerted every month of 2019).
 DETECTION_LEVEL = LevelParams(
     drifts=(0.005, 0.001),
     drift_prior=(0.5, 0.5),
     outlier_loglik=3.0,
     update_cap=3.0,
     fall_factor=0.5,
-    fall_threshold=3.0,
-    fall_variance=1.0,
+    rise_factor=2.0,
+    shift_threshold=3.0,
+    shift_variance=1.0,
 )
 
 

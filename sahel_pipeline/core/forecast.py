@@ -77,14 +77,18 @@ class LevelParams:
     # predicted mean (None: as counted). The detector caps it, so that a past outbreak does not lift the level it
     # judges later months against; a lasting rise still moves the level, month by month.
     update_cap: float | None = None
-    # West & Harrison's Bayes-factor monitor for a fall (None: none): a CUSUM of log P(month | the level x
-    # fall_factor) / P(month | the level) over the filter's own one-month-ahead predictions; when it passes
-    # fall_threshold (log units), the level's variance grows by fall_variance before that month's update and the CUSUM
-    # restarts, so that the level follows a lasting fall within months rather than years. Falls only: a rise must not
-    # lift the level it is judged against (the detector's), and the forecasts' faster drift follows both ways.
+    # West & Harrison's Bayes-factor monitors (None: none): CUSUMs of log P(month | the level x factor) / P(month |
+    # the level) over the filter's own one-month-ahead predictions; when one passes shift_threshold (log units), the
+    # level's variance grows by shift_variance before that month's update and that CUSUM restarts, so that the level
+    # follows a lasting fall, or a lasting rise, within months rather than years. A month adds at most rise_step to
+    # the rise's CUSUM, so that one outlying month never lifts the level (the update cap's purpose): a run of months
+    # does; and the month that completes the run moves the level as counted, not capped. The detector uses them; the
+    # forecasts' faster drift follows both ways without.
     fall_factor: float | None = None
-    fall_threshold: float = 3.0
-    fall_variance: float = 0.5
+    rise_factor: float | None = None
+    rise_step: float = 1.5
+    shift_threshold: float = 3.0
+    shift_variance: float = 0.5
 
 
 # Three Gauss-Hermite nodes carry most of the level's spread (the rest widens each node's negative binomial): a
@@ -140,8 +144,9 @@ class FilterState:
     P: np.ndarray
     loglik: np.ndarray
     age: np.ndarray  # (n, 1)
-    # the fall monitor's CUSUM (LevelParams.fall_factor); not packed: the forecasts' level has no monitor
+    # the monitors' CUSUMs (LevelParams.fall_factor, rise_factor); not packed: the forecasts' level has no monitor
     fall: np.ndarray | None = None
+    rise: np.ndarray | None = None
 
     def packed(self) -> np.ndarray:
         """One row of floats per series, to store beside its score."""
@@ -228,29 +233,38 @@ def filter_levels(
     state = resume or _starting_state(y, e, params, alphas.shape[1])
     m, P, loglik, age = state.m, state.P, state.loglik, state.age
     fall = np.zeros_like(m) if state.fall is None else state.fall
+    rise = np.zeros_like(m) if state.rise is None else state.rise
     last = state
     for t in range(months):
         if t:
             P = np.where(age > 0, P + qs + bumps[:, t - 1 : t], P)
         if t == months - 1:
-            last = FilterState(m, P, loglik, age, fall)
+            last = FilterState(m, P, loglik, age, fall, rise)
         yt, et = y[:, t : t + 1], e[:, t : t + 1]
         counted = (age >= params.burn_in) & (et > 0)
+        risen = np.zeros(m.shape, dtype=bool)
         if counted.any():
             dispersion = (1 + alphas) * np.exp(P) - 1
             predicted = negbin.logpmf(yt, et * np.exp(m + P / 2), dispersion, factorial=False)
             if params.fall_factor is not None:
                 lower = negbin.logpmf(yt, params.fall_factor * et * np.exp(m + P / 2), dispersion, factorial=False)
                 fall = np.where(counted, np.maximum(fall + lower - predicted, 0.0), fall)
-                fallen = fall > params.fall_threshold
-                P, fall = np.where(fallen, P + params.fall_variance, P), np.where(fallen, 0.0, fall)
+                fallen = fall > params.shift_threshold
+                P, fall = np.where(fallen, P + params.shift_variance, P), np.where(fallen, 0.0, fall)
+            if params.rise_factor is not None:
+                higher = negbin.logpmf(yt, params.rise_factor * et * np.exp(m + P / 2), dispersion, factorial=False)
+                step = np.minimum(higher - predicted, params.rise_step)
+                rise = np.where(counted, np.maximum(rise + step, 0.0), rise)
+                risen = rise > params.shift_threshold
+                P, rise = np.where(risen, P + params.shift_variance, P), np.where(risen, 0.0, rise)
             if params.outlier_loglik is not None:
                 predicted = np.maximum(predicted, predicted.max(axis=1, keepdims=True) - params.outlier_loglik)
             loglik = loglik + np.where(counted, predicted, 0.0)
         if params.update_cap is not None:
             mean = et * np.exp(m + P / 2)
             spread = np.sqrt(mean + ((1 + alphas) * np.exp(P) - 1) * mean**2)
-            yt = np.minimum(yt, np.floor(mean + params.update_cap * spread))
+            capped = np.minimum(yt, np.floor(mean + params.update_cap * spread))
+            yt = np.where(risen, yt, capped)
         m, P = _update(yt, et, m, P, alphas, params.newton_steps)
         age = age + 1
     score = loglik + prior
