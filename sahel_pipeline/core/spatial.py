@@ -18,15 +18,22 @@ grows with events x nearby places, not events x places.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import polars as pl
+from scipy import stats
 
 from sahel_pipeline.core.actors import StateUnits
+from sahel_pipeline.core.alerts import ALERT_SCHEMA, apply_alert_rule
 from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
-from sahel_pipeline.core.months import month_index_expr
-from sahel_pipeline.core.places import EARTH_RADIUS_KM, capitals, haversine_km
-from sahel_pipeline.core.series import UNIT_KEY
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_index, month_index_expr, month_key, month_label, shift_month, window_start
+from sahel_pipeline.core.places import CAPITAL, EARTH_RADIUS_KM, capitals, haversine_km
+from sahel_pipeline.core.scoring import FittingPool, Log, MonthScores, score_tasks, series_tasks
+from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
 
 RADII_KM = (25, 50, 100)
 ENTERED_QUIET_MONTHS = 12  # an admin2 area is entered when the unit had no event there in this many months before
@@ -58,6 +65,7 @@ SPATIAL_SCHEMA: dict[str, pl.DataType] = {
     "standard_distance_km": pl.Float64(),
     "admin2_areas": pl.UInt32(),
     "admin2_entered": pl.UInt32(),
+    "admin2_entered_names": pl.String(),  # '; '-separated, in order
 }
 
 
@@ -89,12 +97,11 @@ def unit_events(
     groups = attribute_events(located.lazy(), aliases, role, ambiguous, carry=carried, units=units).groups
     return pl.concat(
         [
-            groups.select(*UNIT_KEY[:1], level=pl.lit("group"), group_id="group_id", country="country", *carried),
-            located.select(
-                "source", level=pl.lit("country"), group_id=pl.lit(None, pl.String), country="country", *carried
-            ),
+            groups.select("source", pl.lit("group").alias("level"), "group_id", "country", *carried),
+            located.select("source", pl.lit("country").alias("level"), pl.lit(None, pl.String).alias("group_id"),
+                           "country", *carried),
         ]
-    )
+    )  # fmt: skip
 
 
 def buffer_counts(unit_rows: pl.DataFrame, places: pl.DataFrame, radii: tuple[int, ...] = RADII_KM) -> pl.DataFrame:
@@ -154,7 +161,9 @@ def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFr
     )
     return (
         measured.join(admin2_entered(unit_rows).lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
-        .with_columns(pl.col("admin2_areas", "admin2_entered").fill_null(0))
+        .with_columns(
+            pl.col("admin2_areas", "admin2_entered").fill_null(0), pl.col("admin2_entered_names").fill_null("")
+        )
         .select(list(SPATIAL_SCHEMA))
         .collect()
         .cast(SPATIAL_SCHEMA)  # type: ignore[arg-type]
@@ -182,6 +191,385 @@ def admin2_entered(unit_rows: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -
     )
     return (
         areas.group_by(*UNIT_KEY, "month")
-        .agg(admin2_areas=pl.len().cast(pl.UInt32), admin2_entered=pl.col("entered").sum().cast(pl.UInt32))
+        .agg(
+            admin2_areas=pl.len().cast(pl.UInt32),
+            admin2_entered=pl.col("entered").sum().cast(pl.UInt32),
+            admin2_entered_names=pl.col("admin2").filter("entered").sort().str.join("; "),
+        )
         .collect()
     )
+
+
+# --- buffer series: ordinary count series, scored by the series models ---------------------------------------------
+
+BUFFER_MARK = "@"  # a buffer series' indicator: 'events_100km@BF:Ouagadougou'
+
+
+def buffer_indicator(radius: pl.Expr, place_id: pl.Expr) -> pl.Expr:
+    return pl.format("events_{}km" + BUFFER_MARK + "{}", radius, place_id)
+
+
+def parse_buffer_indicator(indicator: pl.Expr) -> dict[str, pl.Expr]:
+    """radius_km and place_id back from a buffer series' indicator."""
+    parts = indicator.str.split_exact(BUFFER_MARK, 1)
+    return {
+        "radius_km": parts.struct.field("field_0").str.extract(r"(\d+)km").cast(pl.Int32),
+        "place_id": parts.struct.field("field_1"),
+    }
+
+
+def buffer_series(
+    buffers: pl.DataFrame | pl.LazyFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
+    month: dt.date,
+    config: ModelConfig,
+) -> pl.LazyFrame:
+    """Each unit's events within each radius of each place as a long count series (SERIES_COLUMNS, month, count,
+    days_covered), zero-filled over the months the unit's panel series covers, for the units and places with events
+    there in the model's window (the others could not alert)."""
+    first = window_start(month, config.history_months)
+    months = long_series(
+        group_panel, country_panel, ["events"], first=first, last=month,
+        carry=("group_name", "group_type", "days_covered"),
+    ).drop("indicator", "count")  # fmt: skip
+    window = buffers.lazy().filter(pl.col("month").is_between(window_start(month, config.window_months), month))
+    active = window.select(*UNIT_KEY, "place_id", "radius_km").unique()
+    counts = buffers.lazy().filter(pl.col("month").is_between(first, month))
+    return (
+        months.join(active, on=UNIT_KEY, nulls_equal=True)
+        .join(counts, on=[*UNIT_KEY, "place_id", "radius_km", "month"], how="left", nulls_equal=True)
+        .select(
+            *[c for c in SERIES_COLUMNS if c != "indicator"],
+            "month",
+            "days_covered",
+            indicator=buffer_indicator(pl.col("radius_km"), pl.col("place_id")),
+            count=pl.col("events").fill_null(0).cast(pl.Int64),
+        )
+    )
+
+
+def score_buffers(
+    buffers: pl.DataFrame | pl.LazyFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
+    month: dt.date,
+    config: ModelConfig,
+    pool: FittingPool | None = None,
+    log: Log = print,
+) -> MonthScores:
+    """Scores of the buffer series at `month`, by the same models and rule as every count series. Series skipped as
+    sparse are not listed (a country has hundreds of unit x place x radius combinations with an event or two)."""
+    tasks, skipped = series_tasks(buffer_series(buffers, group_panel, country_panel, month, config), month, config)
+    log(f"{month_key(month)}: {len(tasks):,} buffer series to fit, {skipped.height:,} skipped")
+    scored = score_tasks(tasks, config, pool, log)
+    scored.scores = scored.scores.with_columns(month=pl.lit(month))
+    return scored
+
+
+# --- alerts ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpatialRule:
+    """Thresholds of the `approach` trend test and of `new_ground`."""
+
+    trend_months: int = 12  # the window of the distance trend test
+    trend_min_months: int = 6  # months with located events in that window
+    trend_min_events: int = 10
+    trend_p: float = 0.01  # Mann-Kendall, one-sided (distances shrinking)
+    trend_min_shrink: float = 0.5  # the Theil-Sen line's end at most this share of its start
+    trend_within_km: float = 150.0  # the month's median distance at most this: closing in, not just closer
+    entered_min: int = 3  # admin2 areas entered in the month
+    spread_months: int = 24  # the usual range of the standard distance: these months before
+    spread_min_months: int = 6  # with at least `spread_min_events` located events each
+    spread_min_events: int = 10
+    spread_ratio: float = 1.5  # the month's standard distance at least this times the usual (median) one
+    spread_mads: float = 3.0  # and above the median by this many scaled MADs
+
+
+SPATIAL_ALERT_KINDS = ("approach", "new_ground")
+SPATIAL_ALERT_SCHEMA = {**ALERT_SCHEMA, "place": pl.String()}
+ALERT_UNIT = [*UNIT_KEY, "group_name", "group_type"]
+
+
+def spatial_alerts(
+    month: dt.date,
+    buffer_scores: pl.DataFrame,
+    buffers: pl.DataFrame,
+    where: pl.DataFrame,
+    places: pl.DataFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    config: ModelConfig,
+    rule: SpatialRule = SpatialRule(),
+) -> pl.DataFrame:
+    """The month's `approach` and `new_ground` alerts (SPATIAL_ALERT_SCHEMA without `synthetic`), at most one per
+    unit, place (approach) or rule (new_ground) and month. Groups of a type not alerted are left out, as for counts."""
+    names = (
+        group_panel.lazy()
+        .select("source", "group_id", "country", "group_name", pl.col("group_type").cast(pl.String))
+        .unique(["source", "group_id", "country"])
+        .collect()
+    )
+    where = where.join(names, on=["source", "group_id", "country"], how="left", nulls_equal=True).filter(
+        (pl.col("level") == "country") | pl.col("group_type").is_in(list(config.alerted_types))
+    )
+    nearest = nearest_by_month(buffers, where, places)
+    # One approach alert per unit and month, the count rule's before the trend's (places near each other share
+    # their rings' events: one rise would otherwise be alerted once per town).
+    approach = [
+        *approach_count_alerts(month, buffer_scores, nearest, places, config),
+        *approach_trend_alerts(month, where, nearest, places, rule),
+    ]
+    seen: set[tuple] = set()
+    rows = []
+    for row in [*approach, *new_ground_alerts(month, where, rule)]:
+        key = (row["kind"], row["source"], row["group"], row["country"])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    schema = {k: v for k, v in SPATIAL_ALERT_SCHEMA.items() if k != "synthetic"}
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+
+
+def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """The nearest event to each place per unit and month: within the largest ring from the buffers, and to the
+    capital at any distance from the spatial panel."""
+    capital = where.join(capitals(places).select("country", "capital_id"), on="country").select(
+        *UNIT_KEY, place_id="capital_id", month="month", nearest_km="nearest_capital_km"
+    )
+    ringed = buffers.filter(pl.col("radius_km") == pl.col("radius_km").max()).select(
+        *UNIT_KEY, "place_id", "month", "nearest_km"
+    )
+    return (
+        pl.concat([capital.filter(pl.col("nearest_km").is_not_null()), ringed])
+        .group_by(*UNIT_KEY, "place_id", "month")
+        .agg(pl.col("nearest_km").min())
+    )
+
+
+def _closest(nearest: pl.DataFrame, unit: dict, place_id: str, month: dt.date) -> str:
+    """'the nearest 38 km from the city, the closest since March 2021' (or 'the closest yet' when none was as close)."""
+    keyed = nearest.filter(
+        *[(pl.col(k) == unit[k]) if unit[k] is not None else pl.col(k).is_null() for k in UNIT_KEY],
+        pl.col("place_id") == place_id,
+    )
+    now = keyed.filter(pl.col("month") == month)["nearest_km"]
+    if now.is_empty():
+        return ""
+    km = float(now[0])
+    earlier = keyed.filter(pl.col("month") < month, pl.col("nearest_km") <= km)["month"]
+    since = f"the closest since {month_label(earlier.max())}" if len(earlier) else "the closest in the data"  # type: ignore[arg-type]
+    return f"; the nearest {km:.0f} km from the city, {since}"
+
+
+def _who(row: dict) -> str:
+    return f"{row['group_name'] or row['group_id']} in {row['country']}" if row["group_id"] else row["country"]
+
+
+def _alert_row(row: dict, month: dt.date, kind: str, **fields) -> dict:
+    return {
+        "month": month_key(month),
+        "kind": kind,
+        "source": row["source"],
+        "country": row["country"],
+        "group": row["group_id"] or "",
+        "group_name": row.get("group_name") or "",
+        "group_type": row.get("group_type") or "",
+        "expected": None, "upper": None, "p_value": None,
+        "rate_ratio": None, "rate_ratio_low": None, "rate_ratio_high": None,
+        "place": "",
+        **fields,
+    }  # fmt: skip
+
+
+def approach_count_alerts(
+    month: dt.date, scores: pl.DataFrame, nearest: pl.DataFrame, places: pl.DataFrame, config: ModelConfig
+) -> list[dict]:
+    """Buffer series the alert rule flags, one per unit and place (its most significant radius, the smallest on a
+    tie)."""
+    if scores.height == 0 or "p_value" not in scores.columns:
+        return []
+    flagged = apply_alert_rule(scores, config).filter(pl.col("alert"))
+    if flagged.height == 0:
+        return []
+    flagged = (
+        flagged.with_columns(**parse_buffer_indicator(pl.col("indicator")))
+        .join(places.select("place_id", place="name", place_kind="kind"), on="place_id")
+        .sort("p_value", pl.col("place_kind") != CAPITAL, "radius_km")
+        .unique([*UNIT_KEY, "place_id"], keep="first", maintain_order=True)
+    )
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        text = (
+            f"{_who(row)} ({row['source']}): {row['observed']} events within {row['radius_km']} km of "
+            f"{row['place']} in {month_label(month)} against {row['expected']:.1f} expected (99% bound {row['upper']})"
+            f"{_closest(nearest, row, row['place_id'], month)}."
+        )
+        rows.append(
+            _alert_row(
+                row, month, "approach",
+                indicator=f"events_{row['radius_km']}km", observed=row["observed"],
+                expected=round(row["expected"], 2), upper=row["upper"], p_value=row["p_value"],
+                rate_ratio=_finite(row["rate_ratio"]), rate_ratio_low=_finite(row["rate_ratio_low"]),
+                rate_ratio_high=_finite(row["rate_ratio_high"]), severity=row["severity"], status=row["status"],
+                explanation=text, place=row["place"],
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """Per unit: Theil-Sen slope (km a month) and one-sided Mann-Kendall p-value of the monthly median distance to
+    the capital over the `trend_months` up to `month`, from every pair of months (at most 66 per unit)."""
+    window = where.filter(
+        pl.col("month").is_between(window_start(month, rule.trend_months), month),
+        pl.col("median_capital_km").is_not_null(),
+    ).select(*ALERT_UNIT, "capital", "month", "events_located", x=month_index_expr("month"), y="median_capital_km")
+    summary = window.group_by(UNIT_KEY).agg(
+        pl.col("group_name", "group_type", "capital").first(),
+        n=pl.len(),
+        events=pl.col("events_located").sum(),
+        last_x=pl.col("x").max(),
+        first_x=pl.col("x").min(),
+        y_now=pl.col("y").filter(pl.col("month") == month).first(),
+        first_month=pl.col("month").min(),
+        y_first=pl.col("y").sort_by("x").first(),
+    )
+    summary = summary.filter(
+        pl.col("n") >= rule.trend_min_months,
+        pl.col("events") >= rule.trend_min_events,
+        pl.col("last_x") == month_index(month),
+    )
+    if summary.height == 0:
+        return summary.with_columns(s=pl.lit(0), slope=pl.lit(0.0), p_value=pl.lit(1.0), start=0.0, end=0.0)
+    pairs = (
+        window.join(summary.select(UNIT_KEY), on=UNIT_KEY, nulls_equal=True)
+        .join(window.select(*UNIT_KEY, x2="x", y2="y"), on=UNIT_KEY, nulls_equal=True)
+        .filter(pl.col("x2") > pl.col("x"))
+        .group_by(UNIT_KEY)
+        .agg(
+            s=(pl.col("y2") - pl.col("y")).sign().sum(),
+            slope=((pl.col("y2") - pl.col("y")) / (pl.col("x2") - pl.col("x"))).median(),
+        )
+    )
+    fitted = summary.join(pairs, on=UNIT_KEY, nulls_equal=True)
+    intercepts = (
+        window.join(fitted.select(*UNIT_KEY, "slope"), on=UNIT_KEY, nulls_equal=True)
+        .group_by(UNIT_KEY)
+        .agg(intercept=(pl.col("y") - pl.col("slope") * pl.col("x")).median())
+    )
+    fitted = fitted.join(intercepts, on=UNIT_KEY, nulls_equal=True).with_columns(
+        start=pl.col("intercept") + pl.col("slope") * pl.col("first_x"),
+        end=pl.col("intercept") + pl.col("slope") * pl.col("last_x"),
+    )
+    n = fitted["n"].to_numpy().astype(float)
+    variance = n * (n - 1) * (2 * n + 5) / 18
+    # One-sided (shrinking): P(S <= s) under no trend, with the continuity correction.
+    z = (fitted["s"].to_numpy() + 1) / np.sqrt(variance)
+    return fitted.with_columns(p_value=pl.Series(stats.norm.cdf(z)))
+
+
+def _trend_flags(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    return distance_trends(where, month, rule).filter(
+        pl.col("p_value") < rule.trend_p,
+        pl.col("end") <= rule.trend_min_shrink * pl.col("start"),
+        pl.col("y_now") <= rule.trend_within_km,
+    )
+
+
+def approach_trend_alerts(
+    month: dt.date, where: pl.DataFrame, nearest: pl.DataFrame, places: pl.DataFrame, rule: SpatialRule
+) -> list[dict]:
+    """Units whose events' median distance to the capital shrank significantly over the trend window and now lies
+    within `trend_within_km` of it."""
+    flagged = _trend_flags(where, month, rule)
+    if flagged.height == 0:
+        return []
+    before = _trend_flags(where, shift_month(month, -1), rule).select(UNIT_KEY).with_columns(continuing=True)
+    flagged = flagged.join(before, on=UNIT_KEY, how="left", nulls_equal=True).join(
+        capitals(places).select("country", "capital_id"), on="country"
+    )
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        text = (
+            f"{_who(row)} ({row['source']}): its events came closer to {row['capital']} over the "
+            f"{rule.trend_months} months to {month_label(month)}: the median distance from about {row['start']:.0f} km "
+            f"in {month_label(row['first_month'])} to {row['y_now']:.0f} km ({row['slope']:.0f} km a month, "
+            f"Theil-Sen; Mann-Kendall p = {row['p_value']:.2g}, {row['events']} located events)"
+            f"{_closest(nearest, row, row['capital_id'], month)}."
+        )
+        rows.append(
+            _alert_row(
+                row, month, "approach", indicator="distance_to_capital", observed=round(row["y_now"]),
+                p_value=row["p_value"], severity="medium", status="continuing" if row["continuing"] else "new",
+                explanation=text, place=row["capital"],
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _new_ground_flags(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """Units that entered at least `entered_min` admin2 areas in the month, more than in any of the year before, or
+    whose standard distance left its usual range (rule `spread`)."""
+    history = where.filter(pl.col("month").is_between(window_start(month, rule.spread_months), month))
+    previous_year = pl.col("month").is_between(window_start(month, 13), shift_month(month, -1))
+    usual = pl.col("standard_distance_km").filter(
+        pl.col("month") < month, pl.col("events_located") >= rule.spread_min_events
+    )
+    per_unit = history.group_by(UNIT_KEY).agg(
+        pl.col("group_name", "group_type").first(),
+        entered=pl.col("admin2_entered").filter(pl.col("month") == month).first(),
+        entered_names=pl.col("admin2_entered_names").filter(pl.col("month") == month).first(),
+        entered_before=pl.col("admin2_entered").filter(previous_year).max(),
+        spread=pl.col("standard_distance_km").filter(pl.col("month") == month).first(),
+        located=pl.col("events_located").filter(pl.col("month") == month).first(),
+        usual=usual.median(),
+        mad=(usual - usual.median()).abs().median() * 1.4826,
+        usual_months=usual.len(),
+    )
+    entered = (pl.col("entered") >= rule.entered_min) & (pl.col("entered") > pl.col("entered_before").fill_null(0))
+    spread = (
+        (pl.col("located") >= rule.spread_min_events)
+        & (pl.col("usual_months") >= rule.spread_min_months)
+        & (pl.col("spread") >= rule.spread_ratio * pl.col("usual"))
+        & (pl.col("spread") > pl.col("usual") + rule.spread_mads * pl.col("mad"))
+    )
+    return per_unit.with_columns(by_entered=entered.fill_null(False), by_spread=spread.fill_null(False)).filter(
+        pl.col("by_entered") | pl.col("by_spread")
+    )
+
+
+def new_ground_alerts(month: dt.date, where: pl.DataFrame, rule: SpatialRule) -> list[dict]:
+    """One `new_ground` alert per unit and month: by the admin2 areas entered when that holds, else by the spread."""
+    flagged = _new_ground_flags(where, month, rule)
+    if flagged.height == 0:
+        return []
+    before = _new_ground_flags(where, shift_month(month, -1), rule).select(UNIT_KEY).with_columns(continuing=True)
+    flagged = flagged.join(before, on=UNIT_KEY, how="left", nulls_equal=True)
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        status = "continuing" if row["continuing"] else "new"
+        if row["by_entered"]:
+            text = (
+                f"{_who(row)} ({row['source']}): events in {row['entered']} admin2 areas new to it in "
+                f"{month_label(month)} (none there in the {ENTERED_QUIET_MONTHS} months before; at most "
+                f"{row['entered_before'] or 0} in a month over the past year): {row['entered_names']}."
+            )
+            fields = {"indicator": "admin2_entered", "observed": row["entered"], "expected": None}
+        else:
+            text = (
+                f"{_who(row)} ({row['source']}): its events spread over {row['spread']:.0f} km (standard distance) in "
+                f"{month_label(month)} against {row['usual']:.0f} km usually ({row['usual_months']} months of the "
+                f"past {rule.spread_months})."
+            )
+            fields = {
+                "indicator": "standard_distance_km", "observed": round(row["spread"]), "expected": row["usual"],
+            }  # fmt: skip
+        severity = "medium" if row["by_entered"] and row["by_spread"] else "low"
+        rows.append(_alert_row(row, month, "new_ground", severity=severity, status=status, explanation=text, **fields))
+    return rows
