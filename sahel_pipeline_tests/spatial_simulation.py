@@ -74,13 +74,16 @@ def simulate(
     groups = unit_rows.select("group_id").unique().join(months, how="cross")
     counted = unit_rows.group_by("group_id", "month").agg(events=pl.len())
     group_panel = (
-        groups.join(counted, on=["group_id", "month"], how="left")
-        .with_columns(
-            source=pl.lit("ACLED"), country=pl.lit(COUNTRY), group_name="group_id", group_type=pl.lit("rebel group"),
-            events=pl.col("events").fill_null(0), days_covered=pl.col("month").dt.month_end().dt.day().cast(pl.Int32),
+        groups.join(counted, on=["group_id", "month"], how="left").with_columns(
+            source=pl.lit("ACLED"),
+            country=pl.lit(COUNTRY),
+            group_name="group_id",
+            group_type=pl.lit("rebel group"),
+            events=pl.col("events").fill_null(0),
+            days_covered=pl.col("month").dt.month_end().dt.day().cast(pl.Int32),
         )  # fmt: skip
     )
-    country_panel = (
-        group_panel.group_by("source", "country", "month").agg(pl.col("events").sum(), pl.col("days_covered").first())
+    country_panel = group_panel.group_by("source", "country", "month").agg(
+        pl.col("events").sum(), pl.col("days_covered").first()
     )
     return Simulated(unit_rows, group_panel, country_panel, reach)

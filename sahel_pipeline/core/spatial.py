@@ -318,7 +318,7 @@ def spatial_alerts(
     # One approach alert per unit and month, the count rule's before the trend's (places near each other share
     # their rings' events: one rise would otherwise be alerted once per town).
     approach = [
-        *approach_count_alerts(month, buffer_scores, nearest, places, config),
+        *approach_count_alerts(month, buffer_scores, buffers, where, nearest, places, config),
         *approach_trend_alerts(month, where, nearest, places, rule),
     ]
     seen: set[tuple] = set()
@@ -383,11 +383,38 @@ def _alert_row(row: dict, month: dt.date, kind: str, **fields) -> dict:
     }  # fmt: skip
 
 
+def ring_shares(month: dt.date, buffers: pl.DataFrame, where: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
+    """Per unit, place and radius: the unit's located events in the month, and the share of its located events
+    within the ring over the baseline window (the models' baseline: the months before the recent ones)."""
+    start, end = window_start(month, config.window_months), window_start(month, config.recent_months)
+    before = pl.col("month").is_between(start, end, closed="left")
+    located = where.group_by(UNIT_KEY).agg(
+        located_now=pl.col("events_located").filter(pl.col("month") == month).sum(),
+        located_before=pl.col("events_located").filter(before).sum(),
+    )
+    ringed = buffers.filter(before).group_by(*UNIT_KEY, "place_id", "radius_km").agg(ring_before=pl.col("events").sum())
+    keys = buffers.filter(pl.col("month") == month).select(*UNIT_KEY, "place_id", "radius_km").unique()
+    return (
+        keys.join(located, on=UNIT_KEY, nulls_equal=True)
+        .join(ringed, on=[*UNIT_KEY, "place_id", "radius_km"], how="left", nulls_equal=True)
+        .select(
+            *UNIT_KEY, "place_id", "radius_km", "located_now",
+            share_before=(pl.col("ring_before").fill_null(0) / pl.col("located_before")).fill_nan(0.0).fill_null(0.0),
+        )
+    )  # fmt: skip
+
+
 def approach_count_alerts(
-    month: dt.date, scores: pl.DataFrame, nearest: pl.DataFrame, places: pl.DataFrame, config: ModelConfig
+    month: dt.date,
+    scores: pl.DataFrame,
+    buffers: pl.DataFrame,
+    where: pl.DataFrame,
+    nearest: pl.DataFrame,
+    places: pl.DataFrame,
+    config: ModelConfig,
 ) -> list[dict]:
-    """Buffer series the alert rule flags, one per unit and place (its most significant radius, the smallest on a
-    tie)."""
+    """Buffer series the alert rule flags whose ring also holds a larger share of the unit's events than before, one
+    per unit and place (its most significant radius, the smallest on a tie)."""
     if scores.height == 0 or "p_value" not in scores.columns:
         return []
     flagged = apply_alert_rule(scores, config).filter(pl.col("alert"))
@@ -396,6 +423,14 @@ def approach_count_alerts(
     flagged = (
         flagged.with_columns(**parse_buffer_indicator(pl.col("indicator")))
         .join(places.select("place_id", place="name", place_kind="kind"), on="place_id")
+        .join(ring_shares(month, buffers, where, config), on=[*UNIT_KEY, "place_id", "radius_km"], nulls_equal=True)
+    )
+    # Closer, not only busier: the ring holds a larger share of the unit's located events than in its baseline (a
+    # binomial test at the alert level). A group that stays put and grows more active is the count alerts' business.
+    share_p = stats.binom.sf(flagged["observed"] - 1, flagged["located_now"], flagged["share_before"].to_numpy())
+    flagged = (
+        flagged.with_columns(share_p=pl.Series(share_p, dtype=pl.Float64))
+        .filter(pl.col("share_p") < config.alert_p)
         .sort("p_value", pl.col("place_kind") != CAPITAL, "radius_km")
         .unique([*UNIT_KEY, "place_id"], keep="first", maintain_order=True)
     )

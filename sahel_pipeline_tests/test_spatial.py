@@ -1,0 +1,169 @@
+"""Spatial indicators and alerts: buffer counts against a direct count, imprecise events apart, admin2 areas entered,
+the known-truth simulations (groups moving toward a capital, staying put, spreading) and a hand count on the real
+Burkina Faso files."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import math
+
+import polars as pl
+import pytest
+
+from sahel_pipeline import PROJECT_DIR
+from sahel_pipeline.core.groups import load_alias_table
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import month_index, parse_month, shift_month
+from sahel_pipeline.core.places import places_table
+from sahel_pipeline.core.sources import read_source_file
+from sahel_pipeline.core.spatial import (
+    RADII_KM,
+    admin2_entered,
+    buffer_counts,
+    precise_location,
+    score_buffers,
+    spatial_alerts,
+    unit_events,
+    where_events_are,
+)
+from sahel_pipeline_tests.fixtures import real_file, requires_real_data
+from sahel_pipeline_tests.spatial_simulation import COUNTRY, FIRST, MONTHS, simulate
+
+PLACES = places_table([COUNTRY])
+OUAGA = PLACES.filter(pl.col("name") == "Ouagadougou").row(0, named=True)
+
+
+def _rows(points: list[tuple], source: str = "ACLED") -> pl.DataFrame:
+    """Unit rows of one group from (month, latitude, longitude, admin2, geo_precision)."""
+    frame = pl.DataFrame(points, schema=["month", "latitude", "longitude", "admin2", "geo_precision"], orient="row")
+    return frame.with_columns(
+        source=pl.lit(source), level=pl.lit("group"), group_id=pl.lit("G"), country=pl.lit(COUNTRY),
+        month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date), fatalities=pl.lit(2),
+        geo_precision=pl.col("geo_precision").cast(pl.Int8),
+    ).with_columns(precise=precise_location())  # fmt: skip
+
+
+def test_buffer_counts_equal_a_direct_count_and_leave_imprecise_events_out():
+    # Points at known distances due north of Ouagadougou (1 degree of latitude = 111.2 km), some imprecise.
+    km = [5, 24, 26, 49, 51, 99, 101, 150, 20, 30]
+    precision = [1, 2, 1, 1, 2, 1, 1, 1, 3, 3]
+    points = [
+        ("2023-01", OUAGA["latitude"] + d / 111.195, OUAGA["longitude"], "A", p)
+        for d, p in zip(km, precision, strict=True)
+    ]
+    buffers = buffer_counts(_rows(points), PLACES).filter(pl.col("place_id") == OUAGA["place_id"])
+    got = dict(buffers.select("radius_km", "events").iter_rows())
+    assert (
+        got
+        == {r: sum(d <= r and p < 3 for d, p in zip(km, precision, strict=True)) for r in RADII_KM}
+        == {25: 2, 50: 4, 100: 6}
+    )
+    assert buffers.filter(pl.col("radius_km") == 100)["fatalities"].item() == 12
+    assert buffers["nearest_km"].min() == pytest.approx(5, abs=0.05)
+    where = where_events_are(_rows(points), PLACES).row(0, named=True)
+    assert (where["events_located"], where["events_imprecise"]) == (8, 2)
+    assert where["nearest_capital_km"] == pytest.approx(5, abs=0.05)
+    located = sorted(d for d, p in zip(km, precision, strict=True) if p < 3)
+    assert where["median_capital_km"] == pytest.approx((located[3] + located[4]) / 2, abs=0.2)
+
+
+def test_ucdp_precision_four_and_missing_coordinates_are_imprecise():
+    frame = pl.DataFrame(
+        {"source": ["UCDP", "UCDP", "ACLED", "ACLED", "ACLED"], "geo_precision": [3, 4, 2, 3, None],
+         "latitude": [12.0, 12.0, 12.0, 12.0, None], "longitude": [-1.0] * 5},
+        schema_overrides={"geo_precision": pl.Int8},
+    )  # fmt: skip
+    assert frame.select(precise_location()).to_series().to_list() == [True, False, True, False, False]
+
+
+def test_admin2_areas_entered_after_a_quiet_year_only():
+    months = [shift_month(dt.date(2020, 1, 1), m) for m in range(30)]
+    points = [(f"{m:%Y-%m}", 12.0, -1.0, "Home", 1) for m in months]  # always at home
+    points += [("2021-03", 12.1, -1.0, "East", 1), ("2021-06", 12.1, -1.0, "East", 1)]  # new, then back 3 months on
+    points += [("2020-02", 12.1, -1.1, "Early", 1)]  # in the group's first year: not counted as entered
+    points += [("2022-05", 12.1, -1.1, "Early", 1)]  # back after 27 quiet months: entered
+    entered = admin2_entered(_rows(points)).filter(pl.col("admin2_entered") > 0)
+    got = {(row["month"], row["admin2_entered_names"]) for row in entered.iter_rows(named=True)}
+    assert got == {(dt.date(2021, 3, 1), "East"), (dt.date(2022, 5, 1), "Early")}
+
+
+def _simulated_alerts(seed: int, first_month: int, **kinds: int):
+    sim = simulate(seed, **kinds)
+    config = ModelConfig()
+    buffers = buffer_counts(sim.unit_rows, PLACES)
+    where = where_events_are(sim.unit_rows, PLACES)
+    alerts = []
+    for m in range(first_month, MONTHS):
+        month = shift_month(FIRST, m)
+        scores = score_buffers(buffers, sim.group_panel, sim.country_panel, month, config, log=lambda _: None)
+        alerts.append(spatial_alerts(month, scores.scores, buffers, where, PLACES, sim.group_panel, config))
+    return sim, pl.concat(alerts).with_columns(month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date))
+
+
+@pytest.mark.slow
+def test_known_truth_movers_flagged_stayers_quiet_spreaders_flagged():
+    first_month = 18  # the models need a year of baseline; a year and a half of it leaves 30 months scored
+    sim, alerts = _simulated_alerts(7, first_month, stayers=30, movers=10, spreaders=5)
+    approach = alerts.filter(pl.col("kind") == "approach")
+    flagged = 0
+    for group, reached in sim.reach_month.items():
+        months = approach.filter(pl.col("group") == group, pl.col("month") <= shift_month(reached, 2))["month"]
+        flagged += months.len() > 0 and month_index(months.min()) >= month_index(FIRST) + 30  # after the move began
+    assert flagged >= 0.8 * len(sim.reach_month)
+    stayer_alerts = alerts.filter(pl.col("group").str.starts_with("stay"))
+    series_years = 30 * (MONTHS - first_month) / 12
+    assert stayer_alerts.height / series_years <= 0.1, stayer_alerts["explanation"].to_list()
+    spreading = alerts.filter(pl.col("kind") == "new_ground", pl.col("group").str.starts_with("spread"))
+    assert spreading["group"].n_unique() == 5
+    assert spreading["month"].min() >= shift_month(FIRST, 30)
+
+
+ISSP_JNIM = ("ISSP", "JNIM")
+
+
+def _hand_count(path, years: range, aliases: dict[str, str], has_precision: bool) -> dict[tuple[str, int], int]:
+    """Events per (group, year) within 100 km of Ouagadougou, from the file's own text with csv and math."""
+    counts: dict[tuple[str, int], int] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        for record in csv.DictReader(handle):
+            row = {k.lower(): v for k, v in record.items()}
+            year = int(row["year"]) if "year" in row else int(row["event_date"][:4])
+            if year not in years or (has_precision and row["geo_precision"] == "3"):
+                continue
+            lat, lon = math.radians(float(row["latitude"])), math.radians(float(row["longitude"]))
+            clat, clon = math.radians(OUAGA["latitude"]), math.radians(OUAGA["longitude"])
+            a = math.sin((lat - clat) / 2) ** 2 + math.cos(lat) * math.cos(clat) * math.sin((lon - clon) / 2) ** 2
+            if 2 * 6371.0088 * math.asin(math.sqrt(a)) > 100:
+                continue
+            names = [row["actor1"], *row["assoc_actor_1"].split("; ")]
+            for group in {aliases[n.strip()] for n in names if n.strip() in aliases}:
+                counts[(group, year)] = counts.get((group, year), 0) + 1
+    return counts
+
+
+@requires_real_data
+def test_jnim_and_issp_near_ouagadougou_equal_a_hand_count_on_the_real_files():
+    """2019-2020 from the full ACLED export (it has ids and geo_precision, and ends in December 2020); 2021-2023 from
+    the upper-case extract (1997-2023, no ids, no precision: every event taken as located)."""
+    table = load_alias_table(PROJECT_DIR / "data" / "actor_aliases.csv")
+    with open(PROJECT_DIR / "data" / "actor_aliases.csv", newline="", encoding="utf-8") as handle:
+        aliases = {r["alias"]: r["group_id"] for r in csv.DictReader(handle)
+                   if r["group_id"] in ISSP_JNIM and r["source"] in ("", "ACLED")}  # fmt: skip
+    counted = 0
+    for name, years, has_precision in (
+        ("acled_burkina_1997-2020.csv", range(2019, 2021), True),
+        ("acled_burkina_1997-2023_subset-columns.csv", range(2021, 2024), False),
+    ):
+        path = real_file(name)
+        events = read_source_file(path).events.filter(pl.col("event_date").dt.year().is_in(list(years)))
+        buffers = buffer_counts(unit_events(events, table), PLACES)
+        got = (
+            buffers.filter(pl.col("place_id") == OUAGA["place_id"], pl.col("radius_km") == 100,
+                           pl.col("group_id").is_in(ISSP_JNIM))
+            .group_by("group_id", year=pl.col("month").dt.year()).agg(pl.col("events").sum())
+        )  # fmt: skip
+        by_hand = _hand_count(path, years, aliases, has_precision)
+        assert {(g, y): n for g, y, n in got.iter_rows()} == by_hand, name
+        counted += sum(by_hand.values())
+    assert counted > 0  # none in 2019-2020 (the nearest about 102 km away), dozens in 2022-2023
