@@ -26,9 +26,11 @@ from sahel_pipeline.defs.partitions import MODEL_SHARDS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 from sahel_pipeline_tests.fixtures import materialize_upstream
 
-# The columns the issue asks for, in this order, and the synthetic flag (issue 11) last.
+# The columns the issue asks for, in this order, the place of a spatial alert (issue 13), and the synthetic flag
+# (issue 11) last.
 ALERT_COLUMNS = [
-    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "observed", "expected",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "place", "observed",
+    "expected",
     "upper", "p_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
     "synthetic",
 ]

@@ -12,6 +12,9 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import PROJECT_DIR
+from sahel_pipeline.cli import format_alerts
+from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table
+from sahel_pipeline.core.cards import alert_cards
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
@@ -117,6 +120,30 @@ def test_known_truth_movers_flagged_stayers_quiet_spreaders_flagged():
     spreading = alerts.filter(pl.col("kind") == "new_ground", pl.col("group").str.starts_with("spread"))
     assert spreading["group"].n_unique() == 5
     assert spreading["month"].min() >= shift_month(FIRST, 30)
+
+
+def test_spatial_alerts_join_the_alert_table_with_their_place():
+    # Movers reach the capital's surroundings six months after month 30; spreaders scatter from month 30. The trend
+    # and new_ground rules need no fitted model, so no buffer scores are given.
+    sim = simulate(1, stayers=0, movers=3, spreaders=2)
+    buffers, where = buffer_counts(sim.unit_rows, PLACES), where_events_are(sim.unit_rows, PLACES)
+    month = shift_month(FIRST, 36)
+    spatial = spatial_alerts(month, pl.DataFrame(), buffers, where, PLACES, sim.group_panel, ModelConfig())
+    alerts = alert_table(pl.DataFrame(), pl.DataFrame(), ModelConfig(), spatial=spatial, synthetic=True)
+    assert alerts.columns == ALERT_COLUMNS and alerts["synthetic"].all()
+    kinds = dict(alerts.group_by("kind").agg(pl.col("group").sort()).iter_rows())
+    assert kinds == {"approach": ["move-0", "move-1", "move-2"], "new_ground": ["spread-0", "spread-1"]}
+    by_kind = dict(alerts.group_by("kind").agg(pl.col("place").unique()).iter_rows())
+    assert by_kind == {"approach": ["Ouagadougou"], "new_ground": [""]}
+    assert alerts["severity"].to_list() == ["medium"] * 3 + ["low"] * 2  # most severe first, as every alert
+    titles = {c.title for c in alert_cards(alerts)}
+    assert "move-0 - Burkina Faso - closing in on Ouagadougou" in titles
+    assert "spread-0 - Burkina Faso - new ground" in titles
+    # Closing in on two places are two series for delivery's cool-down, not one.
+    cards = alert_cards(alerts.head(1).vstack(alerts.head(1).with_columns(place=pl.lit("Koudougou"))))
+    assert cards[0].series != cards[1].series
+    printed = format_alerts(alerts, month.isoformat()[:7])
+    assert "closing in on Ouagadougou (distance_to_capital)" in printed and "new ground (" in printed
 
 
 ISSP_JNIM = ("ISSP", "JNIM")

@@ -36,15 +36,20 @@ from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 from sahel_pipeline.core.storage import written_aside
 from sahel_pipeline.core.text import spreadsheet_safe
 
-ALERT_KINDS = ("count", "new_actor")  # a rise of a series against its model; a group new in a country
+# a rise of a series against its model; a group new in a country; a group closing in on a place (core/spatial.py);
+# a group entering admin2 areas new to it or spreading out
+ALERT_KINDS = ("count", "new_actor", "approach", "new_ground")
+SPATIAL_KINDS = ("approach", "new_ground")
 ALERT_COLUMNS = [
-    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "observed", "expected",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "place", "observed",
+    "expected",
     "upper", "p_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity", "status", "explanation",
     "synthetic",
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "month": pl.String(), "kind": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
-    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "observed": pl.Int64(),
+    "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "place": pl.String(),
+    "observed": pl.Int64(),
     "expected": pl.Float64(), "upper": pl.Int64(), "p_value": pl.Float64(), "rate_ratio": pl.Float64(),
     "rate_ratio_low": pl.Float64(), "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(),
     "explanation": pl.String(), "synthetic": pl.Boolean(),
@@ -141,16 +146,22 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
 
 
 def alert_table(
-    scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, newcomers: pl.DataFrame | None = None,
+    scores: pl.DataFrame,
+    admin1: pl.DataFrame,
+    config: ModelConfig,
+    newcomers: pl.DataFrame | None = None,
+    spatial: pl.DataFrame | None = None,
     synthetic: bool = False,
 ) -> pl.DataFrame:
     """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first. `synthetic` marks
     every row when any input file was synthetic, so that an alert copied out of the table still says so.
 
     `newcomers` (from `new_actors`) are the groups new in a country this month: they get a `new_actor` alert once
-    they have enough events, and no count alert (their baseline is empty by definition).
+    they have enough events, and no count alert (their baseline is empty by definition). `spatial` holds the month's
+    `approach` and `new_ground` alerts (spatial.spatial_alerts: ALERT_SCHEMA without `synthetic`), ranked with the
+    others.
     """
-    return ruled_alert_table(apply_alert_rule(scores, config), admin1, config, newcomers, synthetic)
+    return ruled_alert_table(apply_alert_rule(scores, config), admin1, config, newcomers, spatial, synthetic)
 
 
 def ruled_alert_table(
@@ -158,6 +169,7 @@ def ruled_alert_table(
     admin1: pl.DataFrame,
     config: ModelConfig,
     newcomers: pl.DataFrame | None = None,
+    spatial: pl.DataFrame | None = None,
     synthetic: bool = False,
 ) -> pl.DataFrame:
     """`alert_table` of scores the rule was applied to (`apply_alert_rule`), for a caller that needs the ruled scores
@@ -183,6 +195,7 @@ def ruled_alert_table(
                 "group_name": row["group_name"] or "",
                 "group_type": row.get("group_type") or "",
                 "indicator": row["indicator"],
+                "place": "",
                 "observed": row["observed"],
                 "expected": round(row["expected"], 2),
                 "upper": row["upper"],
@@ -202,13 +215,15 @@ def ruled_alert_table(
             new_actor_alert(row, config) | {"synthetic": synthetic}
             for row in newcomers.filter(pl.col("qualifies")).iter_rows(named=True)
         ]
+    if spatial is not None:
+        rows += [row | {"synthetic": synthetic} for row in spatial.iter_rows(named=True)]
     if not rows:
         return pl.DataFrame(schema=ALERT_SCHEMA)
     return (
         pl.DataFrame(rows, schema=ALERT_SCHEMA)
         .with_columns(_order=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
         # ties in a fixed order: same input, same file
-        .sort("_order", "p_value", "source", "country", "group", "indicator", nulls_last=True)
+        .sort("_order", "p_value", "source", "country", "group", "kind", "indicator", "place", nulls_last=True)
         .drop("_order")
     )
 
@@ -339,6 +354,7 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
         "group_name": row["group_name"] or row["group_id"],
         "group_type": row["group_type"],
         "indicator": "events",
+        "place": "",
         "observed": row["observed"],
         "expected": None,
         "upper": None,
@@ -375,11 +391,37 @@ def _counted(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def alert_subject(kind: str | None, indicator: str) -> str:
-    """What an alert is about, for headings and titles: its indicator, or that the group is new in the country."""
+def alert_subject(kind: str | None, indicator: str, place: str | None = None) -> str:
+    """What an alert is about, for headings and titles: its indicator, that the group is new in the country, that
+    it is closing in on a place, or that it is on new ground."""
     if kind == "new_actor":
         return "new in the country"
+    if kind == "approach":
+        return f"closing in on {place}"
+    if kind == "new_ground":
+        return "new ground"
     return INDICATOR_LABELS.get(indicator, indicator.replace("_", " "))
+
+
+def spatial_reasons(kind: str, indicator: str, place: str, severity: str) -> tuple[tuple[str, ...], str]:
+    """The rule a spatial alert (core/spatial.py) fired, in words, and why it has its severity."""
+    if kind == "approach" and indicator == "distance_to_capital":
+        rule = f"its events' median distance to {place} shrank (Theil-Sen slope, one-sided Mann-Kendall test)"
+        why = "medium: a distance trend is a slow signal, never high on its own"
+    elif kind == "approach":
+        radius = indicator.removeprefix("events_")
+        rule = (
+            f"more events within {radius} of {place} than the ring's series expects, and a larger share of the "
+            "group's located events there than in its baseline"
+        )
+        why = f"{severity}: as the count rule scores the ring's series"
+    elif indicator == "admin2_entered":
+        rule = "events in admin2 areas new to the group, more than in any month of the year before"
+        why = f"{severity}: medium when its events' spread grew beyond its usual range as well, else low"
+    else:
+        rule = "its events' spread (standard distance) grew beyond its usual range"
+        why = f"{severity}: a wider spread alone is low"
+    return (rule,), why + "."
 
 
 def explain(row: dict, config: ModelConfig) -> str:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
-from sahel_pipeline.core.alerts import SEVERITY_ORDER, alert_subject
+from sahel_pipeline.core.alerts import SEVERITY_ORDER, SPATIAL_KINDS, alert_subject, spatial_reasons
 from sahel_pipeline.core.months import month_label, parse_month
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 
@@ -30,7 +30,10 @@ SYNTHETIC_NOTICE = (
     "These alerts describe no real events; do not forward them as an assessment."
 )
 SEVERITIES = tuple(SEVERITY_ORDER)  # most severe first
-CARD_KEY = ["month", "source", "country", "group"]  # one card per group x country (group "" for the country)
+# One card per group x country (group "" for the country) and place: an `approach` alert is a card of its own, with
+# its own map ringed on its place, so that "closing in on Niamey" is forwarded as one item, apart from the group's
+# count rise (place "").
+CARD_KEY = ["month", "source", "country", "group", "place"]
 
 if TYPE_CHECKING:
     from sahel_pipeline.core.models import ModelConfig
@@ -74,13 +77,13 @@ class AlertCard:
     status: str  # new | continuing
     sentence: str
     synthetic: bool
-    kind: str = "count"  # count | new_actor
+    kind: str = "count"  # count | new_actor | approach | new_ground (alerts.ALERT_KINDS)
     group_type: str = ""  # the group's actor type; "" for a country-level alert
     plot: Path | None = None
     rises: tuple[Rise, ...] = ()  # every indicator that rose, strongest first (the first is the card's own figures)
     rules: tuple[str, ...] = ()  # the rules that fired, in words
     severity_reason: str = ""  # why this severity, in words
-    place: str = ""  # the place an alert is about (spatial alerts: `approach`, `new_ground`)
+    place: str = ""  # the place an `approach` alert is about; "" for the other kinds
 
     @property
     def indicators(self) -> tuple[str, ...]:
@@ -89,12 +92,13 @@ class AlertCard:
     @property
     def every_series(self) -> tuple[tuple[str, str, str, str], ...]:
         """The series of each indicator that rose (what a delivery's cool-down compares)."""
-        return tuple((self.source, self.country, self.group, i) for i in self.indicators)
+        return tuple((self.source, self.country, self.group, self._at_place(i)) for i in self.indicators)
 
     @property
     def series(self) -> tuple[str, str, str, str]:
-        """What stays the same from one month's alert to the next: source, country, group, indicator."""
-        return (self.source, self.country, self.group, self.indicator)
+        """What stays the same from one month's alert to the next: source, country, group, indicator (with the place
+        of an `approach` alert: closing in on one city is not closing in on another)."""
+        return (self.source, self.country, self.group, self._at_place(self.indicator))
 
     @property
     def who(self) -> str:
@@ -111,12 +115,11 @@ class AlertCard:
 
     @property
     def title(self) -> str:
-        subjects = ", ".join(dict.fromkeys(alert_subject(r.kind, r.indicator) for r in self.rises)) or alert_subject(
-            self.kind, self.indicator
-        )
-        where = f" near {self.place}" if self.place else ""
+        subjects = ", ".join(
+            dict.fromkeys(alert_subject(r.kind, r.indicator, self.place) for r in self.rises)
+        ) or alert_subject(self.kind, self.indicator, self.place)
         unit = f"{self.who} - {self.country}" if self.group else f"{self.country} (all groups)"
-        return f"{unit}{where} - {subjects}"
+        return f"{unit} - {subjects}"
 
     @property
     def month_name(self) -> str:
@@ -146,7 +149,7 @@ def alert_cards(
     rows = alerts.with_columns(pl.col("group").fill_null(""), pl.col("group_name").fill_null("")).to_dicts()
     grouped: dict[tuple, list[dict]] = {}
     for row in rows:  # the table is most severe first: a card's first row is its strongest
-        grouped.setdefault(tuple(row[k] for k in CARD_KEY), []).append(row)
+        grouped.setdefault(tuple(row.get(k) or "" for k in CARD_KEY), []).append(row)  # older tables: no place
     cards = []
     for position, members in enumerate(grouped.values(), 1):
         lead = members[0]
@@ -209,6 +212,8 @@ def _row_reasons(lead: dict, rises: tuple[Rise, ...], config: ModelConfig) -> tu
         rules = tuple(listed.split(";")) if isinstance(listed, str) else tuple(listed)
         return tuple(r.strip() for r in rules if r.strip()), str(lead["severity_reason"])
     top = rises[0]
+    if top.kind in SPATIAL_KINDS:
+        return spatial_reasons(top.kind, top.indicator, lead.get("place") or "", lead["severity"])
     if top.kind == "new_actor":
         reason = (
             f"{lead['severity']}: a group with no event in the country in the {config.new_actor_quiet_months} months "

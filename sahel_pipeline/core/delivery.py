@@ -421,9 +421,7 @@ def deliver(
             outcome=outcome,
             attempts=made,
             alerts=tuple(
-                SentAlert(c.source, c.country, c.group, indicator, c.severity, c.status)
-                for c in message.cards
-                for indicator in c.indicators
+                SentAlert(*series, c.severity, c.status) for c in message.cards for series in c.every_series
             ),
             subject=message.subject,
             synthetic=synthetic,

@@ -288,8 +288,7 @@ class SpatialRule:
     spread_mads: float = 3.0  # and above the median by this many scaled MADs
 
 
-SPATIAL_ALERT_KINDS = ("approach", "new_ground")
-SPATIAL_ALERT_SCHEMA = {**ALERT_SCHEMA, "place": pl.String()}
+SPATIAL_ALERT_SCHEMA = {k: v for k, v in ALERT_SCHEMA.items() if k != "synthetic"}  # alert_table marks them
 ALERT_UNIT = [*UNIT_KEY, "group_name", "group_type"]
 
 
@@ -303,7 +302,7 @@ def spatial_alerts(
     config: ModelConfig,
     rule: SpatialRule = SpatialRule(),
 ) -> pl.DataFrame:
-    """The month's `approach` and `new_ground` alerts (SPATIAL_ALERT_SCHEMA without `synthetic`), at most one per
+    """The month's `approach` and `new_ground` alerts (SPATIAL_ALERT_SCHEMA: alert_table adds them), at most one per
     unit, place (approach) or rule (new_ground) and month. Groups of a type not alerted are left out, as for counts."""
     names = (
         group_panel.lazy()
@@ -328,8 +327,7 @@ def spatial_alerts(
         if key not in seen:
             seen.add(key)
             rows.append(row)
-    schema = {k: v for k, v in SPATIAL_ALERT_SCHEMA.items() if k != "synthetic"}
-    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=SPATIAL_ALERT_SCHEMA) if rows else pl.DataFrame(schema=SPATIAL_ALERT_SCHEMA)
 
 
 def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:

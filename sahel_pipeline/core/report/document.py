@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 import polars as pl
 
 import sahel_pipeline.core.report.plots as plots
+from sahel_pipeline.core.alerts import SPATIAL_KINDS
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, AlertCard, Rise, plot_name, severity_counts
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_label, shift_month, window_start
@@ -286,7 +287,10 @@ def card_figures(
 ) -> list[Figure]:
     config = inputs.config
     figures = []
-    if card.kind != "new_actor" or inputs.history.filter(*matching(card, card.indicator)).height:
+    # A spatial alert's indicator is no panel series (events within a ring, a distance): its figure is the map.
+    if card.kind not in SPATIAL_KINDS and (
+        card.kind != "new_actor" or inputs.history.filter(*matching(card, card.indicator)).height
+    ):
         rows = inputs.scores.filter(*matching(card, card.indicator))
         score = rows.row(0, named=True) if rows.height else {"month": inputs.month, "indicator": card.indicator}
         history = inputs.history.filter(*matching(card, card.indicator))

@@ -192,8 +192,8 @@ class Changes:
 
 
 def changes(cards: list[AlertCard], previous: list[AlertCard]) -> Changes:
-    """This month's cards against the month before's, by unit (source, country, group)."""
-    unit = lambda c: (c.source, c.country, c.group)  # noqa: E731
+    """This month's cards against the month before's, by unit (source, country, group) and place."""
+    unit = lambda c: (c.source, c.country, c.group, c.place)  # noqa: E731
     before = {unit(c) for c in previous}
     now = {unit(c) for c in cards}
     return Changes(
