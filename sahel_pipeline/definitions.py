@@ -4,7 +4,18 @@ import os
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, delivery, evaluation, fetch, ingest, models, panels
+from sahel_pipeline.defs import (
+    alerts,
+    automation,
+    backtest,
+    delivery,
+    evaluation,
+    fetch,
+    ingest,
+    models,
+    panels,
+    spatial,
+)
 from sahel_pipeline.defs.executor import pipeline_executor
 from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
@@ -34,7 +45,9 @@ def build_definitions(
             fetch.ucdp_pull,
             ingest.ingested_events,
             panels.monthly_panels,
+            spatial.spatial_panels,
             *models.SERIES_SCORES,
+            spatial.buffer_scores,
             models.series_forecasts,
             alerts.month_alerts,
             delivery.alert_feeds,

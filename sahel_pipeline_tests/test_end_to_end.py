@@ -18,8 +18,10 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import INDICATORS, build_panels
+from sahel_pipeline.core.places import places_table
 from sahel_pipeline.core.report import plots as report_plots
 from sahel_pipeline.core.scoring import MonthScores, nest_forecasts, score_month
+from sahel_pipeline.core.spatial import BUFFER_SCHEMA, SPATIAL_SCHEMA
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.alerts import month_alerts
 from sahel_pipeline.defs.partitions import MODEL_SHARDS
@@ -296,6 +298,9 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
             group_month_panel=group_panel, country_month_panel=panels.country_month.lazy(),
             ingest_summary=summary, quarantined_events=ingested.quarantine.lazy(),
             canonical_events=pl.LazyFrame(ingested.events), **shards,
+            # no event near any place: no spatial alert
+            buffer_scores=pl.DataFrame(), spatial_month_panel=pl.LazyFrame(schema=SPATIAL_SCHEMA),
+            buffer_month_panel=pl.LazyFrame(schema=BUFFER_SCHEMA), places=places_table(["Niger"]),
         )
     )
     materialization, columns_check, scored_check, report = outputs

@@ -8,10 +8,11 @@ import csv
 import datetime as dt
 import math
 
+import dagster as dg
 import polars as pl
 import pytest
 
-from sahel_pipeline import PROJECT_DIR
+from sahel_pipeline import PROJECT_DIR, SAMPLE_DIR
 from sahel_pipeline.cli import format_alerts
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table
 from sahel_pipeline.core.cards import alert_cards
@@ -21,7 +22,9 @@ from sahel_pipeline.core.months import month_index, parse_month, shift_month
 from sahel_pipeline.core.places import places_table
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
+    BUFFER_SCHEMA,
     RADII_KM,
+    SPATIAL_SCHEMA,
     admin2_entered,
     buffer_counts,
     precise_location,
@@ -30,7 +33,12 @@ from sahel_pipeline.core.spatial import (
     unit_events,
     where_events_are,
 )
-from sahel_pipeline_tests.fixtures import real_file, requires_real_data
+from sahel_pipeline.definitions import build_definitions
+from sahel_pipeline.defs.alerts import month_alerts
+from sahel_pipeline.defs.automation import PULLS
+from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline.defs.spatial import rings_are_nested, spatial_panel_counts_the_panels_events
+from sahel_pipeline_tests.fixtures import instance_with_months, real_file, requires_real_data
 from sahel_pipeline_tests.spatial_simulation import COUNTRY, FIRST, MONTHS, simulate
 
 PLACES = places_table([COUNTRY])
@@ -194,3 +202,54 @@ def test_jnim_and_issp_near_ouagadougou_equal_a_hand_count_on_the_real_files():
         assert {(g, y): n for g, y, n in got.iter_rows()} == by_hand, name
         counted += sum(by_hand.values())
     assert counted > 0  # none in 2019-2020 (the nearest about 102 km away), dozens in 2022-2023
+
+
+# --- the Dagster wiring ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow  # ingest, panels, scores and alerts of a month on the sample
+def test_the_wired_graph_materializes_the_spatial_assets_on_the_sample(tmp_path):
+    settings = PipelineSettings(raw_paths=str(SAMPLE_DIR), output_dir=str(tmp_path), sample_fallback=False)
+    definitions = build_definitions(settings)
+    selection = (
+        dg.AssetSelection.assets(*month_alerts.keys).upstream() - dg.AssetSelection.assets(*PULLS)
+    ).required_multi_asset_neighbors()
+    with instance_with_months("2024-12") as instance:
+        result = dg.materialize(
+            definitions.assets, selection=selection, partition_key="2024-12", resources=definitions.resources,
+            instance=instance, raise_on_error=False,
+        )  # fmt: skip
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["spatial_panel_counts_the_panels_events"] and checks["rings_are_nested"]
+    assert checks["alert_table_has_the_documented_columns"]
+    metadata = {
+        m.asset_key.to_user_string(): m.materialization.metadata for m in result.get_asset_materialization_events()
+    }
+    for name, schema in (("spatial_month_panel", SPATIAL_SCHEMA), ("buffer_month_panel", BUFFER_SCHEMA)):
+        assert [c.name for c in metadata[name]["dagster/column_schema"].schema.columns] == list(schema), name
+    warehouse = tmp_path / "warehouse"
+    places = pl.read_parquet(warehouse / "places.parquet")
+    assert places.filter(pl.col("kind") == "capital").select("country", "name").sort("country").rows() == [
+        ("Burkina Faso", "Ouagadougou"), ("Mali", "Bamako"), ("Niger", "Niamey"),
+    ]  # the sample's countries
+    assert "Djibo" in places.filter(pl.col("origin").str.starts_with("places.csv"))["name"].to_list()
+    assert (warehouse / "_places").is_dir()  # the GeoNames part cached for the next run
+    scores = pl.read_parquet(warehouse / "buffer_scores" / "2024-12.parquet")
+    assert scores.height and scores["indicator"].str.contains("@").all()
+    written = pl.read_csv(tmp_path / "alerts" / "2024-12.csv", infer_schema=False)
+    assert set(written.filter(pl.col("kind").is_in(["count", "new_actor"]))["place"].fill_null("")) <= {""}
+
+
+def test_the_spatial_checks_fail_on_counts_that_disagree():
+    sim = simulate(3, stayers=0, movers=2)  # the movers end within 60 km of the capital: rings with events
+    where = where_events_are(sim.unit_rows, PLACES)
+    group_panel = sim.group_panel.lazy()
+    country_panel = sim.group_panel.clear().lazy().select("source", "country", "month", "events")
+    assert spatial_panel_counts_the_panels_events(where, group_panel, country_panel).passed
+    one_more = group_panel.with_columns(events=pl.col("events") + (pl.col("month") == FIRST).cast(pl.UInt32))
+    assert not spatial_panel_counts_the_panels_events(where, one_more, country_panel).passed
+    buffers = buffer_counts(sim.unit_rows, PLACES)
+    assert buffers.height and rings_are_nested(buffers).passed
+    swapped = buffers.with_columns(radius_km=pl.col("radius_km").replace_strict({25: 100, 100: 25}, default=50))
+    assert not rings_are_nested(swapped).passed
