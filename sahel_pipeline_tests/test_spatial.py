@@ -19,13 +19,14 @@ from sahel_pipeline.core.cards import alert_cards
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
-from sahel_pipeline.core.places import places_table
+from sahel_pipeline.core.places import haversine_km, places_table
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
     BUFFER_SCHEMA,
     RADII_KM,
     SPATIAL_SCHEMA,
     admin2_entered,
+    alert_maps,
     buffer_counts,
     precise_location,
     score_buffers,
@@ -152,6 +153,28 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     assert cards[0].series != cards[1].series
     printed = format_alerts(alerts, month.isoformat()[:7])
     assert "closing in on Ouagadougou (distance_to_capital)" in printed and "new ground (" in printed
+
+    # The map record of each alert (the report's maps): the ringed place, the baseline and recent events.
+    config = ModelConfig()
+    maps = alert_maps(alerts, sim.unit_rows, PLACES, config)
+    assert [(m.kind, m.group) for m in maps] == alerts.select("kind", "group").rows()
+    mover = maps[0]
+    assert mover.place is not None and mover.place.name == "Ouagadougou" and mover.rings_km == RADII_KM
+    assert mover.places[0].kind == "capital" and "Bobo-Dioulasso" in {p.name for p in mover.places}
+    unit = sim.unit_rows.filter(pl.col("group_id") == mover.group)
+    recent_start = shift_month(month, -config.recent_months + 1)
+    baseline_start = shift_month(month, -config.window_months + 1)
+    assert len(mover.recent) == unit.filter(pl.col("month").is_between(recent_start, month)).height
+    in_baseline = pl.col("month").is_between(baseline_start, recent_start, closed="left")
+    assert len(mover.baseline) == unit.filter(in_baseline).height
+    assert mover.imprecise == 0 and all(baseline_start <= e.month < recent_start for e in mover.baseline)
+
+    def median_km(events):
+        return sorted(haversine_km(e.latitude, e.longitude, OUAGA["latitude"], OUAGA["longitude"]) for e in events)[
+            len(events) // 2
+        ]
+
+    assert median_km(mover.recent) < 100 < median_km(mover.baseline)  # it moved in from 300-450 km
 
 
 ISSP_JNIM = ("ISSP", "JNIM")

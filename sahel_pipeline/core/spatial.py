@@ -606,3 +606,90 @@ def new_ground_alerts(month: dt.date, where: pl.DataFrame, rule: SpatialRule) ->
         severity = "medium" if row["by_entered"] and row["by_spread"] else "low"
         rows.append(_alert_row(row, month, "new_ground", severity=severity, status=status, explanation=text, **fields))
     return rows
+
+
+# --- the map of an alert (the report draws it: issue 16) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapPlace:
+    """A place the map labels: the alert's place, the country's capital and cities, the analysts' places."""
+
+    place_id: str
+    name: str
+    kind: str
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class MapEvent:
+    """One precisely located event of the alerted unit."""
+
+    month: dt.date
+    latitude: float
+    longitude: float
+    fatalities: int
+
+
+@dataclass(frozen=True)
+class AlertMap:
+    """What a map of one alert shows: the unit's located events in the baseline window and in the recent one, the
+    rings around the alert's place (an `approach` alert's; the capital's for the other kinds), and the country's
+    places to label. Imprecisely located events are not points on a map: they are counted apart."""
+
+    month: dt.date
+    kind: str
+    source: str
+    country: str
+    group: str  # "" for a country-level alert
+    place: MapPlace | None  # the ringed place; None when the country has no capital in the places table
+    rings_km: tuple[int, ...]
+    places: tuple[MapPlace, ...]  # the country's, capital first
+    baseline: tuple[MapEvent, ...]  # the baseline window: the months before the recent ones
+    recent: tuple[MapEvent, ...]  # the recent window, up to the alert's month
+    imprecise: int  # the unit's events of both windows left off the map
+
+
+def alert_maps(
+    alerts: pl.DataFrame, unit_rows: pl.DataFrame, places: pl.DataFrame, config: ModelConfig
+) -> list[AlertMap]:
+    """One map record per alert row, in the table's order. `unit_rows` are unit_events' rows covering the alerts'
+    units over the model window (more is fine: the rest is left out)."""
+    maps = []
+    for alert in alerts.iter_rows(named=True):
+        month = dt.date.fromisoformat(f"{alert['month']}-01")
+        group = alert["group"] or None
+        unit = unit_rows.filter(
+            pl.col("source") == alert["source"],
+            pl.col("country") == alert["country"],
+            pl.col("group_id") == group if group else pl.col("level") == "country",
+            pl.col("month").is_between(window_start(month, config.window_months), month),
+        )
+        recent = pl.col("month") >= window_start(month, config.recent_months)
+        located = unit.filter("precise")
+        country = places.filter(pl.col("country") == alert["country"])
+        marks = tuple(MapPlace(**p) for p in country.select(list(MapPlace.__dataclass_fields__)).iter_rows(named=True))
+        ringed = next((p for p in marks if p.name == alert["place"]), None) if alert["place"] else None
+        maps.append(
+            AlertMap(
+                month=month,
+                kind=alert["kind"],
+                source=alert["source"],
+                country=alert["country"],
+                group=alert["group"] or "",
+                place=ringed or next((p for p in marks if p.kind == CAPITAL), None),
+                rings_km=RADII_KM,
+                places=marks,
+                baseline=_map_events(located.filter(~recent)),
+                recent=_map_events(located.filter(recent)),
+                imprecise=unit.height - located.height,
+            )
+        )
+    return maps
+
+
+def _map_events(rows: pl.DataFrame) -> tuple[MapEvent, ...]:
+    columns = list(MapEvent.__dataclass_fields__)
+    rows = rows.with_columns(pl.col("fatalities").fill_null(0))
+    return tuple(MapEvent(**e) for e in rows.sort(columns).select(columns).iter_rows(named=True))
