@@ -157,6 +157,7 @@ def rings_are_nested(buffers: pl.DataFrame) -> dg.AssetCheckResult:
     kinds={"statsmodels", "polars"},
     ins={
         "buffer_month_panel": dg.AssetIn(),
+        "spatial_month_panel": dg.AssetIn(),
         "group_month_panel": dg.AssetIn(),
         "country_month_panel": dg.AssetIn(),
         "regime_periods": dg.AssetIn(),
@@ -165,16 +166,18 @@ def rings_are_nested(buffers: pl.DataFrame) -> dg.AssetCheckResult:
 def buffer_scores(
     context: dg.AssetExecutionContext,
     buffer_month_panel: pl.LazyFrame,
+    spatial_month_panel: pl.LazyFrame,
     group_month_panel: pl.LazyFrame,
     country_month_panel: pl.LazyFrame,
     regime_periods: pl.DataFrame,
     models: ModelSettings,
 ) -> dg.MaterializeResult:
-    """Score each group's events within each ring of each place, as of the month, by the same models and rule as
-    every count series: the `approach` alerts' counts."""
+    """Score each group's events within each ring of each place whose share of the group's events rose, as of the
+    month, by the same models and rule as every count series: the `approach` alerts' counts."""
     month = parse_month(context.partition_key)
     result = score_buffers(
         buffer_month_panel,
+        spatial_month_panel,
         group_month_panel,
         country_month_panel,
         month,
