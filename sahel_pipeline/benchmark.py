@@ -145,6 +145,17 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     summary = timed("gx_validate_s", lambda: validate_with_great_expectations(merged.events.lazy(), TODAY))
     assert summary.success, summary.to_markdown()
     panels = timed("panels_s", lambda: build_panels(merged.events, load_alias_table(ALIAS_TABLE)))
+
+    def spatial_panels():
+        from sahel_pipeline import PLACES_FILE
+        from sahel_pipeline.core.places import places_table
+        from sahel_pipeline.core.spatial import buffer_counts, unit_events, where_events_are
+
+        places = places_table(merged.events["country"].unique().to_list(), PLACES_FILE)
+        rows = unit_events(merged.events, load_alias_table(ALIAS_TABLE))
+        return where_events_are(rows, places), buffer_counts(rows, places)
+
+    timed("spatial_panels_s", spatial_panels)
     merged = None
     config = ModelConfig()
     month = dt.date(2026, 10, 1)
@@ -414,6 +425,7 @@ def print_report(floor: dict, stages: dict, cold: dict, weekly: dict, ratios: di
         ("Great Expectations: import", stages["gx_import_s"], ""),
         ("Great Expectations: validate 8 columns", stages["gx_validate_s"], ""),
         ("panels (group, country, admin1)", stages["panels_s"], ""),
+        ("spatial panels (distances, spread, admin2 areas, rings)", stages["spatial_panels_s"], ""),
         ("model fits", stages["model_fits_s"], f"{stages['series_fitted']:.0f} series, {stages['fits_per_s']:.0f}/s"),
         ("alerts and report", stages["alerts_report_s"], f"{stages['alerts']:.0f} alerts"),
         (
