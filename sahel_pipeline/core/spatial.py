@@ -155,6 +155,7 @@ def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFr
             *UNIT_KEY, "month", "capital", "precise",
             lat=lat, lon=lon,
             km=haversine_km(lat, lon, pl.col("capital_lat"), pl.col("capital_lon")),
+            _unit=pl.struct(UNIT_KEY).hash(),  # grouping on one integer: half the cost of four text keys
         )
     )  # fmt: skip
     # Standard distance: the root mean square distance from the mean centre, on the local plane (km per degree of
@@ -164,8 +165,9 @@ def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFr
         (pl.col("centre_latitude") * math.pi / 180).cos() ** 2 * pl.col("_lon_var") + pl.col("_lat_var")
     ).sqrt()
     measured = (
-        rows.group_by(*UNIT_KEY, "month")
+        rows.group_by("_unit", "month")
         .agg(
+            *[pl.col(k).first() for k in UNIT_KEY],
             events_located=precise.sum().cast(pl.UInt32),
             events_imprecise=(~precise).sum().cast(pl.UInt32),
             capital=pl.col("capital").first(),
