@@ -200,9 +200,9 @@ def ruled_alert_table(
                 "expected": round(row["expected"], 2),
                 "upper": row["upper"],
                 "p_value": row["p_value"],
-                "rate_ratio": _finite(row["rate_ratio"]),
-                "rate_ratio_low": _finite(row["rate_ratio_low"]),
-                "rate_ratio_high": _finite(row["rate_ratio_high"]),
+                "rate_ratio": finite_or_none(row["rate_ratio"]),
+                "rate_ratio_low": finite_or_none(row["rate_ratio_low"]),
+                "rate_ratio_high": finite_or_none(row["rate_ratio_high"]),
                 "severity": row["severity"],
                 "status": row["status"],
                 "explanation": explain(row, config),
@@ -458,7 +458,8 @@ def explain(row: dict, config: ModelConfig) -> str:
     return text
 
 
-def _finite(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
+    """An infinite rate ratio (an empty baseline) as no value: the alert files hold numbers, not inf."""
     return value if value is not None and math.isfinite(value) else None
 
 

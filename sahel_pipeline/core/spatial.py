@@ -27,7 +27,7 @@ import polars as pl
 from scipy import stats
 
 from sahel_pipeline.core.actors import StateUnits
-from sahel_pipeline.core.alerts import ALERT_SCHEMA, apply_alert_rule
+from sahel_pipeline.core.alerts import ALERT_SCHEMA, apply_alert_rule, finite_or_none
 from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import (
@@ -502,16 +502,12 @@ def approach_count_alerts(
                 row, month, "approach",
                 indicator=f"events_{row['radius_km']}km", observed=row["observed"],
                 expected=round(row["expected"], 2), upper=row["upper"], p_value=row["p_value"],
-                rate_ratio=_finite(row["rate_ratio"]), rate_ratio_low=_finite(row["rate_ratio_low"]),
-                rate_ratio_high=_finite(row["rate_ratio_high"]), severity=row["severity"], status=row["status"],
+                rate_ratio=finite_or_none(row["rate_ratio"]), rate_ratio_low=finite_or_none(row["rate_ratio_low"]),
+                rate_ratio_high=finite_or_none(row["rate_ratio_high"]), severity=row["severity"], status=row["status"],
                 explanation=text, place=row["place"],
             )
         )  # fmt: skip
     return rows
-
-
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
 
 
 def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
