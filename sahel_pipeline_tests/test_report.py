@@ -15,7 +15,7 @@ def rows(*specs: tuple[str, str, str, str]) -> pl.DataFrame:
     """Alert rows (group, indicator, severity, status) in Niger, most severe first as the table is."""
     base = {"month": "2024-12", "kind": "count", "source": "ACLED", "country": "Niger", "group_type": "rebel group",
             "observed": 20, "expected": 5.0, "upper": 12, "p_value": 1e-5, "rate_ratio": 3.5, "rate_ratio_low": 2.0,
-            "rate_ratio_high": 5.0, "synthetic": True}  # fmt: skip
+            "rate_ratio_high": 5.0, "synthetic": True, "place": ""}  # fmt: skip
     return pl.DataFrame(
         [
             base | {"group": g, "group_name": g, "indicator": i, "severity": s, "status": st, "explanation": f"{g} {i}"}
@@ -52,6 +52,23 @@ def test_the_card_reads_the_detection_columns_when_the_table_has_them():
     card = alert_cards(table)[0]
     assert card.rules == ("month above its bound", "rise sustained")
     assert card.severity_reason == "high: two rules, 4x the level"
+
+
+def test_a_spatial_alert_is_a_card_of_its_own_about_its_place():
+    count = rows(("ISSP", "events", "high", "new"))
+    approach = rows(("ISSP", "events_100km", "medium", "new")).with_columns(
+        kind=pl.lit("approach"), place=pl.lit("Niamey")
+    )
+    cards = alert_cards(pl.concat([count, approach]))
+    assert [(c.kind, c.place) for c in cards] == [("count", ""), ("approach", "Niamey")]
+    closing = cards[1]
+    assert closing.title == "ISSP - Niger - closing in on Niamey"
+    assert closing.rules and "within 100km of Niamey" in closing.rules[0]
+    assert closing.severity_reason.startswith("medium:")
+    assert closing.every_series == (("ACLED", "Niger", "ISSP", "events_100km@Niamey"),)
+    # the group's count card the month before does not make its approach continuing
+    changed = changes(cards, alert_cards(count))
+    assert [c.kind for c in changed.new] == ["approach"] and [c.kind for c in changed.continuing] == ["count"]
 
 
 def test_what_changed_sorts_cards_into_new_continuing_and_ended():

@@ -100,6 +100,9 @@ class AlertCard:
         of an `approach` alert: closing in on one city is not closing in on another)."""
         return (self.source, self.country, self.group, self._at_place(self.indicator))
 
+    def _at_place(self, indicator: str) -> str:
+        return f"{indicator}@{self.place}" if self.place else indicator
+
     @property
     def who(self) -> str:
         return self.group_name or self.country
