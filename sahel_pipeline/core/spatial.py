@@ -27,7 +27,7 @@ import polars as pl
 from scipy import stats
 
 from sahel_pipeline.core.actors import StateUnits
-from sahel_pipeline.core.alerts import ALERT_SCHEMA, apply_alert_rule, finite_or_none
+from sahel_pipeline.core.alerts import ALERT_SCHEMA, SPATIAL_KINDS, apply_alert_rule, finite_or_none
 from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import (
@@ -39,13 +39,12 @@ from sahel_pipeline.core.months import (
     shift_month,
     window_start,
 )
-from sahel_pipeline.core.places import CAPITAL, EARTH_RADIUS_KM, capitals, haversine_km
+from sahel_pipeline.core.places import CAPITAL, KM_PER_DEGREE, capitals, haversine_km
 from sahel_pipeline.core.scoring import FittingPool, Log, MonthScores, score_tasks, series_tasks
 from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
 
 RADII_KM = (25, 50, 100)
 ENTERED_QUIET_MONTHS = 12  # an admin2 area is entered when the unit had no event there in this many months before
-KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180
 SPATIAL_EVENT_COLUMNS = [
     "source", "event_date", "country", "admin2", "latitude", "longitude", "geo_precision", "fatalities",
     "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "inter1", "inter2",
@@ -741,6 +740,29 @@ def alert_maps(
             )
         )
     return maps
+
+
+def spatial_alert_maps(
+    alerts: pl.DataFrame,
+    events: pl.LazyFrame,
+    aliases: pl.DataFrame,
+    places: pl.DataFrame,
+    config: ModelConfig,
+    role: Role = "perpetrator",
+    ambiguous: Ambiguity = "separate",
+    units: StateUnits = "fold",
+) -> tuple[AlertMap, ...]:
+    """The map records of a month's spatial alerts (the report's maps of their cards), from the events of their
+    countries over the model window, attributed as the panels attribute them."""
+    spatial = alerts.filter(pl.col("kind").is_in(SPATIAL_KINDS))
+    if spatial.height == 0:
+        return ()
+    month = dt.date.fromisoformat(str(spatial["month"].max()) + "-01")
+    window = events.filter(
+        pl.col("event_date").dt.month_start().is_between(window_start(month, config.window_months), month),
+        pl.col("country").is_in(spatial["country"].unique().to_list()),
+    )
+    return tuple(alert_maps(spatial, unit_events(window, aliases, role, ambiguous, units), places, config))
 
 
 def _map_events(rows: pl.DataFrame) -> tuple[MapEvent, ...]:

@@ -31,7 +31,7 @@ from sahel_pipeline.core.report.selection import (
     series_history,
 )
 from sahel_pipeline.core.scoring import unnest_forecasts
-from sahel_pipeline.core.spatial import spatial_alerts
+from sahel_pipeline.core.spatial import spatial_alert_maps, spatial_alerts
 from sahel_pipeline.core.vintages import provenance
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
@@ -165,6 +165,8 @@ def month_alerts(
     )
 
     countries = alerts["country"].unique().to_list()
+    aliases = load_alias_table(settings.alias_table)
+    attribution = (settings.group_role, settings.ambiguous_attribution, settings.state_units)
     inputs = ReportInputs(
         month=month,
         alerts=alerts,
@@ -178,10 +180,11 @@ def month_alerts(
         synthetic=any_synthetic(ingest_summary),
         previous_alerts=previous_alerts(settings.output_path / "alerts", month, context.log.warning),
         events=recent_alert_events(
-            canonical_events, load_alias_table(settings.alias_table), alerts, month, config, settings.group_role,
-            settings.ambiguous_attribution, settings.state_units, months=config.window_months, extra=("notes",),
+            canonical_events, aliases, alerts, month, config, *attribution, months=config.window_months,
+            extra=("notes",),
         ),
         places=places.filter(pl.col("country").is_in(countries)),  # the spatial alerts' places table
+        maps=spatial_alert_maps(alerts, canonical_events, aliases, places, config, *attribution),
         reach=data_reach(country_month_panel),
         evaluation=evaluation_summary(settings.output_path / "evaluation", context.log.warning),
     )
