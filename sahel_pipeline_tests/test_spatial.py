@@ -13,13 +13,14 @@ import dagster as dg
 import polars as pl
 import pytest
 
-from sahel_pipeline import PROJECT_DIR, SAMPLE_DIR
+from sahel_pipeline import ALIAS_TABLE, PLACES_FILE, PROJECT_DIR, SAMPLE_DIR
 from sahel_pipeline.cli import format_alerts
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, alert_table
 from sahel_pipeline.core.cards import alert_cards
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
+from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.places import haversine_km, places_table
 from sahel_pipeline.core.report.document import card_figures
 from sahel_pipeline.core.report.selection import ReportInputs, card_map
@@ -28,6 +29,7 @@ from sahel_pipeline.core.spatial import (
     BUFFER_SCHEMA,
     RADII_KM,
     SPATIAL_SCHEMA,
+    admin2_areas,
     admin2_entered,
     alert_maps,
     buffer_candidates,
@@ -45,6 +47,7 @@ from sahel_pipeline.defs.resources import PipelineSettings
 from sahel_pipeline.defs.spatial import rings_are_nested, spatial_panel_counts_the_panels_events
 from sahel_pipeline_tests.fixtures import instance_with_months, real_file, requires_real_data
 from sahel_pipeline_tests.spatial_simulation import COUNTRY, FIRST, MONTHS, simulate
+from sahel_pipeline_tests.test_panels import canonical, weekly_changes
 
 PLACES = places_table([COUNTRY])
 OUAGA = PLACES.filter(pl.col("name") == "Ouagadougou").row(0, named=True)
@@ -99,7 +102,7 @@ def test_admin2_areas_entered_after_a_quiet_year_only():
     points += [("2021-03", 12.1, -1.0, "East", 1), ("2021-06", 12.1, -1.0, "East", 1)]  # new, then back 3 months on
     points += [("2020-02", 12.1, -1.1, "Early", 1)]  # in the group's first year: not counted as entered
     points += [("2022-05", 12.1, -1.1, "Early", 1)]  # back after 27 quiet months: entered
-    entered = admin2_entered(_rows(points)).filter(pl.col("admin2_entered") > 0)
+    entered = admin2_entered(admin2_areas(_rows(points))).filter(pl.col("admin2_entered") > 0)
     got = {(row["month"], row["admin2_entered_names"]) for row in entered.iter_rows(named=True)}
     assert got == {(dt.date(2021, 3, 1), "East"), (dt.date(2022, 5, 1), "Early")}
 
@@ -297,3 +300,35 @@ def test_the_spatial_checks_fail_on_counts_that_disagree():
     assert buffers.height and rings_are_nested(buffers).passed
     swapped = buffers.with_columns(radius_km=pl.col("radius_km").replace_strict({25: 100, 100: 25}, default=50))
     assert not rings_are_nested(swapped).passed
+
+
+def test_spatial_panels_counted_with_the_panels_equal_their_own_count_and_are_kept_between_runs(tmp_path, sample_dir):
+    # One attribution for both (panels.build_panels with places): the same panels as attributing again for the
+    # spatial ones; a weekly run recounts only the changed months of both; moving a place recounts every month.
+    events = canonical([sample_dir], tmp_path)
+    aliases = load_alias_table(ALIAS_TABLE)
+    places = places_table(["Burkina Faso", "Mali", "Niger"], PLACES_FILE)
+    rows = unit_events(events, aliases)
+
+    def same(a: pl.DataFrame, b: pl.DataFrame) -> bool:
+        key = [c for c, t in a.schema.items() if t != pl.Float64]
+        a, b = a.sort(key, nulls_last=True), b.sort(key, nulls_last=True)
+        differences = [(a[c] - b[c]).abs().max() or 0.0 for c in a.columns if c not in key]
+        return a.select(key).equals(b.select(key)) and all(d < 1e-9 for d in differences)  # type: ignore[operator]
+
+    full = build_panels(events, aliases, places=places)
+    assert full.spatial_month is not None and full.buffer_month is not None
+    assert same(full.spatial_month, where_events_are(rows, places))
+    assert same(full.buffer_month, buffer_counts(rows, places))
+    assert full.buffer_month.height and full.spatial_month["admin2_entered"].sum() > 0
+
+    last_week, this_week, touched = weekly_changes(events)
+    kept = build_panels(last_week, aliases, places=places).counts
+    weekly = build_panels(this_week, aliases, previous=kept, places=places)
+    assert weekly.counts.recounted_months == touched
+    counted = build_panels(this_week, aliases, places=places)
+    assert same(weekly.spatial_month, counted.spatial_month) and same(weekly.buffer_month, counted.buffer_month)
+    moved = places.with_columns(pl.col("latitude") + (pl.col("kind") == "capital").cast(pl.Float64) * 0.5)
+    assert build_panels(this_week, aliases, previous=counted.counts, places=moved).counts.recounted_months == (
+        counted.counts.digests.height
+    )

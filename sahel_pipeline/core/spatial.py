@@ -58,6 +58,7 @@ BUFFER_SCHEMA: dict[str, pl.DataType] = {
     "fatalities": pl.Int64(),
     "nearest_km": pl.Float64(),
 }
+AREA_SCHEMA: dict[str, pl.DataType] = {**{k: pl.String() for k in UNIT_KEY}, "admin2": pl.String(), "month": pl.Date()}
 SPATIAL_SCHEMA: dict[str, pl.DataType] = {
     **{k: pl.String() for k in UNIT_KEY},
     "month": pl.Date(),
@@ -75,6 +76,9 @@ SPATIAL_SCHEMA: dict[str, pl.DataType] = {
     "admin2_entered_names": pl.String(),  # '; '-separated, in order
 }
 
+MEASURE_COLUMNS = [c for c in SPATIAL_SCHEMA if not c.startswith("admin2")]  # where_measures: a month's own
+MEASURE_SCHEMA = {k: SPATIAL_SCHEMA[k] for k in MEASURE_COLUMNS}
+
 
 def precise_location() -> pl.Expr:
     """Whether an event's point can be measured from: coordinates present and not a region's centroid (ACLED
@@ -85,6 +89,9 @@ def precise_location() -> pl.Expr:
     return pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null() & ~imprecise.fill_null(False)
 
 
+UNIT_ROW_COLUMNS = ["month", "latitude", "longitude", "admin2", "fatalities", "precise"]
+
+
 def unit_events(
     events: pl.LazyFrame | pl.DataFrame,
     aliases: pl.DataFrame,
@@ -93,20 +100,25 @@ def unit_events(
     units: StateUnits = "fold",
 ) -> pl.DataFrame:
     """One row per event and unit (each group the panels attribute it to, and its country): UNIT_KEY, month,
-    latitude, longitude, admin2, fatalities, precise."""
-    carried = ["month", "latitude", "longitude", "admin2", "fatalities", "precise"]
+    latitude, longitude, admin2, fatalities, precise. (The panels make the same rows from their own attribution.)"""
     located = (
         events.lazy()
         .select(SPATIAL_EVENT_COLUMNS)
         .with_columns(month=pl.col("event_date").dt.month_start(), precise=precise_location())
         .collect()
     )
-    groups = attribute_events(located.lazy(), aliases, role, ambiguous, carry=carried, units=units).groups
+    attribution = attribute_events(located.lazy(), aliases, role, ambiguous, carry=UNIT_ROW_COLUMNS, units=units)
+    return unit_rows(attribution.groups, located)
+
+
+def unit_rows(attributed: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """The rows the spatial panels measure: each event once for every group it is attributed to (`attributed`:
+    groups.attribute_events' groups, carrying UNIT_ROW_COLUMNS) and once for its country."""
     return pl.concat(
         [
-            groups.select("source", pl.lit("group").alias("level"), "group_id", "country", *carried),
-            located.select("source", pl.lit("country").alias("level"), pl.lit(None, pl.String).alias("group_id"),
-                           "country", *carried),
+            attributed.select("source", pl.lit("group").alias("level"), "group_id", "country", *UNIT_ROW_COLUMNS),
+            events.select("source", pl.lit("country").alias("level"), pl.lit(None, pl.String).alias("group_id"),
+                          "country", *UNIT_ROW_COLUMNS),
         ]
     )  # fmt: skip
 
@@ -140,8 +152,40 @@ def buffer_counts(unit_rows: pl.DataFrame, places: pl.DataFrame, radii: tuple[in
     return pl.concat(per_radius).select(list(BUFFER_SCHEMA)).collect().cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
 
 
+def month_parts(unit_rows: pl.DataFrame, places: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """What the spatial panels are made of, each month's from its own events (so that a run keeps the months whose
+    events did not change, as the count panels do: panels.MonthlyCounts): the measures, the rings' counts and the
+    admin2 areas with events."""
+    return {
+        "measures": where_measures(unit_rows, places),
+        "buffers": buffer_counts(unit_rows, places),
+        "areas": admin2_areas(unit_rows),
+    }
+
+
 def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
     """Per unit and month with events (SPATIAL_SCHEMA): distances to the capital, spread, admin2 areas entered."""
+    return spatial_month(where_measures(unit_rows, places), admin2_areas(unit_rows))
+
+
+def spatial_month(measures: pl.DataFrame, areas: pl.DataFrame) -> pl.DataFrame:
+    """The spatial panel (SPATIAL_SCHEMA) from the month's measures (`where_measures`) and every month's admin2 areas
+    of the units (`admin2_areas`: entering an area depends on the months before)."""
+    return (
+        measures.lazy()
+        .join(admin2_entered(areas).lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
+        .with_columns(
+            pl.col("admin2_areas", "admin2_entered").fill_null(0), pl.col("admin2_entered_names").fill_null("")
+        )
+        .select(list(SPATIAL_SCHEMA))
+        .collect()
+        .cast(SPATIAL_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Per unit and month with events: events located and imprecise, distances to the capital, the mean centre and
+    the standard distance (MEASURE_COLUMNS). Each month's from its own events only."""
     precise = pl.col("precise")
     # Coordinates of imprecise events are nulled rather than filtered in the aggregation: plain aggregations over a
     # column stay on Polars' fast path, where a filter or a nested aggregation inside `agg` is evaluated group by
@@ -180,31 +224,35 @@ def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFr
         )
         .with_columns(standard_distance_km=spread)
     )
+    return measured.select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
+
+
+def admin2_areas(unit_rows: pl.DataFrame) -> pl.DataFrame:
+    """The admin2 areas each unit had precisely located events in, per month (AREA_SCHEMA: one row each)."""
     return (
-        measured.join(admin2_entered(unit_rows).lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
-        .with_columns(
-            pl.col("admin2_areas", "admin2_entered").fill_null(0), pl.col("admin2_entered_names").fill_null("")
-        )
-        .select(list(SPATIAL_SCHEMA))
+        unit_rows.lazy()
+        .filter(pl.col("precise"), pl.col("admin2").is_not_null())
+        .select(*UNIT_KEY, "admin2", "month")
+        # one 64-bit key: a unique over one integer instead of five text columns
+        .unique(pl.struct(*UNIT_KEY, "admin2", "month").hash())
         .collect()
-        .cast(SPATIAL_SCHEMA)  # type: ignore[arg-type]
+        .cast(AREA_SCHEMA)  # type: ignore[arg-type]
     )
 
 
-def admin2_entered(unit_rows: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -> pl.DataFrame:
+def admin2_entered(areas: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -> pl.DataFrame:
     """Per unit and month: admin2 areas with (precisely located) events, and those entered: an event there and none
     in the `quiet` months before, counted once the unit has been in the data for `quiet` months (before that every
-    area would look new)."""
+    area would look new). `areas` are `admin2_areas`' rows."""
     # Units and unit x area pairs as 64-bit hashes: sorting and comparing neighbours on one integer instead of
     # windows over five string keys (a collision would only merge two areas' histories, at odds of 2^-64 a pair).
-    located = unit_rows.lazy().filter(pl.col("precise"), pl.col("admin2").is_not_null())
-    units = located.select(*UNIT_KEY, _unit=pl.struct(UNIT_KEY).hash()).unique("_unit")
-    areas = (
-        located.select(
+    rows = areas.lazy()
+    units = rows.select(*UNIT_KEY, _unit=pl.struct(UNIT_KEY).hash()).unique("_unit")
+    marked = (
+        rows.select(
             "admin2", m=month_index_expr("month"), _unit=pl.struct(UNIT_KEY).hash(),
             _area=pl.struct(*UNIT_KEY, "admin2").hash(),
         )
-        .unique(["_area", "m"])
         .with_columns(unit_first=pl.col("m").min().over("_unit"))
         .sort("_area", "m")
         .with_columns(before=pl.when(pl.col("_area").shift(1) == pl.col("_area")).then(pl.col("m").shift(1)))
@@ -214,12 +262,12 @@ def admin2_entered(unit_rows: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -
         )
         .collect()
     )  # fmt: skip
-    counted = areas.lazy().group_by("_unit", "m").agg(
+    counted = marked.lazy().group_by("_unit", "m").agg(
         admin2_areas=pl.len().cast(pl.UInt32), admin2_entered=pl.col("entered").sum().cast(pl.UInt32)
     )
     # The names only of the areas entered: few rows, where joining text over every area-month is most of the cost.
     named = (
-        areas.lazy()
+        marked.lazy()
         .filter("entered")
         .group_by("_unit", "m")
         .agg(admin2_entered_names=pl.col("admin2").sort().str.join("; "))

@@ -1,14 +1,16 @@
 """Spatial assets: the places table, where each group's events are (distances to the capital, spread, admin2 areas
-entered) and its events within 25, 50 and 100 km of every place, per month; the buffer series scored monthly."""
+entered) and its events within 25, 50 and 100 km of every place, per month (counted with the count panels, in
+defs/panels.py: one attribution of the events); the buffer series scored monthly."""
+
+from collections.abc import Iterator
 
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.months import parse_month
 from sahel_pipeline.core.places import places_table
 from sahel_pipeline.core.series import UNIT_KEY
-from sahel_pipeline.core.spatial import buffer_counts, score_buffers, unit_events, where_events_are
+from sahel_pipeline.core.spatial import score_buffers
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.partitions import MONTHS
@@ -20,7 +22,6 @@ PANELS_GROUP, MODELS_GROUP = "panels", "models"  # beside the count panels, and 
 CHECKS = [
     dg.AssetCheckSpec(
         "spatial_panel_counts_the_panels_events", asset="spatial_month_panel",
-        additional_deps=["group_month_panel", "country_month_panel"],
         description="Every unit's located and imprecise events in a month add up to its events in the count panels: "
         "the spatial series count the same events, attributed the same way.",
     ),
@@ -32,56 +33,50 @@ CHECKS = [
 ]  # fmt: skip
 
 
-@dg.multi_asset(
-    outs=parquet_tables(
-        PANELS_GROUP,
-        places="The capitals and major cities (GeoNames) and the analysts' places (data/places.csv) of the countries "
-        "in the data: what the rings are drawn around and the maps label.",
-        spatial_month_panel="Per group x country x month and per country x month: events located and imprecise, the "
-        "nearest event to the capital, the 10th percentile and median distance, the standard distance, admin2 areas "
-        "with events and entered.",
-        buffer_month_panel="Events and fatalities of each group (and country) within 25, 50 and 100 km of each place "
-        "of its country, per month with events there, and the nearest event's distance.",
-    ),
-    ins={"canonical_events": dg.AssetIn(), "group_month_panel": dg.AssetIn(), "country_month_panel": dg.AssetIn()},
-    check_specs=CHECKS,
-)
-def spatial_panels(
-    context: dg.AssetExecutionContext,
-    canonical_events: pl.LazyFrame,
-    group_month_panel: pl.LazyFrame,
-    country_month_panel: pl.LazyFrame,
-    settings: PipelineSettings,
-):
-    """Measure where every group's events are against the places table, month by month: distances to the capital,
-    spread, admin2 areas entered, and events within each ring of each place."""
+SPATIAL_OUTS = parquet_tables(
+    PANELS_GROUP,
+    spatial_month_panel="Per group x country x month and per country x month: events located and imprecise, the "
+    "nearest event to the capital, the 10th percentile and median distance, the standard distance, admin2 areas "
+    "with events and entered.",
+    buffer_month_panel="Events and fatalities of each group (and country) within 25, 50 and 100 km of each place "
+    "of its country, per month with events there, and the nearest event's distance.",
+)  # counted with the count panels (defs/panels.py), from the same attribution of the events
+
+
+@dg.asset(group_name=PANELS_GROUP, kinds={"polars", "parquet"}, ins={"canonical_events": dg.AssetIn()})
+def places(
+    context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings
+) -> dg.MaterializeResult:
+    """The capitals and major cities (GeoNames) and the analysts' places (data/places.csv) of the countries in the
+    data: what the rings are drawn around and the maps label."""
     countries = canonical_events.select(pl.col("country").unique()).collect()["country"].to_list()
-    places = places_table(countries, settings.places_path, settings.places_cache, warn=context.log.warning)
-    rows = unit_events(
-        canonical_events,
-        load_alias_table(settings.alias_table),
-        settings.group_role,
-        settings.ambiguous_attribution,
-        settings.state_units,
+    table = places_table(countries, settings.places_path, settings.places_cache, warn=context.log.warning)
+    return dg.MaterializeResult(
+        value=table,
+        metadata={
+            "dagster/row_count": table.height,
+            "countries": len(countries),
+            "by_kind": dg.MetadataValue.md(
+                markdown_table(table.group_by("kind").len("places").sort("places", "kind", descending=[True, False]))
+            ),
+            "analysts_places": table.filter(pl.col("population").is_null()).height,
+            "preview": table_preview(table.drop("origin"), rows=20),
+        },
     )
-    where = where_events_are(rows, places)
-    buffers = buffer_counts(rows, places)
+
+
+def spatial_results(
+    context: dg.AssetExecutionContext,
+    where: pl.DataFrame,
+    buffers: pl.DataFrame,
+    group_month_panel: pl.DataFrame,
+    country_month_panel: pl.DataFrame,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The spatial panels' materializations and checks, for the panels' asset that counts them."""
     imprecise = int(where.filter(pl.col("level") == "country")["events_imprecise"].sum())
     context.log.info(
-        f"spatial panels: {places.height:,} places in {len(countries):,} countries; {where.height:,} unit-months, "
-        f"{buffers.height:,} unit x place x ring months with events; {imprecise:,} events imprecisely located"
-    )
-    yield dg.MaterializeResult(
-        asset_key="places",
-        value=places,
-        metadata={
-            "dagster/row_count": places.height,
-            "by_kind": dg.MetadataValue.md(
-                markdown_table(places.group_by("kind").len("places").sort("places", "kind", descending=[True, False]))
-            ),
-            "analysts_places": places.filter(pl.col("population").is_null()).height,
-            "preview": table_preview(places.drop("origin"), rows=20),
-        },
+        f"spatial panels: {where.height:,} unit-months, {buffers.height:,} unit x place x ring months with events; "
+        f"{imprecise:,} events imprecisely located"
     )
     yield dg.MaterializeResult(
         asset_key="spatial_month_panel",
@@ -97,7 +92,7 @@ def spatial_panels(
         value=buffers,
         metadata={"dagster/row_count": buffers.height, "places_with_events": buffers["place_id"].n_unique()},
     )
-    yield spatial_panel_counts_the_panels_events(where, group_month_panel, country_month_panel)
+    yield spatial_panel_counts_the_panels_events(where, group_month_panel.lazy(), country_month_panel.lazy())
     yield rings_are_nested(buffers)
 
 
