@@ -342,7 +342,7 @@ def spatial_map_figure(card: AlertCard, position: int, drawn: AlertMap, earlier:
     )
     ring = (drawn.place.latitude, drawn.place.longitude, drawn.rings_km) if drawn.place else None
     around = f" around {drawn.place.name}" if drawn.place else ""
-    title = f"{card.unit}: located events{around}, recent against the baseline"
+    title = f"{card.unit}: events{around}"
     inputs = (frame(drawn.recent), frame(drawn.baseline), places)
     digest = plots.plot_digest(*inputs, title, ring)
     png = earlier.get(digest) or plots.plot_map(*inputs, title, ring)

@@ -192,7 +192,8 @@ def plot_map(
                edgecolors="#a50026", linewidths=0.6, zorder=3, label=f"recent: {recent.height} events")  # fmt: skip
     for radius, circle in zip(ring[2] if ring else (), circles, strict=True):
         ax.plot(circle["longitude"], circle["latitude"], "--", color="#555", lw=0.8, zorder=3)
-        ax.annotate(f"{radius} km", (circle["longitude"][0], circle["latitude"][0]), xytext=(2, 0),
+        top = circle.height // 4  # the circle's northernmost point: the labels do not overlap there
+        ax.annotate(f"{radius} km", (circle["longitude"][top], circle["latitude"][top]), xytext=(2, 2),
                     textcoords="offset points", fontsize=6.5, color="#555", zorder=5)  # fmt: skip
     shown = places.filter(
         pl.col("longitude").is_between(box[0], box[1]), pl.col("latitude").is_between(box[2], box[3])
