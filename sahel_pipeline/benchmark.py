@@ -109,12 +109,13 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
     """The pipeline's work as plain function calls, stage by stage (no Dagster, no files but the CSV)."""
     import polars as pl
 
-    from sahel_pipeline import ALIAS_TABLE
+    from sahel_pipeline import ALIAS_TABLE, PLACES_FILE
     from sahel_pipeline.core.alerts import new_actors, ruled_alert_table
     from sahel_pipeline.core.groups import load_alias_table
     from sahel_pipeline.core.ingest import consolidate
     from sahel_pipeline.core.models import ModelConfig
     from sahel_pipeline.core.panels import build_panels
+    from sahel_pipeline.core.places import places_table
     from sahel_pipeline.core.pool import fitting_pool
     from sahel_pipeline.core.schema import CANONICAL_COLUMNS
     from sahel_pipeline.core.scoring import score_month
@@ -144,7 +145,9 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
 
     summary = timed("gx_validate_s", lambda: validate_with_great_expectations(merged.events.lazy(), TODAY))
     assert summary.success, summary.to_markdown()
-    panels = timed("panels_s", lambda: build_panels(merged.events, load_alias_table(ALIAS_TABLE)))
+    places = places_table(merged.events["country"].unique().to_list(), PLACES_FILE)
+    # the spatial panels are counted with the others, from the same attribution (their cost is part of panels_s)
+    panels = timed("panels_s", lambda: build_panels(merged.events, load_alias_table(ALIAS_TABLE), places=places))
     merged = None
     config = ModelConfig()
     month = dt.date(2026, 10, 1)
@@ -413,7 +416,7 @@ def print_report(floor: dict, stages: dict, cold: dict, weekly: dict, ratios: di
         ("merge, revisions, deletions, row rules", stages["merge_row_rules_s"], ""),
         ("Great Expectations: import", stages["gx_import_s"], ""),
         ("Great Expectations: validate 8 columns", stages["gx_validate_s"], ""),
-        ("panels (group, country, admin1)", stages["panels_s"], ""),
+        ("panels (group, country, admin1; spatial: distances, spread, admin2 areas, rings)", stages["panels_s"], ""),
         ("model fits", stages["model_fits_s"], f"{stages['series_fitted']:.0f} series, {stages['fits_per_s']:.0f}/s"),
         ("alerts and report", stages["alerts_report_s"], f"{stages['alerts']:.0f} alerts"),
         (

@@ -405,23 +405,27 @@ def format_alerts(alerts: pl.DataFrame, month: str, width: int = 100) -> str:
     shortened."""
     import polars as pl
 
-    from sahel_pipeline.core.alerts import count_text, ratio_text
+    from sahel_pipeline.core.alerts import alert_subject, count_text, ratio_text
 
     if alerts.height == 0:
         return f"{month}: no alerts."
 
-    def figures(row: dict, indicator: str) -> list:
-        if row.get("kind") == "new_actor":  # a group new in the country: no expected count to compare with
-            return ["new in the country", row["observed"], "", ""]
-        ratio = f"{ratio_text(float(row['rate_ratio']))}x" if row["rate_ratio"] else "inf"
-        return [indicator, row["observed"], count_text(float(row["expected"])), ratio]
+    def figures(row: dict, text: dict) -> list:
+        kind, indicator = row.get("kind") or "count", text["indicator"]
+        subject = {"count": indicator, "new_actor": alert_subject(kind, indicator)}.get(
+            kind, f"{alert_subject(kind, indicator, text.get('place'))} ({indicator})"
+        )
+        if row["expected"] is None:  # a group new in the country, a distance trend: no expected count
+            return [subject, row["observed"], "", ""]
+        ratio = f"{ratio_text(float(row['rate_ratio']))}x" if row["rate_ratio"] else "inf" if kind == "count" else ""
+        return [subject, row["observed"], count_text(float(row["expected"])), ratio]
 
     rows = []
     for row in alerts.iter_rows(named=True):
         text = {k: terminal_text(v, limit=40) for k, v in row.items() if k != "explanation"}
         rows.append(
             [text["severity"].upper(), text["status"], text["source"], text["country"], text["group"] or "(country)",
-             *figures(row, _with_others(text["indicator"], row.get("indicators")))]
+             *figures(row, text | {"indicator": _with_others(text["indicator"], row.get("indicators"))})]
         )
     header = ["severity", "status", "source", "country", "group", "indicator", "observed", "expected", "rate ratio"]
     table = text_table(header, rows, right=range(6, 9)).splitlines()

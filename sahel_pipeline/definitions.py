@@ -4,7 +4,18 @@ import os
 
 import dagster as dg
 
-from sahel_pipeline.defs import alerts, automation, backtest, delivery, evaluation, fetch, ingest, models, panels
+from sahel_pipeline.defs import (
+    alerts,
+    automation,
+    backtest,
+    delivery,
+    evaluation,
+    fetch,
+    ingest,
+    models,
+    panels,
+    spatial,
+)
 from sahel_pipeline.defs.executor import pipeline_executor
 from sahel_pipeline.defs.fetch import AcledApi, UcdpApi
 from sahel_pipeline.defs.io_manager import parquet_warehouse
@@ -33,8 +44,10 @@ def build_definitions(
             fetch.acled_pull,
             fetch.ucdp_pull,
             ingest.ingested_events,
+            spatial.places,
             panels.monthly_panels,
             *models.SERIES_SCORES,
+            spatial.buffer_scores,
             models.series_forecasts,
             alerts.month_alerts,
             delivery.alert_feeds,

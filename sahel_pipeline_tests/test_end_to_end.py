@@ -18,19 +18,22 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import INDICATORS, build_panels
+from sahel_pipeline.core.places import places_table
 from sahel_pipeline.core.report import plots as report_plots
 from sahel_pipeline.core.scoring import MonthScores, nest_forecasts, score_month
+from sahel_pipeline.core.spatial import BUFFER_SCHEMA, SPATIAL_SCHEMA
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.alerts import month_alerts
 from sahel_pipeline.defs.partitions import MODEL_SHARDS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
 from sahel_pipeline_tests.fixtures import materialize_upstream
 
-# The columns the issue asks for, in this order, and the synthetic flag (issue 11) last.
+# The columns the issue asks for, in this order, the place of a spatial alert (issue 13), and the synthetic flag
+# (issue 11) last.
 ALERT_COLUMNS = [
-    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "observed",
-    "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity",
-    "status", "rules", "severity_reason", "explanation", "synthetic",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "place",
+    "observed", "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high",
+    "severity", "status", "rules", "severity_reason", "explanation", "synthetic",
 ]
 MONTHS = ("2024-12", "2024-01", "2025-01")  # 2025-01: after the sample's last event, nothing to score
 
@@ -297,6 +300,9 @@ def test_alerts_asset_alone_with_build_asset_context(tmp_path):
             group_month_panel=group_panel, country_month_panel=panels.country_month.lazy(),
             ingest_summary=summary, quarantined_events=ingested.quarantine.lazy(),
             canonical_events=pl.LazyFrame(ingested.events), **shards,
+            # no event near any place: no spatial alert
+            buffer_scores=pl.DataFrame(), spatial_month_panel=pl.LazyFrame(schema=SPATIAL_SCHEMA),
+            buffer_month_panel=pl.LazyFrame(schema=BUFFER_SCHEMA), places=places_table(["Niger"]),
         )
     )
     materialization, columns_check, scored_check, report = outputs

@@ -104,3 +104,19 @@ def test_the_geonames_part_is_cached(tmp_path: Path):
     first = places_table(["Mali"], cache_dir=tmp_path)
     assert list(tmp_path.glob("geonames-places-*.parquet"))
     assert places_table(["Mali"], cache_dir=tmp_path).equals(first)
+
+
+def test_a_places_file_that_does_not_exist_is_named(tmp_path: Path):
+    with pytest.raises(PlacesFileError, match="no such places file") as error:
+        places_table(None, tmp_path / "plcaes.csv")
+    assert "plcaes.csv" in str(error.value)
+
+
+def test_an_unreadable_cache_is_discarded_with_a_warning_and_made_again(tmp_path: Path):
+    first = places_table(["Mali"], cache_dir=tmp_path)
+    (cached,) = tmp_path.glob("*.parquet")
+    cached.write_bytes(b"not parquet")
+    warnings: list[str] = []
+    assert places_table(["Mali"], cache_dir=tmp_path, warn=warnings.append).equals(first)
+    assert len(warnings) == 1 and str(cached) in warnings[0] and "discarded" in warnings[0]
+    assert pl.read_parquet(cached).height  # written again, whole

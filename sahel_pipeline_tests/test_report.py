@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from sahel_pipeline.core.alerts import ALERT_COLUMNS
+from sahel_pipeline.core.alerts import ALERT_COLUMNS, spatial_reasons
 from sahel_pipeline.core.cards import alert_cards
 from sahel_pipeline.core.report.document import Card, Document, Paragraph, Table
 from sahel_pipeline.core.report.render import render_html, render_markdown
@@ -15,7 +15,7 @@ def rows(*specs: tuple[str, str, str, str]) -> pl.DataFrame:
     """Alert rows (group, indicator, severity, status) in Niger, most severe first as the table is."""
     base = {"month": "2024-12", "kind": "count", "source": "ACLED", "country": "Niger", "group_type": "rebel group",
             "observed": 20, "expected": 5.0, "upper": 12, "p_value": 1e-5, "rate_ratio": 3.5, "rate_ratio_low": 2.0,
-            "rate_ratio_high": 5.0, "synthetic": True}  # fmt: skip
+            "rate_ratio_high": 5.0, "synthetic": True, "place": ""}  # fmt: skip
     return pl.DataFrame(
         [
             base | {"group": g, "group_name": g, "indicator": i, "indicators": i, "q_value": 1e-3, "rules": "month",
@@ -54,6 +54,24 @@ def test_the_card_reads_the_detection_columns_when_the_table_has_them():
     assert card.rules == ("month", "window")
     assert card.indicators == ("events", "fatalities") and [i for _, i in card.rose] == ["events", "fatalities"]
     assert card.severity_reason == "high: two rules, 4x the level"
+
+
+def test_a_spatial_alert_is_a_card_of_its_own_about_its_place():
+    count = rows(("ISSP", "events", "high", "new"))
+    rule, reason = spatial_reasons("approach", "events_100km", "Niamey", "medium")
+    approach = rows(("ISSP", "events_100km", "medium", "new")).with_columns(
+        kind=pl.lit("approach"), place=pl.lit("Niamey"), rules=pl.lit(", ".join(rule)), severity_reason=pl.lit(reason)
+    )
+    cards = alert_cards(pl.concat([count, approach]))
+    assert [(c.kind, c.place) for c in cards] == [("count", ""), ("approach", "Niamey")]
+    closing = cards[1]
+    assert closing.title == "ISSP - Niger - closing in on Niamey"
+    assert closing.rules == ("ring",)
+    assert closing.severity_reason.startswith("medium:") and "within 100km of Niamey" in closing.severity_reason
+    assert closing.units == (("ACLED", "Niger", "ISSP", "approach", "Niamey"),)
+    # the group's count card the month before does not make its approach continuing
+    changed = changes(cards, alert_cards(count))
+    assert [c.kind for c in changed.new] == ["approach"] and [c.kind for c in changed.continuing] == ["count"]
 
 
 def test_what_changed_sorts_cards_into_new_continuing_and_ended():

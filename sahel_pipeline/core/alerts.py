@@ -45,21 +45,25 @@ from sahel_pipeline.core.series import SERIES_KEY, long_admin1
 from sahel_pipeline.core.storage import written_aside
 from sahel_pipeline.core.text import spreadsheet_safe
 
-ALERT_KINDS = ("count", "new_actor")  # a rise of a series against its model; a group new in a country
+# a rise of a series against its model; a group new in a country; a group closing in on a place (core/spatial.py);
+# a group entering admin2 areas new to it or spreading out
+ALERT_KINDS = ("count", "new_actor", "approach", "new_ground")
+SPATIAL_KINDS = ("approach", "new_ground")
 ALERT_COLUMNS = [
-    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "observed",
-    "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high", "severity",
-    "status", "rules", "severity_reason", "explanation", "synthetic",
+    "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "place",
+    "observed", "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high",
+    "severity", "status", "rules", "severity_reason", "explanation", "synthetic",
 ]
 ALERT_SCHEMA: dict[str, pl.DataType] = {
     "month": pl.String(), "kind": pl.String(), "source": pl.String(), "country": pl.String(), "group": pl.String(),
     "group_name": pl.String(), "group_type": pl.String(), "indicator": pl.String(), "indicators": pl.String(),
-    "observed": pl.Int64(), "expected": pl.Float64(), "upper": pl.Int64(), "p_value": pl.Float64(),
-    "q_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
+    "place": pl.String(), "observed": pl.Int64(), "expected": pl.Float64(), "upper": pl.Int64(),
+    "p_value": pl.Float64(), "q_value": pl.Float64(), "rate_ratio": pl.Float64(), "rate_ratio_low": pl.Float64(),
     "rate_ratio_high": pl.Float64(), "severity": pl.String(), "status": pl.String(), "rules": pl.String(),
     "severity_reason": pl.String(), "explanation": pl.String(), "synthetic": pl.Boolean(),
 }
-ALERT_UNIT = ["month", "kind", "source", "country", "group"]  # one alert per group (or country) and month
+# one alert per group (or country) and month, and per place for an `approach` alert (core/spatial.py)
+ALERT_UNIT = ["month", "kind", "source", "country", "group", "place"]
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 
 
@@ -106,8 +110,8 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     )
     window = f"the last {_words(config.recent_months)} months' total"
     wording = {
-        "month": (f"the month above its {_percent(1 - config.strong_p)} bound",
-                  f"the month above its {_percent(config.bound_quantile)} bound"),
+        "month": (f"the month above its {percent(1 - config.strong_p)} bound",
+                  f"the month above its {percent(config.bound_quantile)} bound"),
         "window": (f"{window} at p < {config.strong_p:g}", f"{window} at p < {config.sustained_p:g}"),
         "break": (f"the months since the break at p < {config.strong_p:g}",
                   f"the months since the break at p < {config.sustained_p:g}"),
@@ -250,16 +254,22 @@ def rise_locations(alerts: pl.DataFrame, admin1: pl.DataFrame, config: ModelConf
 
 
 def alert_table(
-    scores: pl.DataFrame, admin1: pl.DataFrame, config: ModelConfig, newcomers: pl.DataFrame | None = None,
+    scores: pl.DataFrame,
+    admin1: pl.DataFrame,
+    config: ModelConfig,
+    newcomers: pl.DataFrame | None = None,
+    spatial: pl.DataFrame | None = None,
     synthetic: bool = False,
 ) -> pl.DataFrame:
     """The analysts' table: one row per alert, columns in ALERT_COLUMNS order, most severe first. `synthetic` marks
     every row when any input file was synthetic, so that an alert copied out of the table still says so.
 
     `newcomers` (from `new_actors`) are the groups new in a country this month: they get a `new_actor` alert once
-    they have enough events, and no count alert (their baseline is empty by definition).
+    they have enough events, and no count alert (their baseline is empty by definition). `spatial` holds the month's
+    `approach` and `new_ground` alerts (spatial.spatial_alerts: ALERT_SCHEMA without `synthetic`), ranked with the
+    others.
     """
-    return ruled_alert_table(apply_alert_rule(scores, config), admin1, config, newcomers, synthetic)
+    return ruled_alert_table(apply_alert_rule(scores, config), admin1, config, newcomers, spatial, synthetic)
 
 
 def ruled_alert_table(
@@ -267,6 +277,7 @@ def ruled_alert_table(
     admin1: pl.DataFrame,
     config: ModelConfig,
     newcomers: pl.DataFrame | None = None,
+    spatial: pl.DataFrame | None = None,
     synthetic: bool = False,
 ) -> pl.DataFrame:
     """`alert_table` of scores the rule was applied to (`apply_alert_rule`), for a caller that needs the ruled scores
@@ -293,14 +304,15 @@ def ruled_alert_table(
                 "group_type": row.get("group_type") or "",
                 "indicator": row["indicator"],
                 "indicators": row["indicator"],
+                "place": "",
                 "observed": row["observed"],
                 "expected": round(row["expected"], 2),
                 "upper": row["upper"],
                 "p_value": row["p_value"],
                 "q_value": row["q_value"],
-                "rate_ratio": _finite(row["rate_ratio"]),
-                "rate_ratio_low": _finite(row["rate_ratio_low"]),
-                "rate_ratio_high": _finite(row["rate_ratio_high"]),
+                "rate_ratio": finite_or_none(row["rate_ratio"]),
+                "rate_ratio_low": finite_or_none(row["rate_ratio_low"]),
+                "rate_ratio_high": finite_or_none(row["rate_ratio_high"]),
                 "severity": row["severity"],
                 "status": row["status"],
                 "rules": row["rules"],
@@ -315,6 +327,8 @@ def ruled_alert_table(
             new_actor_alert(row, config) | {"synthetic": synthetic}
             for row in newcomers.filter(pl.col("qualifies")).iter_rows(named=True)
         ]
+    if spatial is not None:
+        rows += [row | {"synthetic": synthetic} for row in spatial.iter_rows(named=True)]
     if not rows:
         return pl.DataFrame(schema=ALERT_SCHEMA)
     return one_per_unit(pl.DataFrame(rows, schema=ALERT_SCHEMA))
@@ -338,7 +352,9 @@ def one_per_unit(rows: pl.DataFrame) -> pl.DataFrame:
     )
     return (
         units.with_columns(explanation=pl.concat_str("explanation", also))
-        .sort("_order", "q_value", "p_value", "source", "country", "group", "indicator", nulls_last=True)
+        .sort(
+            "_order", "q_value", "p_value", "source", "country", "group", "kind", "indicator", "place", nulls_last=True
+        )
         .select(ALERT_COLUMNS)
     )
 
@@ -473,6 +489,7 @@ def new_actor_alert(row: dict, config: ModelConfig) -> dict:
         "group_type": row["group_type"],
         "indicator": "events",
         "indicators": "events",
+        "place": "",
         "observed": row["observed"],
         "expected": None,
         "upper": None,
@@ -512,11 +529,40 @@ def _counted(n: int, one: str, many: str | None = None) -> str:
     return f"{n} {one if n == 1 else (many or one + 's')}"
 
 
-def alert_subject(kind: str | None, indicator: str) -> str:
-    """What an alert is about, for headings and titles: its indicator, or that the group is new in the country."""
+def alert_subject(kind: str | None, indicator: str, place: str | None = None) -> str:
+    """What an alert is about, for headings and titles: its indicator, that the group is new in the country, that
+    it is closing in on a place, or that it is on new ground."""
     if kind == "new_actor":
         return "new in the country"
+    if kind == "approach":
+        return f"closing in on {place}"
+    if kind == "new_ground":
+        return "new ground"
     return INDICATOR_LABELS.get(indicator, indicator.replace("_", " "))
+
+
+def spatial_reasons(kind: str, indicator: str, place: str, severity: str) -> tuple[tuple[str, ...], str]:
+    """The rule a spatial alert (core/spatial.py) fired, as the `rules` column names it, and why it has its
+    severity, in words (the `severity_reason` column)."""
+    if kind == "approach" and indicator == "distance_to_capital":
+        rule, words = "distance_trend", (
+            f"its events' median distance to {place} shrank (Theil-Sen slope and a one-sided Mann-Kendall test); "
+            "a distance trend is a slow signal, never high on its own"
+        )
+    elif kind == "approach":
+        radius = indicator.removeprefix("events_")
+        rule, words = "ring", (
+            f"more events within {radius} of {place} than the ring's series expects and a larger share of the "
+            "group's located events there than in its baseline; scored as the count rule scores the ring's series"
+        )
+    elif indicator == "admin2_entered":
+        rule, words = "new_areas", (
+            "events in admin2 areas new to the group, more than in any month of the year before; medium when its "
+            "events' spread grew beyond its usual range as well, else low"
+        )
+    else:
+        rule, words = "spread", "its events' spread (standard distance) grew beyond its usual range; alone, low"
+    return (rule,), f"{severity}: {words}."
 
 
 def explain(row: dict, config: ModelConfig) -> str:
@@ -528,7 +574,7 @@ def explain(row: dict, config: ModelConfig) -> str:
     when = f"the first {days} days of {month_label(month)}" if row.get("partial") else month_label(month)
     text = (
         f"{who} ({row['source']}): {row['observed']} {label} in {when} against {count_text(row['expected'])} expected "
-        f"({_percent(config.bound_quantile)} bound {row['upper']})"
+        f"({percent(config.bound_quantile)} bound {row['upper']})"
     )
     window = f"the last {_words(config.recent_months)} months"
     if row["rate_ratio_method"] == "exact":  # a near-empty baseline: the counts say it, a ratio would not
@@ -548,12 +594,13 @@ def explain(row: dict, config: ModelConfig) -> str:
     return text
 
 
-def _percent(q: float) -> str:
+def percent(q: float) -> str:
     """0.995 as "99.5%", 0.99 as "99%"."""
     return f"{q * 100:g}%"
 
 
-def _finite(value: float | None) -> float | None:
+def finite_or_none(value: float | None) -> float | None:
+    """An infinite rate ratio (an empty baseline) as no value: the alert files hold numbers, not inf."""
     return value if value is not None and math.isfinite(value) else None
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -29,10 +28,10 @@ SYNTHETIC_NOTICE = (
     "These alerts describe no real events; do not forward them as an assessment."
 )
 SEVERITIES = tuple(SEVERITY_ORDER)  # most severe first
-CARD_KEY = ["month", "source", "country", "group"]  # one card per group x country (group "" for the country)
-
-if TYPE_CHECKING:
-    pass
+# One card per group x country (group "" for the country) and place: an `approach` alert is a card of its own, with
+# its own map ringed on its place, so that "closing in on Niamey" is forwarded as one item, apart from the group's
+# count rise (place "").
+CARD_KEY = ["month", "source", "country", "group", "place"]
 
 
 @dataclass(frozen=True)
@@ -73,7 +72,7 @@ class AlertCard:
     status: str  # new | continuing
     sentence: str
     synthetic: bool
-    kind: str = "count"  # count | new_actor
+    kind: str = "count"  # count | new_actor | approach | new_ground (alerts.ALERT_KINDS)
     group_type: str = ""  # the group's actor type; "" for a country-level alert
     plot: Path | None = None
     rises: tuple[Rise, ...] = ()  # every indicator that rose, strongest first (the first is the card's own figures)
@@ -101,8 +100,12 @@ class AlertCard:
 
     @property
     def series(self) -> tuple[str, str, str, str]:
-        """What stays the same from one month's alert to the next: source, country, group, indicator."""
-        return (self.source, self.country, self.group, self.indicator)
+        """What stays the same from one month's alert to the next: source, country, group, indicator (with the place
+        of an `approach` alert: closing in on one city is not closing in on another)."""
+        return (self.source, self.country, self.group, self._at_place(self.indicator))
+
+    def _at_place(self, indicator: str) -> str:
+        return f"{indicator}@{self.place}" if self.place else indicator
 
     @property
     def who(self) -> str:
@@ -119,12 +122,11 @@ class AlertCard:
 
     @property
     def title(self) -> str:
-        subjects = ", ".join(dict.fromkeys(alert_subject(r.kind, r.indicator) for r in self.rises)) or alert_subject(
-            self.kind, self.indicator
-        )
-        where = f" near {self.place}" if self.place else ""
+        subjects = ", ".join(
+            dict.fromkeys(alert_subject(r.kind, r.indicator, self.place) for r in self.rises)
+        ) or alert_subject(self.kind, self.indicator, self.place)
         unit = f"{self.who} - {self.country}" if self.group else f"{self.country} (all groups)"
-        return f"{unit}{where} - {subjects}"
+        return f"{unit} - {subjects}"
 
     @property
     def month_name(self) -> str:
@@ -147,7 +149,7 @@ def alert_cards(alerts: pl.DataFrame, plot_dir: Path | None = None) -> list[Aler
     rows = alerts.with_columns(pl.col("group").fill_null(""), pl.col("group_name").fill_null("")).to_dicts()
     grouped: dict[tuple, list[dict]] = {}
     for row in rows:  # the table is most severe first: a card's first row is its strongest
-        grouped.setdefault(tuple(row[k] for k in CARD_KEY), []).append(row)
+        grouped.setdefault(tuple(row.get(k) or "" for k in CARD_KEY), []).append(row)  # older tables: no place
     cards = []
     for position, members in enumerate(grouped.values(), 1):
         lead = members[0]

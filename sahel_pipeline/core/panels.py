@@ -22,7 +22,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -57,11 +57,15 @@ UNKNOWN_ADMIN1 = "(unknown)"  # the admin1 panel's name for events without an ad
 COUNTRY_KEYS = ["source", "country"]
 
 
-PANEL_VERSION = "2"  # bump when counting changes, so that counts kept from an earlier run are not reused
+PANEL_VERSION = "3"  # bump when counting changes, so that counts kept from an earlier run are not reused
 MONTH_KEYS = ["source", "month"]
-DIGEST_COLUMNS = [c for c in EVENT_COLUMNS if c not in ("event_id", "source_file")]  # what a month's counts depend on
+# Carried through the attribution when the spatial panels are counted with the others (core/spatial.py): one
+# attribution of the events for both.
+LOCATION_COLUMNS = ["admin2", "latitude", "longitude", "geo_precision"]
+NOT_DIGESTED = ("event_id", "source_file", "month")  # a month's counts depend on every other column read
 DIGEST_SEED = 20_240_726
-COUNT_PARTS = ("admin1", "actors", "names", "digests")  # the frames of MonthlyCounts kept between runs
+# the frames of MonthlyCounts kept between runs; the last three are the spatial panels' (empty without places)
+COUNT_PARTS = ("admin1", "actors", "names", "digests", "measures", "buffers", "areas")
 ACTOR_KEYS = ["source", "group_id", "country", "month", "actor", "known", "inter", "associated"]
 
 
@@ -76,8 +80,11 @@ class MonthlyCounts:
     actors: pl.DataFrame  # ACTOR_KEYS, mentions, first_seen, last_seen: one row per name, month and type given
     names: pl.DataFrame  # group_id, group_name
     digests: pl.DataFrame  # source, month, digest, rows
-    key: str  # the alias table and the attribution settings the counts were made with
+    key: str  # the alias table, the attribution settings and the places the counts were made with
     recounted_months: int = 0  # (source, month) pairs counted in this run; the others were kept
+    measures: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.where_measures, per unit and month
+    buffers: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.buffer_counts
+    areas: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.admin2_areas
 
 
 @dataclass
@@ -92,6 +99,8 @@ class Panels:
     variants: pl.DataFrame  # groups known under several names: source, group_id, names, mentions, variants
     regime_periods: pl.DataFrame  # actors.REGIME_PERIOD_SCHEMA
     counts: MonthlyCounts
+    spatial_month: pl.DataFrame | None = None  # spatial.SPATIAL_SCHEMA, when counted with places
+    buffer_month: pl.DataFrame | None = None  # spatial.BUFFER_SCHEMA, when counted with places
 
 
 def counted_by(indicator: str) -> pl.Expr:
@@ -139,14 +148,17 @@ def build_panels(
     previous: MonthlyCounts | None = None,
     units: StateUnits = "fold",
     breaks: Sequence[Break] = (),
+    places: pl.DataFrame | None = None,
 ) -> Panels:
     """All panels from canonical events; with the counts of an earlier run, only the months that changed are
     recounted (the result is the same as counting everything, which the tests hold it to). `breaks` are the
-    configured break dates a new regime period is matched to."""
+    configured break dates a new regime period is matched to. With `places` (places.places_table), the spatial
+    panels too, from the same attribution of the events and kept between runs the same way."""
     # Read once: every panel below starts from these columns.
-    events = events.lazy().select(EVENT_COLUMNS).with_columns(month=pl.col("event_date").dt.month_start()).collect()
+    columns = [*EVENT_COLUMNS, *(LOCATION_COLUMNS if places is not None else [])]
+    events = events.lazy().select(columns).with_columns(month=pl.col("event_date").dt.month_start()).collect()
     coverage = data_coverage(events.lazy())
-    counts = update_counts(events, aliases, role, ambiguous, previous, units)
+    counts = update_counts(events, aliases, role, ambiguous, previous, units, places)
     evidence = counts.actors.group_by([k for k in ACTOR_KEYS if k != "month"]).agg(
         pl.col("mentions").sum(), pl.col("first_seen").min(), pl.col("last_seen").max()
     )
@@ -179,7 +191,14 @@ def build_panels(
         variants=group_variants(evidence),
         regime_periods=regime_periods(evidence, breaks),
         counts=counts,
+        **(_spatial_panels(counts) if places is not None else {}),
     )
+
+
+def _spatial_panels(counts: MonthlyCounts) -> dict[str, pl.DataFrame]:
+    from sahel_pipeline.core.spatial import spatial_month  # spatial imports alerts, which imports this module
+
+    return {"spatial_month": spatial_month(counts.measures, counts.areas), "buffer_month": counts.buffers}
 
 
 def update_counts(
@@ -189,23 +208,23 @@ def update_counts(
     ambiguous: Ambiguity,
     previous: MonthlyCounts | None,
     units: StateUnits = "fold",
+    places: pl.DataFrame | None = None,
 ) -> MonthlyCounts:
     """The monthly counts of these events: the previous run's for months whose events are unchanged, counted anew for
-    the others (all of them without previous counts, or when the alias table or the settings changed)."""
-    key = counts_key(aliases, role, ambiguous, units)
+    the others (all of them without previous counts, or when the alias table, the settings or the places changed)."""
+    key = counts_key(aliases, role, ambiguous, units, places)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        return MonthlyCounts(
-            *count_months(events, aliases, role, ambiguous, units), digests, key, recounted_months=digests.height
-        )
+        admin1, actors, names, located = count_months(events, aliases, role, ambiguous, units, places)
+        return MonthlyCounts(admin1, actors, names, digests, key, digests.height, **located)
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
     changed = compared.filter(
         (pl.col("digest") != pl.col("digest_before")).fill_null(True)
         | (pl.col("rows") != pl.col("rows_before")).fill_null(True)
     ).select(MONTH_KEYS)
-    admin1, actors, names = count_months(
-        events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous, units
+    admin1, actors, names, located = count_months(
+        events.join(changed, on=MONTH_KEYS, how="semi"), aliases, role, ambiguous, units, places
     )
 
     def unchanged(frame: pl.DataFrame) -> pl.DataFrame:
@@ -222,15 +241,27 @@ def update_counts(
         digests=digests,
         key=key,
         recounted_months=changed.height,
+        **{part: pl.concat([unchanged(getattr(previous, part)), frame]) for part, frame in located.items()},
     )
 
 
 def count_months(
-    events: pl.DataFrame, aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, units: StateUnits = "fold"
-) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    events: pl.DataFrame,
+    aliases: pl.DataFrame,
+    role: Role,
+    ambiguous: Ambiguity,
+    units: StateUnits = "fold",
+    places: pl.DataFrame | None = None,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
     """Sparse counts per admin1 and month (for each group and the whole country), each group's names per month with
-    the types the events gave them, and the groups' display names, of the given events."""
+    the types the events gave them, and the groups' display names, of the given events; with `places`, the spatial
+    panels' parts of the same events (spatial.month_parts: measures, buffers, areas), from the same attribution."""
     carried = ["month", "event_date", "admin1", "disorder_type", "event_type", "fatalities", "civilian_targeting"]
+    if places is not None:
+        from sahel_pipeline.core.spatial import month_parts, precise_location, unit_rows  # it imports this module
+
+        events = events.with_columns(precise=precise_location())
+        carried += ["latitude", "longitude", "admin2", "precise"]
     attribution = attribute_events(events.lazy(), aliases, role, ambiguous, carry=carried, units=units)
     attributed, names = attribution.groups.lazy(), attribution.names.lazy()
     group_ids = names.select("_group", "group_id").unique()
@@ -259,7 +290,11 @@ def count_months(
         .select(*ACTOR_KEYS, "mentions", "first_seen", "last_seen")
     )
     display = names.group_by("group_id").agg(pl.col("group_name").first())
-    return tuple(pl.collect_all([admin1, actors, display]))  # type: ignore[return-value]
+    admin1_counts, actor_counts, display_names = pl.collect_all([admin1, actors, display])
+    located = {}
+    if places is not None:
+        located = month_parts(unit_rows(attribution.groups, events), places)
+    return admin1_counts, actor_counts, display_names, located
 
 
 def month_digests(events: pl.DataFrame) -> pl.DataFrame:
@@ -268,15 +303,27 @@ def month_digests(events: pl.DataFrame) -> pl.DataFrame:
     return (
         events.lazy()
         .group_by(MONTH_KEYS)
-        .agg(digest=pl.struct(DIGEST_COLUMNS).hash(seed=DIGEST_SEED).sum(), rows=pl.len())
+        .agg(
+            digest=pl.struct([c for c in events.columns if c not in NOT_DIGESTED]).hash(seed=DIGEST_SEED).sum(),
+            rows=pl.len(),
+        )
         .collect()
     )
 
 
-def counts_key(aliases: pl.DataFrame, role: Role, ambiguous: Ambiguity, units: StateUnits = "fold") -> str:
+def counts_key(
+    aliases: pl.DataFrame,
+    role: Role,
+    ambiguous: Ambiguity,
+    units: StateUnits = "fold",
+    places: pl.DataFrame | None = None,
+) -> str:
     """Identifies what counts depend on besides the events: the alias table, the role, ambiguity and unit settings,
-    and the versions of this code and of Polars (whose hashes the digests are, stable within a version only)."""
+    the places the spatial panels measure from, and the versions of this code and of Polars (whose hashes the digests
+    are, stable within a version only)."""
     table = aliases.sort(aliases.columns).write_csv().encode()
+    if places is not None:
+        table += places.sort("place_id").write_csv().encode()
     settings = f"{PANEL_VERSION}|{pl.__version__}|{role}|{ambiguous}|{units}|".encode()
     return hashlib.blake2b(settings + table, digest_size=12).hexdigest()
 

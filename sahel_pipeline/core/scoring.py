@@ -148,14 +148,20 @@ def build_tasks(
         group_panel = group_panel.filter(pl.col("country").is_in(mine))
         country_panel = country_panel.filter(pl.col("country").is_in(mine))
     first = window_start(month, config.history_months)
+    series = long_series(
+        group_panel, country_panel, indicators, first=first, last=month,
+        carry=("group_name", "group_type", "days_covered"),
+    ).filter((pl.col("level") == "country") | ~pl.col("indicator").is_in(sorted(COUNTRY_ONLY_INDICATORS)))
+    return series_tasks(series, month, config)
+
+
+def series_tasks(series: pl.LazyFrame, month: dt.date, config: ModelConfig) -> tuple[list[SeriesTask], pl.DataFrame]:
+    """Long series (SERIES_COLUMNS, month, count, days_covered; the history window up to `month`) as tasks to fit,
+    and the ones skipped with a reason. Every kind of count series comes through here: the panels' and the spatial
+    buffers' (spatial.buffer_tasks)."""
     window_first = window_start(month, config.window_months)
-    series = (
-        long_series(
-            group_panel, country_panel, indicators, first=first, last=month,
-            carry=("group_name", "group_type", "days_covered"),
-        )
-        .filter((pl.col("level") == "country") | ~pl.col("indicator").is_in(sorted(COUNTRY_ONLY_INDICATORS)))
-        .group_by(SERIES_COLUMNS)
+    collected = (
+        series.group_by(SERIES_COLUMNS)
         .agg(
             months=month_index_expr("month").sort(),
             counts=pl.col("count").sort_by("month"),
@@ -174,8 +180,8 @@ def build_tasks(
         .when(pl.col("window_sum") < min_counts)
         .then(pl.lit("sparse: too few events to model"))
     )
-    series = series.with_columns(reason=reasons)
-    skipped = series.filter(pl.col("reason").is_not_null()).select(
+    collected = collected.with_columns(reason=reasons)
+    skipped = collected.filter(pl.col("reason").is_not_null()).select(
         *SERIES_COLUMNS, model=pl.lit("skipped"), note="reason", recent_sum=pl.lit(None, pl.Int64)
     )
     tasks = [
@@ -187,7 +193,7 @@ def build_tasks(
             counts=np.asarray(row["counts"], dtype=float),
             exposure=np.asarray(row["exposure"], dtype=float),
         )
-        for row in series.filter(pl.col("reason").is_null()).iter_rows(named=True)
+        for row in collected.filter(pl.col("reason").is_null()).iter_rows(named=True)
     ]
     return tasks, skipped
 

@@ -5,9 +5,9 @@ import base64
 import dagster as dg
 import polars as pl
 
-from sahel_pipeline import DATA_DIR
 from sahel_pipeline.core.alerts import (
     ALERT_COLUMNS,
+    ALERT_KINDS,
     apply_alert_rule,
     new_actors,
     ruled_alert_table,
@@ -17,7 +17,6 @@ from sahel_pipeline.core.feeds import recent_alert_events
 from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.ingest import any_synthetic
 from sahel_pipeline.core.months import parse_month, window_start
-from sahel_pipeline.core.places import places_table
 from sahel_pipeline.core.report import ReportInputs, write_report
 from sahel_pipeline.core.report.selection import (
     admin1_history,
@@ -32,6 +31,7 @@ from sahel_pipeline.core.report.selection import (
     series_history,
 )
 from sahel_pipeline.core.scoring import unnest_forecasts
+from sahel_pipeline.core.spatial import spatial_alert_maps, spatial_alerts
 from sahel_pipeline.core.vintages import provenance
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
@@ -49,8 +49,8 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
         "escalation_alerts": dg.AssetOut(
             group_name=GROUP,
             kinds={"polars", "csv", "json", "parquet"},
-            description="The month's escalation alerts, one explained row per rising series or group new in a "
-            "country, in alerts/YYYY-MM.csv/.json/.parquet.",
+            description="The month's escalation alerts, one explained row per rising series, group new in a "
+            "country, group closing in on a place or entering new ground, in alerts/YYYY-MM.csv/.json/.parquet.",
         ),
         "alert_report": dg.AssetOut(
             group_name=GROUP,
@@ -68,6 +68,10 @@ SHARD_INS = {f"shard_{k + 1}": dg.AssetIn(key=key) for k, key in enumerate(SHARD
         "ingest_summary": dg.AssetIn(),
         "quarantined_events": dg.AssetIn(),
         "canonical_events": dg.AssetIn(),
+        "buffer_scores": dg.AssetIn(),
+        "spatial_month_panel": dg.AssetIn(),
+        "buffer_month_panel": dg.AssetIn(),
+        "places": dg.AssetIn(),
     },
     check_specs=[
         dg.AssetCheckSpec("alert_table_has_the_documented_columns", asset="escalation_alerts",
@@ -87,10 +91,14 @@ def month_alerts(
     ingest_summary: pl.DataFrame,
     quarantined_events: pl.LazyFrame,
     canonical_events: pl.LazyFrame,
+    buffer_scores: pl.DataFrame,
+    spatial_month_panel: pl.LazyFrame,
+    buffer_month_panel: pl.LazyFrame,
+    places: pl.DataFrame,
     **shards: pl.DataFrame,
 ):
-    """Rank the month's rising series and the groups new in a country into explained alerts and write them, then the
-    report that shows them."""
+    """Rank the month's rising series, the groups new in a country, closing in on a place or on new ground into
+    explained alerts and write them, then the report that shows them."""
     month = parse_month(context.partition_key)
     config = models.config()
     gathered = gathered_scores(shards)
@@ -100,7 +108,17 @@ def month_alerts(
     synthetic = any_synthetic(ingest_summary)
     newcomers = new_actors(group_month_panel, admin1, month, config)
     scores = apply_alert_rule(gathered, config)  # once, for the alerts and the report
-    alerts = ruled_alert_table(scores, admin1, config, newcomers, synthetic=synthetic)
+    up_to_month = pl.col("month") <= month  # a past month's alerts see only the data up to it
+    spatial = spatial_alerts(
+        month,
+        buffer_scores,
+        buffer_month_panel.filter(up_to_month).collect(),
+        spatial_month_panel.filter(up_to_month).collect(),
+        places,
+        group_month_panel,
+        config,
+    )
+    alerts = ruled_alert_table(scores, admin1, config, newcomers, spatial, synthetic=synthetic)
     paths = write_alert_files(
         alerts, settings.output_path / "alerts", context.partition_key, provenance(ingest_summary), synthetic
     )
@@ -122,7 +140,7 @@ def month_alerts(
             **{f"{level}_severity": severity.get(level, 0) for level in ("high", "medium", "low")},
             "new": alerts.filter(pl.col("status") == "new").height,
             "synthetic": synthetic,
-            "new_actor_alerts": alerts.filter(pl.col("kind") == "new_actor").height,
+            **{f"{kind}_alerts": alerts.filter(pl.col("kind") == kind).height for kind in ALERT_KINDS},
             "groups_new_in_a_country": newcomers.height,
             "csv": dg.MetadataValue.path(str(paths["csv"])),
             "alerts": dg.MetadataValue.md(
@@ -147,6 +165,8 @@ def month_alerts(
     )
 
     countries = alerts["country"].unique().to_list()
+    aliases = load_alias_table(settings.alias_table)
+    attribution = (settings.group_role, settings.ambiguous_attribution, settings.state_units)
     inputs = ReportInputs(
         month=month,
         alerts=alerts,
@@ -160,10 +180,11 @@ def month_alerts(
         synthetic=any_synthetic(ingest_summary),
         previous_alerts=previous_alerts(settings.output_path / "alerts", month, context.log.warning),
         events=recent_alert_events(
-            canonical_events, load_alias_table(settings.alias_table), alerts, month, config, settings.group_role,
-            settings.ambiguous_attribution, settings.state_units, months=config.window_months, extra=("notes",),
+            canonical_events, aliases, alerts, month, config, *attribution, months=config.window_months,
+            extra=("notes",),
         ),
-        places=places_table(countries, DATA_DIR / "places.csv", settings.warehouse / "_places") if countries else None,
+        places=places.filter(pl.col("country").is_in(countries)),  # the spatial alerts' places table
+        maps=spatial_alert_maps(alerts, canonical_events, aliases, places, config, *attribution),
         reach=data_reach(country_month_panel),
         evaluation=evaluation_summary(settings.output_path / "evaluation", context.log.warning),
     )

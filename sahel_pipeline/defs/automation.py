@@ -17,6 +17,7 @@ from sahel_pipeline.defs.ingest import ingested_events
 from sahel_pipeline.defs.panels import monthly_panels
 from sahel_pipeline.defs.partitions import month_partitions
 from sahel_pipeline.defs.resources import PipelineSettings
+from sahel_pipeline.defs.spatial import places
 
 weekly_escalation_job = dg.define_asset_job(
     "weekly_escalation_job",
@@ -45,7 +46,7 @@ evaluation_job = dg.define_asset_job(
 )
 
 # The unpartitioned part of the weekly job: what a first run on new data does before any month can be a partition.
-UPSTREAM = [*ingested_events.keys, *monthly_panels.keys]
+UPSTREAM = [*ingested_events.keys, places.key, *monthly_panels.keys]
 PULLS = [*acled_pull.keys, *ucdp_pull.keys]
 
 

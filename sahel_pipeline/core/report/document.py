@@ -14,11 +14,12 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 import sahel_pipeline.core.report.plots as plots
-from sahel_pipeline.core.alerts import chance_alerts
+from sahel_pipeline.core.alerts import SPATIAL_KINDS, chance_alerts
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, AlertCard, Rise, plot_name, severity_counts
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_label, shift_month, window_start
@@ -30,6 +31,7 @@ from sahel_pipeline.core.report.selection import (
     admin1_table,
     baseline_mean,
     card_events,
+    card_map,
     forecast_table,
     largest_events,
     matching,
@@ -38,6 +40,9 @@ from sahel_pipeline.core.report.selection import (
 )
 from sahel_pipeline.core.tables import Cell, plain
 from sahel_pipeline.core.vintages import vintage_date
+
+if TYPE_CHECKING:
+    from sahel_pipeline.core.spatial import AlertMap
 
 BREAK_BEARS_MONTHS = 12  # a break is mentioned on a card when it is this recent: older ones are in the expectation
 EVALUATION_PAGE = "../evaluation/methods.html"  # from reports/, where `sahel evaluate` writes the methods page
@@ -294,7 +299,10 @@ def card_figures(
 ) -> list[Figure]:
     config = inputs.config
     figures = []
-    if card.kind != "new_actor" or inputs.history.filter(*matching(card, card.indicator)).height:
+    # A spatial alert's indicator is no panel series (events within a ring, a distance): its figure is the map.
+    if card.kind not in SPATIAL_KINDS and (
+        card.kind != "new_actor" or inputs.history.filter(*matching(card, card.indicator)).height
+    ):
         rows = inputs.scores.filter(*matching(card, card.indicator))
         score = rows.row(0, named=True) if rows.height else {"month": inputs.month, "indicator": card.indicator}
         history = inputs.history.filter(*matching(card, card.indicator))
@@ -305,7 +313,10 @@ def card_figures(
         png = earlier.get(digest) or plots.plot_series(history, score, forecasts, config, title, breaks)
         alt = plots.series_alt(card.unit, card.indicator, history, score, forecasts, config)
         figures.append(Figure(plot_name(position), png, alt, plots.SERIES_CAPTION, digest))
-    if events.height:
+    drawn_map = card_map(inputs.maps, card) if card.kind in SPATIAL_KINDS else None
+    if drawn_map is not None:
+        figures.append(spatial_map_figure(card, position, drawn_map, earlier))
+    elif events.height:
         split = window_start(inputs.month, config.recent_months)
         recent, baseline = events.filter(pl.col("event_date") >= split), events.filter(pl.col("event_date") < split)
         places = (
@@ -321,6 +332,31 @@ def card_figures(
         alt = plots.map_alt(card.unit, *drawn)
         figures.append(Figure(f"{plot_name(position)}-map", png, alt, plots.MAP_CAPTION, digest))
     return figures
+
+
+def spatial_map_figure(card: AlertCard, position: int, drawn: AlertMap, earlier: dict[str, bytes]) -> Figure:
+    """A spatial alert's map from its map record: the unit's located events of the baseline and recent windows, the
+    country's places, and the rings around the alert's place."""
+    event_schema = {"latitude": pl.Float64, "longitude": pl.Float64, "fatalities": pl.Int64}
+
+    def frame(events: tuple) -> pl.DataFrame:
+        rows = [{k: getattr(e, k) for k in event_schema} for e in events]
+        return pl.DataFrame(rows, schema=event_schema)
+
+    places = pl.DataFrame(
+        [{"name": p.name, "kind": p.kind, "latitude": p.latitude, "longitude": p.longitude} for p in drawn.places],
+        schema={"name": pl.String, "kind": pl.String, "latitude": pl.Float64, "longitude": pl.Float64},
+    )
+    ring = (drawn.place.latitude, drawn.place.longitude, drawn.rings_km) if drawn.place else None
+    around = f" around {drawn.place.name}" if drawn.place else ""
+    title = f"{card.unit}: events{around}"
+    inputs = (frame(drawn.recent), frame(drawn.baseline), places)
+    digest = plots.plot_digest(*inputs, title, ring)
+    png = earlier.get(digest) or plots.plot_map(*inputs, title, ring)
+    alt = plots.map_alt(card.unit, *inputs, (drawn.place.name, drawn.rings_km) if drawn.place else None)
+    if drawn.imprecise:
+        alt = alt.removesuffix(".") + f"; {drawn.imprecise} imprecisely located events are not on the map."
+    return Figure(f"{plot_name(position)}-map", png, alt, plots.MAP_CAPTION + plots.RING_CAPTION, digest)
 
 
 def forecast_blocks(inputs: ReportInputs, cards: list[AlertCard]) -> list[Block]:

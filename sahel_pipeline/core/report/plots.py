@@ -22,7 +22,7 @@ from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_label, window_start
 from sahel_pipeline.core.panels import INDICATOR_LABELS
-from sahel_pipeline.core.places import CAPITAL
+from sahel_pipeline.core.places import CAPITAL, KM_PER_DEGREE
 from sahel_pipeline.core.storage import UNREADABLE, Log, discarded, is_whole_png
 from sahel_pipeline.core.text import plot_text
 
@@ -138,13 +138,37 @@ MAP_CAPTION = (
 )
 
 
-def plot_map(recent: pl.DataFrame, baseline: pl.DataFrame, places: pl.DataFrame, title: str) -> bytes:
+RING_CAPTION = " Dashed circles: the rings (km) around the place the alert is about."
+
+
+def ring_points(latitude: float, longitude: float, radius_km: float, steps: int = 72) -> pl.DataFrame:
+    """A circle of `radius_km` around a point, as latitude and longitude (the local plane: a degree of longitude
+    shrinks with the cosine of latitude, as the rings' counts measure it)."""
+    angle = pl.Series([2 * math.pi * i / steps for i in range(steps + 1)])
+    degrees = radius_km / KM_PER_DEGREE
+    return pl.DataFrame(
+        {
+            "latitude": latitude + degrees * angle.sin(),
+            "longitude": longitude + degrees / max(math.cos(math.radians(latitude)), 0.2) * angle.cos(),
+        }
+    )
+
+
+def plot_map(
+    recent: pl.DataFrame,
+    baseline: pl.DataFrame,
+    places: pl.DataFrame,
+    title: str,
+    ring: tuple[float, float, tuple[int, ...]] | None = None,
+) -> bytes:
     """The recent window's events against the baseline's (latitude, longitude, fatalities), with the places (capital,
-    cities) that fall in the mapped area labelled. Drawn from coordinates only: no tiles, no download."""
+    cities) that fall in the mapped area labelled; `ring` (latitude, longitude, radii in km) draws the rings of a
+    spatial alert's place. Drawn from coordinates only: no tiles, no download."""
     plt = _pyplot()
     has_position = (pl.col("latitude").is_not_null(), pl.col("longitude").is_not_null())
     located = [f.filter(*has_position) for f in (recent, baseline)]
-    points = pl.concat([f.select("latitude", "longitude") for f in located])
+    circles = [ring_points(ring[0], ring[1], r) for r in ring[2]] if ring else []
+    points = pl.concat([f.select("latitude", "longitude") for f in located] + circles[-1:])
     capital = places.filter(pl.col("kind") == CAPITAL)
     if points.height:
         lat0, lat1 = float(points["latitude"].min()), float(points["latitude"].max())  # type: ignore[arg-type]
@@ -166,6 +190,11 @@ def plot_map(recent: pl.DataFrame, baseline: pl.DataFrame, places: pl.DataFrame,
     sizes = [12 + 6 * min(f, 50) ** 0.8 for f in recent_located["fatalities"].fill_null(0).to_list()]
     ax.scatter(recent_located["longitude"], recent_located["latitude"], s=sizes, color="#f46d43", alpha=0.75,
                edgecolors="#a50026", linewidths=0.6, zorder=3, label=f"recent: {recent.height} events")  # fmt: skip
+    for radius, circle in zip(ring[2] if ring else (), circles, strict=True):
+        ax.plot(circle["longitude"], circle["latitude"], "--", color="#555", lw=0.8, zorder=3)
+        top = circle.height // 4  # the circle's northernmost point: the labels do not overlap there
+        ax.annotate(f"{radius} km", (circle["longitude"][top], circle["latitude"][top]), xytext=(2, 2),
+                    textcoords="offset points", fontsize=6.5, color="#555", zorder=5)  # fmt: skip
     shown = places.filter(
         pl.col("longitude").is_between(box[0], box[1]), pl.col("latitude").is_between(box[2], box[3])
     )
@@ -220,11 +249,19 @@ def series_alt(
     return text + "."
 
 
-def map_alt(who: str, recent: pl.DataFrame, baseline: pl.DataFrame, places: pl.DataFrame) -> str:
+def map_alt(
+    who: str,
+    recent: pl.DataFrame,
+    baseline: pl.DataFrame,
+    places: pl.DataFrame,
+    ring: tuple[str, tuple[int, ...]] | None = None,
+) -> str:
     text = f"Map of {who}'s events: {recent.height} in the recent window, {baseline.height} in the baseline"
+    if ring:
+        text += f"; rings of {', '.join(str(r) for r in ring[1])} km around {ring[0]}"
     busiest = (
         recent.group_by("admin1").len().sort("len", "admin1", descending=[True, False]).head(2)
-        if recent.height
+        if recent.height and "admin1" in recent.columns
         else pl.DataFrame()
     )
     if busiest.height:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
@@ -17,6 +18,9 @@ from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.series import SERIES_KEY, long_admin1, long_series
 from sahel_pipeline.core.storage import UNREADABLE, Log
 from sahel_pipeline.core.vintages import provenance
+
+if TYPE_CHECKING:
+    from sahel_pipeline.core.spatial import AlertMap
 
 HISTORY_MONTHS = 48
 PLOTTED_CARDS = 12  # the most severe cards get a plot and a map; the others are listed with their figures and table
@@ -40,6 +44,7 @@ class ReportInputs:
     previous_alerts: pl.DataFrame | None = None  # the month before's stored alert table (None: none stored)
     events: pl.DataFrame | None = None  # the alerted units' events over the model's window (feeds.recent_alert_events)
     places: pl.DataFrame | None = None  # capitals and cities of the alerted countries (places.places_table)
+    maps: tuple[AlertMap, ...] = ()  # the spatial alerts' map records (spatial.alert_maps): their cards' maps
     reach: pl.DataFrame | None = None  # source, country, first_day, last_day of the data (data_reach)
     evaluation: pl.DataFrame | None = None  # the detector evaluation's summary.csv, when it was run
     generated: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
@@ -192,8 +197,8 @@ class Changes:
 
 
 def changes(cards: list[AlertCard], previous: list[AlertCard]) -> Changes:
-    """This month's cards against the month before's, by unit (source, country, group)."""
-    unit = lambda c: (c.source, c.country, c.group)  # noqa: E731
+    """This month's cards against the month before's, by unit (source, country, group) and place."""
+    unit = lambda c: (c.source, c.country, c.group, c.place)  # noqa: E731
     before = {unit(c) for c in previous}
     now = {unit(c) for c in cards}
     return Changes(
@@ -213,6 +218,19 @@ def admin1_table(admin1: pl.DataFrame, month: dt.date, config: ModelConfig, rows
         .head(rows)
         .with_columns(pl.col("at_baseline_rate", "rise").round(1))
         .rename({"recent": f"last {config.recent_months} months", "at_baseline_rate": "at the baseline rate"})
+    )
+
+
+def card_map(maps: tuple[AlertMap, ...], card: AlertCard) -> AlertMap | None:
+    """The map record of a spatial alert's card: its unit and kind, and for `approach` its place."""
+    return next(
+        (
+            m
+            for m in maps
+            if (m.source, m.country, m.group, m.kind) == (card.source, card.country, card.group, card.kind)
+            and (m.kind != "approach" or (m.place is not None and m.place.name == card.place))
+        ),
+        None,
     )
 
 

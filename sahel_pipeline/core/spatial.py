@@ -1,0 +1,829 @@
+"""Spatial indicators: where a group's events are, measured against the places table (capitals, cities, analysts'
+sites), per group x country x month and per country x month.
+
+* **Buffer counts**: events and fatalities within 25, 50 and 100 km (`RADII_KM`) of every place of the event's
+  country, and the nearest of them. Long: one row per unit, place, radius and month with events there.
+* **Where the events are**: the nearest event's distance to the capital, the 10th percentile and the median of the
+  distances, the standard distance around the month's mean centre (the events' spread), the admin2 areas with events
+  and those entered (an event there and none in the 12 months before, for a unit active in the data for 12 months).
+* Events whose location is imprecise (ACLED geo_precision 3: a region's centroid; UCDP where_prec 4 or more) or that
+  have no coordinates are left out of every distance and counted apart (`events_imprecise`), and out of the admin2
+  areas too (an imprecise event's admin2 is as much a guess as its point).
+
+Events are attributed to groups exactly as the panels attribute them (`groups.attribute_events`), so a group's buffer
+series and its count series count the same events. Distances are haversine (places.haversine_km) in Polars
+expressions; the buffers join each event only to the places of its country whose latitude band it is in, so the work
+grows with events x nearby places, not events x places.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+from scipy import stats
+
+from sahel_pipeline.core.actors import StateUnits
+from sahel_pipeline.core.alerts import (
+    ALERT_SCHEMA,
+    SPATIAL_KINDS,
+    apply_alert_rule,
+    finite_or_none,
+    percent,
+    spatial_reasons,
+)
+from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
+from sahel_pipeline.core.models import ModelConfig
+from sahel_pipeline.core.months import (
+    index_month_expr,
+    month_index,
+    month_index_expr,
+    month_key,
+    month_label,
+    shift_month,
+    window_start,
+)
+from sahel_pipeline.core.places import CAPITAL, KM_PER_DEGREE, capitals, haversine_km
+from sahel_pipeline.core.scoring import FittingPool, Log, MonthScores, score_tasks, series_tasks
+from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
+
+RADII_KM = (25, 50, 100)
+ENTERED_QUIET_MONTHS = 12  # an admin2 area is entered when the unit had no event there in this many months before
+SPATIAL_EVENT_COLUMNS = [
+    "source", "event_date", "country", "admin2", "latitude", "longitude", "geo_precision", "fatalities",
+    "actor1", "assoc_actor_1", "actor2", "assoc_actor_2", "inter1", "inter2",
+]  # fmt: skip
+BUFFER_SCHEMA: dict[str, pl.DataType] = {
+    **{k: pl.String() for k in UNIT_KEY},
+    "place_id": pl.String(),
+    "radius_km": pl.Int32(),
+    "month": pl.Date(),
+    "events": pl.UInt32(),
+    "fatalities": pl.Int64(),
+    "nearest_km": pl.Float64(),
+}
+AREA_SCHEMA: dict[str, pl.DataType] = {**{k: pl.String() for k in UNIT_KEY}, "admin2": pl.String(), "month": pl.Date()}
+SPATIAL_SCHEMA: dict[str, pl.DataType] = {
+    **{k: pl.String() for k in UNIT_KEY},
+    "month": pl.Date(),
+    "events_located": pl.UInt32(),  # with a precise location: the distances below are theirs
+    "events_imprecise": pl.UInt32(),  # left out of the distances (and of admin2 areas)
+    "capital": pl.String(),
+    "nearest_capital_km": pl.Float64(),
+    "p10_capital_km": pl.Float64(),
+    "median_capital_km": pl.Float64(),
+    "centre_latitude": pl.Float64(),
+    "centre_longitude": pl.Float64(),
+    "standard_distance_km": pl.Float64(),
+    "admin2_areas": pl.UInt32(),
+    "admin2_entered": pl.UInt32(),
+    "admin2_entered_names": pl.String(),  # '; '-separated, in order
+}
+
+MEASURE_COLUMNS = [c for c in SPATIAL_SCHEMA if not c.startswith("admin2")]  # where_measures: a month's own
+MEASURE_SCHEMA = {k: SPATIAL_SCHEMA[k] for k in MEASURE_COLUMNS}
+
+
+def precise_location() -> pl.Expr:
+    """Whether an event's point can be measured from: coordinates present and not a region's centroid (ACLED
+    geo_precision 3, UCDP where_prec 4-7). A source that gives no precision is taken at its word."""
+    imprecise = ((pl.col("source") == "UCDP") & (pl.col("geo_precision") >= 4)) | (
+        (pl.col("source") != "UCDP") & (pl.col("geo_precision") >= 3)
+    )
+    return pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null() & ~imprecise.fill_null(False)
+
+
+UNIT_ROW_COLUMNS = ["month", "latitude", "longitude", "admin2", "fatalities", "precise"]
+
+
+def unit_events(
+    events: pl.LazyFrame | pl.DataFrame,
+    aliases: pl.DataFrame,
+    role: Role = "perpetrator",
+    ambiguous: Ambiguity = "separate",
+    units: StateUnits = "fold",
+) -> pl.DataFrame:
+    """One row per event and unit (each group the panels attribute it to, and its country): UNIT_KEY, month,
+    latitude, longitude, admin2, fatalities, precise. (The panels make the same rows from their own attribution.)"""
+    located = (
+        events.lazy()
+        .select(SPATIAL_EVENT_COLUMNS)
+        .with_columns(month=pl.col("event_date").dt.month_start(), precise=precise_location())
+        .collect()
+    )
+    attribution = attribute_events(located.lazy(), aliases, role, ambiguous, carry=UNIT_ROW_COLUMNS, units=units)
+    return unit_rows(attribution.groups, located)
+
+
+def unit_rows(attributed: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+    """The rows the spatial panels measure: each event once for every group it is attributed to (`attributed`:
+    groups.attribute_events' groups, carrying UNIT_ROW_COLUMNS) and once for its country."""
+    return pl.concat(
+        [
+            attributed.select("source", pl.lit("group").alias("level"), "group_id", "country", *UNIT_ROW_COLUMNS),
+            events.select("source", pl.lit("country").alias("level"), pl.lit(None, pl.String).alias("group_id"),
+                          "country", *UNIT_ROW_COLUMNS),
+        ]
+    )  # fmt: skip
+
+
+def buffer_counts(unit_rows: pl.DataFrame, places: pl.DataFrame, radii: tuple[int, ...] = RADII_KM) -> pl.DataFrame:
+    """Events and fatalities of each unit within each radius of each place of its country, per month (BUFFER_SCHEMA;
+    only months with events there), with the nearest event's distance."""
+    reach = max(radii)
+    band = reach / KM_PER_DEGREE  # degrees of latitude a ring spans either side of its place
+    # Each place is listed under every whole-degree latitude band its largest ring reaches; an event joins the places
+    # listed under its own band, i.e. only places less than a band away.
+    listed = places.select(
+        "country", "place_id", plat="latitude", plon="longitude",
+        band=pl.int_ranges(
+            (pl.col("latitude") - band).floor().cast(pl.Int32), (pl.col("latitude") + band).floor().cast(pl.Int32) + 1
+        ),
+    ).explode("band")  # fmt: skip
+    points = unit_rows.lazy().filter("precise").with_columns(band=pl.col("latitude").floor().cast(pl.Int32))
+    near = (
+        points.join(listed.lazy(), on=["country", "band"])
+        .with_columns(km=haversine_km(pl.col("latitude"), pl.col("longitude"), pl.col("plat"), pl.col("plon")))
+        .filter(pl.col("km") <= reach)
+    )
+    per_radius = [
+        near.filter(pl.col("km") <= radius)
+        .group_by(*UNIT_KEY, "place_id", "month")
+        .agg(events=pl.len(), fatalities=pl.col("fatalities").sum(), nearest_km=pl.col("km").min())
+        .with_columns(radius_km=pl.lit(radius, pl.Int32))
+        for radius in radii
+    ]
+    return pl.concat(per_radius).select(list(BUFFER_SCHEMA)).collect().cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
+
+
+def month_parts(unit_rows: pl.DataFrame, places: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """What the spatial panels are made of, each month's from its own events (so that a run keeps the months whose
+    events did not change, as the count panels do: panels.MonthlyCounts): the measures, the rings' counts and the
+    admin2 areas with events."""
+    return {
+        "measures": where_measures(unit_rows, places),
+        "buffers": buffer_counts(unit_rows, places),
+        "areas": admin2_areas(unit_rows),
+    }
+
+
+def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Per unit and month with events (SPATIAL_SCHEMA): distances to the capital, spread, admin2 areas entered."""
+    return spatial_month(where_measures(unit_rows, places), admin2_areas(unit_rows))
+
+
+def spatial_month(measures: pl.DataFrame, areas: pl.DataFrame) -> pl.DataFrame:
+    """The spatial panel (SPATIAL_SCHEMA) from the month's measures (`where_measures`) and every month's admin2 areas
+    of the units (`admin2_areas`: entering an area depends on the months before)."""
+    return (
+        measures.lazy()
+        .join(admin2_entered(areas).lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
+        .with_columns(
+            pl.col("admin2_areas", "admin2_entered").fill_null(0), pl.col("admin2_entered_names").fill_null("")
+        )
+        .select(list(SPATIAL_SCHEMA))
+        .collect()
+        .cast(SPATIAL_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """Per unit and month with events: events located and imprecise, distances to the capital, the mean centre and
+    the standard distance (MEASURE_COLUMNS). Each month's from its own events only."""
+    precise = pl.col("precise")
+    # Coordinates of imprecise events are nulled rather than filtered in the aggregation: plain aggregations over a
+    # column stay on Polars' fast path, where a filter or a nested aggregation inside `agg` is evaluated group by
+    # group (48 s instead of a few at 2.5 M events).
+    lat, lon = pl.when(precise).then(pl.col("latitude")), pl.when(precise).then(pl.col("longitude"))
+    rows = (
+        unit_rows.lazy()
+        .join(capitals(places).lazy(), on="country", how="left")
+        .select(
+            *UNIT_KEY, "month", "capital", "precise",
+            lat=lat, lon=lon,
+            km=haversine_km(lat, lon, pl.col("capital_lat"), pl.col("capital_lon")),
+            _unit=pl.struct(UNIT_KEY).hash(),  # grouping on one integer: half the cost of four text keys
+        )
+    )  # fmt: skip
+    # Standard distance: the root mean square distance from the mean centre, on the local plane (km per degree of
+    # longitude shrinks with the cosine of latitude): K * sqrt(cos^2(mean latitude) Var(lon) + Var(lat)). Rings of
+    # 100 km are small enough for the plane.
+    spread = KM_PER_DEGREE * (
+        (pl.col("centre_latitude") * math.pi / 180).cos() ** 2 * pl.col("_lon_var") + pl.col("_lat_var")
+    ).sqrt()
+    measured = (
+        rows.group_by("_unit", "month")
+        .agg(
+            *[pl.col(k).first() for k in UNIT_KEY],
+            events_located=precise.sum().cast(pl.UInt32),
+            events_imprecise=(~precise).sum().cast(pl.UInt32),
+            capital=pl.col("capital").first(),
+            nearest_capital_km=pl.col("km").min(),
+            p10_capital_km=pl.col("km").quantile(0.1, interpolation="linear"),
+            median_capital_km=pl.col("km").median(),
+            centre_latitude=pl.col("lat").mean(),
+            centre_longitude=pl.col("lon").mean(),
+            _lat_var=pl.col("lat").var(ddof=0),
+            _lon_var=pl.col("lon").var(ddof=0),
+        )
+        .with_columns(standard_distance_km=spread)
+    )
+    return measured.select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
+
+
+def admin2_areas(unit_rows: pl.DataFrame) -> pl.DataFrame:
+    """The admin2 areas each unit had precisely located events in, per month (AREA_SCHEMA: one row each)."""
+    return (
+        unit_rows.lazy()
+        .filter(pl.col("precise"), pl.col("admin2").is_not_null())
+        .select(*UNIT_KEY, "admin2", "month")
+        .unique()  # on the columns themselves: at 2.5 M events 40% less CPU than on a hash of them
+        .collect()
+        .cast(AREA_SCHEMA)  # type: ignore[arg-type]
+    )
+
+
+def admin2_entered(areas: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -> pl.DataFrame:
+    """Per unit and month: admin2 areas with (precisely located) events, and those entered: an event there and none
+    in the `quiet` months before, counted once the unit has been in the data for `quiet` months (before that every
+    area would look new). `areas` are `admin2_areas`' rows."""
+    # Units and unit x area pairs as 64-bit hashes: sorting and comparing neighbours on one integer instead of
+    # windows over five string keys (a collision would only merge two areas' histories, at odds of 2^-64 a pair).
+    rows = areas.lazy()
+    units = rows.select(*UNIT_KEY, _unit=pl.struct(UNIT_KEY).hash()).unique("_unit")
+    marked = (
+        rows.select(
+            "admin2", m=month_index_expr("month"), _unit=pl.struct(UNIT_KEY).hash(),
+            _area=pl.struct(*UNIT_KEY, "admin2").hash(),
+        )
+        .with_columns(unit_first=pl.col("m").min().over("_unit"))
+        .sort("_area", "m")
+        .with_columns(before=pl.when(pl.col("_area").shift(1) == pl.col("_area")).then(pl.col("m").shift(1)))
+        .with_columns(
+            entered=(pl.col("m") - pl.col("unit_first") >= quiet)
+            & (pl.col("before").is_null() | (pl.col("m") - pl.col("before") > quiet))
+        )
+        .collect()
+    )  # fmt: skip
+    counted = marked.lazy().group_by("_unit", "m").agg(
+        admin2_areas=pl.len().cast(pl.UInt32), admin2_entered=pl.col("entered").sum().cast(pl.UInt32)
+    )
+    # The names only of the areas entered: few rows, where joining text over every area-month is most of the cost.
+    named = (
+        marked.lazy()
+        .filter("entered")
+        .group_by("_unit", "m")
+        .agg(admin2_entered_names=pl.col("admin2").sort().str.join("; "))
+    )
+    return (
+        counted.join(named, on=["_unit", "m"], how="left")
+        .join(units, on="_unit")
+        .select(
+            *UNIT_KEY, month=index_month_expr("m"), admin2_areas="admin2_areas", admin2_entered="admin2_entered",
+            admin2_entered_names=pl.col("admin2_entered_names").fill_null(""),
+        )
+        .collect()
+    )  # fmt: skip
+
+
+# --- buffer series: ordinary count series, scored by the series models ---------------------------------------------
+
+BUFFER_MARK = "@"  # a buffer series' indicator: 'events_100km@BF:Ouagadougou'
+
+
+def buffer_indicator(radius: pl.Expr, place_id: pl.Expr) -> pl.Expr:
+    return pl.format("events_{}km" + BUFFER_MARK + "{}", radius, place_id)
+
+
+def parse_buffer_indicator(indicator: pl.Expr) -> dict[str, pl.Expr]:
+    """radius_km and place_id back from a buffer series' indicator."""
+    parts = indicator.str.split_exact(BUFFER_MARK, 1)
+    return {
+        "radius_km": parts.struct.field("field_0").str.extract(r"(\d+)km").cast(pl.Int32),
+        "place_id": parts.struct.field("field_1"),
+    }
+
+
+def buffer_series(
+    buffers: pl.DataFrame | pl.LazyFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
+    month: dt.date,
+    config: ModelConfig,
+    series: pl.DataFrame,
+) -> pl.LazyFrame:
+    """The given unit x place x radius `series` (buffer_candidates) as long count series (SERIES_COLUMNS, month,
+    count, days_covered), zero-filled over the months the unit's panel series covers."""
+    first = window_start(month, config.history_months)
+    months = long_series(
+        group_panel, country_panel, ["events"], first=first, last=month,
+        carry=("group_name", "group_type", "days_covered"),
+    ).drop("indicator", "count")  # fmt: skip
+    wanted = series.lazy().select(*UNIT_KEY, "place_id", "radius_km")
+    counts = buffers.lazy().filter(pl.col("month").is_between(first, month))
+    return (
+        months.join(wanted, on=UNIT_KEY, nulls_equal=True)
+        .join(counts, on=[*UNIT_KEY, "place_id", "radius_km", "month"], how="left", nulls_equal=True)
+        .select(
+            *[c for c in SERIES_COLUMNS if c != "indicator"],
+            "month",
+            "days_covered",
+            indicator=buffer_indicator(pl.col("radius_km"), pl.col("place_id")),
+            count=pl.col("events").fill_null(0).cast(pl.Int64),
+        )
+    )
+
+
+def score_buffers(
+    buffers: pl.DataFrame | pl.LazyFrame,
+    where: pl.DataFrame | pl.LazyFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    country_panel: pl.DataFrame | pl.LazyFrame,
+    month: dt.date,
+    config: ModelConfig,
+    pool: FittingPool | None = None,
+    log: Log = print,
+) -> MonthScores:
+    """Scores at `month` of the buffer series that can raise an `approach` alert (buffer_candidates), by the same
+    models and rule as every count series. Series skipped as sparse are not listed."""
+    window = pl.col("month").is_between(window_start(month, config.window_months), month)
+    recent_buffers = buffers.lazy().filter(window).collect()
+    candidates = buffer_candidates(month, recent_buffers, where.lazy().filter(window).collect(), config)
+    series = buffer_series(buffers, group_panel, country_panel, month, config, candidates)
+    tasks, skipped = series_tasks(series, month, config)
+    log(f"{month_key(month)}: {len(tasks):,} buffer series to fit (their ring's share of the unit's events rose), "
+        f"{skipped.height:,} skipped as sparse")  # fmt: skip
+    scored = score_tasks(tasks, config, pool, log)
+    scored.scores = scored.scores.with_columns(month=pl.lit(month))
+    return scored
+
+
+# --- alerts ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SpatialRule:
+    """Thresholds of the `approach` trend test and of `new_ground`."""
+
+    trend_months: int = 12  # the window of the distance trend test
+    trend_min_months: int = 6  # months with located events in that window
+    trend_min_events: int = 10
+    trend_p: float = 0.01  # Mann-Kendall, one-sided (distances shrinking)
+    trend_min_shrink: float = 0.5  # the Theil-Sen line's end at most this share of its start
+    trend_within_km: float = 150.0  # the month's median distance at most this: closing in, not just closer
+    entered_min: int = 3  # admin2 areas entered in the month
+    spread_months: int = 24  # the usual range of the standard distance: these months before
+    spread_min_months: int = 6  # with at least `spread_min_events` located events each
+    spread_min_events: int = 10
+    spread_ratio: float = 1.5  # the month's standard distance at least this times the usual (median) one
+    spread_mads: float = 3.0  # and above the median by this many scaled MADs
+
+
+SPATIAL_ALERT_SCHEMA = {k: v for k, v in ALERT_SCHEMA.items() if k != "synthetic"}  # alert_table marks them
+ALERT_UNIT = [*UNIT_KEY, "group_name", "group_type"]
+
+
+def spatial_alerts(
+    month: dt.date,
+    buffer_scores: pl.DataFrame,
+    buffers: pl.DataFrame,
+    where: pl.DataFrame,
+    places: pl.DataFrame,
+    group_panel: pl.DataFrame | pl.LazyFrame,
+    config: ModelConfig,
+    rule: SpatialRule = SpatialRule(),
+) -> pl.DataFrame:
+    """The month's `approach` and `new_ground` alerts (SPATIAL_ALERT_SCHEMA: alert_table adds them), at most one per
+    unit, place (approach) or rule (new_ground) and month. Groups of a type not alerted are left out, as for counts."""
+    names = (
+        group_panel.lazy()
+        .select("source", "group_id", "country", "group_name", pl.col("group_type").cast(pl.String))
+        .unique(["source", "group_id", "country"])
+        .collect()
+    )
+    where = where.join(names, on=["source", "group_id", "country"], how="left", nulls_equal=True).filter(
+        (pl.col("level") == "country") | pl.col("group_type").is_in(list(config.alerted_types))
+    )
+    nearest = nearest_by_month(buffers, where, places)
+    # One approach alert per unit and month, the count rule's before the trend's (places near each other share
+    # their rings' events: one rise would otherwise be alerted once per town).
+    approach = [
+        *approach_count_alerts(month, buffer_scores, buffers, where, nearest, places, config),
+        *approach_trend_alerts(month, where, nearest, places, rule),
+    ]
+    seen: set[tuple] = set()
+    rows = []
+    for row in [*approach, *new_ground_alerts(month, where, rule)]:
+        key = (row["kind"], row["source"], row["group"], row["country"])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    return pl.DataFrame(rows, schema=SPATIAL_ALERT_SCHEMA) if rows else pl.DataFrame(schema=SPATIAL_ALERT_SCHEMA)
+
+
+def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+    """The nearest event to each place per unit and month: within the largest ring from the buffers, and to the
+    capital at any distance from the spatial panel."""
+    capital = where.join(capitals(places).select("country", "capital_id"), on="country").select(
+        *UNIT_KEY, place_id="capital_id", month="month", nearest_km="nearest_capital_km"
+    )
+    ringed = buffers.filter(pl.col("radius_km") == pl.col("radius_km").max()).select(
+        *UNIT_KEY, "place_id", "month", "nearest_km"
+    )
+    return (
+        pl.concat([capital.filter(pl.col("nearest_km").is_not_null()), ringed])
+        .group_by(*UNIT_KEY, "place_id", "month")
+        .agg(pl.col("nearest_km").min())
+    )
+
+
+def _closest(nearest: pl.DataFrame, unit: dict, place_id: str, month: dt.date) -> str:
+    """'the nearest 38 km from the city, the closest since March 2021' (or 'the closest yet' when none was as close)."""
+    keyed = nearest.filter(
+        *[(pl.col(k) == unit[k]) if unit[k] is not None else pl.col(k).is_null() for k in UNIT_KEY],
+        pl.col("place_id") == place_id,
+    )
+    now = keyed.filter(pl.col("month") == month)["nearest_km"]
+    if now.is_empty():
+        return ""
+    km = float(now[0])
+    earlier = keyed.filter(pl.col("month") < month, pl.col("nearest_km") <= km)["month"]
+    since = f"the closest since {month_label(earlier.max())}" if len(earlier) else "the closest in the data"  # type: ignore[arg-type]
+    return f"; the nearest {km:.0f} km from the city, {since}"
+
+
+def _who(row: dict) -> str:
+    return f"{row['group_name'] or row['group_id']} in {row['country']}" if row["group_id"] else row["country"]
+
+
+def _alert_row(row: dict, month: dt.date, kind: str, **fields) -> dict:
+    """An alert table row (alerts.ALERT_SCHEMA): the rule and the severity's reason in the table's words."""
+    alert = {
+        "month": month_key(month),
+        "kind": kind,
+        "source": row["source"],
+        "country": row["country"],
+        "group": row["group_id"] or "",
+        "group_name": row.get("group_name") or "",
+        "group_type": row.get("group_type") or "",
+        "expected": None, "upper": None, "p_value": None, "q_value": None,
+        "rate_ratio": None, "rate_ratio_low": None, "rate_ratio_high": None,
+        "place": "",
+        **fields,
+    }  # fmt: skip
+    rules, reason = spatial_reasons(kind, alert["indicator"], alert["place"], alert["severity"])
+    return alert | {"indicators": alert["indicator"], "rules": ", ".join(rules), "severity_reason": reason}
+
+
+def ring_shares(month: dt.date, buffers: pl.DataFrame, where: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
+    """Per unit, place and radius with events in the ring in `month`: those events (`ring_now`), the ring's events
+    over the recent window, the unit's located events in the month, the share of its located events within the ring
+    over the baseline window (the models' baseline: the months before the recent ones), and `share_p`, the binomial
+    test that the ring holds a larger share of the unit's events now than then."""
+    start, end = window_start(month, config.window_months), window_start(month, config.recent_months)
+    before = pl.col("month").is_between(start, end, closed="left")
+    located = where.group_by(UNIT_KEY).agg(
+        located_now=pl.col("events_located").filter(pl.col("month") == month).sum(),
+        located_before=pl.col("events_located").filter(before).sum(),
+    )
+    ringed = (
+        buffers.filter(pl.col("month").is_between(start, month))
+        .group_by(*UNIT_KEY, "place_id", "radius_km")
+        .agg(
+            ring_before=pl.col("events").filter(before).sum(),
+            ring_recent=pl.col("events").filter(pl.col("month") >= end).sum(),
+            ring_now=pl.col("events").filter(pl.col("month") == month).sum(),
+        )
+        .filter(pl.col("ring_now") > 0)
+    )
+    shares = ringed.join(located, on=UNIT_KEY, nulls_equal=True).select(
+        *UNIT_KEY, "place_id", "radius_km", "ring_now", "ring_recent", "located_now",
+        share_before=(pl.col("ring_before") / pl.col("located_before")).fill_nan(0.0).fill_null(0.0),
+    )  # fmt: skip
+    share_p = stats.binom.sf(shares["ring_now"] - 1, shares["located_now"], shares["share_before"].to_numpy())
+    return shares.with_columns(share_p=pl.Series(share_p, dtype=pl.Float64))
+
+
+def buffer_candidates(month: dt.date, buffers: pl.DataFrame, where: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
+    """The unit x place x radius series that can raise an `approach` alert in `month`: their ring holds a larger
+    share of the unit's events than in its baseline (share_p), and the recent window holds the minimum count (both
+    rules of the count rule need it). Only these are fitted: at 2.5 M events most of the ten thousand series with
+    events in a ring fail the share test, and fitting each would cost more than the rest of the stage."""
+    min_count = config.min_count(BUFFER_MARK)  # a buffer series' indicator: the count rule's default minimum
+    return ring_shares(month, buffers, where, config).filter(
+        pl.col("share_p") < config.alert_p, pl.col("ring_recent") >= min_count
+    )
+
+
+def approach_count_alerts(
+    month: dt.date,
+    scores: pl.DataFrame,
+    buffers: pl.DataFrame,
+    where: pl.DataFrame,
+    nearest: pl.DataFrame,
+    places: pl.DataFrame,
+    config: ModelConfig,
+) -> list[dict]:
+    """Buffer series the alert rule flags whose ring also holds a larger share of the unit's events than before, one
+    per unit and place (its most significant radius, the smallest on a tie)."""
+    if scores.height == 0 or "p_value" not in scores.columns:
+        return []
+    flagged = apply_alert_rule(scores, config).filter(pl.col("alert"))
+    if flagged.height == 0:
+        return []
+    flagged = (
+        flagged.with_columns(**parse_buffer_indicator(pl.col("indicator")))
+        .join(places.select("place_id", place="name", place_kind="kind"), on="place_id")
+        .join(ring_shares(month, buffers, where, config), on=[*UNIT_KEY, "place_id", "radius_km"], nulls_equal=True)
+    )
+    # Closer, not only busier: the ring holds a larger share of the unit's located events than in its baseline (a
+    # binomial test at the alert level). A group that stays put and grows more active is the count alerts' business.
+    flagged = (
+        flagged.filter(pl.col("share_p") < config.alert_p)
+        .sort("p_value", pl.col("place_kind") != CAPITAL, "radius_km")
+        .unique([*UNIT_KEY, "place_id"], keep="first", maintain_order=True)
+    )
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        text = (
+            f"{_who(row)} ({row['source']}): {row['observed']} events within {row['radius_km']} km of "
+            f"{row['place']} in {month_label(month)} against {row['expected']:.1f} expected "
+            f"({percent(config.bound_quantile)} bound {row['upper']})"
+            f"{_closest(nearest, row, row['place_id'], month)}."
+        )
+        rows.append(
+            _alert_row(
+                row, month, "approach",
+                indicator=f"events_{row['radius_km']}km", observed=row["observed"],
+                expected=round(row["expected"], 2), upper=row["upper"], p_value=row["p_value"], q_value=row["q_value"],
+                rate_ratio=finite_or_none(row["rate_ratio"]), rate_ratio_low=finite_or_none(row["rate_ratio_low"]),
+                rate_ratio_high=finite_or_none(row["rate_ratio_high"]), severity=row["severity"], status=row["status"],
+                explanation=text, place=row["place"],
+            )
+        )  # fmt: skip
+    return rows
+
+
+def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """Per unit: Theil-Sen slope (km a month) and one-sided Mann-Kendall p-value of the monthly median distance to
+    the capital over the `trend_months` up to `month`, from every pair of months (at most 66 per unit)."""
+    window = where.filter(
+        pl.col("month").is_between(window_start(month, rule.trend_months), month),
+        pl.col("median_capital_km").is_not_null(),
+    ).select(*ALERT_UNIT, "capital", "month", "events_located", x=month_index_expr("month"), y="median_capital_km")
+    summary = window.group_by(UNIT_KEY).agg(
+        pl.col("group_name", "group_type", "capital").first(),
+        n=pl.len(),
+        events=pl.col("events_located").sum(),
+        last_x=pl.col("x").max(),
+        first_x=pl.col("x").min(),
+        y_now=pl.col("y").filter(pl.col("month") == month).first(),
+        first_month=pl.col("month").min(),
+        y_first=pl.col("y").sort_by("x").first(),
+    )
+    summary = summary.filter(
+        pl.col("n") >= rule.trend_min_months,
+        pl.col("events") >= rule.trend_min_events,
+        pl.col("last_x") == month_index(month),
+    )
+    if summary.height == 0:
+        return summary.with_columns(s=pl.lit(0), slope=pl.lit(0.0), p_value=pl.lit(1.0), start=0.0, end=0.0)
+    pairs = (
+        window.join(summary.select(UNIT_KEY), on=UNIT_KEY, nulls_equal=True)
+        .join(window.select(*UNIT_KEY, x2="x", y2="y"), on=UNIT_KEY, nulls_equal=True)
+        .filter(pl.col("x2") > pl.col("x"))
+        .group_by(UNIT_KEY)
+        .agg(
+            s=(pl.col("y2") - pl.col("y")).sign().sum(),
+            slope=((pl.col("y2") - pl.col("y")) / (pl.col("x2") - pl.col("x"))).median(),
+        )
+    )
+    fitted = summary.join(pairs, on=UNIT_KEY, nulls_equal=True)
+    intercepts = (
+        window.join(fitted.select(*UNIT_KEY, "slope"), on=UNIT_KEY, nulls_equal=True)
+        .group_by(UNIT_KEY)
+        .agg(intercept=(pl.col("y") - pl.col("slope") * pl.col("x")).median())
+    )
+    fitted = fitted.join(intercepts, on=UNIT_KEY, nulls_equal=True).with_columns(
+        start=pl.col("intercept") + pl.col("slope") * pl.col("first_x"),
+        end=pl.col("intercept") + pl.col("slope") * pl.col("last_x"),
+    )
+    n = fitted["n"].to_numpy().astype(float)
+    variance = n * (n - 1) * (2 * n + 5) / 18
+    # One-sided (shrinking): P(S <= s) under no trend, with the continuity correction.
+    z = (fitted["s"].to_numpy() + 1) / np.sqrt(variance)
+    return fitted.with_columns(p_value=pl.Series(stats.norm.cdf(z)))
+
+
+def _trend_flags(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    return distance_trends(where, month, rule).filter(
+        pl.col("p_value") < rule.trend_p,
+        pl.col("end") <= rule.trend_min_shrink * pl.col("start"),
+        pl.col("y_now") <= rule.trend_within_km,
+    )
+
+
+def approach_trend_alerts(
+    month: dt.date, where: pl.DataFrame, nearest: pl.DataFrame, places: pl.DataFrame, rule: SpatialRule
+) -> list[dict]:
+    """Units whose events' median distance to the capital shrank significantly over the trend window and now lies
+    within `trend_within_km` of it."""
+    flagged = _trend_flags(where, month, rule)
+    if flagged.height == 0:
+        return []
+    before = _trend_flags(where, shift_month(month, -1), rule).select(UNIT_KEY).with_columns(continuing=True)
+    flagged = flagged.join(before, on=UNIT_KEY, how="left", nulls_equal=True).join(
+        capitals(places).select("country", "capital_id"), on="country"
+    )
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        text = (
+            f"{_who(row)} ({row['source']}): its events came closer to {row['capital']} over the "
+            f"{rule.trend_months} months to {month_label(month)}: the median distance from about {row['start']:.0f} km "
+            f"in {month_label(row['first_month'])} to {row['y_now']:.0f} km ({row['slope']:.0f} km a month, "
+            f"Theil-Sen; Mann-Kendall p = {row['p_value']:.2g}, {row['events']} located events)"
+            f"{_closest(nearest, row, row['capital_id'], month)}."
+        )
+        rows.append(
+            _alert_row(
+                row, month, "approach", indicator="distance_to_capital", observed=round(row["y_now"]),
+                p_value=row["p_value"], severity="medium", status="continuing" if row["continuing"] else "new",
+                explanation=text, place=row["capital"],
+            )
+        )  # fmt: skip
+    return rows
+
+
+def _new_ground_flags(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """Units that entered at least `entered_min` admin2 areas in the month, more than in any of the year before, or
+    whose standard distance left its usual range (rule `spread`)."""
+    history = where.filter(pl.col("month").is_between(window_start(month, rule.spread_months), month))
+    previous_year = pl.col("month").is_between(window_start(month, 13), shift_month(month, -1))
+    usual = pl.col("standard_distance_km").filter(
+        pl.col("month") < month, pl.col("events_located") >= rule.spread_min_events
+    )
+    per_unit = history.group_by(UNIT_KEY).agg(
+        pl.col("group_name", "group_type").first(),
+        entered=pl.col("admin2_entered").filter(pl.col("month") == month).first(),
+        entered_names=pl.col("admin2_entered_names").filter(pl.col("month") == month).first(),
+        entered_before=pl.col("admin2_entered").filter(previous_year).max(),
+        spread=pl.col("standard_distance_km").filter(pl.col("month") == month).first(),
+        located=pl.col("events_located").filter(pl.col("month") == month).first(),
+        usual=usual.median(),
+        mad=(usual - usual.median()).abs().median() * 1.4826,
+        usual_months=usual.len(),
+    )
+    entered = (pl.col("entered") >= rule.entered_min) & (pl.col("entered") > pl.col("entered_before").fill_null(0))
+    spread = (
+        (pl.col("located") >= rule.spread_min_events)
+        & (pl.col("usual_months") >= rule.spread_min_months)
+        & (pl.col("spread") >= rule.spread_ratio * pl.col("usual"))
+        & (pl.col("spread") > pl.col("usual") + rule.spread_mads * pl.col("mad"))
+    )
+    return per_unit.with_columns(by_entered=entered.fill_null(False), by_spread=spread.fill_null(False)).filter(
+        pl.col("by_entered") | pl.col("by_spread")
+    )
+
+
+def new_ground_alerts(month: dt.date, where: pl.DataFrame, rule: SpatialRule) -> list[dict]:
+    """One `new_ground` alert per unit and month: by the admin2 areas entered when that holds, else by the spread."""
+    flagged = _new_ground_flags(where, month, rule)
+    if flagged.height == 0:
+        return []
+    before = _new_ground_flags(where, shift_month(month, -1), rule).select(UNIT_KEY).with_columns(continuing=True)
+    flagged = flagged.join(before, on=UNIT_KEY, how="left", nulls_equal=True)
+    rows = []
+    for row in flagged.iter_rows(named=True):
+        status = "continuing" if row["continuing"] else "new"
+        if row["by_entered"]:
+            text = (
+                f"{_who(row)} ({row['source']}): events in {row['entered']} admin2 areas new to it in "
+                f"{month_label(month)} (none there in the {ENTERED_QUIET_MONTHS} months before; at most "
+                f"{row['entered_before'] or 0} in a month over the past year): {row['entered_names']}."
+            )
+            fields = {"indicator": "admin2_entered", "observed": row["entered"], "expected": None}
+        else:
+            text = (
+                f"{_who(row)} ({row['source']}): its events spread over {row['spread']:.0f} km (standard distance) in "
+                f"{month_label(month)} against {row['usual']:.0f} km usually ({row['usual_months']} months of the "
+                f"past {rule.spread_months})."
+            )
+            fields = {
+                "indicator": "standard_distance_km", "observed": round(row["spread"]), "expected": row["usual"],
+            }  # fmt: skip
+        severity = "medium" if row["by_entered"] and row["by_spread"] else "low"
+        rows.append(_alert_row(row, month, "new_ground", severity=severity, status=status, explanation=text, **fields))
+    return rows
+
+
+# --- the map of an alert (the report draws it: issue 16) -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MapPlace:
+    """A place the map labels: the alert's place, the country's capital and cities, the analysts' places."""
+
+    place_id: str
+    name: str
+    kind: str
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class MapEvent:
+    """One precisely located event of the alerted unit."""
+
+    month: dt.date
+    latitude: float
+    longitude: float
+    fatalities: int
+
+
+@dataclass(frozen=True)
+class AlertMap:
+    """What a map of one alert shows: the unit's located events in the baseline window and in the recent one, the
+    rings around the alert's place (an `approach` alert's; the capital's for the other kinds), and the country's
+    places to label. Imprecisely located events are not points on a map: they are counted apart."""
+
+    month: dt.date
+    kind: str
+    source: str
+    country: str
+    group: str  # "" for a country-level alert
+    place: MapPlace | None  # the ringed place; None when the country has no capital in the places table
+    rings_km: tuple[int, ...]
+    places: tuple[MapPlace, ...]  # the country's, capital first
+    baseline: tuple[MapEvent, ...]  # the baseline window: the months before the recent ones
+    recent: tuple[MapEvent, ...]  # the recent window, up to the alert's month
+    imprecise: int  # the unit's events of both windows left off the map
+
+
+def alert_maps(
+    alerts: pl.DataFrame, unit_rows: pl.DataFrame, places: pl.DataFrame, config: ModelConfig
+) -> list[AlertMap]:
+    """One map record per alert row, in the table's order. `unit_rows` are unit_events' rows covering the alerts'
+    units over the model window (more is fine: the rest is left out)."""
+    maps = []
+    for alert in alerts.iter_rows(named=True):
+        month = dt.date.fromisoformat(f"{alert['month']}-01")
+        group = alert["group"] or None
+        unit = unit_rows.filter(
+            pl.col("source") == alert["source"],
+            pl.col("country") == alert["country"],
+            pl.col("group_id") == group if group else pl.col("level") == "country",
+            pl.col("month").is_between(window_start(month, config.window_months), month),
+        )
+        recent = pl.col("month") >= window_start(month, config.recent_months)
+        located = unit.filter("precise")
+        country = places.filter(pl.col("country") == alert["country"])
+        marks = tuple(MapPlace(**p) for p in country.select(list(MapPlace.__dataclass_fields__)).iter_rows(named=True))
+        ringed = next((p for p in marks if p.name == alert["place"]), None) if alert["place"] else None
+        maps.append(
+            AlertMap(
+                month=month,
+                kind=alert["kind"],
+                source=alert["source"],
+                country=alert["country"],
+                group=alert["group"] or "",
+                place=ringed or next((p for p in marks if p.kind == CAPITAL), None),
+                rings_km=RADII_KM,
+                places=marks,
+                baseline=_map_events(located.filter(~recent)),
+                recent=_map_events(located.filter(recent)),
+                imprecise=unit.height - located.height,
+            )
+        )
+    return maps
+
+
+def spatial_alert_maps(
+    alerts: pl.DataFrame,
+    events: pl.LazyFrame,
+    aliases: pl.DataFrame,
+    places: pl.DataFrame,
+    config: ModelConfig,
+    role: Role = "perpetrator",
+    ambiguous: Ambiguity = "separate",
+    units: StateUnits = "fold",
+) -> tuple[AlertMap, ...]:
+    """The map records of a month's spatial alerts (the report's maps of their cards), from the events of their
+    countries over the model window, attributed as the panels attribute them."""
+    spatial = alerts.filter(pl.col("kind").is_in(SPATIAL_KINDS))
+    if spatial.height == 0:
+        return ()
+    month = dt.date.fromisoformat(str(spatial["month"].max()) + "-01")
+    window = events.filter(
+        pl.col("event_date").dt.month_start().is_between(window_start(month, config.window_months), month),
+        pl.col("country").is_in(spatial["country"].unique().to_list()),
+    )
+    return tuple(alert_maps(spatial, unit_events(window, aliases, role, ambiguous, units), places, config))
+
+
+def _map_events(rows: pl.DataFrame) -> tuple[MapEvent, ...]:
+    columns = list(MapEvent.__dataclass_fields__)
+    rows = rows.with_columns(pl.col("fatalities").fill_null(0))
+    return tuple(MapEvent(**e) for e in rows.sort(columns).select(columns).iter_rows(named=True))
