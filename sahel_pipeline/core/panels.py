@@ -293,7 +293,7 @@ def count_months(
     admin1_counts, actor_counts, display_names = pl.collect_all([admin1, actors, display])
     located = {}
     if places is not None:
-        located = month_parts(unit_rows(attribution.groups, events), places)
+        located = month_parts(unit_rows(attribution.groups.lazy(), events.lazy()), places)
     return admin1_counts, actor_counts, display_names, located
 
 

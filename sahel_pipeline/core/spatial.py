@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import polars as pl
@@ -96,6 +97,7 @@ def precise_location() -> pl.Expr:
     return pl.col("latitude").is_not_null() & pl.col("longitude").is_not_null() & ~imprecise.fill_null(False)
 
 
+Frame = TypeVar("Frame", pl.DataFrame, pl.LazyFrame)
 UNIT_ROW_COLUMNS = ["month", "latitude", "longitude", "admin2", "fatalities", "precise"]
 
 
@@ -118,9 +120,10 @@ def unit_events(
     return unit_rows(attribution.groups, located)
 
 
-def unit_rows(attributed: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
+def unit_rows(attributed: Frame, events: Frame) -> Frame:
     """The rows the spatial panels measure: each event once for every group it is attributed to (`attributed`:
-    groups.attribute_events' groups, carrying UNIT_ROW_COLUMNS) and once for its country."""
+    groups.attribute_events' groups, carrying UNIT_ROW_COLUMNS) and once for its country. Lazy frames give a lazy
+    query: the panels measure from it without holding its rows (1.6 GiB at 2.5 M events)."""
     return pl.concat(
         [
             attributed.select("source", pl.lit("group").alias("level"), "group_id", "country", *UNIT_ROW_COLUMNS),
@@ -130,7 +133,9 @@ def unit_rows(attributed: pl.DataFrame, events: pl.DataFrame) -> pl.DataFrame:
     )  # fmt: skip
 
 
-def buffer_counts(unit_rows: pl.DataFrame, places: pl.DataFrame, radii: tuple[int, ...] = RADII_KM) -> pl.DataFrame:
+def buffer_counts(
+    unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame, radii: tuple[int, ...] = RADII_KM
+) -> pl.DataFrame:
     """Events and fatalities of each unit within each radius of each place of its country, per month (BUFFER_SCHEMA;
     only months with events there), with the nearest event's distance."""
     reach = max(radii)
@@ -159,7 +164,7 @@ def buffer_counts(unit_rows: pl.DataFrame, places: pl.DataFrame, radii: tuple[in
     return pl.concat(per_radius).select(list(BUFFER_SCHEMA)).collect().cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
 
 
-def month_parts(unit_rows: pl.DataFrame, places: pl.DataFrame) -> dict[str, pl.DataFrame]:
+def month_parts(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """What the spatial panels are made of, each month's from its own events (so that a run keeps the months whose
     events did not change, as the count panels do: panels.MonthlyCounts): the measures, the rings' counts and the
     admin2 areas with events."""
@@ -170,7 +175,7 @@ def month_parts(unit_rows: pl.DataFrame, places: pl.DataFrame) -> dict[str, pl.D
     }
 
 
-def where_events_are(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+def where_events_are(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> pl.DataFrame:
     """Per unit and month with events (SPATIAL_SCHEMA): distances to the capital, spread, admin2 areas entered."""
     return spatial_month(where_measures(unit_rows, places), admin2_areas(unit_rows))
 
@@ -190,7 +195,7 @@ def spatial_month(measures: pl.DataFrame, areas: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+def where_measures(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> pl.DataFrame:
     """Per unit and month with events: events located and imprecise, distances to the capital, the mean centre and
     the standard distance (MEASURE_COLUMNS). Each month's from its own events only."""
     precise = pl.col("precise")
@@ -198,16 +203,26 @@ def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFram
     # column stay on Polars' fast path, where a filter or a nested aggregation inside `agg` is evaluated group by
     # group (48 s instead of a few at 2.5 M events).
     lat, lon = pl.when(precise).then(pl.col("latitude")), pl.when(precise).then(pl.col("longitude"))
+    unit = pl.struct(UNIT_KEY).hash()  # grouping on one integer: half the cost of four text keys
     rows = (
         unit_rows.lazy()
         .join(capitals(places).lazy(), on="country", how="left")
         .select(
-            *UNIT_KEY, "month", "capital", "precise",
+            "month", "precise",
             lat=lat, lon=lon,
             km=haversine_km(lat, lon, pl.col("capital_lat"), pl.col("capital_lon")),
-            _unit=pl.struct(UNIT_KEY).hash(),  # grouping on one integer: half the cost of four text keys
+            _unit=unit,
         )
     )  # fmt: skip
+    # The units' keys and capital are joined to the monthly figures rather than aggregated from every row: the text
+    # columns held over millions of rows were 0.9 GiB of the peak at 2.5 M events.
+    keys = (
+        unit_rows.lazy()
+        .select(UNIT_KEY)
+        .unique()
+        .join(capitals(places).lazy().select("country", "capital"), on="country", how="left")
+        .with_columns(_unit=unit)
+    )
     # Standard distance: the root mean square distance from the mean centre, on the local plane (km per degree of
     # longitude shrinks with the cosine of latitude): K * sqrt(cos^2(mean latitude) Var(lon) + Var(lat)). Rings of
     # 100 km are small enough for the plane.
@@ -217,10 +232,8 @@ def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFram
     measured = (
         rows.group_by("_unit", "month")
         .agg(
-            *[pl.col(k).first() for k in UNIT_KEY],
             events_located=precise.sum().cast(pl.UInt32),
             events_imprecise=(~precise).sum().cast(pl.UInt32),
-            capital=pl.col("capital").first(),
             nearest_capital_km=pl.col("km").min(),
             p10_capital_km=pl.col("km").quantile(0.1, interpolation="linear"),
             median_capital_km=pl.col("km").median(),
@@ -230,11 +243,12 @@ def where_measures(unit_rows: pl.DataFrame, places: pl.DataFrame) -> pl.DataFram
             _lon_var=pl.col("lon").var(ddof=0),
         )
         .with_columns(standard_distance_km=spread)
+        .join(keys, on="_unit")
     )
     return measured.select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
 
 
-def admin2_areas(unit_rows: pl.DataFrame) -> pl.DataFrame:
+def admin2_areas(unit_rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     """The admin2 areas each unit had precisely located events in, per month (AREA_SCHEMA: one row each)."""
     return (
         unit_rows.lazy()
