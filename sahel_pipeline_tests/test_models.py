@@ -270,6 +270,23 @@ def test_the_cache_keys_hash_the_fit_settings_not_the_alert_rules():
         assert all(a != b for a, b in zip(input_keys(series, fit), keys, strict=True)), change
 
 
+def test_the_cache_keys_hash_the_breaks_of_the_series_country_only():
+    """A state-force period renamed in one country (its break's label changes) rescores that country's series, not
+    every series: on the global export that rename made a weekly update refit all 20,000 series."""
+    from sahel_pipeline.core.models import input_keys
+
+    series = task(negbin(np.random.default_rng(3), 6, 0.3, 39), country="Niger")
+    coup = Break("Niger", dt.date(2023, 7, 26), "the coup")
+    elsewhere = Break("Brunei", dt.date(2018, 1, 4), "the change of government (period 2018-2018)")
+    keys = input_keys(series, dataclasses.replace(CONFIG, breaks=(coup, elsewhere)))
+    renamed = dataclasses.replace(elsewhere, label="the change of government (period 2018-2024)")
+    assert input_keys(series, dataclasses.replace(CONFIG, breaks=(renamed, coup))) == keys
+    assert input_keys(series, dataclasses.replace(CONFIG, breaks=(coup,))) == keys
+    for own in (dataclasses.replace(coup, label="a coup"), dataclasses.replace(coup, date=dt.date(2023, 8, 1))):
+        changed = input_keys(series, dataclasses.replace(CONFIG, breaks=(own, elsewhere)))
+        assert all(a != b for a, b in zip(changed, keys, strict=True)), own
+
+
 def test_the_detectors_kept_levels_give_the_verdicts_of_filtering_again():
     """A weekly update judges a series from the levels an earlier run filtered over the same baseline months: the
     same verdicts (series long and short, a partial last month, a break in the months filtered), not filtered."""

@@ -32,6 +32,7 @@ import hashlib
 import math
 import warnings
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -172,10 +173,22 @@ class ModelConfig:
     def min_count(self, indicator: str) -> int:
         return self.min_counts.get(indicator, 5)
 
-    @property
-    def fit_settings(self) -> str:
-        """What the scores depend on, as the cache keys hash it: every setting but the alert rule's."""
-        return repr({f.name: getattr(self, f.name) for f in fields(self) if f.name not in RULE_SETTINGS})
+    def fit_settings(self, country: str) -> str:
+        """What the scores of a series in `country` depend on, as the cache keys hash it: every setting but the alert
+        rule's, and of the breaks only the country's. A break elsewhere changing (a state-force period renamed in
+        another country's events) must not rescore every series in the world."""
+        return self._shared_fit_settings + self._breaks_by_country.get(country, "")
+
+    @cached_property
+    def _shared_fit_settings(self) -> str:
+        return repr({f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*RULE_SETTINGS, "breaks")})
+
+    @cached_property
+    def _breaks_by_country(self) -> dict[str, str]:
+        countries = {b.country for b in self.breaks}
+        # by date: the regime periods' table order is not part of what a series depends on
+        ordered = sorted(self.breaks, key=lambda b: (b.date, b.label, b.origin))
+        return {c: repr(tuple(b for b in ordered if b.country == c)) for c in countries}
 
 
 # --- distributions --------------------------------------------------------------------------------------------------
@@ -488,7 +501,7 @@ def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str, str]:
     earlier, or the months before the last: the baseline fit, most of the cost, and the forecast filter's run up to
     the last month can then be reused.
     """
-    settings = f"{MODEL_VERSION}|{config.fit_settings}".encode()
+    settings = f"{MODEL_VERSION}|{config.fit_settings(task.country)}".encode()
     n = len(task.counts)
     start, end = max(0, n - config.window_months), max(0, n - config.recent_months)
     windows = (slice(start, end), slice(start, n - 1), slice(0, n))
