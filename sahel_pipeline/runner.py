@@ -4,6 +4,7 @@ Runs are recorded in the Dagster instance the UI reads, so `sahel run` shows in 
 `weekly_escalation_job` (or `backtest_job`) with its materializations, check results and metadata.
 """
 
+import gc
 import logging
 import os
 import shutil
@@ -21,10 +22,11 @@ from sahel_pipeline.core.lock import hold_for_this_process
 from sahel_pipeline.definitions import build_definitions
 from sahel_pipeline.defs.automation import UPSTREAM
 from sahel_pipeline.defs.delivery import alert_notifications
+from sahel_pipeline.defs.ingest import ingested_events
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
 from sahel_pipeline.runlog import log_file_path, run_loggers
-from sahel_pipeline.startup import warm_up_fitting_pool
+from sahel_pipeline.startup import compile_check_records, warm_up_fitting_pool
 
 # The project-local instance `make ui` starts the webserver on; made from deploy/dagster-local.yaml when missing.
 LOCAL_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
@@ -94,6 +96,7 @@ class Runner:
             build_definitions(self.settings, models, delivery, evaluation_settings=evaluation),
             dg.Definitions(loggers=run_loggers(self.log_path, verbose, progress)),
         )
+        compile_check_records()
         warm_up_fitting_pool(models.pool)  # every run ends in fitting: the workers import statsmodels while ingest runs
         self.instance = instance or recording_instance()
         self.weekly = self.definitions.resolve_job_def("weekly_escalation_job")
@@ -101,11 +104,18 @@ class Runner:
         self.evaluation = self.definitions.resolve_job_def("evaluation_job")
         assets = cast(list[dg.AssetsDefinition], self.definitions.assets)  # build_definitions gives a list
         self.monthly = [key for asset in assets for key in asset.keys if asset.partitions_def == MONTHS]
-        self.upstream = UPSTREAM  # ingest and panels: the command line does not pull (`sahel fetch` does)
+        # Ingest and panels (the command line does not pull: `sahel fetch` does), in two runs rather than one: a run in
+        # this process keeps every output it made in memory to its end (execute_in_process captures them for its
+        # result), so the ingest's events (0.85 GiB at 2.5 M events) were held while the panels counted.
+        ingest = set(ingested_events.keys)
+        self.upstream = ([k for k in UPSTREAM if k in ingest], [k for k in UPSTREAM if k not in ingest])
 
     def materialize_upstream(self) -> dict:
         """Ingest, validation and panels. Returns the ingest figures."""
-        self._run(self.weekly, self.upstream)
+        ingest, panels = self.upstream
+        self._run(self.weekly, ingest)
+        gc.collect()  # the ingest run's outputs are held in reference cycles (Dagster's step context)
+        self._run(self.weekly, panels)
         return pl.read_parquet(self.settings.warehouse / "ingest_summary.parquet").row(0, named=True)
 
     def materialize_month(self, month: str) -> "Notified | None":
