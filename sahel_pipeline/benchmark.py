@@ -361,12 +361,16 @@ def _measure(what: list[str], workers: int) -> dict[str, float]:
 
 
 def generate_data(data: Path, events: int) -> None:
-    if not (data / EXPORT).exists():
-        from sahel_pipeline.synthetic import write_global
+    """The benchmark's files, made again when they are missing or an older generator made them."""
+    from sahel_pipeline.synthetic import GLOBAL_DATA_VERSION, write_global
 
+    marker = data / "GENERATED"
+    made_by = marker.read_text().strip() if marker.exists() else ""
+    if not (data / EXPORT).exists() or made_by != f"{GLOBAL_DATA_VERSION} {events}":
         print(f"generating {events:,} synthetic events in {data} ...", flush=True)
         started = time.perf_counter()
         print(write_global(data, events), f"({time.perf_counter() - started:.0f} s)", flush=True)
+        marker.write_text(f"{GLOBAL_DATA_VERSION} {events}\n")
 
 
 def run_benchmark(data: Path, events: int, runs: int, workers: int) -> None:

@@ -26,6 +26,7 @@ import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.months import month_key, month_range, parse_month
+from sahel_pipeline.core.places import capitals, places_table
 from sahel_pipeline.core.reference import ACLED_COUNTRIES
 
 # Countries the global data may use: not the Sahel ones, whose geography the sample defines.
@@ -540,7 +541,8 @@ def random_regimes(names: list[str], months: list[str], rng: np.random.Generator
 def global_world(
     n_countries: int, n_actors: int, target_events: int, months: list[str], rng: np.random.Generator
 ) -> tuple[dict[str, Country], list[Actor], Regimes]:
-    """Countries (real names, made-up geography), their regime periods, and actors with a skewed (Zipf) size
+    """Countries (real names; each a box of 5 by 6 degrees around its real capital, so that the spatial panels'
+    rings hold events as they do on real data), their regime periods, and actors with a skewed (Zipf) size
     distribution.
 
     Each country has state forces (military and police, named after the regime period), protesters and rioters, and
@@ -550,9 +552,14 @@ def global_world(
     names = sorted(c for c in ACLED_COUNTRIES_FOR_SYNTHETIC)[
         :: max(1, len(ACLED_COUNTRIES_FOR_SYNTHETIC) // n_countries)
     ][:n_countries]
+    capital_at = {
+        row["country"]: (row["capital_lat"], row["capital_lon"]) for row in capitals(places_table(names)).to_dicts()
+    }
     countries = {}
     for i, name in enumerate(names):
-        lat0, lon0 = rng.uniform(-30, 45), rng.uniform(-15, 120)
+        lat0, lon0 = rng.uniform(-30, 45), rng.uniform(-15, 120)  # drawn for every country: the same draws after
+        if name in capital_at:
+            lat0, lon0 = capital_at[name][0] - 2.5, capital_at[name][1] - 3.0
         countries[name] = Country(
             name,
             100 + i,
@@ -643,6 +650,28 @@ def with_associated_actors(events: pl.DataFrame, actors: list[Actor], rng: np.ra
     ).drop("_draw", "_armed", "_first", "_second")
 
 
+# Changed whenever the benchmark's data change: `benchmark.generate_data` makes them again.
+# 2: located around each country's real capital, ACLED's mix of location precisions, four admin2 areas per admin1.
+GLOBAL_DATA_VERSION = 2
+# Of ACLED's events in the real files: 55-71% located precisely (1), 27-43% near (2), 1-2% at a region's centroid (3).
+GEO_PRECISION_SHARES = {1: 0.62, 2: 0.36, 3: 0.02}
+ADMIN2_PER_ADMIN1 = 4
+
+
+def with_global_locations(events: pl.DataFrame, countries: dict[str, Country], seed: int) -> pl.DataFrame:
+    """The benchmark's events with ACLED's mix of location precisions and several admin2 areas per admin1 (bands of
+    the country's longitude), so that the spatial panels leave some events out and count areas entered as on real
+    data. Drawn apart from the events (the sample keeps its locations)."""
+    rng = np.random.default_rng(seed + 1)
+    precision = rng.choice(list(GEO_PRECISION_SHARES), events.height, p=list(GEO_PRECISION_SHARES.values()))
+    west = pl.col("country").replace_strict({c.name: c.lon[0] for c in countries.values()}, return_dtype=pl.Float64)
+    band = ((pl.col("longitude") - west) / 6.0 * ADMIN2_PER_ADMIN1).floor().clip(0, ADMIN2_PER_ADMIN1 - 1) + 1
+    return events.with_columns(
+        geo_precision=pl.Series(precision, dtype=pl.Int64),
+        admin2=pl.format("{} Cercle {}", "admin1", band.cast(pl.Int32)),
+    )
+
+
 def write_global(
     out: Path,
     target_events: int = 2_500_000,
@@ -657,7 +686,9 @@ def write_global(
     countries, actors, regimes = global_world(n_countries, n_actors, target_events, months, rng)
     counts = simulate_counts(actors, months, rng)
     events = events_frame(actors, countries, months, counts, rng, first_timestamp=900_000_000, regimes=regimes)
-    events = with_associated_actors(events, actors, rng).filter(pl.col("event_date") <= UPDATE_END)
+    events = with_global_locations(with_associated_actors(events, actors, rng), countries, seed).filter(
+        pl.col("event_date") <= UPDATE_END
+    )
     export = events.filter(pl.col("event_date") <= GLOBAL_END)
     week = events.filter(pl.col("event_date") > GLOBAL_END)
     recent = export.filter(pl.col("event_date") > GLOBAL_END - dt.timedelta(days=90))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 import polars as pl
 import pytest
 
 from sahel_pipeline.core.ingest import find_csv_files, ingest
+from sahel_pipeline.core.places import places_table
 from sahel_pipeline.synthetic import ACLED_EXPORT_COLUMNS, write_global, write_sample
 from sahel_pipeline_tests.fixtures import TODAY
 
@@ -50,6 +52,18 @@ def test_global_benchmark_data_at_small_scale_has_acled_shapes(tmp_path):
     revised = update.join(export, on="event_id_cnty", suffix="_before")
     assert revised.height == figures["update_revisions"] > 0
     assert (revised["timestamp"].cast(pl.Int64) > revised["timestamp_before"].cast(pl.Int64)).all()
+    # located as real events are, so that the spatial panels do their real work: around the capital (the rings
+    # hold some of the events), mostly precise, a few at a region's centroid, several admin2 areas per admin1
+    capitals = places_table(export["country"].unique().to_list()).filter(pl.col("kind") == "capital")
+    located = export.join(capitals.select("country", clat="latitude", clon="longitude"), on="country")
+    lat, lon = (np.radians(located[c].cast(pl.Float64).to_numpy()) for c in ("latitude", "longitude"))
+    clat, clon = np.radians(located["clat"].to_numpy()), np.radians(located["clon"].to_numpy())
+    half = np.sin((lat - clat) / 2) ** 2 + np.cos(lat) * np.cos(clat) * np.sin((lon - clon) / 2) ** 2
+    km = 2 * 6371 * np.arcsin(np.sqrt(half))
+    assert located.height > 0.8 * export.height and 0.03 < (km <= 100).mean() < 0.2 and km.max() < 600
+    precision = export["geo_precision"].value_counts(normalize=True).sort("geo_precision")
+    assert precision["geo_precision"].to_list() == ["1", "2", "3"] and 0.005 < precision["proportion"][2] < 0.05
+    assert export.group_by("country", "admin1").agg(pl.col("admin2").n_unique())["admin2"].min() > 1
 
 
 STATE = r"^(?:Military|Police) Forces of (?P<country>.+?) \((?P<period>\d{4}-(?:\d{4})?)\)(?P<unit> .+)?$"
