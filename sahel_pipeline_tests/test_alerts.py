@@ -73,7 +73,7 @@ def test_sentence_for_a_group_with_a_break_and_where_the_rise_is():
         "source": "ACLED", "month": dt.date(2024, 1, 1), "partial": False, "rate_ratio": 2.94, "rate_ratio_low": 1.83,
         "rate_ratio_high": 4.61, "rate_ratio_method": "glm", "break_label": "the July 2023 coup",
         "break_month": dt.date(2023, 7, 1), "break_rate_ratio": 2.9, "break_low": 1.8, "break_high": 4.6,
-        "break_before": 12, "recent_sum": 40,
+        "break_before": 12, "break_p_value": 0.02, "recent_sum": 40,
     }
     ruled = apply_alert_rule(pl.DataFrame([row], infer_schema_length=None), CONFIG).row(0, named=True)
     assert explain({**ruled, "where": "Tillaberi (+27)"}, CONFIG) == (

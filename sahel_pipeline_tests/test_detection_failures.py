@@ -16,7 +16,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline.core.alerts import alert_table, apply_alert_rule
-from sahel_pipeline.core.models import Break, ModelConfig, SeriesTask, score_series
+from sahel_pipeline.core.models import Break, ModelConfig, SeriesTask, _break_ratio, score_series
 from sahel_pipeline.core.months import month_index, month_range
 from sahel_pipeline.core.scoring import score_month
 
@@ -104,6 +104,18 @@ def test_a_rise_after_a_dated_break_is_compared_with_the_months_just_before_it()
     assert sum("since the March 2021 coup" in (r.get("break_sentence") or "") for r in results) == len(results)
 
 
+def test_a_break_the_rule_no_longer_judges_gives_no_sentence():
+    # The same coup three years before the month: the break rule judges only the 12 months after a break, and a
+    # ratio over the three years since it says nothing of this month's rise (the old sentence read "since the
+    # change of government of January 2016: 16x ..." on a February 2019 alert).
+    coup = Break("Niger", dt.date(2018, 12, 20), "the December 2018 coup")
+    config = replace(CONFIG, breaks=(coup,))
+    rng = np.random.default_rng(3)
+    old = judge([*negbin(rng, 4, 0.3, 12), *negbin(rng, 20, 0.3, 36), 60], config=config)  # the coup in the 12th month
+    assert old["break_rate_ratio"] > 1 and old["break_p_value"] is None  # computed, no longer judged
+    assert old["break_sentence"] is None
+
+
 def test_a_downward_trend_is_not_extrapolated_below_the_recent_level_when_the_baseline_has_zeros():
     # A decline from 45 to about 6 a month, flat at 6 for 16 months with two empty months (which made the guard
     # "the trend's prediction lies within the observed rates" vacuous), then a month of 12: about the 98th
@@ -183,3 +195,22 @@ def test_one_rise_on_several_indicators_is_one_alert_with_the_others_listed():
     row = alerts.row(0, named=True)
     assert row["indicator"] == "events"
     assert set(row["indicators"].split(", ")) >= set(rising["indicator"].to_list())
+
+
+def test_a_break_with_no_change_alerts_by_the_break_rule_at_most_at_its_level_over_the_year_it_is_judged():
+    # A state force renamed at a coup, its rate unchanged (the evaluation's `renamed`): the break rule judges the
+    # same comparison every month for a year. Unadjusted, 0.6-0.7% of such breaks crossed 0.25% in one of the twelve
+    # months (2.3 times the level; each month alone 0.18%). 2,400 breaks, means 10-50 and alpha 0.3 and 1.0 as
+    # the evaluation's forces, at the true dispersion.
+    config = replace(CONFIG, breaks=(Break("Niger", dt.date(2019, 12, 20), "a coup"),))
+    start, rng, crossed = month_index(FIRST), np.random.default_rng(13), 0
+    for mean, alpha in [(m, a) for m in (10, 20, 50) for a in (0.3, 1.0)] * 400:
+        y = negbin(rng, mean, alpha, 36)  # the coup in the 24th month
+        for last in range(24, 36):
+            task = SeriesTask(("s",), "events", "Niger", np.arange(start, start + last + 1), y[: last + 1],
+                              np.ones(last + 1))
+            p = _break_ratio(task, config, alpha)["break_p_value"]
+            if p is not None and p < config.sustained_p:
+                crossed += 1
+                break
+    assert crossed / 2400 <= config.sustained_p  # measured: 16 of 2,400 unadjusted, 1 adjusted

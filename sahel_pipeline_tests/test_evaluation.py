@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -328,3 +329,40 @@ def test_the_methods_page_writes_what_it_is_given_as_text(tmp_path):
     assert f"Real data: {html_text(path)}, judged" in page and html_text(note) in page
     assert "<b>" not in page and "<script>" not in page
     assert "| 1.23e-04 |" in markdown and "<td>1.23e-04</td>" in page  # methods.cell, not str()
+
+
+@dataclass
+class AlarmsAfterBreaks:
+    """A made-up detector that alarms on every judged month of a series with a break date, and never otherwise."""
+
+    name: str = "after_breaks"
+    label: str = "alarms after breaks"
+    description: str = "every month of a series with a break"
+    indicators: tuple[str, ...] | None = None
+    needs_truth: bool = False
+
+    def detect(self, series, log):
+        rows = [(s.id, t, bool(s.breaks)) for s in series for t in s.scored]
+        ids, index, alarm = zip(*rows, strict=True)
+        frame = detection_frame(list(ids), list(index), alarm, np.where(alarm, 1.0, -1.0))
+        return [Detection(self.name, self.label, frame, 0.0)]
+
+
+def test_the_renamed_forces_chance_alerts_are_counted_on_the_same_counts_without_the_break():
+    series = simulate(4, 1, 3, ("renamed", "renamed_unbroken"))
+    renamed = [s for s in series if s.scenario == "renamed"]
+    unbroken = [s for s in series if s.scenario == "renamed_unbroken"]
+    assert all(np.array_equal(a.counts, b.counts) for a, b in zip(renamed, unbroken, strict=True))
+    assert all(s.breaks for s in renamed) and not any(s.breaks for s in unbroken)
+    assert all((s.state[BURN_IN:] == IN_CONTROL).all() for s in series)  # no change in either: every alert false
+    scenarios = ("stable", "renamed", "renamed_unbroken")
+    config = EvaluationConfig(series=4, years=1, seed=3, use_r=False, scenarios=scenarios)
+    result = run_evaluation(config, detectors=[Oracle(), TRENDFINDER, AlarmsAfterBreaks()], log=lambda _: None)
+    summary = result.tables["summary"].filter(pl.col("setting") == metrics.DEFAULT)
+    by = {row["detector"]: row for row in summary.iter_rows(named=True)}
+    months = sum(len(s.scored) for s in renamed)
+    assert by["after_breaks"]["renamed_alerts"] == months and by["after_breaks"]["renamed_alerts_from_break"] == months
+    for blind in ("oracle", "acled_trendfinder"):  # detectors that do not read break dates: the same alerts on both
+        assert by[blind]["renamed_alerts"] == by[blind]["renamed_unbroken_alerts"]
+        assert by[blind]["renamed_alerts_from_break"] == 0
+    assert by["acled_trendfinder"]["renamed_alerts"] > 0  # its 3 alerts a series-year: there is something to compare

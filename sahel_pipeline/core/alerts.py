@@ -178,12 +178,15 @@ def benjamini_hochberg(scores: pl.DataFrame) -> pl.Series:
 
 def _break_sentence() -> pl.Expr:
     """'since the July 2023 coup: 2.4x [1.7-3.3] the rate of the 12 months before', for series whose country had a
-    break (the ratio computed); null otherwise."""
+    break the break rule still judges (at most `break_before_months` old: its p-value given); null otherwise. A
+    ratio over years since an old break says nothing about this month's rise ("since January 2016: 16x" on a
+    February 2019 alert)."""
     ratio = pl.col("break_rate_ratio")
     dated = pl.when(pl.col("break_label").str.contains(pl.col("break_month").dt.strftime("%B %Y"), literal=True)).then(
         pl.col("break_label")
     ).otherwise(pl.format("{} ({})", pl.col("break_label"), pl.col("break_month").dt.strftime("%B %Y")))
-    return pl.when(pl.col("break_label").is_not_null() & ratio.is_not_null() & ratio.is_finite()).then(
+    judged = pl.col("break_p_value").is_not_null()
+    return pl.when(pl.col("break_label").is_not_null() & judged & ratio.is_not_null() & ratio.is_finite()).then(
         pl.format("since {}: {}x [{}-{}] the rate of the {} months before", dated, _ratio_expr(ratio),
                   _ratio_expr(pl.col("break_low")), _ratio_expr(pl.col("break_high")), pl.col("break_before"))
     )

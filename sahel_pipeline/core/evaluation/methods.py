@@ -38,8 +38,10 @@ def methods_document(result: EvaluationResult) -> Document:
         Heading("Summary"),
         Paragraph(
             "Alerts per series-year on stable series (target: at most 0.12 per indicator), share of planted rises "
-            "detected within two months, and alerts on the renamed state force (target: none), at each detector's "
-            "own settings and at the matched false-alarm rate."
+            "detected within two months, and alerts on the renamed state force, at each detector's own settings and at "
+            "the matched false-alarm rate. The renamed force's rate never changes, so every alert on it is false: "
+            "its alerts by chance are those on the same counts without the break date (`renamed_unbroken`), and "
+            "the target is none beyond them (`renamed_alerts_from_break`)."
         ),
         table(t["summary"]),
         Heading("How the figures are computed"),

@@ -9,6 +9,9 @@
   target, then applied to every scenario and to the real series. A detector that cannot alarm that often at any
   threshold keeps its most sensitive one, and the table says the target was not reached.
 - **P-values**: the share of in-control months with p < 0.001 (nominal 0.001), for detectors that give one.
+- **Alerts a break brings**: the renamed force's months are all in control, so every alert on it is false; a
+  detector alerts on them by chance at its false-alarm rate, as on any in-control series. The same counts without
+  the break date (`renamed_unbroken`) give that chance count, and the difference is what the break itself brings.
 """
 
 from __future__ import annotations
@@ -308,7 +311,14 @@ def summary_table(false_alarms: pl.DataFrame, detection: pl.DataFrame) -> pl.Dat
         pod("regime", "regime_within_2"),
         pod("fatalities", "fatalities_x4_within_2"),
         far_of("renamed", "alarms", "renamed_alerts"),
+        far_of("renamed_unbroken", "alarms", "renamed_unbroken_alerts"),
         far_of("renamed_raw", "alarms", "renamed_raw_alerts"),
     ):
         out = out.join(part, on=["detector", "setting"], how="full", coalesce=True)
+    if {"renamed_alerts", "renamed_unbroken_alerts"} <= set(out.columns):
+        # the renamed force's truth has no change: its alerts are chance plus what the break brings (target: 0)
+        out = out.with_columns(
+            renamed_alerts_from_break=pl.col("renamed_alerts").cast(pl.Int64)
+            - pl.col("renamed_unbroken_alerts").cast(pl.Int64)
+        )
     return out.sort("setting", "detector")

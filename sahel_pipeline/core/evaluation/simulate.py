@@ -263,6 +263,17 @@ def renamed(n: int, years: int, seed: int) -> list[CountSeries]:
     return out
 
 
+def renamed_unbroken(n: int, years: int, seed: int) -> list[CountSeries]:
+    """The same forces, the same counts, with no break date: what each detector alerts on them by chance. The
+    renamed series' truth holds no change at all (every month is drawn from the in-control distribution), so an
+    alert on either is false; `renamed` alerts beyond these are the ones the break itself brings."""
+    return [
+        _series("renamed_unbroken", i, counts, _states(len(counts)), truth)
+        for i in range(n)
+        for truth, counts, _, _ in [_renamed_force(i, seed)]
+    ]
+
+
 def renamed_raw(n: int, years: int, seed: int) -> list[CountSeries]:
     """The same forces before actor normalisation: the old name's series stops at the coup (zeros after it) and the
     new name's starts there (zeros before it). Nothing changed, so every alert on either is false."""
@@ -344,6 +355,12 @@ SCENARIOS = {
             "A state force (10, 20 or 50 events a month) renamed at a dated coup with no change in "
             "rate, after actor normalisation: one continuous series and the coup as a break date.",
             renamed,
+        ),
+        Scenario(
+            "renamed_unbroken",
+            "The same forces and counts with no break date: the alerts a detector gives them by chance, "
+            "against which `renamed` shows what the break brings.",
+            renamed_unbroken,
         ),
         Scenario(
             "renamed_raw",

@@ -54,6 +54,7 @@ EVALUATION_COLUMNS = {
     "x2_within_2": "doubling found within 2 months",
     "regime_within_2": "rise after a high regime found",
     "renamed_alerts": "alerts on a renamed force",
+    "renamed_alerts_from_break": "of which the break brings",
 }
 # Attribution as the sources' terms ask: ACLED a citation with a link, the access date and the filters used; UCDP
 # its datasets' introducing articles.
