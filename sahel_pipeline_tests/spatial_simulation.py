@@ -23,21 +23,29 @@ class Simulated:
     unit_rows: pl.DataFrame  # spatial.unit_events' shape
     group_panel: pl.DataFrame
     country_panel: pl.DataFrame
-    reach_month: dict[str, dt.date]  # mover -> the first month its centre is within 100 km of the capital
+    reach_month: dict[str, dt.date]  # mover -> the first month its centre is within 100 km of the target
 
 
-def _point(bearing: float, km: float) -> tuple[float, float]:
-    lat = CAPITAL_LAT + km * np.cos(bearing) / KM_PER_DEGREE
-    lon = CAPITAL_LON + km * np.sin(bearing) / (KM_PER_DEGREE * np.cos(np.radians(CAPITAL_LAT)))
+def _point(target: tuple[float, float], bearing: float, km: float) -> tuple[float, float]:
+    lat = target[0] + km * np.cos(bearing) / KM_PER_DEGREE
+    lon = target[1] + km * np.sin(bearing) / (KM_PER_DEGREE * np.cos(np.radians(target[0])))
     return lat, lon
 
 
 def simulate(
-    seed: int, stayers: int = 20, movers: int = 10, spreaders: int = 0, move_start: int = 30, move_months: int = 6
+    seed: int,
+    stayers: int = 20,
+    movers: int = 10,
+    spreaders: int = 0,
+    move_start: int = 30,
+    move_months: int = 6,
+    target: tuple[float, float] = (CAPITAL_LAT, CAPITAL_LON),
+    stay_km: tuple[float, float] = (30, 400),
 ) -> Simulated:
-    """`stayers` keep their centre (30-400 km from the capital, 3-20 events a month); `movers` sit 300-450 km away
-    until `move_start`, then move straight toward the capital over `move_months` to 30-60 km and stay; `spreaders`
-    keep a tight cluster until `move_start`, then scatter over a region five times as wide."""
+    """`stayers` keep their centre (`stay_km` from the `target`, the capital unless given; 3-20 events a month);
+    `movers` sit 300-450 km away until `move_start`, then move straight toward the target over `move_months` to
+    30-60 km and stay; `spreaders` keep a tight cluster until `move_start`, then scatter over a region five times as
+    wide."""
     rng = np.random.default_rng(seed)
     rows, reach = [], {}
     for kind, count in (("stay", stayers), ("move", movers), ("spread", spreaders)):
@@ -45,7 +53,7 @@ def simulate(
             name = f"{kind}-{g}"
             bearing = rng.uniform(0, 2 * np.pi)
             rate = rng.uniform(3, 20) if kind == "stay" else rng.uniform(8, 15)
-            far = rng.uniform(30, 400) if kind == "stay" else rng.uniform(300, 450)
+            far = rng.uniform(*stay_km) if kind == "stay" else rng.uniform(300, 450)
             near = rng.uniform(30, 60)
             for m in range(MONTHS):
                 month = shift_month(FIRST, m)
@@ -56,7 +64,7 @@ def simulate(
                         reach[name] = month
                 if kind == "spread" and m >= move_start:
                     scatter = 75.0
-                lat, lon = _point(bearing, km)
+                lat, lon = _point(target, bearing, km)
                 n = rng.poisson(rate)
                 dlat = rng.normal(0, scatter, n) / KM_PER_DEGREE
                 dlon = rng.normal(0, scatter, n) / (KM_PER_DEGREE * np.cos(np.radians(lat)))
