@@ -712,8 +712,9 @@ def approach_trend_alerts(
     rule: SpatialRule,
 ) -> list[dict]:
     """Unit x place pairs whose events' median distance to the place shrank significantly over the trend window
-    and now lies within `trend_within_km` of it, the most significant place of each unit first (the capital on a
-    tie). `distances` are place_distances' rows; `where` names the units alerted (groups of an alerted type)."""
+    and now lies within `trend_within_km` of it, the nearest place of each unit first: a group heading for a city
+    closes in on its neighbours too, and which of the tiny p-values is tinier says less than where its events now
+    are. `distances` are place_distances' rows; `where` names the units alerted (groups of an alerted type)."""
     flagged = _trend_flags(distances, month, rule)
     if flagged.height == 0:
         return []
@@ -722,8 +723,8 @@ def approach_trend_alerts(
     flagged = (
         flagged.join(names, on=UNIT_KEY, nulls_equal=True)
         .join(before, on=TREND_KEY, how="left", nulls_equal=True)
-        .join(places.select("place_id", place="name", place_kind="kind"), on="place_id")
-        .sort("unit_p", pl.col("place_kind") != CAPITAL, "place")
+        .join(places.select("place_id", place="name"), on="place_id")
+        .sort("y_now", "unit_p", "place")
     )
     rows = []
     for row in flagged.iter_rows(named=True):
