@@ -7,8 +7,8 @@
 * `alerts/YYYY-MM.geojson`: a FeatureCollection in WGS 84 longitude/latitude (RFC 7946 has no `crs` member) of the
   alerted series' recent-window events (points: date, place, event type, fatalities, the alerted indicators that
   count them; a spatial alert's are the events behind it in its month: spatial_alert_events) and of their admin1 hot
-  spots (a point at the mean location of the unit's recent events, with the
-  recent count, what the baseline rate gives and the rise). Foreign members `month` and `synthetic` say what it is.
+  spots (a point at the mean location of the unit's recent events, with the recent count, what the baseline rate
+  gives and the rise). Foreign members `month` and `synthetic` say what it is.
 """
 
 from __future__ import annotations
