@@ -278,6 +278,17 @@ def test_spatial_alerts_carry_the_events_behind_them_in_the_feeds():
         assert feature["properties"]["indicators"] == [approach["indicator"]]
 
     assert alerts.filter(pl.col("kind") == "new_ground")["indicator"].to_list() == ["admin2_entered"]
+    # A ring's count alert: the events within its own radius (6 of the 13 within 100 km are within 50 km).
+    ring = alerts.with_columns(
+        indicator=pl.when(pl.col("kind") == "approach").then(pl.lit("events_50km")).otherwise("indicator")
+    )
+    ringed = recent_alert_events(
+        events.lazy(), load_alias_table(ALIAS_TABLE), ring, month, config, places=places, spatial_month=where
+    ).filter(pl.col("source") == "ACLED")
+    assert ringed.height == int((km <= 50).sum()) > 0
+    assert (haversine_km(ringed["latitude"].to_numpy(), ringed["longitude"].to_numpy(), place["latitude"],
+                         place["longitude"]) <= 50).all()  # fmt: skip
+
     entered = where.filter(pl.col("source") == "UCDP", pl.col("month") == month)["admin2_entered_names"].item()
     names = set(entered.split("; "))
     in_entered = spreaders.filter(pl.col("month") == month, pl.col("admin2").is_in(list(names)))
