@@ -22,8 +22,9 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.places import haversine_km, places_table
-from sahel_pipeline.core.report.document import card_figures
+from sahel_pipeline.core.report.document import Table, card_body, card_figures
 from sahel_pipeline.core.report.selection import ReportInputs, card_map
+from sahel_pipeline.core.series import SERIES_KEY
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
     BUFFER_SCHEMA,
@@ -237,6 +238,17 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     assert [f.name for f in figures] == ["alert1-map"] and figures[0].png.startswith(b"\x89PNG")
     assert "rings of 25, 50, 100 km around Ouagadougou" in figures[0].alt
     assert f"recent window, {len(mover.baseline)} in the baseline" in figures[0].alt
+    # Its events (the month's near the place: feeds.spatial_alert_events) are listed as that, not as three months'.
+    behind = unit.filter(pl.col("month") == month).with_row_index("n").select(
+        "source", "level", "group_id", "country", event_id=pl.format("E{}", "n"), event_date="month",
+        fatalities="fatalities", location=pl.lit("Somewhere"), admin1=pl.lit("Centre"), event_type=pl.lit("Battles"),
+        indicators=pl.lit(list(card.indicators)),
+    )  # fmt: skip
+    no_admin1 = pl.DataFrame(schema={**dict.fromkeys(SERIES_KEY, pl.String), "admin1": pl.String, "month": pl.Date,
+                                     "count": pl.Int64})  # fmt: skip
+    body = card_body(replace(inputs, events=behind, admin1=no_admin1), card, 9, {})
+    captions = [b.caption for b in body if isinstance(b, Table)]
+    assert captions == ["Largest events near Ouagadougou in January 2021:"]
 
 
 ISSP_JNIM = ("ISSP", "JNIM")
