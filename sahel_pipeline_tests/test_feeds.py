@@ -7,6 +7,7 @@ import dataclasses
 import datetime as dt
 
 import feedparser
+import polars as pl
 import pytest
 
 from sahel_pipeline.core.feeds import atom_feed, geojson_problems
@@ -191,7 +192,14 @@ def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     scores = score_month(panels.group_month, panels.country_month, month, config, log=lambda _: None)
     alerts = alert_table(scores.scores, panels.admin1_month, config)
     assert alerts.height > 0
-    events = recent_alert_events(result.events.lazy(), aliases, alerts, month, config)
+    from sahel_pipeline.core.spatial import SPATIAL_SCHEMA
+
+    no_places = pl.DataFrame(schema={"name": pl.String, "country": pl.String, "latitude": pl.Float64,
+                                     "longitude": pl.Float64})  # fmt: skip
+    events = recent_alert_events(
+        result.events.lazy(), aliases, alerts, month, config, places=no_places,
+        spatial_month=pl.DataFrame(schema=SPATIAL_SCHEMA),
+    )  # fmt: skip  (count alerts only)
     spots = hot_spots(
         alerts, admin1_history(panels.admin1_month.lazy(), alert_series(alerts), month, config), events, month, config
     )
@@ -202,3 +210,95 @@ def test_real_burkina_faso_alerts_map_inside_burkina_faso(tmp_path):
     for feature in document["features"]:
         lon, lat = feature["geometry"]["coordinates"]
         assert -5.6 <= lon <= 2.5 and 9.3 <= lat <= 15.2, feature["properties"]
+
+
+def test_spatial_alerts_carry_the_events_behind_them_in_the_feeds():
+    """A country closing in on its capital (ACLED's events) and one on new ground (UCDP's): the GeoJSON features of
+    the approach alert are the month's events within its radius of the place, those of new_ground the month's events
+    in the admin2 areas it entered; both feeds are valid (feedparser, RFC 7946)."""
+    import json
+
+    import numpy as np
+
+    from sahel_pipeline import ALIAS_TABLE
+    from sahel_pipeline.core.alerts import alert_table
+    from sahel_pipeline.core.cards import alert_cards
+    from sahel_pipeline.core.feeds import alert_geojson, recent_alert_events
+    from sahel_pipeline.core.groups import load_alias_table
+    from sahel_pipeline.core.models import ModelConfig
+    from sahel_pipeline.core.months import shift_month
+    from sahel_pipeline.core.places import haversine_km, places_table
+    from sahel_pipeline.core.spatial import RADII_KM, buffer_counts, spatial_alerts, where_events_are
+    from sahel_pipeline_tests.spatial_simulation import COUNTRY, FIRST, simulate
+
+    places = places_table([COUNTRY])
+    movers = simulate(1, stayers=0, movers=1).unit_rows.with_columns(source=pl.lit("ACLED"))
+    spreaders = simulate(1, stayers=0, movers=0, spreaders=1, move_start=36).unit_rows  # scatters in `month`
+    spreaders = spreaders.with_columns(source=pl.lit("UCDP"))
+    rows = pl.concat([movers, spreaders]).with_columns(
+        level=pl.lit("country"), group_id=pl.lit(None, pl.String), geo_precision=pl.lit(1, pl.Int8)
+    )  # each a whole country's events: the feed reads them without attributing them to groups
+    month = shift_month(FIRST, 36)
+    config = ModelConfig()
+    where = where_events_are(rows, places)
+    group_panel = pl.DataFrame(schema={"source": pl.String, "group_id": pl.String, "country": pl.String,
+                                       "group_name": pl.String, "group_type": pl.String})  # fmt: skip
+    buffers = buffer_counts(rows, places)
+    spatial = spatial_alerts(month, pl.DataFrame(), buffers, where, rows, places, group_panel, config)
+    alerts = alert_table(pl.DataFrame(), pl.DataFrame(), config, spatial=spatial, synthetic=True)
+    assert alerts.select("kind", "source").sort("kind").rows() == [("approach", "ACLED"), ("new_ground", "UCDP")]
+
+    events = rows.with_row_index("n").select(
+        "source", "country", "admin2", "latitude", "longitude", "geo_precision", "fatalities",
+        event_id=pl.format("E{}", "n"), event_date="month", admin1=pl.lit("Centre"), location=pl.lit("Somewhere"),
+        disorder_type=pl.lit("Political violence"), event_type=pl.lit("Battles"), civilian_targeting=pl.lit(False),
+    )  # fmt: skip
+    located = recent_alert_events(
+        events.lazy(), load_alias_table(ALIAS_TABLE), alerts, month, config, places=places, spatial_month=where
+    )
+    spots = pl.DataFrame(schema={c: pl.Float64 if c in ("longitude", "latitude", "at_baseline_rate", "rise")
+                                 else pl.String for c in ("longitude", "latitude", "group_id", "group_name", "source",
+                                 "country", "admin1", "indicator", "severity", "recent", "events_located",
+                                 "at_baseline_rate", "rise")})  # fmt: skip
+    document = json.loads(json.dumps(alert_geojson(located, spots, month=f"{month:%Y-%m}", synthetic=True)))
+    assert geojson_problems(document) == []
+    features = {source: [f for f in document["features"] if f["properties"]["source"] == source]
+                for source in ("ACLED", "UCDP")}  # fmt: skip
+
+    approach = alerts.filter(pl.col("kind") == "approach").row(0, named=True)
+    place = places.filter(pl.col("name") == approach["place"]).row(0, named=True)
+    radius = RADII_KM[-1]  # a distance trend's events: those within the largest ring
+    month_rows = movers.filter(pl.col("month") == month)
+    km = haversine_km(month_rows["latitude"].to_numpy(), month_rows["longitude"].to_numpy(),
+                      place["latitude"], place["longitude"])  # fmt: skip
+    assert len(features["ACLED"]) == int((km <= radius).sum()) > 0
+    for feature in features["ACLED"]:
+        lon, lat = feature["geometry"]["coordinates"]
+        assert haversine_km(lat, lon, place["latitude"], place["longitude"]) <= radius + 0.01
+        assert feature["properties"]["indicators"] == [approach["indicator"]]
+
+    assert alerts.filter(pl.col("kind") == "new_ground")["indicator"].to_list() == ["admin2_entered"]
+    # A ring's count alert: the events within its own radius (6 of the 13 within 100 km are within 50 km).
+    ring = alerts.with_columns(
+        indicator=pl.when(pl.col("kind") == "approach").then(pl.lit("events_50km")).otherwise("indicator")
+    )
+    ringed = recent_alert_events(
+        events.lazy(), load_alias_table(ALIAS_TABLE), ring, month, config, places=places, spatial_month=where
+    ).filter(pl.col("source") == "ACLED")
+    assert ringed.height == int((km <= 50).sum()) > 0
+    assert (haversine_km(ringed["latitude"].to_numpy(), ringed["longitude"].to_numpy(), place["latitude"],
+                         place["longitude"]) <= 50).all()  # fmt: skip
+
+    entered = where.filter(pl.col("source") == "UCDP", pl.col("month") == month)["admin2_entered_names"].item()
+    names = set(entered.split("; "))
+    in_entered = spreaders.filter(pl.col("month") == month, pl.col("admin2").is_in(list(names)))
+    assert len(features["UCDP"]) == in_entered.height > 0
+    for feature in features["UCDP"]:
+        lon, lat = feature["geometry"]["coordinates"]
+        assert f"cell {np.floor(lat * 2):.1f} {np.floor(lon * 2):.1f}" in names  # the simulation's admin2 areas
+
+    parsed = feedparser.parse(feed(alert_cards(alerts)))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    titles = [e.title for e in parsed.entries]
+    assert len(titles) == 2 and any(f"closing in on {approach['place']}" in t for t in titles), titles
+    assert any("new ground" in t for t in titles), titles

@@ -22,8 +22,9 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.places import haversine_km, places_table
-from sahel_pipeline.core.report.document import card_figures
+from sahel_pipeline.core.report.document import Table, card_body, card_figures
 from sahel_pipeline.core.report.selection import ReportInputs, card_map
+from sahel_pipeline.core.series import SERIES_KEY
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
     BUFFER_SCHEMA,
@@ -116,7 +117,9 @@ def _simulated_alerts(seed: int, first_month: int, **kinds: int):
     for m in range(first_month, MONTHS):
         month = shift_month(FIRST, m)
         scores = score_buffers(buffers, where, sim.group_panel, sim.country_panel, month, config, log=lambda _: None)
-        alerts.append(spatial_alerts(month, scores.scores, buffers, where, PLACES, sim.group_panel, config))
+        alerts.append(
+            spatial_alerts(month, scores.scores, buffers, where, sim.unit_rows, PLACES, sim.group_panel, config)
+        )
     return sim, pl.concat(alerts).with_columns(month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date))
 
 
@@ -138,18 +141,59 @@ def test_known_truth_movers_flagged_stayers_quiet_spreaders_flagged():
     assert spreading["month"].min() >= shift_month(FIRST, 30)
 
 
+def _trend_alerts(sim, months: range) -> pl.DataFrame:
+    """The spatial alerts of the given months without buffer scores: the distance trends and new ground only."""
+    buffers, where = buffer_counts(sim.unit_rows, PLACES), where_events_are(sim.unit_rows, PLACES)
+    alerts = [
+        spatial_alerts(
+            shift_month(FIRST, m), pl.DataFrame(), buffers, where, sim.unit_rows, PLACES, sim.group_panel,
+            ModelConfig(),
+        )
+        for m in months
+    ]  # fmt: skip
+    return pl.concat(alerts).with_columns(month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date))
+
+
+def test_the_distance_trend_flags_a_group_closing_in_on_a_city_not_one_staying_near_it():
+    # Movers head for Bobo-Dioulasso (a city, not the capital) from 300-450 km over six months from month 30;
+    # stayers sit 20-100 km from it all along. Every place of the country is tested, with the guard across places.
+    bobo = PLACES.filter(pl.col("name") == "Bobo-Dioulasso").row(0, named=True)
+    target = (bobo["latitude"], bobo["longitude"])
+    sim = simulate(11, stayers=20, movers=6, target=target, stay_km=(20, 100))
+    alerts = _trend_alerts(sim, range(24, MONTHS)).filter(pl.col("kind") == "approach")
+    assert alerts["indicator"].unique().to_list() == ["distance_to_place"]
+    # A mover coming from the south closes in on Banfora (75 km from Bobo-Dioulasso) as well: either is right.
+    near = PLACES.filter(haversine_km(pl.col("latitude"), pl.col("longitude"), *map(pl.lit, target)) <= 100)["name"]
+    assert "Bobo-Dioulasso" in near and "Ouagadougou" not in near.to_list()
+    for group, reached in sim.reach_month.items():
+        own = alerts.filter(pl.col("group") == group, pl.col("month") <= shift_month(reached, 2))
+        assert own.height and own["place"][0] in near.to_list(), (group, alerts.filter(pl.col("group") == group))
+        assert own["month"].min() > shift_month(FIRST, 30)  # after the move began
+    assert "Bobo-Dioulasso" in alerts["place"].to_list()
+    assert len(sim.reach_month) == 6
+    stayers = alerts.filter(pl.col("group").str.starts_with("stay"))
+    assert stayers.height == 0, stayers["explanation"].to_list()
+    first = alerts.filter(pl.col("place") == "Bobo-Dioulasso").row(0, named=True)
+    assert "closer to Bobo-Dioulasso" in first["explanation"] and first["rules"] == "distance_trend"
+    assert first["q_value"] is not None and first["p_value"] < 0.01
+
+
 def test_spatial_alerts_join_the_alert_table_with_their_place():
     # Movers reach the capital's surroundings six months after month 30; spreaders scatter from month 30. The trend
     # and new_ground rules need no fitted model, so no buffer scores are given.
     sim = simulate(1, stayers=0, movers=3, spreaders=2)
     buffers, where = buffer_counts(sim.unit_rows, PLACES), where_events_are(sim.unit_rows, PLACES)
     month = shift_month(FIRST, 36)
-    spatial = spatial_alerts(month, pl.DataFrame(), buffers, where, PLACES, sim.group_panel, ModelConfig())
+    spatial = spatial_alerts(
+        month, pl.DataFrame(), buffers, where, sim.unit_rows, PLACES, sim.group_panel, ModelConfig()
+    )
     alerts = alert_table(pl.DataFrame(), pl.DataFrame(), ModelConfig(), spatial=spatial, synthetic=True)
     assert alerts.columns == ALERT_COLUMNS and alerts["synthetic"].all()
     kinds = dict(alerts.group_by("kind").agg(pl.col("group").sort()).iter_rows())
     assert kinds == {"approach": ["move-0", "move-1", "move-2"], "new_ground": ["spread-0", "spread-1"]}
-    by_kind = dict(alerts.group_by("kind").agg(pl.col("place").unique()).iter_rows())
+    by_kind = dict(alerts.group_by("kind").agg(pl.col("place").unique().sort()).iter_rows())
+    # Every place is tested (a mover from the west closes in on Koudougou, 90 km west of the capital, as well): the
+    # alert names the one its events are nearest now.
     assert by_kind == {"approach": ["Ouagadougou"], "new_ground": [""]}
     assert alerts["severity"].to_list() == ["medium"] * 3 + ["low"] * 2  # most severe first, as every alert
     titles = {c.title for c in alert_cards(alerts)}
@@ -159,7 +203,7 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     cards = alert_cards(alerts.head(1).vstack(alerts.head(1).with_columns(place=pl.lit("Koudougou"))))
     assert cards[0].series != cards[1].series
     printed = format_alerts(alerts, month.isoformat()[:7])
-    assert "closing in on Ouagadougou (distance_to_capital)" in printed and "new ground (" in printed
+    assert "closing in on Ouagadougou (distance_to_place)" in printed and "new ground (" in printed
 
     # The map record of each alert (the report's maps): the ringed place, the baseline and recent events.
     config = ModelConfig()
@@ -194,6 +238,17 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     assert [f.name for f in figures] == ["alert1-map"] and figures[0].png.startswith(b"\x89PNG")
     assert "rings of 25, 50, 100 km around Ouagadougou" in figures[0].alt
     assert f"recent window, {len(mover.baseline)} in the baseline" in figures[0].alt
+    # Its events (the month's near the place: feeds.spatial_alert_events) are listed as that, not as three months'.
+    behind = unit.filter(pl.col("month") == month).with_row_index("n").select(
+        "source", "level", "group_id", "country", event_id=pl.format("E{}", "n"), event_date="month",
+        fatalities="fatalities", location=pl.lit("Somewhere"), admin1=pl.lit("Centre"), event_type=pl.lit("Battles"),
+        indicators=pl.lit(list(card.indicators)),
+    )  # fmt: skip
+    no_admin1 = pl.DataFrame(schema={**dict.fromkeys(SERIES_KEY, pl.String), "admin1": pl.String, "month": pl.Date,
+                                     "count": pl.Int64})  # fmt: skip
+    body = card_body(replace(inputs, events=behind, admin1=no_admin1), card, 9, {})
+    captions = [b.caption for b in body if isinstance(b, Table)]
+    assert captions == ["Largest events near Ouagadougou in January 2021:"]
 
 
 ISSP_JNIM = ("ISSP", "JNIM")

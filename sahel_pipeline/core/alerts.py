@@ -49,6 +49,7 @@ from sahel_pipeline.core.text import spreadsheet_safe
 # a group entering admin2 areas new to it or spreading out
 ALERT_KINDS = ("count", "new_actor", "approach", "new_ground")
 SPATIAL_KINDS = ("approach", "new_ground")
+TREND_INDICATOR = "distance_to_place"  # an `approach` alert by the distance trend (its `place` names the place)
 ALERT_COLUMNS = [
     "month", "kind", "source", "country", "group", "group_name", "group_type", "indicator", "indicators", "place",
     "observed", "expected", "upper", "p_value", "q_value", "rate_ratio", "rate_ratio_low", "rate_ratio_high",
@@ -547,7 +548,7 @@ def alert_subject(kind: str | None, indicator: str, place: str | None = None) ->
 def spatial_reasons(kind: str, indicator: str, place: str, severity: str) -> tuple[tuple[str, ...], str]:
     """The rule a spatial alert (core/spatial.py) fired, as the `rules` column names it, and why it has its
     severity, in words (the `severity_reason` column)."""
-    if kind == "approach" and indicator == "distance_to_capital":
+    if kind == "approach" and indicator == TREND_INDICATOR:
         rule, words = "distance_trend", (
             f"its events' median distance to {place} shrank (Theil-Sen slope and a one-sided Mann-Kendall test); "
             "a distance trend is a slow signal, never high on its own"

@@ -6,8 +6,9 @@
   changed.
 * `alerts/YYYY-MM.geojson`: a FeatureCollection in WGS 84 longitude/latitude (RFC 7946 has no `crs` member) of the
   alerted series' recent-window events (points: date, place, event type, fatalities, the alerted indicators that
-  count them) and of their admin1 hot spots (a point at the mean location of the unit's recent events, with the
-  recent count, what the baseline rate gives and the rise). Foreign members `month` and `synthetic` say what it is.
+  count them; a spatial alert's are the events behind it in its month: spatial_alert_events) and of their admin1 hot
+  spots (a point at the mean location of the unit's recent events, with the recent count, what the baseline rate
+  gives and the rise). Foreign members `month` and `synthetic` say what it is.
 """
 
 from __future__ import annotations
@@ -22,15 +23,17 @@ from pathlib import Path
 import polars as pl
 
 from sahel_pipeline.core.actors import StateUnits
-from sahel_pipeline.core.alerts import SEVERITY_ORDER, admin1_rise
+from sahel_pipeline.core.alerts import SEVERITY_ORDER, SPATIAL_KINDS, admin1_rise
 from sahel_pipeline.core.cards import SYNTHETIC_LABEL, SYNTHETIC_NOTICE, AlertCard
 from sahel_pipeline.core.groups import Ambiguity, Role, attribute_events
 from sahel_pipeline.core.messages import headline, summary_line
 from sahel_pipeline.core.models import ModelConfig
-from sahel_pipeline.core.months import window_start
+from sahel_pipeline.core.months import month_key, window_start
 from sahel_pipeline.core.panels import INDICATORS, UNKNOWN_ADMIN1, counted_by
+from sahel_pipeline.core.places import haversine_km
 from sahel_pipeline.core.report.selection import alert_series
 from sahel_pipeline.core.series import SERIES_KEY, UNIT_KEY
+from sahel_pipeline.core.spatial import alert_radius_km, precise_location
 from sahel_pipeline.core.storage import written_aside
 
 ATOM = "http://www.w3.org/2005/Atom"
@@ -167,14 +170,19 @@ def recent_alert_events(
     state_units: StateUnits = "fold",
     months: int | None = None,
     extra: tuple[str, ...] = (),
+    *,
+    places: pl.DataFrame,
+    spatial_month: pl.DataFrame,
 ) -> pl.DataFrame:
     """The events of the alerted units (UNIT_KEY: a group in a country, or a whole country) in the recent window up
     to `month` (or the `months` up to it: the report's maps show the baseline's too), one row per event and unit,
     attributed to groups as the panels are (the same alias table, role, ambiguity and state-unit settings), with the
     alerted indicators that count the event and the most severe of their alerts; `extra` columns of the events are
-    carried too (the report's notes)."""
+    carried too (the report's notes). A spatial alert's events are those behind it in the month
+    (spatial_alert_events: `places` and the spatial panel `spatial_month` say where they are)."""
     keyed = _keyed(alerts)
     carried = [*EVENT_COLUMNS, *extra]
+    located = [*carried, *(c for c in ("admin2", "geo_precision") if c not in carried)]  # the spatial alerts' too
     window = events.filter(
         pl.col("event_date").dt.month_start().is_between(window_start(month, months or config.recent_months), month)
     ).join(keyed.select("source", "country").unique().lazy(), on=["source", "country"], how="semi")
@@ -184,19 +192,27 @@ def recent_alert_events(
             pl.lit("country").alias("level"),
             pl.lit(None, pl.String).alias("group_id"),
             "country",
-            *carried,
+            *located,
         )
     ]
     if keyed.filter(pl.col("level") == "group").height:
         units.append(
-            attribute_events(window, aliases, role, ambiguous, carry=carried, units=state_units)
+            attribute_events(window, aliases, role, ambiguous, carry=located, units=state_units)
             .groups.lazy()
-            .select("source", pl.lit("group").alias("level"), "group_id", "country", *carried)
+            .select("source", pl.lit("group").alias("level"), "group_id", "country", *located)
             .join(keyed.select(UNIT_KEY).unique().lazy(), on=UNIT_KEY, how="semi", nulls_equal=True)
         )
-    series_events = pl.concat(units).join(keyed.lazy(), on=UNIT_KEY, nulls_equal=True)
+    unit_events = pl.concat(units)
+    series_events = unit_events.join(keyed.lazy(), on=UNIT_KEY, nulls_equal=True)
     counted = pl.concat(
-        [series_events.filter(pl.col("indicator") == indicator, counted_by(indicator)) for indicator in INDICATORS]
+        frame.select(*UNIT_KEY, "group_name", *carried, "indicator", "severity")
+        for frame in [
+            *(
+                series_events.filter(pl.col("indicator") == indicator, counted_by(indicator))
+                for indicator in INDICATORS
+            ),
+            spatial_alert_events(unit_events, alerts, month, places, spatial_month),
+        ]
     )
     return (
         counted.with_columns(_rank=pl.col("severity").replace_strict(SEVERITY_ORDER, return_dtype=pl.Int8))
@@ -209,6 +225,36 @@ def recent_alert_events(
         .sort(*UNIT_KEY, "event_date", "event_id", nulls_last=False)
         .collect()
     )
+
+
+def spatial_alert_events(
+    unit_events: pl.LazyFrame, alerts: pl.DataFrame, month: dt.date, places: pl.DataFrame, spatial_month: pl.DataFrame
+) -> pl.LazyFrame:
+    """The events behind each spatial alert of `month` (the unit's, precisely located, in that month), with the
+    alert's indicator and severity: for `approach`, those within the alert's radius of its place (the ring's; the
+    largest ring for a distance trend); for `new_ground`, those in the admin2 areas it entered (the spatial panel's
+    names), or all of them when its spread flagged it."""
+    spatial = alert_series(alerts).filter(pl.col("kind").is_in(SPATIAL_KINDS), pl.col("month") == month_key(month))
+    keyed = spatial.select(*UNIT_KEY, "group_name", "kind", "indicator", "severity", "place")
+    entered = spatial_month.filter(pl.col("month") == month).select(
+        *UNIT_KEY, entered=pl.col("admin2_entered_names").str.split("; ")
+    )
+    rings = places.select("country", place="name", plat="latitude", plon="longitude")
+    rows = (
+        unit_events.filter(pl.col("event_date").dt.month_start() == month, precise_location())
+        .join(keyed.lazy(), on=UNIT_KEY, nulls_equal=True)
+        .join(rings.lazy(), on=["country", "place"], how="left")
+        .join(entered.lazy(), on=UNIT_KEY, how="left", nulls_equal=True)
+    )
+    km = haversine_km(pl.col("latitude"), pl.col("longitude"), pl.col("plat"), pl.col("plon"))
+    behind = (
+        pl.when(pl.col("kind") == "approach")
+        .then(km <= alert_radius_km(pl.col("indicator")))
+        .when(pl.col("indicator") == "admin2_entered")
+        .then(pl.col("entered").list.contains(pl.col("admin2")))
+        .otherwise(True)
+    )
+    return rows.filter(behind.fill_null(False)).drop("kind", "place", "plat", "plon", "entered")
 
 
 def hot_spots(

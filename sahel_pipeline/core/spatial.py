@@ -31,7 +31,9 @@ from sahel_pipeline.core.actors import StateUnits
 from sahel_pipeline.core.alerts import (
     ALERT_SCHEMA,
     SPATIAL_KINDS,
+    TREND_INDICATOR,
     apply_alert_rule,
+    benjamini_hochberg,
     finite_or_none,
     percent,
     spatial_reasons,
@@ -321,6 +323,12 @@ def parse_buffer_indicator(indicator: pl.Expr) -> dict[str, pl.Expr]:
     }
 
 
+def alert_radius_km(indicator: pl.Expr) -> pl.Expr:
+    """The radius around its place an `approach` alert is about: its ring's (`events_25km`), the largest ring for a
+    distance trend."""
+    return indicator.str.extract(r"^events_(\d+)km$").cast(pl.Int32).fill_null(max(RADII_KM))
+
+
 def buffer_series(
     buffers: pl.DataFrame | pl.LazyFrame,
     group_panel: pl.DataFrame | pl.LazyFrame,
@@ -395,6 +403,11 @@ class SpatialRule:
     spread_ratio: float = 1.5  # the month's standard distance at least this times the usual (median) one
     spread_mads: float = 3.0  # and above the median by this many scaled MADs
 
+    def trend_window(self, month: dt.date) -> tuple[dt.date, dt.date]:
+        """The first and last months of events the distance trends ending in `month` and in the month before
+        read (spatial_alerts' `unit_rows`)."""
+        return window_start(shift_month(month, -1), self.trend_months), month
+
 
 SPATIAL_ALERT_SCHEMA = {k: v for k, v in ALERT_SCHEMA.items() if k != "synthetic"}  # alert_table marks them
 ALERT_UNIT = [*UNIT_KEY, "group_name", "group_type"]
@@ -405,13 +418,15 @@ def spatial_alerts(
     buffer_scores: pl.DataFrame,
     buffers: pl.DataFrame,
     where: pl.DataFrame,
+    unit_rows: pl.DataFrame,
     places: pl.DataFrame,
     group_panel: pl.DataFrame | pl.LazyFrame,
     config: ModelConfig,
     rule: SpatialRule = SpatialRule(),
 ) -> pl.DataFrame:
     """The month's `approach` and `new_ground` alerts (SPATIAL_ALERT_SCHEMA: alert_table adds them), at most one per
-    unit, place (approach) or rule (new_ground) and month. Groups of a type not alerted are left out, as for counts."""
+    unit and kind and month. Groups of a type not alerted are left out, as for counts. `unit_rows` (unit_events')
+    cover at least the distance trends' windows ending in the month and in the month before (`trend_window`)."""
     names = (
         group_panel.lazy()
         .select("source", "group_id", "country", "group_name", pl.col("group_type").cast(pl.String))
@@ -426,7 +441,7 @@ def spatial_alerts(
     # their rings' events: one rise would otherwise be alerted once per town).
     approach = [
         *approach_count_alerts(month, buffer_scores, buffers, where, nearest, places, config),
-        *approach_trend_alerts(month, where, nearest, places, rule),
+        *approach_trend_alerts(month, where, place_distances(unit_rows, places, month, rule), nearest, places, rule),
     ]
     seen: set[tuple] = set()
     rows = []
@@ -581,22 +596,64 @@ def approach_count_alerts(
     return rows
 
 
-def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
-    """Per unit: Theil-Sen slope (km a month) and one-sided Mann-Kendall p-value of the monthly median distance to
-    the capital over the `trend_months` up to `month`, from every pair of months (at most 66 per unit)."""
-    window = where.filter(
-        pl.col("month").is_between(window_start(month, rule.trend_months), month),
-        pl.col("median_capital_km").is_not_null(),
-    ).select(*ALERT_UNIT, "capital", "month", "events_located", x=month_index_expr("month"), y="median_capital_km")
-    summary = window.group_by(UNIT_KEY).agg(
-        pl.col("group_name", "group_type", "capital").first(),
+TREND_KEY = [*UNIT_KEY, "place_id"]  # one distance trend: a unit and a place of its country
+
+
+def window_unit_rows(
+    events: pl.LazyFrame,
+    aliases: pl.DataFrame,
+    first: dt.date,
+    last: dt.date,
+    countries: list[str] | None = None,
+    role: Role = "perpetrator",
+    ambiguous: Ambiguity = "separate",
+    units: StateUnits = "fold",
+) -> pl.DataFrame:
+    """unit_events' rows of the events from month `first` to month `last` (of the given countries only, when
+    given), attributed as the panels attribute them."""
+    window = events.filter(pl.col("event_date").dt.month_start().is_between(first, last))
+    if countries is not None:
+        window = window.filter(pl.col("country").is_in(countries))
+    return unit_events(window, aliases, role, ambiguous, units)
+
+
+def place_distances(unit_rows: pl.DataFrame, places: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """The distance trends' series: per unit, place of its country and month (TREND_KEY, month), its precisely
+    located events and their median distance to the place (`median_km`), over the trend windows ending in `month`
+    and in the month before (the status needs the month before's flags). Only pairs whose median lies within
+    `trend_within_km` in one of those two months are measured over the window: no other pair can be flagged, and
+    measuring every event against every place of its country over a year would cost the most."""
+    located = unit_rows.lazy().filter(pl.col("precise"), pl.col("month").is_between(*rule.trend_window(month)))
+    targets = places.lazy().select("country", "place_id", plat="latitude", plon="longitude")
+
+    def medians(rows: pl.LazyFrame) -> pl.LazyFrame:
+        return (
+            rows.with_columns(km=haversine_km(pl.col("latitude"), pl.col("longitude"), pl.col("plat"), pl.col("plon")))
+            .group_by(*TREND_KEY, "month")
+            .agg(events_located=pl.len().cast(pl.UInt32), median_km=pl.col("km").median())
+        )
+
+    ends = located.filter(pl.col("month") >= shift_month(month, -1)).join(targets, on="country")
+    near = medians(ends).filter(pl.col("median_km") <= rule.trend_within_km).select(TREND_KEY).unique()
+    pairs = near.join(targets, on=["country", "place_id"])
+    window = located.join(near.select(UNIT_KEY).unique(), on=UNIT_KEY, how="semi", nulls_equal=True)
+    return medians(window.join(pairs, on=UNIT_KEY, nulls_equal=True)).collect()
+
+
+def distance_trends(distances: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """Per unit and place (TREND_KEY): Theil-Sen slope (km a month) and one-sided Mann-Kendall p-value of the
+    monthly median distance to the place (place_distances) over the `trend_months` up to `month`, from every pair
+    of months (at most 66 per unit and place), for the pairs with the minimum months and events."""
+    window = distances.filter(pl.col("month").is_between(window_start(month, rule.trend_months), month)).select(
+        *TREND_KEY, "month", "events_located", x=month_index_expr("month"), y="median_km"
+    )
+    summary = window.group_by(TREND_KEY).agg(
         n=pl.len(),
         events=pl.col("events_located").sum(),
         last_x=pl.col("x").max(),
         first_x=pl.col("x").min(),
         y_now=pl.col("y").filter(pl.col("month") == month).first(),
         first_month=pl.col("month").min(),
-        y_first=pl.col("y").sort_by("x").first(),
     )
     summary = summary.filter(
         pl.col("n") >= rule.trend_min_months,
@@ -606,22 +663,22 @@ def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> p
     if summary.height == 0:
         return summary.with_columns(s=pl.lit(0), slope=pl.lit(0.0), p_value=pl.lit(1.0), start=0.0, end=0.0)
     pairs = (
-        window.join(summary.select(UNIT_KEY), on=UNIT_KEY, nulls_equal=True)
-        .join(window.select(*UNIT_KEY, x2="x", y2="y"), on=UNIT_KEY, nulls_equal=True)
+        window.join(summary.select(TREND_KEY), on=TREND_KEY, nulls_equal=True)
+        .join(window.select(*TREND_KEY, x2="x", y2="y"), on=TREND_KEY, nulls_equal=True)
         .filter(pl.col("x2") > pl.col("x"))
-        .group_by(UNIT_KEY)
+        .group_by(TREND_KEY)
         .agg(
             s=(pl.col("y2") - pl.col("y")).sign().sum(),
             slope=((pl.col("y2") - pl.col("y")) / (pl.col("x2") - pl.col("x"))).median(),
         )
     )
-    fitted = summary.join(pairs, on=UNIT_KEY, nulls_equal=True)
+    fitted = summary.join(pairs, on=TREND_KEY, nulls_equal=True)
     intercepts = (
-        window.join(fitted.select(*UNIT_KEY, "slope"), on=UNIT_KEY, nulls_equal=True)
-        .group_by(UNIT_KEY)
+        window.join(fitted.select(*TREND_KEY, "slope"), on=TREND_KEY, nulls_equal=True)
+        .group_by(TREND_KEY)
         .agg(intercept=(pl.col("y") - pl.col("slope") * pl.col("x")).median())
     )
-    fitted = fitted.join(intercepts, on=UNIT_KEY, nulls_equal=True).with_columns(
+    fitted = fitted.join(intercepts, on=TREND_KEY, nulls_equal=True).with_columns(
         start=pl.col("intercept") + pl.col("slope") * pl.col("first_x"),
         end=pl.col("intercept") + pl.col("slope") * pl.col("last_x"),
     )
@@ -632,40 +689,59 @@ def distance_trends(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> p
     return fitted.with_columns(p_value=pl.Series(stats.norm.cdf(z)))
 
 
-def _trend_flags(where: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
-    return distance_trends(where, month, rule).filter(
-        pl.col("p_value") < rule.trend_p,
-        pl.col("end") <= rule.trend_min_shrink * pl.col("start"),
-        pl.col("y_now") <= rule.trend_within_km,
+def _trend_flags(distances: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
+    """The trends that flag, with the multiple-testing guard across places as the count rule has across rules and
+    series (alerts.benjamini_hochberg): a unit is tested once per place whose median lies within `trend_within_km`,
+    so its p-value is multiplied by that number (Bonferroni within the unit, `unit_p`) before the threshold, and
+    `q_value` is the Benjamini-Hochberg q-value of `unit_p` among the month's tests."""
+    tested = distance_trends(distances, month, rule).filter(pl.col("y_now") <= rule.trend_within_km)
+    tested = tested.with_columns(
+        places_tested=pl.len().over(UNIT_KEY),
+        unit_p=(pl.col("p_value") * pl.len().over(UNIT_KEY)).clip(upper_bound=1.0),
     )
+    tested = tested.with_columns(q_value=benjamini_hochberg(tested.select(p_value="unit_p")))
+    return tested.filter(pl.col("unit_p") < rule.trend_p, pl.col("end") <= rule.trend_min_shrink * pl.col("start"))
 
 
 def approach_trend_alerts(
-    month: dt.date, where: pl.DataFrame, nearest: pl.DataFrame, places: pl.DataFrame, rule: SpatialRule
+    month: dt.date,
+    where: pl.DataFrame,
+    distances: pl.DataFrame,
+    nearest: pl.DataFrame,
+    places: pl.DataFrame,
+    rule: SpatialRule,
 ) -> list[dict]:
-    """Units whose events' median distance to the capital shrank significantly over the trend window and now lies
-    within `trend_within_km` of it."""
-    flagged = _trend_flags(where, month, rule)
+    """Unit x place pairs whose events' median distance to the place shrank significantly over the trend window
+    and now lies within `trend_within_km` of it, the nearest place of each unit first: a group heading for a city
+    closes in on its neighbours too, and which of the tiny p-values is tinier says less than where its events now
+    are. `distances` are place_distances' rows; `where` names the units alerted (groups of an alerted type)."""
+    flagged = _trend_flags(distances, month, rule)
     if flagged.height == 0:
         return []
-    before = _trend_flags(where, shift_month(month, -1), rule).select(UNIT_KEY).with_columns(continuing=True)
-    flagged = flagged.join(before, on=UNIT_KEY, how="left", nulls_equal=True).join(
-        capitals(places).select("country", "capital_id"), on="country"
+    before = _trend_flags(distances, shift_month(month, -1), rule).select(TREND_KEY).with_columns(continuing=True)
+    names = where.select(ALERT_UNIT).unique(UNIT_KEY)
+    flagged = (
+        flagged.join(names, on=UNIT_KEY, nulls_equal=True)
+        .join(before, on=TREND_KEY, how="left", nulls_equal=True)
+        .join(places.select("place_id", place="name"), on="place_id")
+        .sort("y_now", "unit_p", "place")
     )
     rows = []
     for row in flagged.iter_rows(named=True):
+        several = row["places_tested"] > 1
+        tested = f", {row['unit_p']:.2g} for the {row['places_tested']} places tested" if several else ""
         text = (
-            f"{_who(row)} ({row['source']}): its events came closer to {row['capital']} over the "
+            f"{_who(row)} ({row['source']}): its events came closer to {row['place']} over the "
             f"{rule.trend_months} months to {month_label(month)}: the median distance from about {row['start']:.0f} km "
             f"in {month_label(row['first_month'])} to {row['y_now']:.0f} km ({row['slope']:.0f} km a month, "
-            f"Theil-Sen; Mann-Kendall p = {row['p_value']:.2g}, {row['events']} located events)"
-            f"{_closest(nearest, row, row['capital_id'], month)}."
+            f"Theil-Sen; Mann-Kendall p = {row['p_value']:.2g}{tested}, {row['events']} located events)"
+            f"{_closest(nearest, row, row['place_id'], month)}."
         )
         rows.append(
             _alert_row(
-                row, month, "approach", indicator="distance_to_capital", observed=round(row["y_now"]),
-                p_value=row["p_value"], severity="medium", status="continuing" if row["continuing"] else "new",
-                explanation=text, place=row["capital"],
+                row, month, "approach", indicator=TREND_INDICATOR, observed=round(row["y_now"]),
+                p_value=row["unit_p"], q_value=row["q_value"], severity="medium",
+                status="continuing" if row["continuing"] else "new", explanation=text, place=row["place"],
             )
         )  # fmt: skip
     return rows
@@ -830,11 +906,11 @@ def spatial_alert_maps(
     if spatial.height == 0:
         return ()
     month = dt.date.fromisoformat(str(spatial["month"].max()) + "-01")
-    window = events.filter(
-        pl.col("event_date").dt.month_start().is_between(window_start(month, config.window_months), month),
-        pl.col("country").is_in(spatial["country"].unique().to_list()),
-    )
-    return tuple(alert_maps(spatial, unit_events(window, aliases, role, ambiguous, units), places, config))
+    rows = window_unit_rows(
+        events, aliases, window_start(month, config.window_months), month, spatial["country"].unique().to_list(),
+        role, ambiguous, units,
+    )  # fmt: skip
+    return tuple(alert_maps(spatial, rows, places, config))
 
 
 def _map_events(rows: pl.DataFrame) -> tuple[MapEvent, ...]:

@@ -31,7 +31,7 @@ from sahel_pipeline.core.report.selection import (
     series_history,
 )
 from sahel_pipeline.core.scoring import unnest_forecasts
-from sahel_pipeline.core.spatial import spatial_alert_maps, spatial_alerts
+from sahel_pipeline.core.spatial import SpatialRule, spatial_alert_maps, spatial_alerts, window_unit_rows
 from sahel_pipeline.core.vintages import provenance
 from sahel_pipeline.defs.metadata import markdown_table
 from sahel_pipeline.defs.models import SHARD_KEYS, gathered_scores
@@ -109,14 +109,21 @@ def month_alerts(
     newcomers = new_actors(group_month_panel, admin1, month, config)
     scores = apply_alert_rule(gathered, config)  # once, for the alerts and the report
     up_to_month = pl.col("month") <= month  # a past month's alerts see only the data up to it
+    aliases = load_alias_table(settings.alias_table)
+    attribution = (settings.group_role, settings.ambiguous_attribution, settings.state_units)
+    rule = SpatialRule()
+    trend_first, trend_last = rule.trend_window(month)
+    where = spatial_month_panel.filter(up_to_month).collect()
     spatial = spatial_alerts(
         month,
         buffer_scores,
         buffer_month_panel.filter(up_to_month).collect(),
-        spatial_month_panel.filter(up_to_month).collect(),
+        where,
+        window_unit_rows(canonical_events, aliases, trend_first, trend_last, None, *attribution),
         places,
         group_month_panel,
         config,
+        rule,
     )
     alerts = ruled_alert_table(scores, admin1, config, newcomers, spatial, synthetic=synthetic)
     paths = write_alert_files(
@@ -165,8 +172,6 @@ def month_alerts(
     )
 
     countries = alerts["country"].unique().to_list()
-    aliases = load_alias_table(settings.alias_table)
-    attribution = (settings.group_role, settings.ambiguous_attribution, settings.state_units)
     inputs = ReportInputs(
         month=month,
         alerts=alerts,
@@ -181,7 +186,7 @@ def month_alerts(
         previous_alerts=previous_alerts(settings.output_path / "alerts", month, context.log.warning),
         events=recent_alert_events(
             canonical_events, aliases, alerts, month, config, *attribution, months=config.window_months,
-            extra=("notes",),
+            extra=("notes",), places=places, spatial_month=where,
         ),
         places=places.filter(pl.col("country").is_in(countries)),  # the spatial alerts' places table
         maps=spatial_alert_maps(alerts, canonical_events, aliases, places, config, *attribution),

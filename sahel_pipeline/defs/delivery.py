@@ -47,6 +47,8 @@ GROUP = "delivery"
         "canonical_events": dg.AssetIn(),
         "admin1_month_panel": dg.AssetIn(),
         "ingest_summary": dg.AssetIn(),
+        "spatial_month_panel": dg.AssetIn(),
+        "places": dg.AssetIn(),
     },
     check_specs=[
         dg.AssetCheckSpec(
@@ -65,9 +67,12 @@ def alert_feeds(
     canonical_events: pl.LazyFrame,
     admin1_month_panel: pl.LazyFrame,
     ingest_summary: pl.DataFrame,
+    spatial_month_panel: pl.LazyFrame,
+    places: pl.DataFrame,
 ):
-    """The month's alerts as an Atom feed and a GeoJSON layer of their recent events and admin1 hot spots, written
-    beside the alert files (alerts/YYYY-MM.atom, alerts/YYYY-MM.geojson)."""
+    """The month's alerts as an Atom feed and a GeoJSON layer of their recent events (a spatial alert's: those
+    behind it in the month) and admin1 hot spots, written beside the alert files (alerts/YYYY-MM.atom,
+    alerts/YYYY-MM.geojson)."""
     key, month = context.partition_key, parse_month(context.partition_key)
     config = models.config()
     synthetic = any_synthetic(ingest_summary)
@@ -91,6 +96,7 @@ def alert_feeds(
     events = recent_alert_events(
         canonical_events, aliases, escalation_alerts, month, config,
         settings.group_role, settings.ambiguous_attribution, settings.state_units,
+        places=places, spatial_month=spatial_month_panel.filter(pl.col("month") == month).collect(),
     )
     admin1 = admin1_history(admin1_month_panel, alert_series(escalation_alerts), month, config)
     spots = hot_spots(escalation_alerts, admin1, events, month, config)

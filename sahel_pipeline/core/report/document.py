@@ -251,7 +251,13 @@ def card_body(inputs: ReportInputs, card: AlertCard, position: int, earlier: dic
         body.append(Table(where, f"Where ({card.rises[0].label if card.rises else card.indicator_label}):"))
     largest = largest_events(events, inputs.month, config)
     if largest.height:
-        body.append(Table(largest, f"Largest events of the last {config.recent_months} months:"))
+        # An approach card's events are those behind it (feeds.spatial_alert_events): its month's, near its place.
+        when = (
+            f"near {card.place} in {month_label(inputs.month)}"
+            if card.kind == "approach"
+            else f"of the last {config.recent_months} months"
+        )
+        body.append(Table(largest, f"Largest events {when}:"))
     return tuple(body)
 
 
