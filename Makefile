@@ -42,9 +42,12 @@ test: lint
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
-# The unit tests alone (no end-to-end run, CLI, webserver, PostgreSQL or real files): seconds, for the edit loop.
+# The unit tests alone (no end-to-end run, CLI, webserver, PostgreSQL or real files): seconds, for the edit loop. Two
+# worker processes (pytest-xdist; PYTEST_ARGS="-n 0" runs them in this one, for a debugger). Where PYTHONDONTWRITEBYTECODE
+# is set, pytest would rewrite the asserts of every test module and Python compile the project's modules on every run
+# (3 to 4 s of CPU of each worker's start): here they are cached in __pycache__ as usual.
 unit: install
-	$(BIN)/python -m pytest -m "not slow and not integration" $(PYTEST_ARGS)
+	PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n 2 -m "not slow and not integration" $(PYTEST_ARGS)
 
 # A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once; then the
 # webserver on 127.0.0.1:$(PORT) and the daemon (scripts/ui.sh). `sahel run` records its runs in the same home.

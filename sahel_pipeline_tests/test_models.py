@@ -128,6 +128,7 @@ def test_rate_ratio_is_the_ratio_of_window_means_with_a_wald_interval():
     assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-6)
 
 
+@pytest.mark.slow  # 41 simulated series scored, with their forecasts
 def test_a_rise_after_a_near_empty_baseline_is_told_in_counts_with_an_exact_interval():
     # 0.1 events a month for three years (a few events, or none), then 8 a month: the true ratio is 80. A dispersion
     # fitted to a handful of events gave "43x [0.02-91854] the baseline rate"; the exact conditional interval
