@@ -211,15 +211,12 @@ def test_short_history_and_failed_fits_are_reported_not_raised():
 
 
 @pytest.fixture(scope="module")
-def sample_panels(tmp_path_factory):
-    from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+def sample_panels(sample_events):
+    from sahel_pipeline import ALIAS_TABLE
     from sahel_pipeline.core.groups import load_alias_table
-    from sahel_pipeline.core.ingest import find_csv_files, ingest
     from sahel_pipeline.core.panels import build_panels
 
-    cache = tmp_path_factory.mktemp("ingest_cache")
-    events = ingest(find_csv_files([SAMPLE_DIR]), cache, dt.date(2026, 11, 21), log=lambda _: None).events
-    return build_panels(events, load_alias_table(ALIAS_TABLE))
+    return build_panels(sample_events, load_alias_table(ALIAS_TABLE))
 
 
 @pytest.mark.slow  # ingests the sample and scores its month three times

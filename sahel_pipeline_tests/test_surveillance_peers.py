@@ -29,6 +29,7 @@ from sahel_pipeline.core.evaluation.surveillance import (
 from sahel_pipeline.core.models import nb_logpmf
 from sahel_pipeline.core.months import month_index
 
+
 @pytest.fixture(scope="module")
 def r_peers_available() -> str:
     """surveillance's version, R probed when a test first needs it (not at collection, where every run of the unit
