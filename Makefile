@@ -48,9 +48,10 @@ test: lint
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 # The unit tests alone (no end-to-end run, CLI, webserver, PostgreSQL or real files): seconds, for the edit loop. Two
-# worker processes (pytest-xdist); PYTEST_ARGS="-n 0" runs them in this one (for a debugger, or on a busy machine).
+# worker processes (pytest-xdist; a worker short of tests takes some of the other's queue, as the tests take from
+# milliseconds to a second); PYTEST_ARGS="-n 0" runs them in this one (for a debugger, or on a busy machine).
 unit: install
-	$(CACHE_BYTECODE) $(BIN)/python -m pytest -n 2 -m "not slow and not integration" $(PYTEST_ARGS)
+	$(CACHE_BYTECODE) $(BIN)/python -m pytest -n 2 --dist worksteal -m "not slow and not integration" $(PYTEST_ARGS)
 
 # A project-local Dagster home (SQLite, one run at a time) and a .env with the default paths, made once; then the
 # webserver on 127.0.0.1:$(PORT) and the daemon (scripts/ui.sh). `sahel run` records its runs in the same home.
