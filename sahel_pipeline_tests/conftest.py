@@ -10,13 +10,19 @@ from pathlib import Path
 import pytest
 
 from sahel_pipeline import PROJECT_DIR, SAMPLE_DIR
-from sahel_pipeline_tests.fixtures import REAL_DIR, TESTS_DIR
+from sahel_pipeline_tests.fixtures import REAL_DIR, TESTS_DIR, canonical
 from sahel_pipeline_tests.postgres import Server, running_postgres
 
 
 @pytest.fixture
 def sample_dir() -> Path:
     return SAMPLE_DIR
+
+
+@pytest.fixture(scope="session")
+def sample_events(tmp_path_factory):
+    """The sample's canonical events, ingested once for the session (frames are never changed in place)."""
+    return canonical([SAMPLE_DIR], tmp_path_factory.mktemp("sample"))
 
 
 @pytest.fixture(autouse=True)

@@ -23,6 +23,14 @@ TODAY = dt.date(2026, 11, 21)
 Test = TypeVar("Test", bound=Callable)
 
 
+
+def canonical(paths, tmp_path: Path):
+    """The canonical events of the CSV files under `paths`, ingested with a cache in `tmp_path` on the test's today."""
+    from sahel_pipeline.core.ingest import find_csv_files, ingest
+
+    return ingest(find_csv_files(paths), tmp_path / "cache", TODAY, log=lambda _: None).events
+
+
 def requires_real_data(test: Test) -> Test:
     """A test that reads the real ACLED/UCDP files: marked slow, and skipped with the reason when they are absent."""
     absent = pytest.mark.skipif(

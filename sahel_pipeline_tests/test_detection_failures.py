@@ -50,6 +50,7 @@ def judge(counts, indicator: str = "events", config: ModelConfig = CONFIG, count
     )
 
 
+@pytest.mark.slow  # 24 simulated series judged, each with a trend fit
 def test_a_trend_from_an_earlier_phase_does_not_hide_a_rise_above_the_recent_level():
     # Two years of growth from 8 to 25 a month, then 14 months back at 17, then a month of 40 (x2.4 the recent
     # level, p about 1e-4 under the true one): the trend fitted over the whole baseline used to lift the expectation
@@ -72,6 +73,7 @@ def test_a_trend_from_an_earlier_phase_does_not_hide_a_rise_above_the_recent_lev
     assert np.mean(flagged) >= 0.35
 
 
+@pytest.mark.slow  # 16 simulated series judged
 def test_old_mass_casualty_months_do_not_make_the_fatality_bound_unreachable():
     # The same fatality series with and without two months of eight times the deaths per event in its baseline.
     ratios = []

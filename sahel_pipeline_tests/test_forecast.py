@@ -44,6 +44,7 @@ def stable():
     return counts, filter_levels(counts[:, :MONTHS], np.ones((3000, MONTHS)), PARAMS)
 
 
+@pytest.mark.slow  # the module's 6,000 simulated series, filtered (about 1.5 s of CPU)
 @pytest.mark.parametrize("horizon", [1, 6])
 def test_a_drifting_level_gets_intervals_that_hold_at_horizons_1_and_6(drifting, horizon):
     counts, level = drifting
@@ -59,6 +60,7 @@ def test_a_drifting_level_gets_intervals_that_hold_at_horizons_1_and_6(drifting,
     assert 0.93 <= inside.mean() <= 0.99
 
 
+@pytest.mark.slow  # the module's 6,000 simulated series, filtered (about 1.5 s of CPU)
 def test_intervals_widen_with_the_horizon_for_a_drifting_level_and_only_a_little_for_a_stable_one(drifting, stable):
     def width95(level, h):
         q = level.month(h).quantiles(QUANTILES)
@@ -73,6 +75,7 @@ def test_intervals_widen_with_the_horizon_for_a_drifting_level_and_only_a_little
         assert calibration(counts[:, MONTHS + 5], level.month(6), nominal) == pytest.approx(nominal, abs=0.05)
 
 
+@pytest.mark.slow  # the module's 6,000 simulated series, filtered (about 1.5 s of CPU)
 def test_exceedance_probabilities_are_calibrated(drifting):
     """Reliability: among forecasts that gave P(count >= k) about p, a share p reached k."""
     counts, level = drifting
@@ -92,6 +95,7 @@ def test_exceedance_probabilities_are_calibrated(drifting):
     assert brier < 0.75 * climatology  # the probabilities know something, not only the base rate
 
 
+@pytest.mark.slow  # the module's 6,000 simulated series, filtered (about 1.5 s of CPU)
 def test_the_three_month_total_is_calibrated(drifting):
     counts, level = drifting
     forecast = level.total([1, 2, 3])

@@ -128,6 +128,7 @@ def test_rate_ratio_is_the_ratio_of_window_means_with_a_wald_interval():
     assert ratio.high == pytest.approx(ratio.ratio * math.exp(1.96 * se), rel=1e-6)
 
 
+@pytest.mark.slow  # 41 simulated series scored, with their forecasts
 def test_a_rise_after_a_near_empty_baseline_is_told_in_counts_with_an_exact_interval():
     # 0.1 events a month for three years (a few events, or none), then 8 a month: the true ratio is 80. A dispersion
     # fitted to a handful of events gave "43x [0.02-91854] the baseline rate"; the exact conditional interval
@@ -210,15 +211,12 @@ def test_short_history_and_failed_fits_are_reported_not_raised():
 
 
 @pytest.fixture(scope="module")
-def sample_panels(tmp_path_factory):
-    from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+def sample_panels(sample_events):
+    from sahel_pipeline import ALIAS_TABLE
     from sahel_pipeline.core.groups import load_alias_table
-    from sahel_pipeline.core.ingest import find_csv_files, ingest
     from sahel_pipeline.core.panels import build_panels
 
-    cache = tmp_path_factory.mktemp("ingest_cache")
-    events = ingest(find_csv_files([SAMPLE_DIR]), cache, dt.date(2026, 11, 21), log=lambda _: None).events
-    return build_panels(events, load_alias_table(ALIAS_TABLE))
+    return build_panels(sample_events, load_alias_table(ALIAS_TABLE))
 
 
 @pytest.mark.slow  # ingests the sample and scores its month three times

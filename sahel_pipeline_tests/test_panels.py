@@ -9,13 +9,12 @@ from collections import Counter
 import polars as pl
 import pytest
 
-from sahel_pipeline import ALIAS_TABLE, SAMPLE_DIR
+from sahel_pipeline import ALIAS_TABLE
 from sahel_pipeline.core.actors import INTER_DTYPE
 from sahel_pipeline.core.groups import load_alias_table
-from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.panels import COUNTRY_KEYS, GROUP_KEYS, Panels, build_panels, load_counts, save_counts
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
-from sahel_pipeline_tests.fixtures import TODAY, real_file, requires_real_data
+from sahel_pipeline_tests.fixtures import canonical, real_file, requires_real_data
 
 ISSP_ACLED_NAMES = {
     "Islamic State (Greater Sahara)",
@@ -28,16 +27,6 @@ ISSP_ACLED_NAMES = {
 @pytest.fixture(scope="module")
 def aliases():
     return load_alias_table(ALIAS_TABLE)
-
-
-@pytest.fixture(scope="module")
-def sample_events(tmp_path_factory) -> pl.DataFrame:
-    """The sample's canonical events, ingested once for the module (frames are never changed in place)."""
-    return canonical([SAMPLE_DIR], tmp_path_factory.mktemp("sample"))
-
-
-def canonical(paths, tmp_path):
-    return ingest(find_csv_files(paths), tmp_path / "cache", TODAY, log=lambda _: None).events
 
 
 def events_frame(rows: list[dict]) -> pl.DataFrame:

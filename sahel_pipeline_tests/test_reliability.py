@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import errno
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from PIL import Image
 
 from sahel_pipeline import ALIAS_TABLE
 from sahel_pipeline.core.groups import load_alias_table
@@ -284,12 +286,22 @@ def test_corrupt_stored_scores_are_not_reused(tmp_path):
     assert len(said) == 1 and str(stored) in said[0] and not stored.exists()
 
 
-def test_a_damaged_cached_plot_is_drawn_again_not_embedded(tmp_path):
-    from sahel_pipeline.core.report.plots import PLOT_INDEX, _png, _pyplot, earlier_plots
+@pytest.mark.slow  # imports matplotlib (about a second of CPU)
+def test_a_drawn_plot_is_a_whole_png():
+    from sahel_pipeline.core.report.plots import _png, _pyplot
     from sahel_pipeline.core.storage import is_whole_png
 
     fig, _ = _pyplot().subplots(figsize=(1, 1))
-    png = _png(fig)
+    assert is_whole_png(_png(fig))
+
+
+def test_a_damaged_cached_plot_is_drawn_again_not_embedded(tmp_path):
+    from sahel_pipeline.core.report.plots import PLOT_INDEX, earlier_plots
+    from sahel_pipeline.core.storage import is_whole_png
+
+    stored = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(stored, "PNG")  # a PNG from Pillow: no need to import matplotlib
+    png = stored.getvalue()
     assert is_whole_png(png)
     for name, data in {"alert1.png": png, "alert2.png": png[:-20], "alert3.png": png[:40] + b"x" + png[41:]}.items():
         (tmp_path / name).write_bytes(data)

@@ -48,7 +48,7 @@ from sahel_pipeline.defs.resources import PipelineSettings
 from sahel_pipeline.defs.spatial import rings_are_nested, spatial_panel_counts_the_panels_events
 from sahel_pipeline_tests.fixtures import instance_with_months, real_file, requires_real_data
 from sahel_pipeline_tests.spatial_simulation import COUNTRY, FIRST, MONTHS, simulate
-from sahel_pipeline_tests.test_panels import canonical, weekly_changes
+from sahel_pipeline_tests.test_panels import weekly_changes
 
 PLACES = places_table([COUNTRY])
 OUAGA = PLACES.filter(pl.col("name") == "Ouagadougou").row(0, named=True)
@@ -357,10 +357,10 @@ def test_the_spatial_checks_fail_on_counts_that_disagree():
     assert not rings_are_nested(swapped).passed
 
 
-def test_spatial_panels_counted_with_the_panels_equal_their_own_count_and_are_kept_between_runs(tmp_path, sample_dir):
+def test_spatial_panels_counted_with_the_panels_equal_their_own_count_and_are_kept_between_runs(sample_events):
     # One attribution for both (panels.build_panels with places): the same panels as attributing again for the
     # spatial ones; a weekly run recounts only the changed months of both; moving a place recounts every month.
-    events = canonical([sample_dir], tmp_path)
+    events = sample_events
     aliases = load_alias_table(ALIAS_TABLE)
     places = places_table(["Burkina Faso", "Mali", "Niger"], PLACES_FILE)
     rows = unit_events(events, aliases)

@@ -29,14 +29,21 @@ from sahel_pipeline.core.evaluation.surveillance import (
 from sahel_pipeline.core.models import nb_logpmf
 from sahel_pipeline.core.months import month_index
 
-VERSION, WHY_NOT = r_status()
+
+@pytest.fixture(scope="module")
+def r_peers_available() -> str:
+    """surveillance's version, R probed when a test first needs it (not at collection, where every run of the unit
+    tests, which need no R, would start it); without R or the package the test skips with the reason."""
+    version, why_not = r_status()
+    if version is None:
+        pytest.skip(f"R peers unavailable: {why_not}")
+    return version
 
 
 def requires_r(test):
     """A test that runs Rscript: marked integration (and slow: R starts in seconds), skipped with the reason without
     R or its surveillance package."""
-    absent = pytest.mark.skipif(VERSION is None, reason=f"R peers unavailable: {WHY_NOT}")
-    return pytest.mark.integration(pytest.mark.slow(absent(test)))
+    return pytest.mark.integration(pytest.mark.slow(pytest.mark.usefixtures("r_peers_available")(test)))
 
 
 def series(counts, first_scored, sid="hand") -> CountSeries:

@@ -7,17 +7,8 @@ import datetime as dt
 import polars as pl
 import pytest
 
-from sahel_pipeline.core.ingest import find_csv_files, ingest
 from sahel_pipeline.core.validation import gx_columns, validate_with_great_expectations
 from sahel_pipeline_tests.fixtures import TODAY
-
-
-@pytest.fixture(scope="module")
-def sample_events(tmp_path_factory):
-    from sahel_pipeline import SAMPLE_DIR
-
-    cache = tmp_path_factory.mktemp("cache")
-    return ingest(find_csv_files([SAMPLE_DIR]), cache, TODAY, log=lambda _: None).events
 
 
 def failed(summary) -> set[tuple[str, str]]:
