@@ -199,6 +199,7 @@ def test_one_rise_on_several_indicators_is_one_alert_with_the_others_listed():
     assert set(row["indicators"].split(", ")) >= set(rising["indicator"].to_list())
 
 
+@pytest.mark.slow  # judges 2,400 simulated breaks over their year (3 s)
 def test_a_break_with_no_change_alerts_by_the_break_rule_at_most_at_its_level_over_the_year_it_is_judged():
     # A state force renamed at a coup, its rate unchanged (the evaluation's `renamed`): the break rule judges the
     # same comparison every month for a year. Unadjusted, 0.6-0.7% of such breaks crossed 0.25% in one of the twelve
