@@ -87,6 +87,7 @@ def test_old_mass_casualty_months_do_not_make_the_fatality_bound_unreachable():
     assert np.median(ratios) <= 1.3
 
 
+@pytest.mark.slow  # fits and judges six simulated series with their break (1.5 s)
 def test_a_rise_after_a_dated_break_is_compared_with_the_months_just_before_it():
     # 24 months at 20 a month, 15 at 8, a coup, then 3 months at 19: x2.4 the months just before the coup, but
     # about the rate of the 36 months before it (the earlier, higher regime), which was all the rule compared with.

@@ -154,6 +154,7 @@ def _trend_alerts(sim, months: range) -> pl.DataFrame:
     return pl.concat(alerts).with_columns(month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date))
 
 
+@pytest.mark.slow  # simulates 26 groups' months and attributes them (1.7 s)
 def test_the_distance_trend_flags_a_group_closing_in_on_a_city_not_one_staying_near_it():
     # Movers head for Bobo-Dioulasso (a city, not the capital) from 300-450 km over six months from month 30;
     # stayers sit 20-100 km from it all along. Every place of the country is tested, with the guard across places.
@@ -178,6 +179,7 @@ def test_the_distance_trend_flags_a_group_closing_in_on_a_city_not_one_staying_n
     assert first["q_value"] is not None and first["p_value"] < 0.01
 
 
+@pytest.mark.slow  # draws a report map: imports matplotlib (1.3 s)
 def test_spatial_alerts_join_the_alert_table_with_their_place():
     # Movers reach the capital's surroundings six months after month 30; spreaders scatter from month 30. The trend
     # and new_ground rules need no fitted model, so no buffer scores are given.
@@ -357,6 +359,7 @@ def test_the_spatial_checks_fail_on_counts_that_disagree():
     assert not rings_are_nested(swapped).passed
 
 
+@pytest.mark.slow  # counts the sample's panels three times (1.2 s)
 def test_spatial_panels_counted_with_the_panels_equal_their_own_count_and_are_kept_between_runs(sample_events):
     # One attribution for both (panels.build_panels with places): the same panels as attributing again for the
     # spatial ones; a weekly run recounts only the changed months of both; moving a place recounts every month.
