@@ -32,6 +32,8 @@ def no_delivery_settings_from_the_environment(monkeypatch):
 
     for name in DELIVERY_ENVIRONMENT.values():
         monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def dagster_home(tmp_path_factory) -> Iterator[Path]:
     """Runs of the command line are recorded in $DAGSTER_HOME's instance: the tests' own, never the project's."""
@@ -82,3 +84,16 @@ def postgres_dagster_home(postgres_server: Server, tmp_path: Path, monkeypatch) 
     for name, value in postgres_server.environment().items():
         monkeypatch.setenv(name, value)
     return home
+
+
+@pytest.fixture(scope="session")
+def r_peers_available() -> str:
+    """surveillance's version, R probed when a test first needs it (not at collection, where every run of the unit
+    tests, which need no R, would start it); without R or the package the test skips with the reason. Here, not in
+    test_surveillance_peers: `requires_r` asks for it from other modules too."""
+    from sahel_pipeline.core.evaluation.surveillance import r_status
+
+    version, why_not = r_status()
+    if version is None:
+        pytest.skip(f"R peers unavailable: {why_not}")
+    return version

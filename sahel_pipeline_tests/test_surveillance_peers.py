@@ -24,26 +24,15 @@ from sahel_pipeline.core.evaluation.surveillance import (
     SurveillancePeers,
     glr_matrix,
     glr_run,
-    r_status,
 )
 from sahel_pipeline.core.models import nb_logpmf
 from sahel_pipeline.core.months import month_index
 
 
-@pytest.fixture(scope="module")
-def r_peers_available() -> str:
-    """surveillance's version, R probed when a test first needs it (not at collection, where every run of the unit
-    tests, which need no R, would start it); without R or the package the test skips with the reason."""
-    version, why_not = r_status()
-    if version is None:
-        pytest.skip(f"R peers unavailable: {why_not}")
-    return version
-
-
 def requires_r(test):
     """A test that runs Rscript: marked integration (and slow: R starts in seconds), skipped with the reason without
     R or its surveillance package."""
-    return pytest.mark.integration(pytest.mark.slow(pytest.mark.usefixtures("r_peers_available")(test)))
+    return pytest.mark.integration(pytest.mark.slow(pytest.mark.usefixtures("r_peers_available")(test)))  # conftest
 
 
 def series(counts, first_scored, sid="hand") -> CountSeries:
