@@ -18,9 +18,19 @@ def rows(*specs: tuple[str, str, str, str]) -> pl.DataFrame:
             "rate_ratio_high": 5.0, "synthetic": True, "place": ""}  # fmt: skip
     return pl.DataFrame(
         [
-            base | {"group": g, "group_name": g, "indicator": i, "indicators": i, "q_value": 1e-3, "rules": "month",
-                    "severity": s, "severity_reason": f"{s}: the month above its bound", "status": st,
-                    "explanation": f"{g} {i}"}
+            base
+            | {
+                "group": g,
+                "group_name": g,
+                "indicator": i,
+                "indicators": i,
+                "q_value": 1e-3,
+                "rules": "month",
+                "severity": s,
+                "severity_reason": f"{s}: the month above its bound",
+                "status": st,
+                "explanation": f"{g} {i}",
+            }
             for g, i, s, st in specs
         ]
     ).select(ALERT_COLUMNS)
@@ -47,7 +57,8 @@ def test_one_card_per_group_and_country_listing_every_indicator_that_rose():
 
 def test_the_card_reads_the_detection_columns_when_the_table_has_them():
     table = rows(("ISSP", "events", "high", "new")).with_columns(
-        indicators=pl.lit("events, fatalities"), rules=pl.lit("month, window"),
+        indicators=pl.lit("events, fatalities"),
+        rules=pl.lit("month, window"),
         severity_reason=pl.lit("high: two rules, 4x the level"),
     )
     card = alert_cards(table)[0]
@@ -96,3 +107,29 @@ def test_one_document_renders_as_html_and_markdown_with_data_made_inert():
     assert "\\*bold\\*" in markdown and "\\|" in markdown
     for page in (html, markdown):
         assert "ISSP - Niger - events" in page and "Largest events:" in page
+
+
+def test_a_long_title_stays_whole_on_a_map_whose_axes_shrink_to_its_proportions():
+    """A tall map keeps its proportions by narrowing its axes; its title used to start at the narrowed axes and run
+    off the figure's right edge. The title's band (above the axes) must leave the figure's right edge blank."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from sahel_pipeline.core.report import plots
+
+    events = pl.DataFrame(
+        {"latitude": [11.2, 12.0, 12.5, 13.1, 14.9], "longitude": [-2.0, -1.5, -1.2, -0.8, -1.0],
+         "fatalities": [12, 1, 5, 0, 3]}
+    )  # fmt: skip
+    places = pl.DataFrame({"name": ["Ouagadougou"], "kind": ["capital"], "latitude": [12.37], "longitude": [-1.53]})
+    unit = "Jama'at Nusrat al-Islam wal-Muslimin (JNIM) in Burkina Faso"
+    title = f"{unit}: events, Aug 2024-Oct 2024 against the baseline"
+    png = plots.plot_map(events, events, places, title, (12.37, -1.53, (25, 50, 100)))
+    pixels = np.asarray(Image.open(io.BytesIO(png)).convert("L"))
+    width = pixels.shape[1]
+    axes_top = int(np.flatnonzero((pixels < 100).mean(axis=1) > 0.2)[0])  # the axes' frame: the first long dark line
+    title_band = pixels[: max(axes_top - 2, 1)]
+    assert (title_band < 128).any(), "the title is drawn above the axes"
+    assert (title_band[:, -int(width * 0.03) :] > 200).all(), "the title runs off the figure's right edge"

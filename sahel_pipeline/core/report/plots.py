@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ PLOTTING_MODULES = ("matplotlib.pyplot",)  # what the first plot imports (_pyplo
 PLOT_DPI = 180  # twice the 90 dots per inch the figure sizes are set for: sharp on phones and high-density screens
 PLOT_INDEX = "plots.json"  # beside the plots: the digest of each one's inputs
 # Part of every plot's digest: change it when a plot is drawn differently, so that no earlier plot is reused.
-PLOT_VERSION = "3"
+PLOT_VERSION = "4"
 COLOURS = {"bars": "#6b6b6b", "expected": "#2166ac", "bound": "#b2182b", "baseline": "#ececec", "recent": "#fde0c5",
            "forecast": "#1b7837", "forecast_light": "#a6dba0", "break": "#762a83"}  # fmt: skip
 
@@ -53,6 +54,18 @@ def _pyplot():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _title(fig, title: str, left: float, fontsize: float = 10) -> None:
+    """The plot's title, wrapped to the figure's width and anchored at its left margin: a map's axes shrink to keep
+    the map's proportions, and a title set on them ran off the figure's right edge. Data are text, not TeX: a name
+    holding `$\\foo$` is drawn as typed, not parsed as maths (which could fail)."""
+    width_pt = fig.get_figwidth() * (1 - left - 0.01) * 72
+    lines = textwrap.wrap(plot_text(title), width=max(int(width_pt / (0.55 * fontsize)), 20)) or [""]
+    fig.text(left, 0.985, "\n".join(lines), fontsize=fontsize, ha="left", va="top", parse_math=False)
+    # room for the title's lines above the axes (a line is about 1.25 font sizes)
+    fig.subplots_adjust(top=1 - (0.015 * 72 * fig.get_figheight() + 1.25 * fontsize * len(lines) + 4)
+                        / (72 * fig.get_figheight()))  # fmt: skip
 
 
 def _png(fig) -> bytes:
@@ -122,8 +135,7 @@ def plot_series(
                     parse_math=False)  # fmt: skip
     ticks = [i for i in range(first, m + config.horizons + 1) if i % 12 in (0, 6)]
     ax.set_xticks(ticks, [f"{index_month(i):%b %Y}" for i in ticks])
-    # Data are text, not TeX: a name holding `$\foo$` is drawn as typed, not parsed as maths (which could fail).
-    ax.set_title(plot_text(title), fontsize=10, loc="left", parse_math=False)
+    _title(fig, title, fig.subplotpars.left)
     ax.set_ylabel(INDICATOR_LABELS.get(score["indicator"], score["indicator"]), fontsize=9)
     ax.tick_params(labelsize=8)
     ax.set_ylim(0, top * 1.15 + 1)
@@ -195,9 +207,7 @@ def plot_map(
         top = circle.height // 4  # the circle's northernmost point: the labels do not overlap there
         ax.annotate(f"{radius} km", (circle["longitude"][top], circle["latitude"][top]), xytext=(2, 2),
                     textcoords="offset points", fontsize=6.5, color="#555", zorder=5)  # fmt: skip
-    shown = places.filter(
-        pl.col("longitude").is_between(box[0], box[1]), pl.col("latitude").is_between(box[2], box[3])
-    )
+    shown = places.filter(pl.col("longitude").is_between(box[0], box[1]), pl.col("latitude").is_between(box[2], box[3]))
     for row in shown.iter_rows(named=True):
         is_capital = row["kind"] == CAPITAL
         ax.plot(row["longitude"], row["latitude"], "*" if is_capital else "s", color="#222",
@@ -209,7 +219,7 @@ def plot_map(
     ax.set_ylim(box[2], box[3])
     mid = math.radians((box[2] + box[3]) / 2)
     ax.set_aspect(1 / max(math.cos(mid), 0.2))  # degrees of longitude shrink with latitude
-    ax.set_title(plot_text(title), fontsize=10, loc="left", parse_math=False)
+    _title(fig, title, fig.subplotpars.left)
     ax.tick_params(labelsize=7)
     ax.legend(loc="lower left", fontsize=7.5, framealpha=0.85, markerscale=0.8)
     ax.grid(color="#eeeeee", lw=0.6, zorder=0)
