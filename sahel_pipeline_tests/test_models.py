@@ -390,6 +390,31 @@ def test_direct_rate_fits_equal_statsmodels_glm(alpha, partial):
     assert forecast.se == pytest.approx(level.bse[0], rel=1e-4)
 
 
+@pytest.mark.parametrize("seed", [3, 17, 29])
+def test_the_trend_tests_poisson_fit_is_statsmodels_glm(seed):
+    """The trend test's two Poisson GLMs (trend, then re-weighted) are solved by Newton's method; they must be
+    statsmodels' GLM with the same offset and variance weights: coefficients, standard errors, Pearson chi-square."""
+    import statsmodels.api as sm
+
+    from sahel_pipeline.core.models import poisson_glm
+
+    rng = np.random.default_rng(seed)
+    t = (np.arange(36) - 38) / 12.0
+    exposure = np.r_[np.ones(35), 0.4]
+    y = rng.poisson(8 * np.exp(0.3 * t) * exposure).astype(float)
+    y[7] *= 5  # an outbreak month, so that the weights matter
+    weights = np.where(np.arange(36) == 7, 0.2, 1.0)
+    X = np.column_stack([np.ones(36), t])
+    for w in (None, weights):
+        ours = poisson_glm(y, X, np.log(exposure), w, start=np.array([math.log(y.mean()), 0.0]))
+        theirs = sm.GLM(y, X, family=sm.families.Poisson(), offset=np.log(exposure), var_weights=w).fit(tol=1e-12)
+        assert ours.params == pytest.approx(theirs.params, rel=1e-6, abs=1e-9)
+        assert ours.bse == pytest.approx(theirs.bse, rel=1e-6)
+        assert ours.pearson_chi2 == pytest.approx(theirs.pearson_chi2, rel=1e-6)
+        assert ours.mu == pytest.approx(theirs.mu, rel=1e-6)
+        assert ours.df_resid == theirs.df_resid
+
+
 def test_heavy_imports_start_in_the_background_once():
     import sys
 
