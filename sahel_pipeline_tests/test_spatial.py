@@ -35,6 +35,7 @@ from sahel_pipeline.core.spatial import (
     alert_maps,
     buffer_candidates,
     buffer_counts,
+    entered_since,
     precise_location,
     score_buffers,
     spatial_alerts,
@@ -106,6 +107,26 @@ def test_admin2_areas_entered_after_a_quiet_year_only():
     entered = admin2_entered(admin2_areas(_rows(points))).filter(pl.col("admin2_entered") > 0)
     got = {(row["month"], row["admin2_entered_names"]) for row in entered.iter_rows(named=True)}
     assert got == {(dt.date(2021, 3, 1), "East"), (dt.date(2022, 5, 1), "Early")}
+
+
+def test_a_weekly_run_works_out_the_entries_again_only_from_the_first_changed_month():
+    """entered_since keeps an earlier run's entries before the first changed month and works out the rest from the
+    areas of the quiet year before it: equal to working out every month, for an area seen 9 months before the
+    change (not entered), one quiet for 14 months (entered) and a unit whose first month only the kept rows hold."""
+    home = [(f"{shift_month(dt.date(2019, 1, 1), m):%Y-%m}", 12.0, -1.0, "Home", 1) for m in range(0, 40, 3)]
+    last_week = home + [("2021-06", 12.1, -1.0, "East", 1), ("2020-12", 12.1, -1.1, "West", 1)]
+    this_week = last_week + [("2022-03", 12.1, -1.0, "East", 1), ("2022-02", 12.1, -1.1, "West", 1)]
+    kept = admin2_entered(admin2_areas(_rows(last_week)))
+    areas = admin2_areas(_rows(this_week))
+    everything = admin2_entered(areas)
+    since = dt.date(2022, 2, 1)
+    weekly = entered_since(areas, kept, since)
+    key = [*SERIES_KEY[:4], "month"]  # the unit and the month
+    assert weekly.sort(key, nulls_last=True).equals(everything.sort(key, nulls_last=True))
+    entries = weekly.filter(pl.col("admin2_entered") > 0)
+    got = {(row["month"], row["admin2_entered_names"]) for row in entries.iter_rows(named=True)}
+    assert (dt.date(2022, 2, 1), "West") in got and all(month != dt.date(2022, 3, 1) for month, _ in got)
+    assert entered_since(areas, kept, None).equals(kept)  # no month changed: the kept entries stand
 
 
 def _simulated_alerts(seed: int, first_month: int, **kinds: int):

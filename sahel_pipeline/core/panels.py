@@ -57,15 +57,15 @@ UNKNOWN_ADMIN1 = "(unknown)"  # the admin1 panel's name for events without an ad
 COUNTRY_KEYS = ["source", "country"]
 
 
-PANEL_VERSION = "3"  # bump when counting changes, so that counts kept from an earlier run are not reused
+PANEL_VERSION = "4"  # bump when counting changes, so that counts kept from an earlier run are not reused
 MONTH_KEYS = ["source", "month"]
 # Carried through the attribution when the spatial panels are counted with the others (core/spatial.py): one
 # attribution of the events for both.
 LOCATION_COLUMNS = ["admin2", "latitude", "longitude", "geo_precision"]
 NOT_DIGESTED = ("event_id", "source_file", "month")  # a month's counts depend on every other column read
 DIGEST_SEED = 20_240_726
-# the frames of MonthlyCounts kept between runs; the last three are the spatial panels' (empty without places)
-COUNT_PARTS = ("admin1", "actors", "names", "digests", "measures", "buffers", "areas")
+# the frames of MonthlyCounts kept between runs; the last four are the spatial panels' (empty without places)
+COUNT_PARTS = ("admin1", "actors", "names", "digests", "measures", "buffers", "areas", "entered")
 ACTOR_KEYS = ["source", "group_id", "country", "month", "actor", "known", "inter", "associated"]
 
 
@@ -85,6 +85,7 @@ class MonthlyCounts:
     measures: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.where_measures, per unit and month
     buffers: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.buffer_counts
     areas: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.admin2_areas
+    entered: pl.DataFrame = field(default_factory=pl.DataFrame)  # spatial.admin2_entered, of every month's areas
 
 
 @dataclass
@@ -198,7 +199,7 @@ def build_panels(
 def _spatial_panels(counts: MonthlyCounts) -> dict[str, pl.DataFrame]:
     from sahel_pipeline.core.spatial import spatial_month  # spatial imports alerts, which imports this module
 
-    return {"spatial_month": spatial_month(counts.measures, counts.areas), "buffer_month": counts.buffers}
+    return {"spatial_month": spatial_month(counts.measures, counts.entered), "buffer_month": counts.buffers}
 
 
 def update_counts(
@@ -216,7 +217,7 @@ def update_counts(
     digests = month_digests(events)
     if previous is None or previous.key != key:
         admin1, actors, names, located = count_months(events, aliases, role, ambiguous, units, places)
-        return MonthlyCounts(admin1, actors, names, digests, key, digests.height, **located)
+        return MonthlyCounts(admin1, actors, names, digests, key, digests.height, **_with_entries(located))
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
     changed = compared.filter(
@@ -241,8 +242,26 @@ def update_counts(
         digests=digests,
         key=key,
         recounted_months=changed.height,
-        **{part: pl.concat([unchanged(getattr(previous, part)), frame]) for part, frame in located.items()},
+        **_with_entries(
+            {part: pl.concat([unchanged(getattr(previous, part)), frame]) for part, frame in located.items()},
+            previous.entered,
+            changed["month"].min(),  # type: ignore[arg-type]
+        ),
     )
+
+
+def _with_entries(
+    located: dict[str, pl.DataFrame], kept: pl.DataFrame | None = None, since: dt.date | None = None
+) -> dict[str, pl.DataFrame]:
+    """The spatial parts with the admin2 areas' entries of every month (none without places): worked out from all
+    the areas, or, with an earlier run's (`kept`), again only from the first changed month (`since`)."""
+    if not located:
+        return located
+    from sahel_pipeline.core.spatial import admin2_entered, entered_since  # it imports this module
+
+    areas = located["areas"]
+    entered = admin2_entered(areas) if kept is None else entered_since(areas, kept, since)
+    return {**located, "entered": entered}
 
 
 def count_months(

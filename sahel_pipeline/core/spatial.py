@@ -179,15 +179,15 @@ def month_parts(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) ->
 
 def where_events_are(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> pl.DataFrame:
     """Per unit and month with events (SPATIAL_SCHEMA): distances to the capital, spread, admin2 areas entered."""
-    return spatial_month(where_measures(unit_rows, places), admin2_areas(unit_rows))
+    return spatial_month(where_measures(unit_rows, places), admin2_entered(admin2_areas(unit_rows)))
 
 
-def spatial_month(measures: pl.DataFrame, areas: pl.DataFrame) -> pl.DataFrame:
-    """The spatial panel (SPATIAL_SCHEMA) from the month's measures (`where_measures`) and every month's admin2 areas
-    of the units (`admin2_areas`: entering an area depends on the months before)."""
+def spatial_month(measures: pl.DataFrame, entered: pl.DataFrame) -> pl.DataFrame:
+    """The spatial panel (SPATIAL_SCHEMA) from the month's measures (`where_measures`) and the units' admin2 areas
+    and entries per month (`admin2_entered`: entering an area depends on the months before)."""
     return (
         measures.lazy()
-        .join(admin2_entered(areas).lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
+        .join(entered.lazy(), on=[*UNIT_KEY, "month"], how="left", nulls_equal=True)
         .with_columns(
             pl.col("admin2_areas", "admin2_entered").fill_null(0), pl.col("admin2_entered_names").fill_null("")
         )
@@ -262,21 +262,28 @@ def admin2_areas(unit_rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
     )
 
 
-def admin2_entered(areas: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -> pl.DataFrame:
+def admin2_entered(
+    areas: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS, first_months: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Per unit and month: admin2 areas with (precisely located) events, and those entered: an event there and none
     in the `quiet` months before, counted once the unit has been in the data for `quiet` months (before that every
-    area would look new). `areas` are `admin2_areas`' rows."""
+    area would look new). `areas` are `admin2_areas`' rows; `first_months` (UNIT_KEY, first), each unit's first
+    month with areas when `areas` hold only the later months (`entered_since`)."""
     # Units and unit x area pairs as 64-bit hashes: sorting and comparing neighbours on one integer instead of
     # windows over five string keys (a collision would only merge two areas' histories, at odds of 2^-64 a pair).
     rows = areas.lazy()
     units = rows.select(*UNIT_KEY, _unit=pl.struct(UNIT_KEY).hash()).unique("_unit")
+    hashed = rows.select(
+        "admin2", m=month_index_expr("month"), _unit=pl.struct(UNIT_KEY).hash(),
+        _area=pl.struct(*UNIT_KEY, "admin2").hash(),
+    )  # fmt: skip
+    if first_months is None:
+        hashed = hashed.with_columns(unit_first=pl.col("m").min().over("_unit"))
+    else:
+        first = first_months.lazy().select(_unit=pl.struct(UNIT_KEY).hash(), unit_first=month_index_expr("first"))
+        hashed = hashed.join(first, on="_unit")
     marked = (
-        rows.select(
-            "admin2", m=month_index_expr("month"), _unit=pl.struct(UNIT_KEY).hash(),
-            _area=pl.struct(*UNIT_KEY, "admin2").hash(),
-        )
-        .with_columns(unit_first=pl.col("m").min().over("_unit"))
-        .sort("_area", "m")
+        hashed.sort("_area", "m")
         .with_columns(before=pl.when(pl.col("_area").shift(1) == pl.col("_area")).then(pl.col("m").shift(1)))
         .with_columns(
             entered=(pl.col("m") - pl.col("unit_first") >= quiet)
@@ -303,6 +310,27 @@ def admin2_entered(areas: pl.DataFrame, quiet: int = ENTERED_QUIET_MONTHS) -> pl
         )
         .collect()
     )  # fmt: skip
+
+
+def entered_since(
+    areas: pl.DataFrame, kept: pl.DataFrame, since: dt.date | None, quiet: int = ENTERED_QUIET_MONTHS
+) -> pl.DataFrame:
+    """`admin2_entered` of every month of `areas`, worked out again only from `since` (the first month whose events
+    changed; None: none did): `kept` is an earlier run's `admin2_entered`, whose months before `since` stand. A
+    month's entries depend on the `quiet` months before it and on the unit's first month, which the kept rows give
+    for the months before `since` (a kept row is a unit's month with areas). In a weekly update, ACLED's revisions
+    reach a few months back: the areas of the last year and a half are read, not all of them (3.7 s -> 0.3 s at 2.5 M
+    events)."""
+    if since is None:
+        return kept
+    before, window = kept.filter(pl.col("month") < since), areas.filter(pl.col("month") >= shift_month(since, -quiet))
+    first = (
+        pl.concat([before.select(*UNIT_KEY, "month"), window.select(*UNIT_KEY, "month")])
+        .group_by(UNIT_KEY)
+        .agg(first=pl.col("month").min())
+    )
+    fresh = admin2_entered(window, quiet, first).filter(pl.col("month") >= since)
+    return pl.concat([before, fresh])
 
 
 # --- buffer series: ordinary count series, scored by the series models ---------------------------------------------
