@@ -98,6 +98,32 @@ def test_ucdp_precision_four_and_missing_coordinates_are_imprecise():
     assert frame.select(precise_location()).to_series().to_list() == [True, False, True, False, False]
 
 
+def test_buffer_counts_find_events_east_and_west_of_a_place_and_across_the_antimeridian():
+    """The rings join an event only to the places listed under its latitude x longitude cell: events due east and
+    west of a place (in the next cells), and across the antimeridian from a place at 179.8 E, are counted as a
+    direct count of the distances says."""
+    place = {"place_id": "X:Edge", "name": "Edge", "country": COUNTRY, "iso2": "XX", "kind": "city",
+             "latitude": 60.0, "population": 1, "origin": "test"}  # fmt: skip
+    places = pl.DataFrame([
+        {**place, "longitude": 179.8}, {**place, "place_id": "X:West", "longitude": -179.8},
+        {**place, "place_id": "X:Here", "longitude": 10.3},
+    ])  # fmt: skip
+    places = places.select(PLACES.columns).cast(PLACES.schema)  # type: ignore[arg-type]
+    # 1 degree of longitude at 60 N is 55.6 km: events 0.3, 0.8 and 1.7 degrees away (17, 44, 95 km)
+    offsets = [0.3, -0.8, 1.7, -1.7]
+    points = [("2023-01", 60.0, 10.3 + d, "A", 1) for d in offsets]
+    points += [("2023-01", 60.0, (edge + d + 180) % 360 - 180, "A", 1) for d in offsets for edge in (179.8, -179.8)]
+    rows = _rows(points)
+    buffers = buffer_counts(rows, places)
+    for place in places.iter_rows(named=True):
+        got = dict(buffers.filter(pl.col("place_id") == place["place_id"]).select("radius_km", "events").iter_rows())
+        at = (pl.lit(place["latitude"]), pl.lit(place["longitude"]))
+        km = rows.select(haversine_km(pl.col("latitude"), pl.col("longitude"), *at))
+        direct = {r: int((km.to_series() <= r).sum()) for r in RADII_KM}
+        assert got == {r: n for r, n in direct.items() if n}, place["place_id"]
+        assert direct[100] >= 3  # events on both sides of the place (and of the antimeridian) are within reach
+
+
 def test_admin2_areas_entered_after_a_quiet_year_only():
     months = [shift_month(dt.date(2020, 1, 1), m) for m in range(30)]
     points = [(f"{m:%Y-%m}", 12.0, -1.0, "Home", 1) for m in months]  # always at home
