@@ -519,7 +519,7 @@ class SeriesTask:
 
 
 # Part of every input key: change it when the statistics change, so that no earlier fit is reused.
-MODEL_VERSION = "4"  # 4: the break rule's p-value adjusted for its looks (looked_again)
+MODEL_VERSION = "5"  # 5: past outbreaks left out of the dispersion (LevelParams.outbreak_sd); 4: looked_again
 
 
 def input_keys(task: SeriesTask, config: ModelConfig) -> tuple[str, str, str]:
