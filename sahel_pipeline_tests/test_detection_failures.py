@@ -238,7 +238,7 @@ def test_a_break_with_no_change_alerts_by_the_break_rule_at_most_at_its_level_ov
             task = SeriesTask(("s",), "events", "Niger", np.arange(start, start + last + 1), y[: last + 1],
                               np.ones(last + 1))
             p = _break_ratio(task, config, alpha)["break_p_value"]
-            if p is not None and p < config.sustained_p:
+            if p is not None and p < config.break_p:
                 crossed += 1
                 break
-    assert crossed / 2400 <= config.sustained_p  # measured: 16 of 2,400 unadjusted, 1 adjusted
+    assert crossed / 2400 <= config.break_p  # measured: 16 of 2,400 unadjusted, 1 adjusted

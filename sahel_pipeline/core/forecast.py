@@ -90,9 +90,10 @@ class LevelParams:
     shift_threshold: float = 3.0
     shift_variance: float = 0.5
     # A month above this many predictive standard deviations over the predicted mean under every candidate, the
-    # heaviest-tailed too (an outbreak whatever the noise), counts nothing in choosing alpha and q (None: it counts,
-    # within outlier_loglik): past outbreaks are left out of the dispersion, as Farrington's re-weighting leaves them
-    # out of its baseline. The detector sets it; the forecasts' intervals must hold such months.
+    # heaviest-tailed too (an outbreak whatever the noise), and not following another such month, counts nothing in
+    # choosing alpha and q (None: it counts, within outlier_loglik): past outbreaks are left out of the dispersion,
+    # as Farrington's re-weighting leaves them out of its baseline; a run of such months is a rise and counts. The
+    # detector sets it; the forecasts' intervals must hold such months.
     outbreak_sd: float | None = None
 
 
@@ -240,6 +241,7 @@ def filter_levels(
     fall = np.zeros_like(m) if state.fall is None else state.fall
     rise = np.zeros_like(m) if state.rise is None else state.rise
     last = state
+    beyond_before = np.zeros((n, 1), dtype=bool)
     for t in range(months):
         if t:
             P = np.where(age > 0, P + qs + bumps[:, t - 1 : t], P)
@@ -265,8 +267,12 @@ def filter_levels(
             if params.outlier_loglik is not None:
                 predicted = np.maximum(predicted, predicted.max(axis=1, keepdims=True) - params.outlier_loglik)
             if params.outbreak_sd is not None:
-                outbreak = (yt > _cap(et, m, P, alphas, params.outbreak_sd)).all(axis=1, keepdims=True)
-                predicted = np.where(outbreak, 0.0, predicted)  # the same for every candidate: no evidence
+                beyond = counted.all(axis=1, keepdims=True) & (yt > _cap(et, m, P, alphas, params.outbreak_sd)).all(
+                    axis=1, keepdims=True
+                )
+                # the same for every candidate (no evidence), for a month alone: a run of them is a rise
+                predicted = np.where(beyond & ~beyond_before, 0.0, predicted)
+                beyond_before = beyond
             loglik = loglik + np.where(counted, predicted, 0.0)
         if params.update_cap is not None:
             yt = np.where(risen, yt, np.minimum(yt, _cap(et, m, P, alphas, params.update_cap)))
