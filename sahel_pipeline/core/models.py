@@ -124,7 +124,7 @@ class ModelConfig:
     strong_p: float = 0.001
     high_q: float = 0.05  # `high` also needs the series' Benjamini-Hochberg q-value among the month's series below this
     # the recent window's total against the level before it: a sustained rise below this. At 0.25% the window spent
-    # a quarter of the false alarms and added little within a rise's first two months (the month's test finds most
+    # a sixth of the false alarms and added little within a rise's first two months (the month's test finds most
     # of them): at 0.15%, at a matched 1% of stable months, a x3 rise was flagged within two months in 43% (41% at
     # 0.25%), x2 20% (20%), the regime change 30% (29%), fatalities x4 38% (38%), 240 simulated series each; another
     # seed 50/49%, 23/19%, 24/23%, 29/27%; within the rise's four months the same (README, Detector evaluation).
