@@ -241,7 +241,7 @@ def filter_levels(
     fall = np.zeros_like(m) if state.fall is None else state.fall
     rise = np.zeros_like(m) if state.rise is None else state.rise
     last = state
-    beyond_before = np.zeros((n, 1), dtype=bool)
+    beyond_before: np.ndarray = np.zeros((n, 1), dtype=bool)
     for t in range(months):
         if t:
             P = np.where(age > 0, P + qs + bumps[:, t - 1 : t], P)
@@ -272,7 +272,7 @@ def filter_levels(
                 )
                 # the same for every candidate (no evidence), for a month alone: a run of them is a rise
                 predicted = np.where(beyond & ~beyond_before, 0.0, predicted)
-                beyond_before = beyond
+                beyond_before = np.asarray(beyond)
             loglik = loglik + np.where(counted, predicted, 0.0)
         if params.update_cap is not None:
             yt = np.where(risen, yt, np.minimum(yt, _cap(et, m, P, alphas, params.update_cap)))
