@@ -41,17 +41,17 @@ def rule(**changes) -> dict:
         ({"p_value": 0.004}, True, "low"),  # above the 99.5% bound
         ({"p_value": 0.006}, False, None),  # above the 99% bound only
         ({"p_value": 0.0005}, True, "medium"),  # and above the 99.9% bound
-        ({"window_p_value": 0.002}, True, "low"),  # sustained rise only
-        ({"window_p_value": 0.003}, False, None),  # the window's level is 0.25%, not the month's 1%
+        ({"window_p_value": 0.0012}, True, "low"),  # sustained rise only
+        ({"window_p_value": 0.002}, False, None),  # the window's level is 0.15%, not the month's 0.5%
         ({"window_p_value": 0.0005}, True, "medium"),  # a steep sustained rise
-        ({"p_value": 0.004, "window_p_value": 0.002}, True, "medium"),
-        ({"p_value": 0.0005, "window_p_value": 0.002}, True, "high"),
+        ({"p_value": 0.004, "window_p_value": 0.0012}, True, "medium"),
+        ({"p_value": 0.0005, "window_p_value": 0.0012}, True, "high"),
         ({"p_value": 0.0005, "window_p_value": 0.0005}, True, "high"),
         ({"p_value": 0.004, "observed": 4}, False, None),  # below the minimum count: 0 -> 1 is not an alert
         # whichever rule fires: a sustained rise needs the minimum count in the month too
         ({"window_p_value": 1e-6, "observed": 4, "expected": 2.0}, False, None),
-        ({"window_p_value": 0.002, "recent_active_months": 1}, False, None),  # one month's burst is not sustained
-        ({"window_p_value": 0.002, "observed": 5}, False, None),  # the rise is ebbing: this month is below expected
+        ({"window_p_value": 0.0012, "recent_active_months": 1}, False, None),  # one month's burst is not sustained
+        ({"window_p_value": 0.0012, "observed": 5}, False, None),  # the rise is ebbing: this month is below expected
         ({"indicator": "fatalities", "observed": 9, "p_value": 0.001}, False, None),  # fatalities need 10
     ],
 )
@@ -311,4 +311,4 @@ def test_one_alert_per_group_and_month_strongest_indicator_first():
 def test_the_alerts_expected_by_chance_sum_the_rules_levels_over_the_judged_series():
     judged = [{**BASE, "p_value": 0.5}] * 100 + [{**BASE, "p_value": 0.001}] * 3
     ruled = apply_alert_rule(pl.DataFrame(judged), CONFIG)
-    assert chance_alerts(ruled, CONFIG) == (103, 3, pytest.approx(103 * 0.0075))
+    assert chance_alerts(ruled, CONFIG) == (103, 3, pytest.approx(103 * (0.005 + 0.0015)))

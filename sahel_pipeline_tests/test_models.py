@@ -257,8 +257,8 @@ def test_the_cache_keys_hash_the_fit_settings_not_the_alert_rules():
 
     series = task(negbin(np.random.default_rng(3), 6, 0.3, 39))
     keys = input_keys(series, CONFIG)
-    rule = dataclasses.replace(CONFIG, strong_p=0.0005, high_q=0.1, sustained_p=0.001, new_actor_min_events=3,
-                               new_actor_quiet_months=6)
+    rule = dataclasses.replace(CONFIG, strong_p=0.0005, high_q=0.1, sustained_p=0.002, break_p=0.001,
+                               new_actor_min_events=3, new_actor_quiet_months=6)
     assert {name for name in RULE_SETTINGS if getattr(rule, name) != getattr(CONFIG, name)} == set(RULE_SETTINGS)
     assert input_keys(series, rule) == keys
     slower = dataclasses.replace(CONFIG.detection_level, update_cap=2.0)

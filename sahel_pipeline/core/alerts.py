@@ -95,7 +95,7 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
     enough_now = pl.col("observed") >= min_count
     window_holds = (pl.col("recent_active_months") >= 2) & (pl.col("observed") >= pl.col("expected"))
     tests = {"month": pl.col("p_value"), "window": pl.col("window_p_value"), "break": pl.col("break_p_value")}
-    levels = {"month": config.alert_p, "window": config.sustained_p, "break": config.sustained_p}
+    levels = {"month": config.alert_p, "window": config.sustained_p, "break": config.break_p}
     conditions = {"month": enough_now, "window": enough_now & window_holds, "break": enough_now}
     fired = {r: (conditions[r] & (tests[r] < levels[r])).fill_null(False) for r in RULES}
     strong = {r: (fired[r] & (tests[r] < config.strong_p)).fill_null(False) for r in RULES}
@@ -115,7 +115,7 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
                   f"the month above its {percent(config.bound_quantile)} bound"),
         "window": (f"{window} at p < {config.strong_p:g}", f"{window} at p < {config.sustained_p:g}"),
         "break": (f"the months since the break at p < {config.strong_p:g}",
-                  f"the months since the break at p < {config.sustained_p:g}"),
+                  f"the months since the break at p < {config.break_p:g}"),
     }
     said = [pl.when(strong[r]).then(pl.lit(wording[r][0])).when(fired[r]).then(pl.lit(wording[r][1])) for r in RULES]
     q_text = pl.col("q_value").round_sig_figs(2).cast(pl.String)
@@ -148,13 +148,14 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
 
 def chance_alerts(ruled: pl.DataFrame, config: ModelConfig) -> tuple[int, int, float]:
     """(series judged, series that crossed a rule, how many would cross one by chance): the rules' nominal levels
-    summed over the series each judged (a union bound; the evaluation's stable series alerted 0.09 times per
-    series-year at these levels, 0.0075 a month, which is alert_p + sustained_p)."""
+    summed over the series each judged (a union bound: alert_p + sustained_p is 0.006 a month, 0.072 per
+    series-year; the evaluation's stable series alerted 0.086 times per series-year, the tests' discreteness and the
+    level's uncertainty beyond it)."""
     if "p_value" not in ruled.columns:
         return 0, 0, 0.0
     judged = ruled.filter(pl.col("p_value").is_not_null())
     with_break = judged.filter(pl.col("break_p_value").is_not_null()).height if "break_p_value" in judged.columns else 0
-    chance = judged.height * (config.alert_p + config.sustained_p) + with_break * config.sustained_p
+    chance = judged.height * (config.alert_p + config.sustained_p) + with_break * config.break_p
     return judged.height, judged.filter(pl.col("alert")).height, chance
 
 

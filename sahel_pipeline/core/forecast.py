@@ -89,6 +89,12 @@ class LevelParams:
     rise_step: float = 1.5
     shift_threshold: float = 3.0
     shift_variance: float = 0.5
+    # A month above this many predictive standard deviations over the predicted mean under every candidate, the
+    # heaviest-tailed too (an outbreak whatever the noise), and not following another such month, counts nothing in
+    # choosing alpha and q (None: it counts, within outlier_loglik): past outbreaks are left out of the dispersion,
+    # as Farrington's re-weighting leaves them out of its baseline; a run of such months is a rise and counts. The
+    # detector sets it; the forecasts' intervals must hold such months.
+    outbreak_sd: float | None = None
 
 
 # Three Gauss-Hermite nodes carry most of the level's spread (the rest widens each node's negative binomial): a
@@ -235,6 +241,7 @@ def filter_levels(
     fall = np.zeros_like(m) if state.fall is None else state.fall
     rise = np.zeros_like(m) if state.rise is None else state.rise
     last = state
+    beyond_before: np.ndarray = np.zeros((n, 1), dtype=bool)
     for t in range(months):
         if t:
             P = np.where(age > 0, P + qs + bumps[:, t - 1 : t], P)
@@ -259,12 +266,16 @@ def filter_levels(
                 P, rise = np.where(risen, P + params.shift_variance, P), np.where(risen, 0.0, rise)
             if params.outlier_loglik is not None:
                 predicted = np.maximum(predicted, predicted.max(axis=1, keepdims=True) - params.outlier_loglik)
+            if params.outbreak_sd is not None:
+                beyond = counted.all(axis=1, keepdims=True) & (yt > _cap(et, m, P, alphas, params.outbreak_sd)).all(
+                    axis=1, keepdims=True
+                )
+                # the same for every candidate (no evidence), for a month alone: a run of them is a rise
+                predicted = np.where(beyond & ~beyond_before, 0.0, predicted)
+                beyond_before = np.asarray(beyond)
             loglik = loglik + np.where(counted, predicted, 0.0)
         if params.update_cap is not None:
-            mean = et * np.exp(m + P / 2)
-            spread = np.sqrt(mean + ((1 + alphas) * np.exp(P) - 1) * mean**2)
-            capped = np.minimum(yt, np.floor(mean + params.update_cap * spread))
-            yt = np.where(risen, yt, capped)
+            yt = np.where(risen, yt, np.minimum(yt, _cap(et, m, P, alphas, params.update_cap)))
         m, P = _update(yt, et, m, P, alphas, params.newton_steps)
         age = age + 1
     score = loglik + prior
@@ -277,6 +288,12 @@ def filter_levels(
         m[rows, best], P[rows, best], alphas[0, best], qs[0, best], pending, last,
         candidates, posterior / posterior.sum(axis=1, keepdims=True),
     )
+
+
+def _cap(e, m, P, alphas, sds: float) -> np.ndarray:
+    """Per candidate, the count `sds` predictive standard deviations above the month's predicted mean (floored)."""
+    mean = e * np.exp(m + P / 2)
+    return np.floor(mean + sds * np.sqrt(mean + ((1 + alphas) * np.exp(P) - 1) * mean**2))
 
 
 def _starting_state(y: np.ndarray, e: np.ndarray, params: LevelParams, candidates: int) -> FilterState:

@@ -180,6 +180,10 @@ class ModelSettings(dg.ConfigurableResource):
         default=ModelConfig.sustained_p,
         description="A rise is sustained when P(a recent-window total at least this high) is below this.",
     )
+    break_p: float = Field(
+        default=ModelConfig.break_p,
+        description="A rise since a dated break when P(the months since it at least this high) is below this.",
+    )
     break_dates: str = Field(
         default=str(BREAK_DATES), description="CSV of dated events (country, date, label); empty for none."
     )
@@ -213,6 +217,7 @@ class ModelSettings(dg.ConfigurableResource):
             recent_months=self.recent_months,
             alert_p=self.alert_p,
             sustained_p=self.sustained_p,
+            break_p=self.break_p,
             breaks=with_regime_breaks(breaks, regime_periods) if regime_periods else breaks,
             alerted_types=check_types(self.alerted_types, "ModelSettings.alerted_types"),
             new_actor_min_events=self.new_actor_min_events,

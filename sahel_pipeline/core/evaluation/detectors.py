@@ -129,9 +129,9 @@ class CurrentRule:
     """The pipeline's escalation rule as it runs every week: `models.score_series` at each month with the data up to
     that month (the months the pipeline reads), then `alerts.apply_alert_rule` on the scores.
 
-    Its statistic scales the rule's two levels together: a month alarms at threshold h when its p-value against the
+    Its statistic scales the rule's levels together: a month alarms at threshold h when its p-value against the
     recent level is below alert_p x 10^-h, or its sustained-rise conditions hold and the recent window's p-value is
-    below sustained_p x 10^-h (h = 0: the rule as configured).
+    below sustained_p x 10^-h, or the break rule's below break_p x 10^-h (h = 0: the rule as configured).
     """
 
     config: ModelConfig = field(default_factory=ModelConfig)
@@ -148,7 +148,7 @@ class CurrentRule:
             "The pipeline's rule (`models.score_series` + `alerts.apply_alert_rule`): the month against the series' "
             f"recent level (`detection.judge_last`) at p < {c.alert_p:g}, or a sustained rise (the last "
             f"{c.recent_months} months' total against the level before them at p < {c.sustained_p:g}), or a rise "
-            f"since a dated break (against the {c.break_before_months} months before it, at p < {c.sustained_p:g}), "
+            f"since a dated break (against the {c.break_before_months} months before it, at p < {c.break_p:g}), "
             "the month reaching the indicator's minimum count whichever fires. Scored at every month with the data up "
             "to it. Threshold scale: every level multiplied by 10^-h."
         )
@@ -210,7 +210,7 @@ class CurrentRule:
 
 
 def rule_statistic(scores: pl.DataFrame, config: ModelConfig) -> np.ndarray:
-    """-log10 of the smallest of (month p / alert_p), (window p / sustained_p) and (break p / sustained_p), over the
+    """-log10 of the smallest of (month p / alert_p), (window p / sustained_p) and (break p / break_p), over the
     months where each rule's count conditions hold; -inf where none can fire. The rule alerts exactly where this is
     >= 0."""
     if "p_value" not in scores.columns:
@@ -223,7 +223,7 @@ def rule_statistic(scores: pl.DataFrame, config: ModelConfig) -> np.ndarray:
     exceed = np.where(enough, col["p_value"] / config.alert_p, np.nan)
     conditions = enough & (col["recent_active_months"] >= 2) & (col["observed"] >= col["expected"])
     sustained = np.where(conditions, col["window_p_value"] / config.sustained_p, np.nan)
-    broke = np.where(enough, col["break_p_value"] / config.sustained_p, np.nan)
+    broke = np.where(enough, col["break_p_value"] / config.break_p, np.nan)
     evidence = np.fmin(np.fmin(exceed, sustained), broke)
     with np.errstate(divide="ignore"):
         return np.where(np.isnan(evidence), -np.inf, -np.log10(evidence))
