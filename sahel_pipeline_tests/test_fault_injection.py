@@ -209,11 +209,11 @@ def test_a_full_disk_during_the_report_leaves_the_last_report_whole(clean, small
     assert MONTHS.name is not None
     runner.instance.add_dynamic_partitions(MONTHS.name, [MONTH])  # as the clean run's panels did in its instance
     if small_disk is not None:  # fill it: the report's writes meet a real ENOSPC
-        with open(small_disk / "filler", "wb") as filler:
+        # unbuffered: a buffered file keeps the bytes the disk refused, and closing it raised ENOSPC again
+        with open(small_disk / "filler", "wb", buffering=0) as filler:
             try:
                 while True:
                     filler.write(b"\0" * (1 << 16))
-                    filler.flush()
             except OSError as err:
                 assert err.errno == errno.ENOSPC
     else:  # no filesystem of our own: the disk fills half-way through each write of the report
