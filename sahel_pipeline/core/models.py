@@ -319,8 +319,8 @@ def poisson_glm(
 ) -> PoissonFit:
     """The Poisson GLM (log link, offset, variance weights) statsmodels' GLM(..., var_weights=weights) fits, by
     Newton's method, which for the canonical link is its IRLS: the same maximum (tested to 1e-6), without the
-    model objects' set-up and convergence checks, which were half of the model stage's time (two such fits a series
-    for the trend test)."""
+    model objects' set-up and convergence checks, which were 20-30% of the model stage's CPU (two such fits a series
+    for the trend test; 534 benchmark series, 4.6-5.1 -> 3.4-3.7 s)."""
     w = np.ones_like(y, dtype=float) if weights is None else np.asarray(weights, dtype=float)
     beta = np.zeros(X.shape[1]) if start is None else np.array(start, dtype=float)
     for _ in range(100):
