@@ -140,3 +140,16 @@ def test_values_padded_with_blanks_are_stripped_and_the_manifest_says_so(tmp_pat
     padded = result.events.filter(pl.col("event_id") == "ACLED:TST2").row(0, named=True)
     assert (padded["actor1"], padded["country"], padded["admin1"]) == ("Islamic State (Sahel)", "Niger", "Tillaberi")
     assert "values padded with blanks, stripped: actor1, admin1, country" in result.manifest["notes"][0]
+
+
+def test_a_tab_inside_a_value_is_not_padding_but_one_at_its_end_is(tmp_path):
+    path = tmp_path / "tabs.csv"
+    path.write_text(
+        "event_id_cnty,event_date,event_type,actor1,actor2,country,admin1,fatalities\n"
+        "NIG1,2023-03-12,Battles,A\tB,C,Niger,Tillaberi\t,1\n"
+    )
+    result = ingest([(path, path.name)], tmp_path / "cache", TODAY, log=lambda _: None)
+    row = result.events.row(0, named=True)
+    assert (row["actor1"], row["admin1"]) == ("A\tB", "Tillaberi")
+    notes = result.manifest["notes"][0]
+    assert "values padded with blanks, stripped: admin1" in notes and "actor1" not in notes
