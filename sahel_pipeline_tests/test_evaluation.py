@@ -225,12 +225,41 @@ def test_a_matched_threshold_reaches_the_target_rate_on_stable_series():
     assert metrics.alarms(d, truth, None)["alarm"].mean() > 0.1  # at its own settings it is far above
 
 
+def test_fatality_series_are_judged_at_a_threshold_matched_on_stable_fatality_series():
+    # Fatalities are far more skewed than events: Trendfinder's % change crosses any threshold matched on event
+    # series more often on fatality series. Each kind of count gets its own threshold, so the matched rate holds on
+    # both (one threshold for both let the fatality series alarm far above the target).
+    simulated = simulate(20, 6, 4, ("stable", "stable_fatalities"))
+    truth = metrics.truth_frame(simulated)
+    [d] = TRENDFINDER.detect(simulated, lambda _: None)
+    d.applies_to = frozenset(s.id for s in simulated)
+    target = 0.02
+    chosen = metrics.thresholds_by_setting([d], truth, (target,))
+    thresholds = chosen[metrics.matched(target)][d.detector]
+    assert thresholds["events"] != thresholds["fatalities"]
+    far = metrics.false_alarm_table([d], truth, chosen).filter(
+        pl.col("setting") == metrics.matched(target), pl.col("stratum") == "all"
+    )
+    rates = dict(far.select("scenario", "per_month").iter_rows())
+    assert set(rates) == {"stable", "stable_fatalities"}
+    assert all(target - 0.01 <= rate <= target for rate in rates.values())
+    # the events' threshold alone on the fatality series: far above the target
+    fatal = truth.filter(pl.col("scenario") == "stable_fatalities")
+    assert metrics.alarms(d, fatal, thresholds["events"])["alarm"].mean() > 1.5 * target
+    table = metrics.threshold_table([d], truth, (target,))
+    assert dict(table.select("counts", "calibrated_on").iter_rows()) == {
+        "events": "stable",
+        "fatalities": "stable_fatalities",
+    }
+
+
 def test_a_grid_detector_is_matched_on_its_grid():
     months = pl.DataFrame(
         {
             "series_id": ["s"] * 100,
             "index": np.arange(100, dtype=np.int32),
             "scenario": "stable",
+            "indicator": "events",
             "state": np.int8(IN_CONTROL),
         }
     )
@@ -261,6 +290,7 @@ def test_detection_counts_delays_from_the_rises_first_month():
             "series_id": ["a"] * 4 + ["b"] * 4 + ["c"] * 4,
             "index": np.tile(np.arange(4, dtype=np.int32), 3),
             "scenario": "step_x3",
+            "indicator": "events",
             "alpha": 0.3,
             "state": np.int8(RISING),
             "rise_offset": np.tile(np.arange(4, dtype=np.int32), 3),

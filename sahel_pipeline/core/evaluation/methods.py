@@ -32,7 +32,8 @@ def methods_document(result: EvaluationResult) -> Document:
         Paragraph(
             f"Run {result.finished:%Y-%m-%d %H:%M} UTC in {result.seconds:.0f} s: {c.series} series per scenario "
             f"(seed {c.seed}), stable series judged over {c.years} years, thresholds also matched to {targets} of "
-            f"months on the stable series. Real data: {result.real_data or 'the panels given'}, judged from "
+            f"months, event counts on the stable event series and fatalities on the stable fatality series. Real "
+            f"data: {result.real_data or 'the panels given'}, judged from "
             f"{c.real_first:%Y-%m} to {c.real_last:%Y-%m}."
         ),
         Heading("Summary"),

@@ -4,10 +4,13 @@
 - **Detection** of a planted rise (four months): detected within 1 month when the rise's first month alarms, within
   2 months when its first or second does, during the rise when any of its four does; the delay is the month of the
   first alarm counted from the rise's first (0), its median taken over the rises detected during the rise.
-- **Matched false-alarm rate**: each detector's threshold is set on the in-control months of the stable series (the
-  stable fatality series for a fatalities-only rule) to the most sensitive one whose false-alarm rate is at most the
-  target, then applied to every scenario and to the real series. A detector that cannot alarm that often at any
-  threshold keeps its most sensitive one, and the table says the target was not reached.
+- **Matched false-alarm rate**: each detector has a threshold per kind of count (`FAMILIES`), set on the in-control
+  months of the stable series of that kind (event counts on `stable`, fatalities on `stable_fatalities`) to the most
+  sensitive one whose false-alarm rate is at most the target, then applied to the series of that kind in every
+  scenario and among the real series. Fatalities are far more skewed than events: a threshold matched on events
+  alone let a detector with a lighter fatality tail spend more false alarms on fatality series than the target (1.4%
+  of months instead of 1% for Farrington), which bought it power on the fatality rise. A detector that cannot alarm
+  that often at any threshold keeps its most sensitive one, and the table says the target was not reached.
 - **P-values**: the share of in-control months with p < 0.001 (nominal 0.001), for detectors that give one.
 - **Alerts a break brings**: the renamed force's months are all in control, so every alert on it is false; a
   detector alerts on them by chance at its false-alarm rate, as on any in-control series. The same counts without
@@ -100,14 +103,25 @@ class Calibration:
     reached: bool
 
 
-def calibration_months(truth: pl.DataFrame, detection: Detection) -> tuple[str, pl.DataFrame]:
-    """The in-control months thresholds are set on: the first calibration scenario the detector applies to."""
+# The kinds of count a threshold is matched on separately, each on its own stable series.
+FAMILIES = ("events", "fatalities")
+
+
+def family(indicator: pl.Expr) -> pl.Expr:
+    """The kind of count an indicator is: fatalities, or events (every event-count indicator)."""
+    return pl.when(indicator == "fatalities").then(pl.lit("fatalities")).otherwise(pl.lit("events"))
+
+
+def calibration_months(truth: pl.DataFrame, detection: Detection, kind: str = "events") -> tuple[str, pl.DataFrame]:
+    """The in-control months a threshold for `kind` is set on: the first calibration scenario of that kind the
+    detector applies to."""
     for name, scenario in SCENARIOS.items():
         if not scenario.calibration:
             continue
         months = truth.filter(
             pl.col("scenario") == name,
             pl.col("state") == IN_CONTROL,
+            family(pl.col("indicator")) == kind,
             pl.col("series_id").is_in(list(detection.applies_to)),
         )
         if months.height:
@@ -115,8 +129,8 @@ def calibration_months(truth: pl.DataFrame, detection: Detection) -> tuple[str, 
     return "", truth.clear().select(KEYS)
 
 
-def calibrate(detection: Detection, truth: pl.DataFrame, target: float) -> Calibration:
-    scenario, months = calibration_months(truth, detection)
+def calibrate(detection: Detection, truth: pl.DataFrame, target: float, kind: str = "events") -> Calibration:
+    scenario, months = calibration_months(truth, detection, kind)
     if detection.skipped or months.height == 0:
         return Calibration(detection.detector, target, None, math.nan, months.height, scenario, False)
     if detection.grid is not None:
@@ -147,48 +161,67 @@ def calibrate(detection: Detection, truth: pl.DataFrame, target: float) -> Calib
     )
 
 
+Thresholds = dict[str, dict[str, float | None]]  # per detector, per kind of count (FAMILIES)
+
+
 def thresholds_by_setting(
     detections: list[Detection], truth: pl.DataFrame, targets: tuple[float, ...]
-) -> dict[str, dict[str, float | None]]:
-    """Thresholds per setting and detector: its own (None) and one per target false-alarm rate."""
-    out: dict[str, dict[str, float | None]] = {DEFAULT: {d.detector: None for d in detections}}
+) -> dict[str, Thresholds]:
+    """Thresholds per setting, detector and kind of count: its own (None) and one per target false-alarm rate."""
+    out = {DEFAULT: {d.detector: dict.fromkeys(FAMILIES) for d in detections}}
     for target in targets:
-        out[matched(target)] = {d.detector: calibrate(d, truth, target).threshold for d in detections}
+        out[matched(target)] = {
+            d.detector: {kind: calibrate(d, truth, target, kind).threshold for kind in FAMILIES} for d in detections
+        }
     return out
 
 
 def threshold_table(detections: list[Detection], truth: pl.DataFrame, targets: tuple[float, ...]) -> pl.DataFrame:
     rows = []
     for d in detections:
-        scenario, months = calibration_months(truth, d)
-        own = share(alarms(d, months, None)["alarm"]) if months.height and not d.skipped else math.nan
-        for target in targets:
-            c = calibrate(d, truth, target)
-            rows.append(
-                {
-                    "detector": d.detector,
-                    "label": d.label,
-                    "default_threshold": None if d.skipped else d.default_threshold,
-                    "default_far": own,
-                    "target_far": target,
-                    "matched_threshold": c.threshold,
-                    "matched_far": c.far,
-                    "target_reached": c.reached,
-                    "calibrated_on": scenario,
-                    "months": c.months,
-                }
-            )
+        for kind in FAMILIES:
+            scenario, months = calibration_months(truth, d, kind)
+            if not months.height:  # a detector of one kind (HDX Signals: fatalities) has no threshold for the other
+                continue
+            own = share(alarms(d, months, None)["alarm"]) if not d.skipped else math.nan
+            for target in targets:
+                c = calibrate(d, truth, target, kind)
+                rows.append(
+                    {
+                        "detector": d.detector,
+                        "label": d.label,
+                        "counts": kind,
+                        "default_threshold": None if d.skipped else d.default_threshold,
+                        "default_far": own,
+                        "target_far": target,
+                        "matched_threshold": c.threshold,
+                        "matched_far": c.far,
+                        "target_reached": c.reached,
+                        "calibrated_on": scenario,
+                        "months": c.months,
+                    }
+                )
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def each_setting(detections: list[Detection], months: pl.DataFrame, chosen: dict):
-    """(setting, detection, its alarms on `months`) for every detector that ran and setting it has a threshold for."""
+def each_setting(detections: list[Detection], months: pl.DataFrame, chosen: dict[str, Thresholds]):
+    """(setting, detection, its alarms on `months`) for every detector that ran and setting it has a threshold for;
+    at a matched setting each kind of count is judged at its own threshold, and a kind without one is left out."""
+    kinds = months.with_columns(_kind=family(pl.col("indicator")))
     for setting, thresholds in chosen.items():
         for d in detections:
-            threshold = thresholds.get(d.detector)
-            if d.skipped or (setting != DEFAULT and threshold is None):
+            if d.skipped:
                 continue
-            yield setting, d, alarms(d, months, threshold)
+            if setting == DEFAULT:
+                yield setting, d, alarms(d, months, None)
+                continue
+            parts = [
+                alarms(d, kinds.filter(pl.col("_kind") == kind).drop("_kind"), threshold)
+                for kind, threshold in thresholds.get(d.detector, {}).items()
+                if threshold is not None
+            ]
+            if parts:
+                yield setting, d, pl.concat(parts)
 
 
 def alarm_counts(judged: pl.DataFrame, by: list[str], detector: str, setting: str) -> pl.DataFrame:
