@@ -40,11 +40,12 @@ lint: install
 # The linters first, then the suite. PostgreSQL's server binaries (the deployment test), R with
 # r-cran-surveillance (the detector evaluation's R peers), nginx and redis-server (the proxy and Celery tests) are
 # installed from Debian, as root; without them those tests skip. pytest exits with 5 when it collects no test: that is a failure of the suite, said plainly.
+# Two worker processes, each taking whole test files (a module's fixtures, such as a whole-graph run, are made once).
 test: lint
 	@sh scripts/ensure_postgres.sh
 	@sh scripts/ensure_r.sh
 	@sh scripts/ensure_test_services.sh
-	@$(CACHE_BYTECODE) $(BIN)/python -m pytest $(PYTEST_ARGS); status=$$?; \
+	@$(CACHE_BYTECODE) $(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS); status=$$?; \
 	if [ $$status -eq 5 ]; then echo "pytest collected no tests"; exit 1; fi; exit $$status
 
 # The unit tests alone (no end-to-end run, CLI, webserver, PostgreSQL or real files): seconds, for the edit loop. Two
