@@ -185,7 +185,7 @@ def measure_stages(data: Path, workers: int) -> dict[str, float]:
             config=config,
         )
         with tempfile.TemporaryDirectory() as out:
-            write_report(inputs, Path(out))
+            write_report(inputs, Path(out), executor=pool.executor() if pool is not None else None)
         return table
 
     table = timed("alerts_report_s", alerts_and_report)

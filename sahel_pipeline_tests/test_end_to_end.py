@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import json
+from concurrent.futures import Executor
 
 import dagster as dg
 import polars as pl
@@ -19,10 +20,13 @@ from sahel_pipeline.core.ingest import ingest
 from sahel_pipeline.core.models import load_breaks
 from sahel_pipeline.core.panels import INDICATORS, build_panels
 from sahel_pipeline.core.places import places_table
+from sahel_pipeline.core.pool import fitting_pool
 from sahel_pipeline.core.report import plots as report_plots
+from sahel_pipeline.core.report import write_report
 from sahel_pipeline.core.scoring import MonthScores, nest_forecasts, score_month
 from sahel_pipeline.core.spatial import BUFFER_SCHEMA, SPATIAL_SCHEMA
 from sahel_pipeline.definitions import build_definitions
+from sahel_pipeline.defs import alerts as alerts_assets
 from sahel_pipeline.defs.alerts import month_alerts
 from sahel_pipeline.defs.partitions import MODEL_SHARDS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
@@ -381,6 +385,47 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     assert len(drawn) == 1
     assert json.loads((plots / report_plots.PLOT_INDEX).read_text()) == index
     assert (out / "reports" / "2024-12.html").read_text() == before
+
+
+class CountedExecutor(Executor):
+    """An executor that counts what it is given: the report's plots are sent to the workers, not drawn here."""
+
+    def __init__(self, inner: Executor):
+        self.inner, self.submitted = inner, 0
+
+    def submit(self, fn, /, *args, **kwargs):
+        self.submitted += 1
+        return self.inner.submit(fn, *args, **kwargs)
+
+
+@pytest.mark.slow  # runs the whole graph (the module's `run`) and draws the month's plots twice
+def test_a_report_drawn_on_the_fitting_workers_is_byte_identical_to_one_drawn_here(run, instance, monkeypatch,
+                                                                                  tmp_path):
+    _, results = run
+    given = []
+    writes = alerts_assets.write_report
+    monkeypatch.setattr(
+        alerts_assets, "write_report", lambda inputs, *more: given.append(inputs) or writes(inputs, *more)
+    )
+    assert results["2024-12"].job_def.execute_in_process(
+        partition_key="2024-12", asset_selection=list(month_alerts.keys), instance=instance  # the report's step
+    ).success
+    (inputs,) = given  # what the month's step gave its report
+    workers = CountedExecutor(fitting_pool(2).executor())  # the pool `sahel run --workers 2` draws on
+    write_report(inputs, tmp_path / "here")
+    write_report(inputs, tmp_path / "workers", executor=workers)
+
+    def files(folder):
+        return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+    here, there = files(tmp_path / "here"), files(tmp_path / "workers")
+    plots = [p for p in here if p.suffix == ".png"]
+    assert len(plots) >= 3 and any(p.stem.endswith("-map") for p in plots)  # several cards' series and maps
+    assert workers.submitted == len(plots)
+    assert there.keys() == here.keys()
+    assert [p for p in here if here[p] != there[p]] == []  # the pages (the HTML embeds every plot) and each PNG
+    write_report(inputs, tmp_path / "workers", executor=workers)  # a rerun takes its plots from the month's folder
+    assert workers.submitted == len(plots) and files(tmp_path / "workers") == there
 
 
 @pytest.mark.slow  # runs the whole graph (the module's `run`)

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
 import polars as pl
+import pytest
+from polars.exceptions import ColumnNotFoundError
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, spatial_reasons
 from sahel_pipeline.core.cards import alert_cards
 from sahel_pipeline.core.report.document import Card, Document, Paragraph, Table
+from sahel_pipeline.core.report.plots import Plot, PlotError, drawn_figures
 from sahel_pipeline.core.report.render import render_html, render_markdown
 from sahel_pipeline.core.report.selection import changes
 
@@ -133,3 +140,72 @@ def test_a_long_title_stays_whole_on_a_map_whose_axes_shrink_to_its_proportions(
     title_band = pixels[: max(axes_top - 2, 1)]
     assert (title_band < 128).any(), "the title is drawn above the axes"
     assert (title_band[:, -int(width * 0.03) :] > 200).all(), "the title runs off the figure's right edge"
+
+
+# --- the plots drawn on worker processes ----------------------------------------------------------------------------
+# The drawings below are module-level so that a worker process imports them by name, as it does plots.plot_series.
+
+
+def whole_png(*drawn_from) -> bytes:
+    import io
+
+    from PIL import Image
+
+    stored = io.BytesIO()
+    Image.new("RGB", (4, 4), (20, 90, 160)).save(stored, "PNG")  # Pillow, not matplotlib: a fast stand-in drawing
+    return stored.getvalue()
+
+
+def broken_drawing(*drawn_from) -> bytes:
+    raise ColumnNotFoundError('unable to find column "count"')
+
+
+def not_a_png(*drawn_from) -> bytes:
+    return whole_png()[:-12]  # cut off before its end
+
+
+def dying_drawing(*drawn_from) -> bytes:
+    os._exit(3)  # as a worker the kernel kills for memory ends: no exception, no result
+
+
+def planned(name: str, draw) -> Plot:
+    return Plot(name, f"JNIM - Niger: {name}", draw, (name,), "alt text", "caption", f"digest of {name}")
+
+
+@pytest.fixture(scope="module")
+def spawned():
+    """Two worker processes of their own (the fitting pool's are shared by the session, and one test kills one)."""
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        yield executor
+
+
+@pytest.mark.slow  # starts two Python processes
+def test_plots_drawn_on_workers_come_back_in_order_and_earlier_ones_are_not_drawn_again(spawned):
+    kept = whole_png() + b"kept"  # an earlier run's (never looked at: its digest matches)
+    plots = [planned("alert1", whole_png), planned("alert1-map", whole_png), planned("alert2", whole_png)]
+    figures = drawn_figures(plots, {plots[1].digest: kept}, spawned)
+    assert [f.name for f in figures] == ["alert1", "alert1-map", "alert2"]
+    assert [f.png for f in figures] == [whole_png(), kept, whole_png()]
+
+
+@pytest.mark.slow  # starts two Python processes
+@pytest.mark.parametrize("where", ["workers", "here"])
+@pytest.mark.parametrize(
+    ("drawing", "said"),
+    [(broken_drawing, 'could not be drawn: ColumnNotFoundError: unable to find column "count"'),
+     (not_a_png, "was drawn as bytes, not as a whole PNG")],
+)  # fmt: skip
+def test_a_plot_that_cannot_be_drawn_stops_the_report_naming_it(spawned, where, drawing, said):
+    plots = [planned("alert1", whole_png), planned("alert2-map", drawing), planned("alert3", whole_png)]
+    with pytest.raises(PlotError) as raised:
+        drawn_figures(plots, {}, spawned if where == "workers" else None)
+    assert str(raised.value) == f"the report's plot alert2-map.png (JNIM - Niger: alert2-map) {said}"
+
+
+@pytest.mark.slow  # starts two Python processes
+def test_a_worker_that_dies_drawing_a_plot_stops_the_report_naming_the_plot():
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as executor:
+        # the worker's death breaks the pool: the plot named is the first not drawn, maybe one queued behind it
+        with pytest.raises(PlotError, match=r"^the report's plot (alert[12])\.png \(JNIM - Niger: \1\) was not drawn: "
+                                            "a worker process stopped while the plots were drawn"):  # fmt: skip
+            drawn_figures([planned("alert1", whole_png), planned("alert2", dying_drawing)], {}, executor)

@@ -22,8 +22,9 @@ from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_index, parse_month, shift_month
 from sahel_pipeline.core.panels import build_panels
 from sahel_pipeline.core.places import haversine_km, places_table
-from sahel_pipeline.core.report.document import Table, card_body, card_figures
-from sahel_pipeline.core.report.selection import ReportInputs, card_map
+from sahel_pipeline.core.report.document import Table, card_body, card_plots
+from sahel_pipeline.core.report.plots import drawn_figures
+from sahel_pipeline.core.report.selection import ReportInputs, card_events, card_map
 from sahel_pipeline.core.series import SERIES_KEY
 from sahel_pipeline.core.sources import read_source_file
 from sahel_pipeline.core.spatial import (
@@ -283,7 +284,7 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     card = next(c for c in alert_cards(alerts) if c.group == mover.group)
     assert card_map(inputs.maps, card) is mover
     assert card_map(inputs.maps, replace(card, kind="count", place="")) is None
-    figures = card_figures(inputs, card, 1, pl.DataFrame(), {})
+    figures = drawn_figures(card_plots(inputs, card, 1, pl.DataFrame()), {})
     assert [f.name for f in figures] == ["alert1-map"] and figures[0].png.startswith(b"\x89PNG")
     assert "rings of 25, 50, 100 km around Ouagadougou" in figures[0].alt
     assert f"recent window, {len(mover.baseline)} in the baseline" in figures[0].alt
@@ -295,7 +296,7 @@ def test_spatial_alerts_join_the_alert_table_with_their_place():
     )  # fmt: skip
     no_admin1 = pl.DataFrame(schema={**dict.fromkeys(SERIES_KEY, pl.String), "admin1": pl.String, "month": pl.Date,
                                      "count": pl.Int64})  # fmt: skip
-    body = card_body(replace(inputs, events=behind, admin1=no_admin1), card, 9, {})
+    body = card_body(replace(inputs, events=behind, admin1=no_admin1), card, card_events(behind, card), ())
     captions = [b.caption for b in body if isinstance(b, Table)]
     assert captions == ["Largest events near Ouagadougou in January 2021:"]
 

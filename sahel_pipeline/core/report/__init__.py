@@ -8,6 +8,7 @@ writes that document as HTML and as Markdown. `write_report` puts them together 
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 from pathlib import Path
 
 from sahel_pipeline.core.cards import alert_cards
@@ -21,8 +22,13 @@ from sahel_pipeline.core.storage import Log, written_aside
 __all__ = ["ReportInputs", "write_report"]
 
 
-def write_report(inputs: ReportInputs, out_dir: Path, warn: Log = print) -> dict[str, Path]:
+def write_report(
+    inputs: ReportInputs, out_dir: Path, warn: Log = print, executor: Executor | None = None
+) -> dict[str, Path]:
     """Write reports/<YYYY-MM>.html (self-contained) and reports/<YYYY-MM>.md with its plots in reports/<YYYY-MM>/.
+
+    The plots not kept from an earlier run of the month are drawn on `executor`'s workers when given (the fitting
+    pool's: idle by the time the report is written), else in this process; the files are the same either way.
 
     Everything is rendered first, then written aside and renamed into place together: a run that fails on the way
     (a full disk) leaves the month's earlier report whole, its pages and plots."""
@@ -33,7 +39,11 @@ def write_report(inputs: ReportInputs, out_dir: Path, warn: Log = print) -> dict
     cards = alert_cards(inputs.alerts)
     previous = alert_cards(inputs.previous_alerts) if inputs.previous_alerts is not None else None
     document = report_document(
-        inputs, cards, changes(cards, previous) if previous is not None else None, earlier_plots(image_dir, warn)
+        inputs,
+        cards,
+        changes(cards, previous) if previous is not None else None,
+        earlier_plots(image_dir, warn),
+        executor,
     )
     figures = document.figures
     index = {figure.digest: f"{figure.name}.png" for figure in figures}

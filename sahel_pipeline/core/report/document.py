@@ -23,7 +23,7 @@ from sahel_pipeline.core.alerts import SPATIAL_KINDS, chance_alerts
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, AlertCard, Rise, plot_name, severity_counts
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_label, shift_month, window_start
-from sahel_pipeline.core.report.plots import Figure
+from sahel_pipeline.core.report.plots import Figure, Plot
 from sahel_pipeline.core.report.selection import (
     PLOTTED_CARDS,
     Changes,
@@ -42,6 +42,8 @@ from sahel_pipeline.core.tables import Cell, plain
 from sahel_pipeline.core.vintages import vintage_date
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
     from sahel_pipeline.core.spatial import AlertMap
 
 BREAK_BEARS_MONTHS = 12  # a break is mentioned on a card when it is this recent: older ones are in the expectation
@@ -133,16 +135,28 @@ class Document:
 
 
 def report_document(
-    inputs: ReportInputs, cards: list[AlertCard], changed: Changes | None, earlier: dict[str, bytes] | None = None
+    inputs: ReportInputs,
+    cards: list[AlertCard],
+    changed: Changes | None,
+    earlier: dict[str, bytes] | None = None,
+    executor: Executor | None = None,
 ) -> Document:
-    """The month's report. A plot whose inputs digest is in `earlier` is taken from there, not drawn again."""
+    """The month's report. Its plots are planned first, then drawn together (on `executor`'s workers when given,
+    see plots.drawn_figures); a plot whose inputs digest is in `earlier` is taken from there, not drawn again."""
     month = month_label(inputs.month)
     blocks: list[Block] = [Banner(SYNTHETIC_NOTICE)] if inputs.synthetic else []
     blocks += [Heading(f"Escalation alerts, {month}", 1), *provenance_blocks(inputs)]
     blocks.append(Paragraph(summary_sentence(inputs, cards), "lead"))
     blocks += change_blocks(inputs.month, changed)
-    for position, card in enumerate(cards, 1):
-        blocks.append(Card(card, card_body(inputs, card, position, earlier or {})))
+    events = [card_events(inputs.events, card) for card in cards]
+    planned = [
+        card_plots(inputs, card, position, its_events) if position <= PLOTTED_CARDS else []
+        for position, (card, its_events) in enumerate(zip(cards, events, strict=True), 1)
+    ]
+    drawn = iter(plots.drawn_figures([plot for its_plots in planned for plot in its_plots], earlier or {}, executor))
+    for card, its_events, its_plots in zip(cards, events, planned, strict=True):
+        figures = tuple(next(drawn) for _ in its_plots)
+        blocks.append(Card(card, card_body(inputs, card, its_events, figures)))
     if not cards:
         blocks.append(Paragraph("No escalation alert this month.", "none"))
     blocks += forecast_blocks(inputs, cards)
@@ -236,16 +250,18 @@ def change_blocks(month: dt.date, changed: Changes | None) -> list[Block]:
     return [Heading(f"What changed since {before}"), Bullets(tuple(items), "changes")]
 
 
-def card_body(inputs: ReportInputs, card: AlertCard, position: int, earlier: dict[str, bytes]) -> tuple[Block, ...]:
+def card_body(
+    inputs: ReportInputs, card: AlertCard, events: pl.DataFrame, figures: tuple[Figure, ...]
+) -> tuple[Block, ...]:
+    """A card: why, its figures, the sentence to paste, its plots (`figures`, drawn with the report's others), where
+    and its largest events (`events`: card_events)."""
     config = inputs.config
     body: list[Block] = [Paragraph(f"Why {card.severity_reason}", "why")]
     if card.place:
         body.append(Paragraph(f"Place: {card.place}."))
     body += [Paragraph(rise_text(inputs, card, rise)) for rise in card.rises if rise.kind == "count"]
     body.append(Paragraph(card.sentence, "quote"))
-    events = card_events(inputs.events, card)
-    if position <= PLOTTED_CARDS:
-        body += [Picture(f) for f in card_figures(inputs, card, position, events, earlier)]
+    body += [Picture(f) for f in figures]
     where = admin1_table(inputs.admin1.filter(*matching(card, card.indicator)), inputs.month, config)
     if where.height:
         body.append(Table(where, f"Where ({card.rises[0].label if card.rises else card.indicator_label}):"))
@@ -301,11 +317,10 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
     return text
 
 
-def card_figures(
-    inputs: ReportInputs, card: AlertCard, position: int, events: pl.DataFrame, earlier: dict[str, bytes]
-) -> list[Figure]:
+def card_plots(inputs: ReportInputs, card: AlertCard, position: int, events: pl.DataFrame) -> list[Plot]:
+    """The plots of a card, planned (drawn with the report's others): its series, and its map."""
     config = inputs.config
-    figures = []
+    planned: list[Plot] = []
     # A spatial alert's indicator is no panel series (events within a ring, a distance): its figure is the map.
     if card.kind not in SPATIAL_KINDS and (
         card.kind != "new_actor" or inputs.history.filter(*matching(card, card.indicator)).height
@@ -317,12 +332,14 @@ def card_figures(
         breaks = tuple((b.date, b.label) for b in config.breaks if b.country == card.country)
         title = f"{card.unit} ({card.source}): {card.indicator_label}"
         digest = plots.plot_digest(history, score, forecasts, repr(config), title, breaks)
-        png = earlier.get(digest) or plots.plot_series(history, score, forecasts, config, title, breaks)
+        drawn_from = (history, score, forecasts, config, title, breaks)
         alt = plots.series_alt(card.unit, card.indicator, history, score, forecasts, config)
-        figures.append(Figure(plot_name(position), png, alt, plots.SERIES_CAPTION, digest))
+        planned.append(
+            Plot(plot_name(position), title, plots.plot_series, drawn_from, alt, plots.SERIES_CAPTION, digest)
+        )
     drawn_map = card_map(inputs.maps, card) if card.kind in SPATIAL_KINDS else None
     if drawn_map is not None:
-        figures.append(spatial_map_figure(card, position, drawn_map, earlier))
+        planned.append(spatial_map_plot(card, position, drawn_map))
     elif events.height:
         split = window_start(inputs.month, config.recent_months)
         recent, baseline = events.filter(pl.col("event_date") >= split), events.filter(pl.col("event_date") < split)
@@ -335,13 +352,14 @@ def card_figures(
         shown = places.select("name", "kind", "latitude", "longitude")
         drawn = (recent.select(columns), baseline.select(columns), shown)
         digest = plots.plot_digest(*drawn, title)
-        png = earlier.get(digest) or plots.plot_map(*drawn, title)
         alt = plots.map_alt(card.unit, *drawn)
-        figures.append(Figure(f"{plot_name(position)}-map", png, alt, plots.MAP_CAPTION, digest))
-    return figures
+        planned.append(
+            Plot(f"{plot_name(position)}-map", title, plots.plot_map, (*drawn, title), alt, plots.MAP_CAPTION, digest)
+        )
+    return planned
 
 
-def spatial_map_figure(card: AlertCard, position: int, drawn: AlertMap, earlier: dict[str, bytes]) -> Figure:
+def spatial_map_plot(card: AlertCard, position: int, drawn: AlertMap) -> Plot:
     """A spatial alert's map from its map record: the unit's located events of the baseline and recent windows, the
     country's places, and the rings around the alert's place."""
     event_schema = {"latitude": pl.Float64, "longitude": pl.Float64, "fatalities": pl.Int64}
@@ -359,11 +377,11 @@ def spatial_map_figure(card: AlertCard, position: int, drawn: AlertMap, earlier:
     title = f"{card.unit}: events{around}"
     inputs = (frame(drawn.recent), frame(drawn.baseline), places)
     digest = plots.plot_digest(*inputs, title, ring)
-    png = earlier.get(digest) or plots.plot_map(*inputs, title, ring)
     alt = plots.map_alt(card.unit, *inputs, (drawn.place.name, drawn.rings_km) if drawn.place else None)
     if drawn.imprecise:
         alt = alt.removesuffix(".") + f"; {drawn.imprecise} imprecisely located events are not on the map."
-    return Figure(f"{plot_name(position)}-map", png, alt, plots.MAP_CAPTION + plots.RING_CAPTION, digest)
+    caption = plots.MAP_CAPTION + plots.RING_CAPTION
+    return Plot(f"{plot_name(position)}-map", title, plots.plot_map, (*inputs, title, ring), alt, caption, digest)
 
 
 def forecast_blocks(inputs: ReportInputs, cards: list[AlertCard]) -> list[Block]:

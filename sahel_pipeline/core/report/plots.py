@@ -4,6 +4,13 @@ Plots are drawn at twice the resolution a screen shows them (PLOT_DPI), with the
 at phone width. Each plot's inputs are digested (`plot_digest`); the report's folder keeps `plots.json`, the digest
 of each plot it holds, and a weekly rerun takes a plot whose digest is unchanged from there instead of drawing it
 again (`earlier_plots`, which checks that each one is a whole PNG first).
+
+The report plans its plots first (`Plot`: what each is drawn from, and its digest), then draws the missing ones
+(`drawn_figures`): on the fitting pool's workers when it is given one, each plot a task, else one after another in
+this process. Drawing is a pure function of the plot's inputs (same matplotlib, same fonts), so a worker's PNG is
+byte for byte the one this process would draw. A plot that cannot be drawn, or a worker that dies drawing it, stops
+the report with an error naming the plot (`PlotError`): a report is never written with a figure missing, and the
+month's earlier report stays whole (write_report writes aside).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ import io
 import json
 import math
 import textwrap
+from collections.abc import Callable
+from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,6 +52,58 @@ class Figure:
     alt: str  # what the plot shows, in words (the data, not the drawing)
     caption: str
     digest: str  # of the plot's inputs (plot_digest)
+
+
+@dataclass(frozen=True)
+class Plot:
+    """A figure planned: how it is drawn and from what (`draw(*drawn_from)`, sent to a worker as is), and what the
+    report says of it."""
+
+    name: str
+    title: str
+    draw: Callable[..., bytes]  # plot_series or plot_map: module-level, so a worker process can run it
+    drawn_from: tuple
+    alt: str
+    caption: str
+    digest: str  # of the plot's inputs (plot_digest)
+
+    def figure(self, png: bytes) -> Figure:
+        return Figure(self.name, png, self.alt, self.caption, self.digest)
+
+
+class PlotError(RuntimeError):
+    """A plot of the report could not be drawn (its drawing raised, or the worker drawing it died)."""
+
+
+def drawn_figures(planned: list[Plot], earlier: dict[str, bytes], executor: Executor | None = None) -> list[Figure]:
+    """The planned plots as figures, in order: taken from `earlier` (by digest) when there, else drawn; on
+    `executor`'s workers when it is given and there are two plots or more to draw (one is drawn here: a task's
+    round trip and a worker's first import of matplotlib would cost more)."""
+    missing = {plot.digest: plot for plot in planned if plot.digest not in earlier}
+    if executor is None or len(missing) < 2:
+        drawn = {digest: _checked(plot, lambda p=plot: p.draw(*p.drawn_from)) for digest, plot in missing.items()}
+    else:
+        futures = {digest: executor.submit(plot.draw, *plot.drawn_from) for digest, plot in missing.items()}
+        try:
+            drawn = {digest: _checked(missing[digest], future.result) for digest, future in futures.items()}
+        finally:  # after a failure, the plots not drawn yet are not drawn for nothing
+            for future in futures.values():
+                future.cancel()
+    return [plot.figure(drawn[plot.digest] if plot.digest in drawn else earlier[plot.digest]) for plot in planned]
+
+
+def _checked(plot: Plot, draw: Callable[[], bytes]) -> bytes:
+    where = f"the report's plot {plot.name}.png ({plot.title})"
+    try:
+        png = draw()
+    except BrokenExecutor as err:
+        # Every plot not drawn yet fails so, whichever plot the worker died on: this one is the first in order.
+        raise PlotError(f"{where} was not drawn: a worker process stopped while the plots were drawn ({err})") from err
+    except Exception as err:
+        raise PlotError(f"{where} could not be drawn: {type(err).__name__}: {err}") from err
+    if not isinstance(png, bytes) or not is_whole_png(png):
+        raise PlotError(f"{where} was drawn as {type(png).__name__}, not as a whole PNG")
+    return png
 
 
 def _pyplot():
