@@ -24,6 +24,7 @@ import textwrap
 from collections.abc import Callable
 from concurrent.futures import BrokenExecutor, Executor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import polars as pl
@@ -81,7 +82,7 @@ def drawn_figures(planned: list[Plot], earlier: dict[str, bytes], executor: Exec
     round trip and a worker's first import of matplotlib would cost more)."""
     missing = {plot.digest: plot for plot in planned if plot.digest not in earlier}
     if executor is None or len(missing) < 2:
-        drawn = {digest: _checked(plot, lambda p=plot: p.draw(*p.drawn_from)) for digest, plot in missing.items()}
+        drawn = {digest: _checked(plot, partial(plot.draw, *plot.drawn_from)) for digest, plot in missing.items()}
     else:
         futures = {digest: executor.submit(plot.draw, *plot.drawn_from) for digest, plot in missing.items()}
         try:
