@@ -20,7 +20,7 @@ in docs/performance.md), and is kept because it paid:
   workers start on a thread as the run begins, so their imports overlap the ingest, and a running pool takes any
   month with a tenth of a second of fitting (weekly update 13.0 to 12.5 s, cold run about 28 to 26 s).
 - **The fork server's `gc.freeze`** (`core/frozen_imports.py`, imported last by the pool's fork server: see
-  `pool.FORK_SERVER_PRELOAD`). What the server imported moves out of the garbage collector's reach, as Python's
+  `pool.fork_server_preload`). What the server imported moves out of the garbage collector's reach, as Python's
   documentation advises before forking: the workers share those objects without copying them, and the server's own
   exit skips collecting them (0.2 s after the last run, which a caller reading the output through a pipe waits for).
 - **No last garbage collection** (`skip_final_garbage_collection`, called by the command line and the benchmark).

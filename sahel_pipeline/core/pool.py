@@ -13,7 +13,8 @@ from sahel_pipeline.core.models import FITTING_MODULES
 
 
 class FittingPool:
-    """Worker processes that fit series, shared by everything that runs in this process.
+    """Worker processes that fit series (and draw the report's plots), shared by everything that runs in this
+    process.
 
     Starting them costs seconds of CPU (each imports numpy, scipy and statsmodels), so they start only when a month
     has enough fitting to pay for them, or early in the background (`warm_up`) when a run knows it will fit; they are
@@ -32,7 +33,7 @@ class FittingPool:
         with self._starting:
             if self._executor is None:
                 context = multiprocessing.get_context("forkserver")
-                context.set_forkserver_preload(list(FORK_SERVER_PRELOAD))
+                context.set_forkserver_preload(fork_server_preload())
                 # Each worker ends when this process does, however it ends (lifeline.watch_owner).
                 self._executor = ProcessPoolExecutor(
                     max_workers=self.workers, mp_context=context, initializer=watch_owner, initargs=(os.getpid(),)
@@ -58,11 +59,14 @@ class FittingPool:
             pass
 
 
-# The fork server imports the models once, then freezes them out of the garbage collector's reach (frozen_imports;
-# sahel_pipeline/startup.py says why).
-FORK_SERVER_PRELOAD = (
-    "sahel_pipeline.core.models", "sahel_pipeline.core.lifeline", *FITTING_MODULES, "sahel_pipeline.core.frozen_imports"
-)
+def fork_server_preload() -> list[str]:
+    """What the fork server imports once for all its workers: the models, and matplotlib (the workers draw the
+    report's plots too; each would otherwise import it at its first plot, 0.6 s of CPU, docs/performance.md); then it
+    freezes them out of the garbage collector's reach (frozen_imports; sahel_pipeline/startup.py says why)."""
+    from sahel_pipeline.core.report.plots import PLOTTING_MODULES  # not at the top: core.report imports this module
+
+    models = ["sahel_pipeline.core.models", "sahel_pipeline.core.lifeline", *FITTING_MODULES]
+    return [*models, *PLOTTING_MODULES, "sahel_pipeline.core.frozen_imports"]
 
 
 def fitting_pool(workers: int) -> FittingPool | None:

@@ -77,11 +77,11 @@ class PlotError(RuntimeError):
 
 
 def drawn_figures(planned: list[Plot], earlier: dict[str, bytes], executor: Executor | None = None) -> list[Figure]:
-    """The planned plots as figures, in order: taken from `earlier` (by digest) when there, else drawn; on
-    `executor`'s workers when it is given and there are two plots or more to draw (one is drawn here: a task's
-    round trip and a worker's first import of matplotlib would cost more)."""
+    """The planned plots as figures, in order: taken from `earlier` (by digest) when there, else drawn, on
+    `executor`'s workers when it is given (the fitting pool's have matplotlib preloaded, and this process then never
+    imports it)."""
     missing = {plot.digest: plot for plot in planned if plot.digest not in earlier}
-    if executor is None or len(missing) < 2:
+    if executor is None:
         drawn = {digest: _checked(plot, partial(plot.draw, *plot.drawn_from)) for digest, plot in missing.items()}
     else:
         futures = {digest: executor.submit(plot.draw, *plot.drawn_from) for digest, plot in missing.items()}
