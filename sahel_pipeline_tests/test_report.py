@@ -209,3 +209,12 @@ def test_a_worker_that_dies_drawing_a_plot_stops_the_report_naming_the_plot():
         with pytest.raises(PlotError, match=r"^the report's plot (alert[12])\.png \(JNIM - Niger: \1\) was not drawn: "
                                             "a worker process stopped while the plots were drawn"):  # fmt: skip
             drawn_figures([planned("alert1", whole_png), planned("alert2", dying_drawing)], {}, executor)
+
+
+def test_the_report_draws_on_the_fitting_workers_only_when_they_run():
+    from sahel_pipeline.core.pool import fitting_pool
+    from sahel_pipeline.defs.resources import ModelSettings
+
+    assert ModelSettings(workers=1).plot_executor is None  # no pool: drawn in the run's process
+    idle = ModelSettings(workers=3)  # a pool no test starts
+    assert idle.plot_executor is None and not fitting_pool(3).started  # not started for the plots (3-4 s)

@@ -194,11 +194,7 @@ def month_alerts(
         evaluation=evaluation_summary(settings.output_path / "evaluation", context.log.warning),
     )
     context.log.info(f"writing the report of {context.partition_key}: {alerts.height} alerts")
-    # The plots are drawn on the fitting workers, idle once the month is scored.
-    pool = models.pool
-    report = write_report(
-        inputs, settings.output_path / "reports", context.log.warning, pool.executor() if pool is not None else None
-    )
+    report = write_report(inputs, settings.output_path / "reports", context.log.warning, models.plot_executor)
     preview = (
         f"![first alert](data:image/png;base64,{base64.b64encode(report['first_plot'].read_bytes()).decode()})"
         if "first_plot" in report

@@ -71,8 +71,8 @@ def monthly_panels(
     """Resolve actors to groups (alias table, state-actor rule), type them, and count events per month, per source, and
     where they are against the places; add the month partitions the data can score."""
     # The models and the report downstream import statsmodels and matplotlib (about two seconds): while Polars
-    # counts, the interpreter is free for that. With fitting workers, they draw the report's plots: not this process.
-    import_in_background(*FITTING_MODULES, *(PLOTTING_MODULES if models.pool is None else ()))
+    # counts, the interpreter is free for that. Running fitting workers draw the report's plots: not this process.
+    import_in_background(*FITTING_MODULES, *(PLOTTING_MODULES if models.plot_executor is None else ()))
     aliases = load_alias_table(settings.alias_table)
     panels = build_panels(
         canonical_events.select(*EVENT_COLUMNS, *LOCATION_COLUMNS),

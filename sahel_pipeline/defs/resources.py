@@ -3,6 +3,7 @@
 import datetime as dt
 import os
 from collections.abc import Callable
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Literal, cast
 
@@ -227,6 +228,14 @@ class ModelSettings(dg.ConfigurableResource):
     def pool(self) -> FittingPool | None:
         """This process's fitting workers, started when there is enough to fit and kept for later runs."""
         return fitting_pool(self.workers)
+
+    @property
+    def plot_executor(self) -> Executor | None:
+        """Where the report draws its plots: on the fitting workers when they run (idle once the month is scored;
+        not started for the plots: that costs 3-4 s, drawing a weekly update's plots here about 5 s), else (None)
+        in this process."""
+        pool = self.pool
+        return pool.executor() if pool is not None and pool.started else None
 
 
 Severity = Literal["high", "medium", "low"]
