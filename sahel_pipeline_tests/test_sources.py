@@ -130,3 +130,25 @@ def test_unknown_layout_names_the_file_and_the_expected_columns():
 def test_layout_detection_is_case_insensitive():
     assert detect_layout(["EVENT_DATE", "EVENT_TYPE", "ACTOR1", "FATALITIES"], "x.csv") == "acled_extract"
     assert detect_layout(["event_id_cnty", "deleted_timestamp"], "x.csv") == "acled_deletions"
+
+
+def test_the_parse_takes_its_buffers_from_jemalloc_not_mimalloc(tmp_path):
+    # mimalloc, pyarrow's default, made the kernel zero a fresh (huge) page for every page of a large parse: 4.6-5.5 s
+    # of system time on the benchmark's export (csv_text.parsing_pool says more).
+    import pyarrow as pa
+
+    from sahel_pipeline.core.sources.csv_text import parsing_pool
+
+    try:
+        jemalloc = pa.jemalloc_memory_pool()
+    except NotImplementedError:
+        pytest.skip("this pyarrow wheel has no jemalloc pool")
+    path = tmp_path / "acled_niger.csv"
+    path.write_text(
+        "event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n"
+        + "".join(f"NIG{i},2024-05-15,Battles,Islamic State (Sahel),Civilians,Niger,{i % 7}\n" for i in range(2000))
+    )
+    before = jemalloc.num_allocations()
+    assert read_source_file(path).events.height == 2000
+    assert parsing_pool().backend_name == "jemalloc"
+    assert jemalloc.num_allocations() > before
