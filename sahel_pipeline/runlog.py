@@ -9,7 +9,9 @@ console log.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,13 +30,28 @@ def log_file_path(out: Path, now: dt.datetime | None = None) -> Path:
     return out / "logs" / f"sahel-{now:%Y%m%d-%H%M%S}-{now.microsecond // 1000:03d}.log"
 
 
+def terminal_stream(stream: TextIO | None = None) -> TextIO:
+    """A stream on a duplicate of stderr's file descriptor (or `stream`'s). While a run's steps execute, Dagster
+    points the process's descriptor 2 at the step's compute-log file and echoes that file back through a `tail`
+    process, which it stops at the run's end before `tail` has read the last lines (dagster-io/dagster#23336): the
+    last step's progress line was then missing from the terminal now and then. A duplicate taken before the runs
+    keeps writing where stderr pointed. A stream without a descriptor (a test's capture) is used as it is."""
+    stream = stream or sys.stderr
+    try:
+        duplicate = os.dup(stream.fileno())
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return stream
+    return os.fdopen(duplicate, "w", buffering=1, encoding=getattr(stream, "encoding", None) or "utf-8",
+                     errors="replace")
+
+
 class ProgressLines(logging.Handler):
     """One line per finished step: its name, time and last message. On a terminal the line is rewritten in place as
     the step reports (reading a file, fitting series), so a long step shows it is moving."""
 
     def __init__(self, stream: TextIO | None = None):
         super().__init__(logging.DEBUG)  # step starts and ends are DEBUG records
-        self.stream = stream or sys.stderr
+        self.stream = terminal_stream(stream)
         self.live = self.stream.isatty()
         self.started: dict[str, float] = {}
         self.last: dict[str, str] = {}
@@ -84,7 +101,7 @@ def run_loggers(path: Path, verbose: bool, progress: logging.Handler | None) -> 
     file_handler.setFormatter(logging.Formatter(FILE_FORMAT))
     handlers: list[logging.Handler] = [file_handler]
     if verbose:
-        console = logging.StreamHandler(sys.stderr)
+        console = logging.StreamHandler(terminal_stream())
         console.setLevel(logging.INFO)
         console.setFormatter(logging.Formatter(FILE_FORMAT))
         handlers.append(console)
