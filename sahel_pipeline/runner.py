@@ -15,6 +15,8 @@ from typing import cast
 
 import dagster as dg
 import polars as pl
+from dagster._core.instance.config import dagster_instance_config
+from dagster._core.instance.ref import InstanceRef
 
 from sahel_pipeline import BACKTEST_MONTHS, PROJECT_DIR
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
@@ -25,6 +27,7 @@ from sahel_pipeline.defs.delivery import alert_notifications
 from sahel_pipeline.defs.ingest import ingested_events
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
+from sahel_pipeline.instance_storage import PooledSqliteEventLogStorage
 from sahel_pipeline.runlog import log_file_path, run_loggers
 from sahel_pipeline.startup import compile_check_records, warm_up_fitting_pool
 
@@ -43,14 +46,22 @@ class RunFailed(Exception):
 
 def recording_instance() -> dg.DagsterInstance:
     """The instance the UI reads: $DAGSTER_HOME's when it is set (production's, PostgreSQL), else the project's
-    `.dagster_home/` (SQLite), the one `make ui` serves."""
-    if os.environ.get("DAGSTER_HOME"):
-        return dg.DagsterInstance.get()
-    config = LOCAL_DAGSTER_HOME / "dagster.yaml"
-    if not config.exists():
-        LOCAL_DAGSTER_HOME.mkdir(exist_ok=True)
-        shutil.copyfile(LOCAL_INSTANCE_CONFIG, config)
-    return dg.DagsterInstance.from_config(str(LOCAL_DAGSTER_HOME))
+    `.dagster_home/` (SQLite), the one `make ui` serves. Where it keeps its runs in SQLite files (Dagster's default
+    storage), this process writes their event log with its connections kept open (instance_storage: the same files,
+    about 9 ms less an event)."""
+    home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else LOCAL_DAGSTER_HOME
+    if home == LOCAL_DAGSTER_HOME and not (home / "dagster.yaml").exists():
+        home.mkdir(exist_ok=True)
+        shutil.copyfile(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
+    config, _ = dagster_instance_config(str(home))
+    if any(config.get(key) for key in ("storage", "event_log_storage", "run_storage", "schedule_storage")):
+        return dg.DagsterInstance.get() if home != LOCAL_DAGSTER_HOME else dg.DagsterInstance.from_config(str(home))
+    pooled = {
+        "module": PooledSqliteEventLogStorage.__module__,
+        "class": PooledSqliteEventLogStorage.__name__,
+        "config": {"base_dir": str(home / "history" / "runs")},  # where Dagster's own SQLite event log keeps them
+    }
+    return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides={"event_log_storage": pooled}))
 
 
 class CommandLineSettings(PipelineSettings):

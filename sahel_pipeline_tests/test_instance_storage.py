@@ -1,0 +1,95 @@
+"""The command line's event log storage: Dagster's SQLite files, written with their connections kept open."""
+
+import time
+
+import dagster as dg
+import pytest
+from dagster._core.events import DagsterEvent, DagsterEventType
+from dagster._core.events.log import EventLogEntry
+from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
+
+from sahel_pipeline import instance_storage
+from sahel_pipeline.instance_storage import OPEN_DATABASES, PooledSqliteEventLogStorage
+from sahel_pipeline.runner import recording_instance
+
+
+def step_event(run_id: str, n: int) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None, level=20, user_message=f"event {n}", run_id=run_id, timestamp=time.time(), step_key="s",
+        job_name="j", dagster_event=DagsterEvent(DagsterEventType.STEP_START.value, "j", step_key="s"),
+    )
+
+
+@pytest.fixture
+def engines_made(monkeypatch) -> list[str]:
+    made: list[str] = []
+    real = instance_storage.create_engine
+
+    def counting(url, **kwargs):
+        made.append(str(url))
+        return real(url, **kwargs)
+
+    monkeypatch.setattr(instance_storage, "create_engine", counting)
+    return made
+
+
+def test_one_engine_per_database_however_many_events(tmp_path, engines_made):
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    for n in range(30):
+        storage.store_event(step_event("run_a", n))
+    assert len(storage.get_records_for_run("run_a").records) == 30
+    # Dagster's own storage makes an engine for every event (30 here); this one, one for the run's file
+    assert sum("run_a" in url for url in engines_made) == 1
+    for k in range(OPEN_DATABASES + 4):
+        storage.store_event(step_event(f"run_{k}", 0))
+    assert len(storage._engines) == OPEN_DATABASES  # the least recently used are closed
+    storage.dispose()
+    assert not storage._engines
+
+
+def test_what_it_writes_reads_back_with_dagsters_own_storage(tmp_path):
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    for n in range(5):
+        storage.store_event(step_event("run_b", n))
+    default = SqliteEventLogStorage(str(tmp_path))  # as the webserver and the daemon open the same files
+    assert [r.event_log_entry.user_message for r in default.get_records_for_run("run_b").records] == [
+        f"event {n}" for n in range(5)
+    ]
+    default.store_event(step_event("run_b", 5))  # and the other way round, while this one keeps its connection
+    storage.store_event(step_event("run_b", 6))
+    assert len(storage.get_records_for_run("run_b").records) == 7
+
+
+def test_wipe_closes_the_connections_to_the_deleted_files(tmp_path):
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(step_event("run_c", 0))
+    storage.wipe()
+    assert not (tmp_path / "run_c.db").exists()
+    storage.store_event(step_event("run_c", 1))  # a new file, not the deleted one's open handle
+    assert (tmp_path / "run_c.db").exists()
+    assert [r.event_log_entry.user_message for r in SqliteEventLogStorage(str(tmp_path)).get_records_for_run(
+        "run_c").records] == ["event 1"]
+
+
+def test_the_command_lines_sqlite_instance_records_through_it_and_the_ui_reads_the_runs(own_dagster_home):
+    @dg.asset
+    def counted() -> int:
+        return 1
+
+    with recording_instance() as instance:
+        assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
+        assert dg.materialize([counted], instance=instance).success
+    with dg.DagsterInstance.get() as ui:  # $DAGSTER_HOME as the webserver loads it: Dagster's default storage
+        assert type(ui.event_log_storage) is SqliteEventLogStorage
+        assert ui.get_latest_materialization_event(dg.AssetKey("counted")) is not None
+
+
+def test_a_dagster_yaml_that_names_a_storage_is_used_as_it_is(own_dagster_home):
+    runs = own_dagster_home / "elsewhere"
+    (own_dagster_home / "dagster.yaml").write_text(
+        "event_log_storage:\n  module: dagster._core.storage.event_log\n  class: SqliteEventLogStorage\n"
+        f"  config:\n    base_dir: {runs}\n"
+    )
+    with recording_instance() as instance:
+        assert type(instance.event_log_storage) is SqliteEventLogStorage
+        assert instance.event_log_storage._base_dir == str(runs)
