@@ -59,8 +59,8 @@ COUNTRY_KEYS = ["source", "country"]
 
 PANEL_VERSION = "4"  # bump when counting changes, so that counts kept from an earlier run are not reused
 MONTH_KEYS = ["source", "month"]
-# Carried through the attribution when the spatial panels are counted with the others (core/spatial.py): one
-# attribution of the events for both.
+# Read when the spatial panels are counted with the others (core/spatial.py), from the same attribution of the events:
+# not carried through it, but looked up by the attributed rows' event numbers (spatial.attributed_parts).
 LOCATION_COLUMNS = ["admin2", "latitude", "longitude", "geo_precision"]
 NOT_DIGESTED = ("event_id", "source_file", "month")  # a month's counts depend on every other column read
 DIGEST_SEED = 20_240_726
@@ -274,13 +274,13 @@ def count_months(
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
     """Sparse counts per admin1 and month (for each group and the whole country), each group's names per month with
     the types the events gave them, and the groups' display names, of the given events; with `places`, the spatial
-    panels' parts of the same events (spatial.month_parts: measures, buffers, areas), from the same attribution."""
+    panels' parts of the same events (spatial.month_parts' measures, buffers and areas), from the same
+    attribution (spatial.attributed_parts)."""
     carried = ["month", "event_date", "admin1", "disorder_type", "event_type", "fatalities", "civilian_targeting"]
     if places is not None:
-        from sahel_pipeline.core.spatial import month_parts, precise_location, unit_rows  # it imports this module
+        from sahel_pipeline.core.spatial import attributed_parts, precise_location  # it imports this module
 
         events = events.with_columns(precise=precise_location())
-        carried += ["latitude", "longitude", "admin2", "precise"]
     attribution = attribute_events(events.lazy(), aliases, role, ambiguous, carry=carried, units=units)
     attributed, names = attribution.groups.lazy(), attribution.names.lazy()
     group_ids = names.select("_group", "group_id").unique()
@@ -312,7 +312,8 @@ def count_months(
     admin1_counts, actor_counts, display_names = pl.collect_all([admin1, actors, display])
     located = {}
     if places is not None:
-        located = month_parts(unit_rows(attribution.groups.lazy(), events.lazy()), places)
+        codes = attribution.names.select("_group", "group_id").unique("_group")
+        located = attributed_parts(attribution.groups, codes, events, places)
     return admin1_counts, actor_counts, display_names, located
 
 

@@ -140,7 +140,14 @@ def buffer_counts(
 ) -> pl.DataFrame:
     """Events and fatalities of each unit within each radius of each place of its country, per month (BUFFER_SCHEMA;
     only months with events there), with the nearest event's distance."""
-    reach = max(radii)
+    near = _near_places(unit_rows.lazy(), places, max(radii))
+    per_radius = [_ring_counts(near, UNIT_KEY, radius) for radius in radii]
+    return pl.concat(per_radius).select(list(BUFFER_SCHEMA)).collect().cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
+
+
+def _near_places(rows: pl.LazyFrame, places: pl.DataFrame, reach: float) -> pl.LazyFrame:
+    """The precisely located `rows` (latitude, longitude, country, ...) joined to the places of their country within
+    `reach` km: the rows' columns, place_id and km."""
     band = reach / KM_PER_DEGREE  # degrees of latitude a ring spans either side of its place
     # ... and of longitude, which shrink with the cosine of latitude (taken at the ring's poleward edge)
     across = band / (pl.col("latitude").abs() + band).radians().cos().clip(0.01, 1.0)
@@ -165,22 +172,24 @@ def buffer_counts(
         .with_columns(lon_band=pl.col("lon_band") % 360)
         .unique(["country", "place_id", "band", "lon_band"])  # a ring wider than the globe lists a cell once
     )  # fmt: skip
-    points = unit_rows.lazy().filter("precise").with_columns(
+    points = rows.filter("precise").with_columns(
         band=pl.col("latitude").floor().cast(pl.Int32), lon_band=pl.col("longitude").floor().cast(pl.Int32) % 360
     )
-    near = (
+    return (
         points.join(listed.lazy(), on=["country", "band", "lon_band"])
         .with_columns(km=haversine_km(pl.col("latitude"), pl.col("longitude"), pl.col("plat"), pl.col("plon")))
         .filter(pl.col("km") <= reach)
     )
-    per_radius = [
+
+
+def _ring_counts(near: pl.LazyFrame, unit: list[str], radius: int) -> pl.LazyFrame:
+    """Per unit (the `unit` columns), place and month: the events, fatalities and nearest distance within `radius`."""
+    return (
         near.filter(pl.col("km") <= radius)
-        .group_by(*UNIT_KEY, "place_id", "month")
+        .group_by(*unit, "place_id", "month")
         .agg(events=pl.len(), fatalities=pl.col("fatalities").sum(), nearest_km=pl.col("km").min())
         .with_columns(radius_km=pl.lit(radius, pl.Int32))
-        for radius in radii
-    ]
-    return pl.concat(per_radius).select(list(BUFFER_SCHEMA)).collect().cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
+    )
 
 
 def month_parts(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -192,6 +201,96 @@ def month_parts(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) ->
         "buffers": buffer_counts(unit_rows, places),
         "areas": admin2_areas(unit_rows),
     }
+
+
+def attributed_parts(
+    attributed: pl.DataFrame, group_ids: pl.DataFrame, events: pl.DataFrame, places: pl.DataFrame
+) -> dict[str, pl.DataFrame]:
+    """month_parts(unit_rows(attributed, events), places), the same frames, with what is the same for every unit an
+    event is attributed to worked out once per event: its distance to its country's capital, the places near it,
+    its admin2 area. `attributed` are groups.attribute_events' groups of `events` (its `_event` is an event's row in
+    `events`, its `_group` a group's code; `group_ids`: _group, group_id), needing no carried columns; `events`
+    have UNIT_ROW_COLUMNS. The unit rows are an event's row number and a 64-bit unit code (the group's code and the
+    event's source and country), so that grouping, the uniques and the joins work on integers, and the units' text
+    keys are joined to the results (thousands of units) instead of being carried over the 6.2 M unit rows."""
+    capital = capitals(places)
+    precise = pl.col("precise")
+    lat, lon = pl.when(precise).then(pl.col("latitude")), pl.when(precise).then(pl.col("longitude"))
+
+    def code(column: str) -> pl.Expr:
+        return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
+
+    # The event's source and country as one dense code, the country level's unit code; a group's is above 2^32.
+    per_event = (
+        events.lazy()
+        .join(capital.lazy(), on="country", how="left", maintain_order="left")
+        .select(
+            "source", "country", "month", "precise", "fatalities", "latitude", "longitude",
+            lat=lat, lon=lon, km=haversine_km(lat, lon, pl.col("capital_lat"), pl.col("capital_lon")),
+            admin2=pl.when(precise).then(pl.col("admin2").cast(pl.Categorical)),
+            _sc=(code("source") * 2**32 + code("country")).rank("dense").cast(pl.UInt64),
+        )
+        .collect()
+    )  # fmt: skip
+    event = pl.concat([attributed["_event"], pl.int_range(events.height, dtype=pl.UInt32, eager=True)])
+    unit = pl.concat(
+        [(attributed["_group"].cast(pl.UInt64) + 1) * 2**32 + per_event["_sc"].gather(attributed["_event"]),
+         per_event["_sc"]]
+    )  # fmt: skip
+    # In the order of unit_rows (the groups' rows, then the events'): the means and variances sum in that order.
+    rows = per_event.select("month", "precise", "lat", "lon", "km", "admin2")[event].with_columns(
+        _unit=unit, _event=event
+    )
+    place_of = per_event.select("_sc", "source", "country").unique("_sc")
+    is_country = pl.col("_unit") < 2**32
+    level = pl.when(is_country).then(pl.lit("country")).otherwise(pl.lit("group"))
+    keys = (
+        rows.lazy()
+        .select(pl.col("_unit").unique())
+        .with_columns(_sc=pl.col("_unit") % 2**32, _group=pl.when(~is_country).then(pl.col("_unit") // 2**32 - 1))
+        .join(place_of.lazy(), on="_sc")
+        .join(group_ids.lazy(), on="_group", how="left")
+        .select(
+            "_unit", "source", level=level,
+            group_id="group_id", country="country",
+        )
+        .collect()
+    )  # fmt: skip
+    measures = (
+        _measured(rows.lazy())
+        .join(keys.lazy(), on="_unit")
+        .join(capital.lazy().select("country", "capital"), on="country", how="left")
+        .select(MEASURE_COLUMNS)
+        .collect()
+        .cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
+    )
+    # The rings: each event joined to the places near it once, then to its units.
+    near = _near_places(
+        per_event.lazy().with_row_index("_event").select(
+            "_event", "country", "precise", "latitude", "longitude", "month", "fatalities"
+        ),
+        places,
+        max(RADII_KM),
+    ).select("_event", "place_id", "km", "month", "fatalities")
+    paired = rows.lazy().select("_event", "_unit").join(near, on="_event")
+    buffers = (
+        pl.concat([_ring_counts(paired, ["_unit"], radius) for radius in RADII_KM])
+        .join(keys.lazy(), on="_unit")
+        .select(list(BUFFER_SCHEMA))
+        .collect()
+        .cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
+    )
+    areas = (
+        rows.lazy()
+        .filter(pl.col("admin2").is_not_null())
+        .select("_unit", "admin2", "month")
+        .unique()
+        .join(keys.lazy(), on="_unit")
+        .select(*UNIT_KEY, pl.col("admin2").cast(pl.String), "month")
+        .collect()
+        .cast(AREA_SCHEMA)  # type: ignore[arg-type]
+    )
+    return {"measures": measures, "buffers": buffers, "areas": areas}
 
 
 def where_events_are(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> pl.DataFrame:
@@ -242,13 +341,20 @@ def where_measures(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame)
         .join(capitals(places).lazy().select("country", "capital"), on="country", how="left")
         .with_columns(_unit=unit)
     )
+    return _measured(rows).join(keys, on="_unit").select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
+
+
+def _measured(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """where_measures' figures per `_unit` and month, from rows of _unit, month, precise, lat and lon (null when
+    imprecise) and km (to the capital)."""
+    precise = pl.col("precise")
     # Standard distance: the root mean square distance from the mean centre, on the local plane (km per degree of
     # longitude shrinks with the cosine of latitude): K * sqrt(cos^2(mean latitude) Var(lon) + Var(lat)). Rings of
     # 100 km are small enough for the plane.
     spread = KM_PER_DEGREE * (
         (pl.col("centre_latitude") * math.pi / 180).cos() ** 2 * pl.col("_lon_var") + pl.col("_lat_var")
     ).sqrt()
-    measured = (
+    return (
         rows.group_by("_unit", "month")
         .agg(
             events_located=precise.sum().cast(pl.UInt32),
@@ -262,9 +368,7 @@ def where_measures(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame)
             _lon_var=pl.col("lon").var(ddof=0),
         )
         .with_columns(standard_distance_km=spread)
-        .join(keys, on="_unit")
     )
-    return measured.select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
 
 
 def admin2_areas(unit_rows: pl.DataFrame | pl.LazyFrame) -> pl.DataFrame:
