@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -182,11 +182,12 @@ def _near_places(rows: pl.LazyFrame, places: pl.DataFrame, reach: float) -> pl.L
     )
 
 
-def _ring_counts(near: pl.LazyFrame, unit: list[str], radius: int) -> pl.LazyFrame:
-    """Per unit (the `unit` columns), place and month: the events, fatalities and nearest distance within `radius`."""
+def _ring_counts(near: pl.LazyFrame, unit: list[str], radius: int, by_month: bool = True) -> pl.LazyFrame:
+    """Per unit (the `unit` columns), place and month (unless `unit` tells the month): the events, fatalities and
+    nearest distance within `radius`."""
     return (
         near.filter(pl.col("km") <= radius)
-        .group_by(*unit, "place_id", "month")
+        .group_by(*unit, "place_id", *(["month"] if by_month else []))
         .agg(events=pl.len(), fatalities=pl.col("fatalities").sum(), nearest_km=pl.col("km").min())
         .with_columns(radius_km=pl.lit(radius, pl.Int32))
     )
@@ -208,11 +209,12 @@ def attributed_parts(
 ) -> dict[str, pl.DataFrame]:
     """month_parts(unit_rows(attributed, events), places), the same frames, with what is the same for every unit an
     event is attributed to worked out once per event: its distance to its country's capital, the places near it,
-    its admin2 area. `attributed` are groups.attribute_events' groups of `events` (its `_event` is an event's row in
-    `events`, its `_group` a group's code; `group_ids`: _group, group_id), needing no carried columns; `events`
-    have UNIT_ROW_COLUMNS. The unit rows are an event's row number and a 64-bit unit code (the group's code and the
-    event's source and country), so that grouping, the uniques and the joins work on integers, and the units' text
-    keys are joined to the results (thousands of units) instead of being carried over the 6.2 M unit rows."""
+    its admin2 area. `attributed` are groups.attribute_events' groups of `events` (`_event`: an event's row in
+    `events`; `_group`: a group's code, `group_ids` its group_id), with no carried columns; `events` have
+    UNIT_ROW_COLUMNS. A unit row is an event's row number and one integer for the unit and month (`_um`: of the
+    group's code, the event's source and country and its month), so that the grouping, the uniques and the joins
+    work on integers, and the units' text keys are joined to the results (a few hundred thousand unit-months)
+    instead of being carried over the unit rows (6.2 M at 2.57 M events)."""
     capital = capitals(places)
     precise = pl.col("precise")
     lat, lon = pl.when(precise).then(pl.col("latitude")), pl.when(precise).then(pl.col("longitude"))
@@ -220,45 +222,59 @@ def attributed_parts(
     def code(column: str) -> pl.Expr:
         return pl.col(column).cast(pl.Categorical).to_physical().cast(pl.UInt64)
 
-    # The event's source and country as one dense code, the country level's unit code; a group's is above 2^32.
+    def of_capital(column: str) -> pl.Expr:  # a lookup: joining the events' columns to the capitals cost 0.7 s
+        return pl.col("country").replace_strict(
+            capital["country"], capital[column], default=None, return_dtype=pl.Float64
+        )
+
+    # The source x country pairs numbered 1.. (a few hundred: a lookup, where a dense rank sorts every event)
+    pairs = events.select(_pair=code("source") * 2**32 + code("country"))["_pair"]
+    distinct = pairs.unique().sort()
     per_event = (
         events.lazy()
-        .join(capital.lazy(), on="country", how="left", maintain_order="left")
         .select(
             "source", "country", "month", "precise", "fatalities", "latitude", "longitude",
-            lat=lat, lon=lon, km=haversine_km(lat, lon, pl.col("capital_lat"), pl.col("capital_lon")),
+            lat=lat, lon=lon, km=haversine_km(lat, lon, of_capital("capital_lat"), of_capital("capital_lon")),
             admin2=pl.when(precise).then(pl.col("admin2").cast(pl.Categorical)),
-            _sc=(code("source") * 2**32 + code("country")).rank("dense").cast(pl.UInt64),
+            _m=month_index_expr("month"),
+            _sc=pairs.replace_strict(distinct, pl.int_range(1, distinct.len() + 1, dtype=pl.UInt64, eager=True)),
         )
         .collect()
     )  # fmt: skip
+    # A country's unit code is its _sc, a group's (_group + 1) x n_sc + _sc; a unit's month is unit x months + the
+    # month's offset from the first.
+    n_sc = cast(int, per_event["_sc"].max() or 0) + 1
+    first = cast(int, per_event["_m"].min() or 0)
+    months = cast(int, per_event["_m"].max() or 0) - first + 1
+    if (cast(int, attributed["_group"].max() or 0) + 2) * n_sc * months >= 2**64:
+        raise ValueError("too many groups, countries and months for a 64-bit unit-month code")
+    sc = per_event["_sc"]
+    unit = pl.concat([(attributed["_group"].cast(pl.UInt64) + 1) * n_sc + sc.gather(attributed["_event"]), sc])
     event = pl.concat([attributed["_event"], pl.int_range(events.height, dtype=pl.UInt32, eager=True)])
-    unit = pl.concat(
-        [(attributed["_group"].cast(pl.UInt64) + 1) * 2**32 + per_event["_sc"].gather(attributed["_event"]),
-         per_event["_sc"]]
-    )  # fmt: skip
     # In the order of unit_rows (the groups' rows, then the events'): the means and variances sum in that order.
-    rows = per_event.select("month", "precise", "lat", "lon", "km", "admin2")[event].with_columns(
-        _unit=unit, _event=event
+    rows = (
+        per_event.select("precise", "lat", "lon", "km", "admin2", "_m")[event]
+        .with_columns(_event=event, _um=unit * months + (pl.col("_m") - first).cast(pl.UInt64))
+        .drop("_m")
     )
     place_of = per_event.select("_sc", "source", "country").unique("_sc")
-    is_country = pl.col("_unit") < 2**32
-    level = pl.when(is_country).then(pl.lit("country")).otherwise(pl.lit("group"))
+    is_country = pl.col("_unit") < n_sc
     keys = (
         rows.lazy()
-        .select(pl.col("_unit").unique())
-        .with_columns(_sc=pl.col("_unit") % 2**32, _group=pl.when(~is_country).then(pl.col("_unit") // 2**32 - 1))
+        .select(pl.col("_um").unique())
+        .with_columns(_unit=pl.col("_um") // months, month=index_month_expr(pl.col("_um") % months + first))
+        .with_columns(_sc=pl.col("_unit") % n_sc, _group=pl.when(~is_country).then(pl.col("_unit") // n_sc - 1))
         .join(place_of.lazy(), on="_sc")
         .join(group_ids.lazy(), on="_group", how="left")
         .select(
-            "_unit", "source", level=level,
-            group_id="group_id", country="country",
+            "_um", "source", level=pl.when(is_country).then(pl.lit("country")).otherwise(pl.lit("group")),
+            group_id="group_id", country="country", month="month",
         )
         .collect()
     )  # fmt: skip
+    measured = _measured(rows.lazy(), ["_um"])
     measures = (
-        _measured(rows.lazy())
-        .join(keys.lazy(), on="_unit")
+        measured.join(keys.lazy(), on="_um")
         .join(capital.lazy().select("country", "capital"), on="country", how="left")
         .select(MEASURE_COLUMNS)
         .collect()
@@ -267,15 +283,15 @@ def attributed_parts(
     # The rings: each event joined to the places near it once, then to its units.
     near = _near_places(
         per_event.lazy().with_row_index("_event").select(
-            "_event", "country", "precise", "latitude", "longitude", "month", "fatalities"
+            "_event", "country", "precise", "latitude", "longitude", "fatalities"
         ),
         places,
         max(RADII_KM),
-    ).select("_event", "place_id", "km", "month", "fatalities")
-    paired = rows.lazy().select("_event", "_unit").join(near, on="_event")
+    ).select("_event", "place_id", "km", "fatalities")  # fmt: skip
+    paired = rows.lazy().select("_event", "_um").join(near, on="_event").collect().lazy()  # once for the 3 rings
     buffers = (
-        pl.concat([_ring_counts(paired, ["_unit"], radius) for radius in RADII_KM])
-        .join(keys.lazy(), on="_unit")
+        pl.concat([_ring_counts(paired, ["_um"], radius, by_month=False) for radius in RADII_KM])
+        .join(keys.lazy(), on="_um")
         .select(list(BUFFER_SCHEMA))
         .collect()
         .cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
@@ -283,9 +299,9 @@ def attributed_parts(
     areas = (
         rows.lazy()
         .filter(pl.col("admin2").is_not_null())
-        .select("_unit", "admin2", "month")
+        .select("_um", "admin2")
         .unique()
-        .join(keys.lazy(), on="_unit")
+        .join(keys.lazy(), on="_um")
         .select(*UNIT_KEY, pl.col("admin2").cast(pl.String), "month")
         .collect()
         .cast(AREA_SCHEMA)  # type: ignore[arg-type]
@@ -344,9 +360,9 @@ def where_measures(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame)
     return _measured(rows).join(keys, on="_unit").select(MEASURE_COLUMNS).collect().cast(MEASURE_SCHEMA)  # type: ignore[arg-type]
 
 
-def _measured(rows: pl.LazyFrame) -> pl.LazyFrame:
-    """where_measures' figures per `_unit` and month, from rows of _unit, month, precise, lat and lon (null when
-    imprecise) and km (to the capital)."""
+def _measured(rows: pl.LazyFrame, by: list[str] | None = None, quantiles: bool = True) -> pl.LazyFrame:
+    """where_measures' figures per unit and month (`by`: _unit and month), from rows of precise, lat and lon (null
+    when imprecise) and km (to the capital); without the p10 and the median unless `quantiles`."""
     precise = pl.col("precise")
     # Standard distance: the root mean square distance from the mean centre, on the local plane (km per degree of
     # longitude shrinks with the cosine of latitude): K * sqrt(cos^2(mean latitude) Var(lon) + Var(lat)). Rings of
@@ -355,13 +371,16 @@ def _measured(rows: pl.LazyFrame) -> pl.LazyFrame:
         (pl.col("centre_latitude") * math.pi / 180).cos() ** 2 * pl.col("_lon_var") + pl.col("_lat_var")
     ).sqrt()
     return (
-        rows.group_by("_unit", "month")
+        rows.group_by(by or ["_unit", "month"])
         .agg(
+            *(
+                [pl.col("km").quantile(0.1, interpolation="linear").alias("p10_capital_km"),
+                 pl.col("km").median().alias("median_capital_km")]
+                if quantiles else []
+            ),
             events_located=precise.sum().cast(pl.UInt32),
             events_imprecise=(~precise).sum().cast(pl.UInt32),
             nearest_capital_km=pl.col("km").min(),
-            p10_capital_km=pl.col("km").quantile(0.1, interpolation="linear"),
-            median_capital_km=pl.col("km").median(),
             centre_latitude=pl.col("lat").mean(),
             centre_longitude=pl.col("lon").mean(),
             _lat_var=pl.col("lat").var(ddof=0),
