@@ -177,8 +177,9 @@ def _simulated_alerts(seed: int, first_month: int, **kinds: int):
 
 def test_the_parts_worked_out_per_event_equal_those_of_the_unit_rows():
     # panels.count_months works the spatial parts out per event (attributed_parts): the same frames as month_parts
-    # of the unit rows, for events attributed to several groups, one group in two countries and two sources,
-    # imprecise and unlocated events, events without admin2, a country with no places and an event of no group.
+    # of the unit rows (and admin2_entered of their areas), for events attributed to several groups, one group in
+    # two countries and two sources, imprecise and unlocated events, events without admin2, a country with no places
+    # and an event of no group.
     places = places_table([COUNTRY, "Mali"])
     bamako = places.filter(pl.col("name") == "Bamako").row(0, named=True)
     north = OUAGA["latitude"] + 30 / 111.195  # 30 km north of Ouagadougou: in the 50 and 100 km rings
@@ -218,9 +219,13 @@ def test_the_parts_worked_out_per_event_equal_those_of_the_unit_rows():
     carried = attributed.join(located.drop("source", "country"), on="_event", maintain_order="left")
 
     expected = month_parts(unit_rows(carried, events), places)
-    worked_out = attributed_parts(attributed, codes, events, places)
+    expected["entered"] = admin2_entered(expected["areas"])
+    worked_out = attributed_parts(attributed, codes, events, places, entries=True)
     # 10 group units and 7 country units with events in a month (A's ACLED rows in Burkina Faso in three months)
     assert expected["measures"].height == 17 and expected["buffers"].height and expected["areas"].height
+    # Bazega entered in March 2024 by group A and by the country (its event there in 2023 had no coordinates)
+    assert expected["entered"].filter(pl.col("admin2_entered") > 0)["admin2_entered_names"].to_list() == ["Bazega"] * 2
+    assert attributed_parts(attributed, codes, events, places).keys() == {"measures", "buffers", "areas"}
     for part, frame in expected.items():
         key = [c for c, t in frame.schema.items() if t != pl.Float64]
         assert worked_out[part].schema == frame.schema, part

@@ -205,7 +205,11 @@ def month_parts(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) ->
 
 
 def attributed_parts(
-    attributed: pl.DataFrame, group_ids: pl.DataFrame, events: pl.DataFrame, places: pl.DataFrame
+    attributed: pl.DataFrame,
+    group_ids: pl.DataFrame,
+    events: pl.DataFrame,
+    places: pl.DataFrame,
+    entries: bool = False,
 ) -> dict[str, pl.DataFrame]:
     """month_parts(unit_rows(attributed, events), places), the same frames, with what is the same for every unit an
     event is attributed to worked out once per event: its distance to its country's capital, the places near it,
@@ -214,7 +218,8 @@ def attributed_parts(
     UNIT_ROW_COLUMNS. A unit row is an event's row number and one integer for the unit and month (`_um`: of the
     group's code, the event's source and country and its month), so that the grouping, the uniques and the joins
     work on integers, and the units' text keys are joined to the results (a few hundred thousand unit-months)
-    instead of being carried over the unit rows (6.2 M at 2.57 M events)."""
+    instead of being carried over the unit rows (6.2 M at 2.57 M events). With `entries`, also `admin2_entered` of
+    the areas ("entered", as when every month is counted), worked out on the same integer codes."""
     capital = capitals(places)
     precise = pl.col("precise")
     lat, lon = pl.when(precise).then(pl.col("latitude")), pl.when(precise).then(pl.col("longitude"))
@@ -296,17 +301,29 @@ def attributed_parts(
         .collect()
         .cast(BUFFER_SCHEMA)  # type: ignore[arg-type]
     )
+    located = rows.lazy().filter(pl.col("admin2").is_not_null()).select("_um", "admin2").unique().collect()
     areas = (
-        rows.lazy()
-        .filter(pl.col("admin2").is_not_null())
-        .select("_um", "admin2")
-        .unique()
+        located.lazy()
         .join(keys.lazy(), on="_um")
         .select(*UNIT_KEY, pl.col("admin2").cast(pl.String), "month")
         .collect()
         .cast(AREA_SCHEMA)  # type: ignore[arg-type]
     )
-    return {"measures": measures, "buffers": buffers, "areas": areas}
+    parts = {"measures": measures, "buffers": buffers, "areas": areas}
+    if entries:
+        coded = located.lazy().select(
+            "admin2", _unit=pl.col("_um") // months, m=(pl.col("_um") % months).cast(pl.Int64) + first,
+        ).with_columns(
+            _area=pl.struct("_unit", pl.col("admin2").to_physical()).hash(), unit_first=pl.col("m").min().over("_unit")
+        )  # fmt: skip
+        parts["entered"] = (
+            _entries(coded, ENTERED_QUIET_MONTHS)
+            .with_columns(_um=pl.col("_unit") * months + (pl.col("m") - first).cast(pl.UInt64))
+            .join(keys.lazy(), on="_um")
+            .select(*UNIT_KEY, "month", "admin2_areas", "admin2_entered", "admin2_entered_names")
+            .collect()
+        )
+    return parts
 
 
 def where_events_are(unit_rows: pl.DataFrame | pl.LazyFrame, places: pl.DataFrame) -> pl.DataFrame:
@@ -422,9 +439,24 @@ def admin2_entered(
     else:
         first = first_months.lazy().select(_unit=pl.struct(UNIT_KEY).hash(), unit_first=month_index_expr("first"))
         hashed = hashed.join(first, on="_unit")
+    return (
+        _entries(hashed, quiet)
+        .join(units, on="_unit")
+        .select(
+            *UNIT_KEY, month=index_month_expr("m"), admin2_areas="admin2_areas", admin2_entered="admin2_entered",
+            admin2_entered_names="admin2_entered_names",
+        )
+        .collect()
+    )  # fmt: skip
+
+
+def _entries(coded: pl.LazyFrame, quiet: int) -> pl.LazyFrame:
+    """admin2_entered's figures per `_unit` and month index `m`, from one row per unit, area and month with areas:
+    _unit, _area (the unit's area), m, admin2 (the area's name, String or Categorical) and unit_first (the unit's
+    first month)."""
     marked = (
         # the area's month before, in a window over the area (a sort on the two keys cost twice as much CPU)
-        hashed.with_columns(before=pl.col("m").shift(1).over("_area", order_by="m"))
+        coded.with_columns(before=pl.col("m").shift(1).over("_area", order_by="m"))
         .with_columns(
             entered=(pl.col("m") - pl.col("unit_first") >= quiet)
             & (pl.col("before").is_null() | (pl.col("m") - pl.col("before") > quiet))
@@ -439,17 +471,11 @@ def admin2_entered(
         marked.lazy()
         .filter("entered")
         .group_by("_unit", "m")
-        .agg(admin2_entered_names=pl.col("admin2").sort().str.join("; "))
+        .agg(admin2_entered_names=pl.col("admin2").cast(pl.String).sort().str.join("; "))
     )
-    return (
-        counted.join(named, on=["_unit", "m"], how="left")
-        .join(units, on="_unit")
-        .select(
-            *UNIT_KEY, month=index_month_expr("m"), admin2_areas="admin2_areas", admin2_entered="admin2_entered",
-            admin2_entered_names=pl.col("admin2_entered_names").fill_null(""),
-        )
-        .collect()
-    )  # fmt: skip
+    return counted.join(named, on=["_unit", "m"], how="left").with_columns(
+        pl.col("admin2_entered_names").fill_null("")
+    )
 
 
 def entered_since(
