@@ -175,11 +175,14 @@ def _simulated_alerts(seed: int, first_month: int, **kinds: int):
 
 
 
-def test_the_parts_worked_out_per_event_equal_those_of_the_unit_rows():
+@pytest.mark.parametrize("key_limit", [2**64, 1], ids=["sorted-key", "window"])
+def test_the_parts_worked_out_per_event_equal_those_of_the_unit_rows(key_limit, monkeypatch):
     # panels.count_months works the spatial parts out per event (attributed_parts): the same frames as month_parts
     # of the unit rows (and admin2_entered of their areas), for events attributed to several groups, one group in
     # two countries and two sources, imprecise and unlocated events, events without admin2, a country with no places
     # and an event of no group.
+    # (key_limit 1: the entries by the window over a hash of unit x area, as when the sorted key could not hold them)
+    monkeypatch.setattr("sahel_pipeline.core.spatial.ENTRY_KEY_LIMIT", key_limit)
     places = places_table([COUNTRY, "Mali"])
     bamako = places.filter(pl.col("name") == "Bamako").row(0, named=True)
     north = OUAGA["latitude"] + 30 / 111.195  # 30 km north of Ouagadougou: in the 50 and 100 km rings

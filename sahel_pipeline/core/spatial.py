@@ -54,6 +54,7 @@ from sahel_pipeline.core.scoring import FittingPool, Log, MonthScores, score_tas
 from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
 
 RADII_KM = (25, 50, 100)
+ENTRY_KEY_LIMIT = 2**64  # attributed_parts' entries sort one integer key when units x areas x months fit in it
 ENTERED_QUIET_MONTHS = 12  # an admin2 area is entered when the unit had no event there in this many months before
 SPATIAL_EVENT_COLUMNS = [
     "source", "event_date", "country", "admin2", "latitude", "longitude", "geo_precision", "fatalities",
@@ -311,13 +312,37 @@ def attributed_parts(
     )
     parts = {"measures": measures, "buffers": buffers, "areas": areas}
     if entries:
-        coded = located.lazy().select(
-            "admin2", _unit=pl.col("_um") // months, m=(pl.col("_um") % months).cast(pl.Int64) + first,
-        ).with_columns(
-            _area=pl.struct("_unit", pl.col("admin2").to_physical()).hash(), unit_first=pl.col("m").min().over("_unit")
-        )  # fmt: skip
+        # Each unit's area numbered (its admin2's code among the areas' few thousand names, a lookup), and the rows
+        # put in order of one 64-bit key (unit, area, month): the area's month before is its neighbour's (at 2.57 M
+        # events the entries' work 0.9-1.4 s of CPU against 1.0-1.6 with the window over the area).
+        names = located["admin2"].to_physical()
+        distinct = names.unique().sort()
+        areas_per_unit = distinct.len()
+        units = cast(int, located["_um"].max() or 0) // months + 1
+        ordered = units * areas_per_unit * months < ENTRY_KEY_LIMIT  # else the window over a hash of unit x area
+        if ordered:
+            name_code = names.replace_strict(distinct, pl.int_range(areas_per_unit, dtype=pl.UInt64, eager=True))
+            coded = (
+                located.lazy()
+                .with_columns(_name=name_code)
+                .select("admin2", _key=((pl.col("_um") // months) * areas_per_unit + pl.col("_name")) * months
+                        + pl.col("_um") % months)
+                .sort("_key")
+                .select(
+                    "admin2", _unit=pl.col("_key") // months // areas_per_unit, _area=pl.col("_key") // months,
+                    m=(pl.col("_key") % months).cast(pl.Int64) + first,
+                )
+                .with_columns(unit_first=pl.col("m").min().over("_unit"))
+            )  # fmt: skip
+        else:
+            coded = located.lazy().select(
+                "admin2", _unit=pl.col("_um") // months, m=(pl.col("_um") % months).cast(pl.Int64) + first,
+            ).with_columns(
+                _area=pl.struct("_unit", pl.col("admin2").to_physical()).hash(),
+                unit_first=pl.col("m").min().over("_unit"),
+            )  # fmt: skip
         parts["entered"] = (
-            _entries(coded, ENTERED_QUIET_MONTHS)
+            _entries(coded, ENTERED_QUIET_MONTHS, ordered)
             .with_columns(_um=pl.col("_unit") * months + (pl.col("m") - first).cast(pl.UInt64))
             .join(keys.lazy(), on="_um")
             .select(*UNIT_KEY, "month", "admin2_areas", "admin2_entered", "admin2_entered_names")
@@ -450,13 +475,17 @@ def admin2_entered(
     )  # fmt: skip
 
 
-def _entries(coded: pl.LazyFrame, quiet: int) -> pl.LazyFrame:
+def _entries(coded: pl.LazyFrame, quiet: int, ordered: bool = False) -> pl.LazyFrame:
     """admin2_entered's figures per `_unit` and month index `m`, from one row per unit, area and month with areas:
     _unit, _area (the unit's area), m, admin2 (the area's name, String or Categorical) and unit_first (the unit's
     first month)."""
     marked = (
         # the area's month before, in a window over the area (a sort on the two keys cost twice as much CPU)
-        coded.with_columns(before=pl.col("m").shift(1).over("_area", order_by="m"))
+        coded.with_columns(
+            before=pl.when(pl.col("_area") == pl.col("_area").shift(1)).then(pl.col("m").shift(1))
+            if ordered
+            else pl.col("m").shift(1).over("_area", order_by="m")
+        )
         .with_columns(
             entered=(pl.col("m") - pl.col("unit_first") >= quiet)
             & (pl.col("before").is_null() | (pl.col("m") - pl.col("before") > quiet))
