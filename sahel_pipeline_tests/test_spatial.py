@@ -34,13 +34,16 @@ from sahel_pipeline.core.spatial import (
     admin2_areas,
     admin2_entered,
     alert_maps,
+    attributed_parts,
     buffer_candidates,
     buffer_counts,
     entered_since,
+    month_parts,
     precise_location,
     score_buffers,
     spatial_alerts,
     unit_events,
+    unit_rows,
     where_events_are,
 )
 from sahel_pipeline.definitions import build_definitions
@@ -170,6 +173,66 @@ def _simulated_alerts(seed: int, first_month: int, **kinds: int):
         )
     return sim, pl.concat(alerts).with_columns(month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date))
 
+
+
+@pytest.mark.parametrize("key_limit", [2**64, 1], ids=["sorted-key", "window"])
+def test_the_parts_worked_out_per_event_equal_those_of_the_unit_rows(key_limit, monkeypatch):
+    # panels.count_months works the spatial parts out per event (attributed_parts): the same frames as month_parts
+    # of the unit rows (and admin2_entered of their areas), for events attributed to several groups, one group in
+    # two countries and two sources, imprecise and unlocated events, events without admin2, a country with no places
+    # and an event of no group.
+    # (key_limit 1: the entries by the window over a hash of unit x area, as when the sorted key could not hold them)
+    monkeypatch.setattr("sahel_pipeline.core.spatial.ENTRY_KEY_LIMIT", key_limit)
+    places = places_table([COUNTRY, "Mali"])
+    bamako = places.filter(pl.col("name") == "Bamako").row(0, named=True)
+    north = OUAGA["latitude"] + 30 / 111.195  # 30 km north of Ouagadougou: in the 50 and 100 km rings
+    events = pl.DataFrame(
+        [
+            ("ACLED", COUNTRY, "2023-01", north, OUAGA["longitude"], "Kadiogo", 1, 3),
+            ("ACLED", COUNTRY, "2023-01", OUAGA["latitude"], OUAGA["longitude"] + 0.1, "Kadiogo", 2, 0),
+            ("ACLED", COUNTRY, "2023-01", north + 2, OUAGA["longitude"], None, 1, 1),
+            ("ACLED", COUNTRY, "2023-01", north, OUAGA["longitude"], "Kadiogo", 3, 5),  # imprecise
+            ("ACLED", COUNTRY, "2023-02", None, None, "Bazega", None, 2),  # no coordinates
+            ("ACLED", COUNTRY, "2024-03", north - 1, OUAGA["longitude"] - 1, "Bazega", 1, 0),
+            ("UCDP", COUNTRY, "2023-01", north, OUAGA["longitude"], "Kadiogo", 4, 7),  # imprecise in UCDP
+            ("UCDP", COUNTRY, "2023-01", north + 0.3, OUAGA["longitude"], "Kadiogo", 1, 1),
+            ("ACLED", "Mali", "2023-01", bamako["latitude"] + 0.2, bamako["longitude"], "Bamako", 1, 4),
+            ("ACLED", "Mali", "2023-01", bamako["latitude"] - 3, bamako["longitude"], "Mopti", 2, 0),
+            ("ACLED", "Atlantis", "2023-01", 10.0, 10.0, "Nowhere", 1, 9),  # no capital, no places
+            ("ACLED", COUNTRY, "2023-03", north, OUAGA["longitude"], "Kadiogo", 1, 0),  # of no group
+        ],
+        schema=["source", "country", "month", "latitude", "longitude", "admin2", "geo_precision", "fatalities"],
+        orient="row",
+    ).with_columns(
+        month=pl.col("month").map_elements(parse_month, return_dtype=pl.Date),
+        geo_precision=pl.col("geo_precision").cast(pl.Int8),
+    ).with_columns(precise=precise_location())  # fmt: skip
+    groups = {"A": 1, "B": 2, "C": 3}
+    pairs = [(0, "A"), (0, "B"), (1, "A"), (2, "B"), (2, "C"), (3, "A"), (3, "B"), (4, "A"), (5, "A"), (6, "A"),
+             (7, "C"), (8, "A"), (8, "C"), (9, "A"), (10, "B")]  # fmt: skip
+    located = events.with_row_index("_event")
+    attributed = (
+        pl.DataFrame(pairs, schema=["_event", "group_id"], orient="row")
+        .with_columns(
+            pl.col("_event").cast(pl.UInt32), _group=pl.col("group_id").replace_strict(groups, return_dtype=pl.UInt64)
+        )
+        .join(located.select("_event", "source", "country"), on="_event", maintain_order="left")
+    )
+    codes = pl.DataFrame({"_group": list(groups.values()), "group_id": list(groups)}).cast({"_group": pl.UInt64})
+    carried = attributed.join(located.drop("source", "country"), on="_event", maintain_order="left")
+
+    expected = month_parts(unit_rows(carried, events), places)
+    expected["entered"] = admin2_entered(expected["areas"])
+    worked_out = attributed_parts(attributed, codes, events, places, entries=True)
+    # 10 group units and 7 country units with events in a month (A's ACLED rows in Burkina Faso in three months)
+    assert expected["measures"].height == 17 and expected["buffers"].height and expected["areas"].height
+    # Bazega entered in March 2024 by group A and by the country (its event there in 2023 had no coordinates)
+    assert expected["entered"].filter(pl.col("admin2_entered") > 0)["admin2_entered_names"].to_list() == ["Bazega"] * 2
+    assert attributed_parts(attributed, codes, events, places).keys() == {"measures", "buffers", "areas"}
+    for part, frame in expected.items():
+        key = [c for c, t in frame.schema.items() if t != pl.Float64]
+        assert worked_out[part].schema == frame.schema, part
+        assert worked_out[part].sort(key, nulls_last=True).equals(frame.sort(key, nulls_last=True)), part
 
 @pytest.mark.slow
 def test_known_truth_movers_flagged_stayers_quiet_spreaders_flagged():

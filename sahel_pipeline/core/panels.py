@@ -59,8 +59,8 @@ COUNTRY_KEYS = ["source", "country"]
 
 PANEL_VERSION = "4"  # bump when counting changes, so that counts kept from an earlier run are not reused
 MONTH_KEYS = ["source", "month"]
-# Carried through the attribution when the spatial panels are counted with the others (core/spatial.py): one
-# attribution of the events for both.
+# Read when the spatial panels are counted with the others (core/spatial.py), from the same attribution of the events:
+# not carried through it, but looked up by the attributed rows' event numbers (spatial.attributed_parts).
 LOCATION_COLUMNS = ["admin2", "latitude", "longitude", "geo_precision"]
 NOT_DIGESTED = ("event_id", "source_file", "month")  # a month's counts depend on every other column read
 DIGEST_SEED = 20_240_726
@@ -216,7 +216,7 @@ def update_counts(
     key = counts_key(aliases, role, ambiguous, units, places)
     digests = month_digests(events)
     if previous is None or previous.key != key:
-        admin1, actors, names, located = count_months(events, aliases, role, ambiguous, units, places)
+        admin1, actors, names, located = count_months(events, aliases, role, ambiguous, units, places, entries=True)
         return MonthlyCounts(admin1, actors, names, digests, key, digests.height, **_with_entries(located))
     # A month changed when its digest or row count differs, or when it exists on one side only (new, or emptied).
     compared = digests.join(previous.digests, on=MONTH_KEYS, how="full", coalesce=True, suffix="_before")
@@ -254,8 +254,9 @@ def _with_entries(
     located: dict[str, pl.DataFrame], kept: pl.DataFrame | None = None, since: dt.date | None = None
 ) -> dict[str, pl.DataFrame]:
     """The spatial parts with the admin2 areas' entries of every month (none without places): worked out from all
-    the areas, or, with an earlier run's (`kept`), again only from the first changed month (`since`)."""
-    if not located:
+    the areas (or with them, by count_months), or, with an earlier run's (`kept`), again only from the first changed
+    month (`since`)."""
+    if not located or "entered" in located:
         return located
     from sahel_pipeline.core.spatial import admin2_entered, entered_since  # it imports this module
 
@@ -271,16 +272,18 @@ def count_months(
     ambiguous: Ambiguity,
     units: StateUnits = "fold",
     places: pl.DataFrame | None = None,
+    entries: bool = False,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, dict[str, pl.DataFrame]]:
     """Sparse counts per admin1 and month (for each group and the whole country), each group's names per month with
     the types the events gave them, and the groups' display names, of the given events; with `places`, the spatial
-    panels' parts of the same events (spatial.month_parts: measures, buffers, areas), from the same attribution."""
+    panels' parts of the same events (spatial.month_parts' measures, buffers and areas), from the same
+    attribution (spatial.attributed_parts); with `entries`, the admin2 entries of these months too (`entered`: when
+    they are all the months)."""
     carried = ["month", "event_date", "admin1", "disorder_type", "event_type", "fatalities", "civilian_targeting"]
     if places is not None:
-        from sahel_pipeline.core.spatial import month_parts, precise_location, unit_rows  # it imports this module
+        from sahel_pipeline.core.spatial import attributed_parts, precise_location  # it imports this module
 
         events = events.with_columns(precise=precise_location())
-        carried += ["latitude", "longitude", "admin2", "precise"]
     attribution = attribute_events(events.lazy(), aliases, role, ambiguous, carry=carried, units=units)
     attributed, names = attribution.groups.lazy(), attribution.names.lazy()
     group_ids = names.select("_group", "group_id").unique()
@@ -312,7 +315,8 @@ def count_months(
     admin1_counts, actor_counts, display_names = pl.collect_all([admin1, actors, display])
     located = {}
     if places is not None:
-        located = month_parts(unit_rows(attribution.groups.lazy(), events.lazy()), places)
+        codes = attribution.names.select("_group", "group_id").unique("_group")
+        located = attributed_parts(attribution.groups, codes, events, places, entries)
     return admin1_counts, actor_counts, display_names, located
 
 
