@@ -29,7 +29,7 @@ from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
 from sahel_pipeline.instance_storage import PooledSqliteEventLogStorage
 from sahel_pipeline.runlog import log_file_path, run_loggers
-from sahel_pipeline.startup import compile_check_records, warm_up_fitting_pool
+from sahel_pipeline.startup import compile_check_records, freeze_start_up_objects, warm_up_fitting_pool
 
 # The project-local instance `make ui` starts the webserver on; made from deploy/dagster-local.yaml when missing.
 LOCAL_DAGSTER_HOME = PROJECT_DIR / ".dagster_home"
@@ -120,6 +120,7 @@ class Runner:
         # result), so the ingest's events (0.85 GiB at 2.5 M events) were held while the panels counted.
         ingest = set(ingested_events.keys)
         self.upstream = ([k for k in UPSTREAM if k in ingest], [k for k in UPSTREAM if k not in ingest])
+        freeze_start_up_objects()
 
     def materialize_upstream(self) -> dict:
         """Ingest, validation and panels. Returns the ingest figures."""

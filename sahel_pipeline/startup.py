@@ -23,6 +23,11 @@ in docs/performance.md), and is kept because it paid:
   `pool.fork_server_preload`). What the server imported moves out of the garbage collector's reach, as Python's
   documentation advises before forking: the workers share those objects without copying them, and the server's own
   exit skips collecting them (0.2 s after the last run, which a caller reading the output through a pipe waits for).
+- **The run process's start-up objects frozen** (`freeze_start_up_objects`, called by the runner once the code
+  location is built, before any run). Dagster, Polars and the definitions leave some 260,000 objects that live as
+  long as the process; every full collection walked them again (9-11 in a weekly update, 0.2 s each). Frozen, the
+  collector leaves them alone: its time in a weekly update 2.6 -> 1.9 s. Nothing of a run exists yet, so nothing a
+  run drops is kept by the freeze.
 - **No last garbage collection** (`skip_final_garbage_collection`, called by the command line and the benchmark).
   At exit Python collects every object the libraries created: over a second at the end of each `sahel run`, to free
   memory the operating system takes back anyway. Every output is written and closed before then.
@@ -74,6 +79,12 @@ def compile_check_records() -> None:
     AssetCheckEvaluationPlanned(asset_key=key, check_name="compiled")
     target = AssetCheckEvaluationTargetMaterializationData(storage_id=0, run_id="", timestamp=0.0)
     dg.AssetCheckEvaluation(asset_key=key, check_name="compiled", passed=True, target_materialization_data=target)
+
+
+def freeze_start_up_objects() -> None:
+    """Move what exists now out of the garbage collector's reach (collected first, so no garbage is frozen)."""
+    gc.collect()
+    gc.freeze()
 
 
 def skip_final_garbage_collection() -> None:

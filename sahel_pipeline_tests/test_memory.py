@@ -34,3 +34,26 @@ def test_after_ingest_and_panels_neither_the_ingest_step_nor_its_events_stay_in_
     contexts, tables, events = (int(x) for x in done.stdout.split()[-3:])
     assert events > 10_000  # the sample was ingested
     assert (contexts, tables) == (0, 0)
+
+
+FROZEN_AT_START = """
+import gc, sys
+from pathlib import Path
+from sahel_pipeline.runner import Runner
+
+if __name__ == "__main__":
+    before = gc.get_freeze_count()
+    Runner([], Path(sys.argv[1]), workers=1)
+    print(before, gc.get_freeze_count())
+"""
+
+
+def test_the_runner_freezes_what_start_up_made_before_any_run(tmp_path):
+    """The libraries' and the definitions' objects live as long as the process: every full collection of a run
+    walked them again (startup.freeze_start_up_objects)."""
+    done = subprocess.run(
+        [sys.executable, "-c", FROZEN_AT_START, str(tmp_path / "out")], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    before, after = (int(x) for x in done.stdout.split()[-2:])
+    assert before == 0 and after > 50_000
