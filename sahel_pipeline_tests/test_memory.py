@@ -48,6 +48,7 @@ if __name__ == "__main__":
 """
 
 
+@pytest.mark.slow  # a fresh interpreter imports the code location
 def test_the_runner_freezes_what_start_up_made_before_any_run(tmp_path):
     """The libraries' and the definitions' objects live as long as the process: every full collection of a run
     walked them again (startup.freeze_start_up_objects)."""
