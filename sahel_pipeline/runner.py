@@ -16,7 +16,7 @@ from typing import cast
 import dagster as dg
 import polars as pl
 from dagster._core.instance.config import dagster_instance_config
-from dagster._core.instance.ref import InstanceRef
+from dagster._core.instance.ref import InstanceRef, _event_logs_directory
 
 from sahel_pipeline import BACKTEST_MONTHS, PROJECT_DIR
 from sahel_pipeline.core.ingest import DEFAULT_RAW_PATHS
@@ -49,17 +49,22 @@ def recording_instance() -> dg.DagsterInstance:
     `.dagster_home/` (SQLite), the one `make ui` serves. Where it keeps its runs in SQLite files (Dagster's default
     storage), this process writes their event log with its connections kept open (instance_storage: the same files,
     about 9 ms less an event)."""
-    home = Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else LOCAL_DAGSTER_HOME
-    if home == LOCAL_DAGSTER_HOME and not (home / "dagster.yaml").exists():
-        home.mkdir(exist_ok=True)
-        shutil.copyfile(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
+    if os.environ.get("DAGSTER_HOME"):
+        home = Path(os.environ["DAGSTER_HOME"])
+        if not (home.is_absolute() and home.is_dir()):
+            return dg.DagsterInstance.get()  # Dagster's own error says what is wrong with it
+    else:
+        home = LOCAL_DAGSTER_HOME
+        if not (home / "dagster.yaml").exists():
+            home.mkdir(exist_ok=True)
+            shutil.copyfile(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
     config, _ = dagster_instance_config(str(home))
     if any(config.get(key) for key in ("storage", "event_log_storage", "run_storage", "schedule_storage")):
-        return dg.DagsterInstance.get() if home != LOCAL_DAGSTER_HOME else dg.DagsterInstance.from_config(str(home))
+        return dg.DagsterInstance.from_config(str(home))
     pooled = {
         "module": PooledSqliteEventLogStorage.__module__,
         "class": PooledSqliteEventLogStorage.__name__,
-        "config": {"base_dir": str(home / "history" / "runs")},  # where Dagster's own SQLite event log keeps them
+        "config": {"base_dir": _event_logs_directory(str(home))},  # where Dagster's own SQLite event log keeps them
     }
     return dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides={"event_log_storage": pooled}))
 
