@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 import pytest
+import sqlalchemy
 from dagster._core.events import DagsterEvent, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
@@ -46,6 +47,15 @@ def test_one_engine_per_database_however_many_events(tmp_path, engines_made):
     assert len(storage._engines) == OPEN_DATABASES  # the least recently used are closed
     storage.dispose()
     assert not storage._engines
+
+
+def test_the_write_ahead_log_is_synced_at_checkpoints_not_at_every_event(tmp_path):
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(step_event("run_d", 0))
+    with storage.run_connection("run_d") as conn:
+        # WAL is Dagster's choice for these files; NORMAL (1) rather than FULL (2) is ours, SQLite's advice for WAL
+        assert conn.execute(sqlalchemy.text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(sqlalchemy.text("PRAGMA synchronous")).scalar() == 1
 
 
 def test_what_it_writes_reads_back_with_dagsters_own_storage(tmp_path):
