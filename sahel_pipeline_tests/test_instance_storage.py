@@ -14,10 +14,17 @@ from sahel_pipeline.instance_storage import OPEN_DATABASES, PooledSqliteEventLog
 from sahel_pipeline.runner import recording_instance
 
 
-def step_event(run_id: str, n: int) -> EventLogEntry:
+def step_event(run_id: str, n: int, kind: DagsterEventType = DagsterEventType.STEP_START) -> EventLogEntry:
     return EventLogEntry(
         error_info=None, level=20, user_message=f"event {n}", run_id=run_id, timestamp=time.time(), step_key="s",
-        job_name="j", dagster_event=DagsterEvent(DagsterEventType.STEP_START.value, "j", step_key="s"),
+        job_name="j", dagster_event=DagsterEvent(kind.value, "j", step_key="s"),
+    )
+
+
+def log_line(run_id: str, n: int) -> EventLogEntry:
+    return EventLogEntry(
+        error_info=None, level=20, user_message=f"line {n}", run_id=run_id, timestamp=time.time(), step_key="s",
+        job_name="j", dagster_event=None,
     )
 
 
@@ -56,6 +63,20 @@ def test_the_write_ahead_log_is_synced_at_checkpoints_not_at_every_event(tmp_pat
         # WAL is Dagster's choice for these files; NORMAL (1) rather than FULL (2) is ours, SQLite's advice for WAL
         assert conn.execute(sqlalchemy.text("PRAGMA journal_mode")).scalar() == "wal"
         assert conn.execute(sqlalchemy.text("PRAGMA synchronous")).scalar() == 1
+
+
+def test_a_steps_start_reaches_the_file_the_webserver_watches(tmp_path):
+    """The webserver follows a live run by watching its .db file; with the connection kept open the log would reach
+    that file only at SQLite's occasional checkpoints."""
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(step_event("run_e", 0))
+    watched = tmp_path / "run_e.db"
+    size = watched.stat().st_size
+    for n in range(20):
+        storage.store_event(log_line("run_e", n))
+    storage.store_event(step_event("run_e", 1, DagsterEventType.STEP_START))  # the next step: a boundary
+    assert watched.stat().st_size > size  # the lines and the step's start checkpointed into it
+    assert len(SqliteEventLogStorage(str(tmp_path)).get_records_for_run("run_e").records) == 22
 
 
 def test_what_it_writes_reads_back_with_dagsters_own_storage(tmp_path):
