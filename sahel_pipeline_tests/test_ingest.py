@@ -267,3 +267,19 @@ def test_the_manifest_says_which_files_are_synthetic(tmp_path, sample_dir):
     assert "synthetic: every event note starts with SYNTHETIC" in notes["renamed_update.csv"]
     again = run(raw, tmp_path / "cache")  # from the cache: the flag is kept
     assert dict(again.manifest.select("file", "synthetic").iter_rows()) == flags
+
+
+def test_the_only_file_s_cache_entry_is_named_as_the_table_when_the_merge_removes_nothing(tmp_path):
+    """IngestResult.events_file lets the warehouse copy the cache entry instead of encoding 2.5 M events again: it
+    must hold exactly the table, and be named only when it does."""
+    raw, cache = tmp_path / "raw", tmp_path / "cache"
+    raw.mkdir()
+    (raw / "acled_niger.csv").write_text(snapshot(SNAPSHOT_B))
+    for _ in ("read now", "from the cache"):
+        result = run(raw, cache)
+        assert result.events_file is not None and result.events_file.parent == cache
+        assert pl.read_parquet(result.events_file).equals(result.events)
+
+    (raw / "acled_deletions.csv").write_text(DELETIONS)  # a second file, which removes NIG4
+    result = run(raw, cache)
+    assert result.events_file is None and result.events.height == len(SNAPSHOT_B) - 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -12,6 +13,7 @@ import pytest
 from sahel_pipeline import SAMPLE_DIR
 from sahel_pipeline.core.ingest import raw_path_list
 from sahel_pipeline.defs import ingest as ingest_defs
+from sahel_pipeline.defs import io_manager
 from sahel_pipeline.defs.io_manager import parquet_warehouse
 from sahel_pipeline.defs.resources import PipelineSettings
 from sahel_pipeline.runner import failure_message
@@ -143,3 +145,30 @@ def test_great_expectations_check_on_a_cached_rerun_reports_the_whole_table(tmp_
     assert third.metadata["files_validated_earlier"].value == 2
     total = third.metadata["rows_validated_now"].value + third.metadata["rows_validated_earlier"].value
     assert total == third.metadata["rows_in_table"].value
+
+
+@pytest.mark.slow  # materializes the ingest
+def test_a_single_file_s_table_is_its_cache_entry_copied_and_more_files_are_written(tmp_path, sample_dir, monkeypatch):
+    """The warehouse's canonical_events is the cache entry copied (not linked: writing into the warehouse file
+    must not change the cache) when one file makes the table, and the merge written when several do."""
+    copied: list[Path] = []
+    copy = io_manager.copyfile
+    monkeypatch.setattr(io_manager, "copyfile", lambda source, target: copied.append(source) or copy(source, target))
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    first, *others = sorted(sample_dir.glob("*.csv"))
+    shutil.copy(first, raw)
+    settings = PipelineSettings(raw_paths=str(raw), output_dir=str(tmp_path / "out"), sample_fallback=False)
+    assert materialize_ingest(settings).success
+    stored = settings.warehouse / "canonical_events.parquet"
+    (entry,) = settings.ingest_cache.glob("*.events.parquet")
+    assert copied == [entry]
+    assert stored.read_bytes() == entry.read_bytes() and not stored.samefile(entry)
+    pl.DataFrame({"x": [1]}).write_parquet(stored)  # writing into the warehouse's file ...
+    assert pl.read_parquet(entry).height > 1  # ... leaves the cache as it was
+
+    for other in others:
+        shutil.copy(other, raw)
+    assert materialize_ingest(settings).success
+    assert copied == [entry]  # nothing copied this time: the merge is written
+    assert pl.read_parquet(stored).height > pl.read_parquet(entry).height

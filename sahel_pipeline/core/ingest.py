@@ -71,6 +71,9 @@ class IngestResult:
     manifest: pl.DataFrame
     overlaps: pl.DataFrame  # id-less rows reported as the same event as one with an id
     stats: dict[str, int] = field(default_factory=dict)
+    # A Parquet file that holds exactly `events`, row for row: the cache entry of the only file, when the merge
+    # removed nothing. A writer can copy it rather than write 2.5 M events again (about 2 s of a cold run).
+    events_file: Path | None = None
 
     def unreadable_files(self) -> pl.DataFrame:
         return self.manifest.filter(pl.col("error").is_not_null())
@@ -206,6 +209,7 @@ def ingest(
     entries: list[dict] = []
     problems: list[dict] = []  # manifest rows of paths that could not be read or are gone, not of files read
     event_frames: list[pl.DataFrame] = []
+    event_files: list[Path] = []  # each frame's cache file, which holds exactly its rows
     deletion_frames: list[pl.DataFrame] = []
     quarantine_frames: list[pl.DataFrame] = []
     for skipped in unreadable:
@@ -234,6 +238,7 @@ def ingest(
         events, deletions, quarantine, info = cached
         entries.append({**entry, **info, "error": None})
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
+        event_files.append(_cache_part(cache_dir, _cache_key(name, entry["sha256"]), "events"))
         deletion_frames.append(deletions)
         quarantine_frames.append(quarantine)
     vanished = _vanished(previous, {e["file"] for e in entries} | {p["file"] for p in problems})
@@ -244,6 +249,8 @@ def ingest(
     _save_manifest(cache_dir, entries)
 
     result = consolidate(event_frames, deletion_frames, quarantine_frames)
+    if len(event_frames) == 1 and result.events.height == event_frames[0].height:
+        result.events_file = event_files[0]  # the merge only ever removes rows: none removed, the file is the table
     manifest = _manifest_frame(entries + problems + vanished, result.quarantine)
     result.manifest = manifest
     result.stats.update(
@@ -337,7 +344,8 @@ def consolidate(
     quarantine_frames: list[pl.DataFrame],
 ) -> IngestResult:
     """Merge validated files (given in file order, with `_file_order`) into canonical events: newest revisions,
-    deletions, and overlaps of id-less extracts."""
+    deletions, and overlaps of id-less extracts. Each step only removes rows and keeps the others' order, so a merge
+    that removes none returns its files' rows as they came (`ingest` relies on it: IngestResult.events_file)."""
     all_events = pl.concat(event_frames, how="vertical_relaxed") if event_frames else _no_events()
     quarantine = (
         pl.concat(quarantine_frames, how="vertical_relaxed").select(list(QUARANTINE_SCHEMA))
@@ -398,7 +406,7 @@ def apply_deletions(events: pl.DataFrame, deletions: pl.DataFrame) -> tuple[pl.D
     if deletions.height == 0:
         return events, 0, 0
     latest = deletions.group_by("event_id").agg(pl.col("deleted_at").max())
-    marked = events.join(latest, on="event_id", how="left")
+    marked = events.join(latest, on="event_id", how="left", maintain_order="left")  # see consolidate
     gone = pl.col("deleted_at").is_not_null() & (
         pl.col("revision").is_null() | (pl.col("revision") <= pl.col("deleted_at"))
     )
@@ -426,7 +434,7 @@ def drop_overlapping_extract_rows(events: pl.DataFrame) -> tuple[pl.DataFrame, p
         .join(with_ids, on=OVERLAP_KEY, how="left")
     )
     overlapping = candidates.filter(pl.col("_nth") < pl.col("_matches").fill_null(0))
-    kept = events.join(overlapping.select("event_id"), on="event_id", how="anti")
+    kept = events.join(overlapping.select("event_id"), on="event_id", how="anti", maintain_order="left")
     return kept, overlapping.select(
         "event_id", "source_file", "source_row", "event_date", "location", "event_type", "fatalities"
     )
@@ -460,6 +468,10 @@ def _cache_key(name: str, digest: str) -> str:
     return hashlib.sha256(f"{PARSER_VERSION}\0{name}\0{digest}".encode()).hexdigest()[:32]
 
 
+def _cache_part(cache_dir: Path, key: str, part: str) -> Path:
+    return cache_dir / f"{key}.{part}.parquet"
+
+
 def file_sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -487,11 +499,11 @@ def _read_cache(
             raise ValueError("not a cache entry's description")
         frames = []
         for part in CACHE_PARTS:
-            reading = cache_dir / f"{key}.{part}.parquet"
+            reading = _cache_part(cache_dir, key, part)
             frames.append(pl.read_parquet(reading))
     except UNREADABLE as err:
         discarded(reading, err, f"its cache entry is dropped and {name} is read again", warn)
-        for path in (info_path, *(cache_dir / f"{key}.{part}.parquet" for part in CACHE_PARTS)):
+        for path in (info_path, *(_cache_part(cache_dir, key, part) for part in CACHE_PARTS)):
             path.unlink(missing_ok=True)
         return None
     events, deletions, quarantine = frames
@@ -512,7 +524,7 @@ def _write_cache(
     }
     with written_aside() as aside:
         for part, frame in zip(CACHE_PARTS, (source.events, source.deletions, source.quarantine), strict=True):
-            frame.write_parquet(aside(cache_dir / f"{key}.{part}.parquet"), compression="lz4")
+            frame.write_parquet(aside(_cache_part(cache_dir, key, part)), compression="lz4")
         # The info file is put in place last: its presence means the cache entry is complete.
         aside(cache_dir / f"{key}.json").write_text(json.dumps(info))
     return source.events, source.deletions, source.quarantine, info
