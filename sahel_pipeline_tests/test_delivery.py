@@ -26,6 +26,7 @@ from sahel_pipeline.core.delivery import (
     with_retries,
 )
 from sahel_pipeline.core.messages import email_message, slack_payload, teams_payload
+from sahel_pipeline.defs.delivery import _summary
 from sahel_pipeline_tests.fixtures import free_port
 from sahel_pipeline_tests.local_services import WebhookEndpoint, self_signed_certificate, smtp_server
 from sahel_pipeline_tests.payload_schemas import SLACK_MESSAGE, TEAMS_MESSAGE
@@ -319,3 +320,9 @@ def test_the_ledger_skips_a_line_cut_short_and_counts_it(tmp_path):
     with open(ledger.path, "a") as fh:
         fh.write('{"at": "2025-01-0')  # a write cut short by a crash
     assert ledger.entries() == [sent(card)] and ledger.unreadable_lines == 1
+
+
+def test_the_dry_run_summary_counts_one_message_in_the_singular():
+    entry = LedgerEntry("2024-12-02T00:00:00", "2024-11", "email", "a@example.org", "dry_run", 0, (), "s", False)
+    assert _summary([], [entry], dry_run=True) == "1 message written to the outbox (dry run, nothing sent)"
+    assert _summary([], [entry, entry], dry_run=True).startswith("2 messages written")

@@ -237,8 +237,9 @@ def alert_notifications(
 
 def _summary(planned: list[Planned], entries: list[LedgerEntry], dry_run: bool) -> str:
     counts = {o: sum(e.outcome == o for e in entries) for o in ("sent", "failed", "dry_run")}
+    written = f"{counts['dry_run']} message{'' if counts['dry_run'] == 1 else 's'}"
     parts = (
-        [f"{counts['dry_run']} messages written to the outbox (dry run, nothing sent)"]
+        [f"{written} written to the outbox (dry run, nothing sent)"]
         if dry_run
         else [f"{counts['sent']} sent", f"{counts['failed']} failed"]
     )
