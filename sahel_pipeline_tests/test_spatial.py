@@ -10,6 +10,7 @@ import math
 from dataclasses import replace
 
 import dagster as dg
+import numpy as np
 import polars as pl
 import pytest
 
@@ -34,6 +35,7 @@ from sahel_pipeline.core.spatial import (
     admin2_areas,
     admin2_entered,
     alert_maps,
+    at_least,
     attributed_parts,
     buffer_candidates,
     buffer_counts,
@@ -501,3 +503,16 @@ def test_spatial_panels_counted_with_the_panels_equal_their_own_count_and_are_ke
     assert build_panels(this_week, aliases, previous=counted.counts, places=moved).counts.recounted_months == (
         counted.counts.digests.height
     )
+
+
+def test_binomial_tail_equals_scipy_stats_on_every_edge():
+    """The ring share's tail P(X >= k) (spatial.at_least, from scipy.special: scipy.stats' import is a second of
+    start-up) equals scipy.stats' binomial survival function, k outside 1..n and p at 0 and 1 included."""
+    from scipy import stats
+
+    rng = np.random.default_rng(7)
+    n = rng.integers(0, 60, 4000)
+    k = rng.integers(-2, 65, 4000)
+    p = rng.random(4000)
+    p[:100], p[100:200] = 0.0, 1.0
+    np.testing.assert_allclose(at_least(k, n, p), stats.binom.sf(k - 1, n, p), rtol=1e-12, atol=0)

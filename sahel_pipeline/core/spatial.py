@@ -25,7 +25,7 @@ from typing import TypeVar, cast
 
 import numpy as np
 import polars as pl
-from scipy import stats
+from scipy import special  # not scipy.stats: its import is a second of every run's start
 
 from sahel_pipeline.core.actors import StateUnits
 from sahel_pipeline.core.alerts import (
@@ -755,8 +755,16 @@ def ring_shares(month: dt.date, buffers: pl.DataFrame, where: pl.DataFrame, conf
         *UNIT_KEY, "place_id", "radius_km", "ring_now", "ring_recent", "located_now",
         share_before=(pl.col("ring_before") / pl.col("located_before")).fill_nan(0.0).fill_null(0.0),
     )  # fmt: skip
-    share_p = stats.binom.sf(shares["ring_now"] - 1, shares["located_now"], shares["share_before"].to_numpy())
+    share_p = at_least(*(shares[c].to_numpy() for c in ("ring_now", "located_now", "share_before")))
     return shares.with_columns(share_p=pl.Series(share_p, dtype=pl.Float64))
+
+
+def at_least(k: np.ndarray, n: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """P(X >= k) for X ~ Binomial(n, p), elementwise: the regularized incomplete beta I_p(k, n - k + 1)."""
+    k, n, p = (np.asarray(a, dtype=float) for a in (k, n, p))
+    inside = (k >= 1) & (k <= n)
+    tail = special.betainc(np.where(inside, k, 1.0), np.where(inside, n - k + 1, 1.0), p)
+    return np.where(k <= 0, 1.0, np.where(k > n, 0.0, tail))
 
 
 def buffer_candidates(month: dt.date, buffers: pl.DataFrame, where: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
@@ -909,7 +917,7 @@ def distance_trends(distances: pl.DataFrame, month: dt.date, rule: SpatialRule) 
     variance = n * (n - 1) * (2 * n + 5) / 18
     # One-sided (shrinking): P(S <= s) under no trend, with the continuity correction.
     z = (fitted["s"].to_numpy() + 1) / np.sqrt(variance)
-    return fitted.with_columns(p_value=pl.Series(stats.norm.cdf(z)))
+    return fitted.with_columns(p_value=pl.Series(special.ndtr(z)))
 
 
 def _trend_flags(distances: pl.DataFrame, month: dt.date, rule: SpatialRule) -> pl.DataFrame:
@@ -1080,20 +1088,32 @@ def alert_maps(
 ) -> list[AlertMap]:
     """One map record per alert row, in the table's order. `unit_rows` are unit_events' rows covering the alerts'
     units over the model window (more is fine: the rest is left out)."""
+    # Each alert's unit is taken from rows split by unit once: a Polars query per alert and window cost more than
+    # the maps' own work (a report has tens of maps).
+    group = pl.col("group").fill_null("")
+    alerted = alerts.select(
+        "source", level=pl.when(group != "").then(pl.lit("group")).otherwise(pl.lit("country")),
+        group_id=pl.when(group != "").then(group), country="country",
+    )  # fmt: skip
+    months = [dt.date.fromisoformat(f"{m}-01") for m in alerts["month"]]
+    earliest = window_start(min(months), config.window_months) if months else dt.date.max
+    by_unit = (
+        unit_rows.filter(pl.col("month") >= earliest)
+        .join(alerted.unique(), on=UNIT_KEY, nulls_equal=True, how="semi")
+        .partition_by(UNIT_KEY, as_dict=True)
+    )
+    marks_of = {
+        country: tuple(MapPlace(**p) for p in frame.select(list(MapPlace.__dataclass_fields__)).iter_rows(named=True))
+        for (country,), frame in places.partition_by("country", as_dict=True, maintain_order=True).items()
+    }
     maps = []
-    for alert in alerts.iter_rows(named=True):
-        month = dt.date.fromisoformat(f"{alert['month']}-01")
-        group = alert["group"] or None
-        unit = unit_rows.filter(
-            pl.col("source") == alert["source"],
-            pl.col("country") == alert["country"],
-            pl.col("group_id") == group if group else pl.col("level") == "country",
-            pl.col("month").is_between(window_start(month, config.window_months), month),
+    for alert, key, month in zip(alerts.iter_rows(named=True), alerted.rows(), months, strict=True):
+        unit = by_unit.get(key, unit_rows.clear()).filter(
+            pl.col("month").is_between(window_start(month, config.window_months), month)
         )
-        recent = pl.col("month") >= window_start(month, config.recent_months)
         located = unit.filter("precise")
-        country = places.filter(pl.col("country") == alert["country"])
-        marks = tuple(MapPlace(**p) for p in country.select(list(MapPlace.__dataclass_fields__)).iter_rows(named=True))
+        recent = located["month"] >= window_start(month, config.recent_months)
+        marks = marks_of.get(alert["country"], ())
         ringed = next((p for p in marks if p.name == alert["place"]), None) if alert["place"] else None
         maps.append(
             AlertMap(
