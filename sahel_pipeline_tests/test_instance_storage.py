@@ -125,3 +125,42 @@ def test_a_dagster_yaml_that_names_a_storage_is_used_as_it_is(own_dagster_home):
     with recording_instance() as instance:
         assert type(instance.event_log_storage) is SqliteEventLogStorage
         assert instance.event_log_storage._base_dir == str(runs)
+
+
+def sqlite_schema(path) -> tuple:
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return (
+            sorted(conn.execute("SELECT type, name, sql FROM sqlite_master").fetchall()),
+            conn.execute("SELECT version_num FROM alembic_version").fetchall(),
+            conn.execute("PRAGMA journal_mode").fetchall(),
+        )
+
+
+def test_a_new_runs_database_is_written_from_the_template_as_dagster_would_make_it(tmp_path, monkeypatch):
+    made = []
+    real = PooledSqliteEventLogStorage._initdb
+    monkeypatch.setattr(PooledSqliteEventLogStorage, "_initdb", lambda self, engine, **kw: made.append(1) or real(
+        self, engine, **kw))  # fmt: skip
+    storage = PooledSqliteEventLogStorage(str(tmp_path / "pooled"))
+    made.clear()  # the index's
+    for run in ("run_f", "run_g", "run_h"):
+        storage.store_event(step_event(run, 0))
+        storage.store_event(step_event(run, 1))
+    assert len(made) == 1  # the template's, once; the three runs' files are copies of it
+    reference = SqliteEventLogStorage(str(tmp_path / "dagster"))
+    reference.store_event(step_event("run_ref", 0))
+    assert sqlite_schema(tmp_path / "pooled" / "run_h.db") == sqlite_schema(tmp_path / "dagster" / "run_ref.db")
+    default = SqliteEventLogStorage(str(tmp_path / "pooled"))
+    assert [r.event_log_entry.user_message for r in default.get_records_for_run("run_h").records] == ["event 0",
+                                                                                                       "event 1"]
+
+
+def test_a_run_database_another_process_made_is_not_overwritten(tmp_path):
+    other = SqliteEventLogStorage(str(tmp_path))  # as the webserver or another `sahel` would
+    other.store_event(step_event("run_i", 0))
+    storage = PooledSqliteEventLogStorage(str(tmp_path))
+    storage.store_event(step_event("run_i", 1))
+    assert [r.event_log_entry.user_message for r in storage.get_records_for_run("run_i").records] == ["event 0",
+                                                                                                       "event 1"]
