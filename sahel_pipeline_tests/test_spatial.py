@@ -516,3 +516,36 @@ def test_binomial_tail_equals_scipy_stats_on_every_edge():
     p = rng.random(4000)
     p[:100], p[100:200] = 0.0, 1.0
     np.testing.assert_allclose(at_least(k, n, p), stats.binom.sf(k - 1, n, p), rtol=1e-12, atol=0)
+
+
+def test_the_nearest_event_sentence_names_the_last_month_as_close():
+    """'the nearest 65 km from the city, the closest since February': from the largest ring's nearest event and,
+    for the capital, the spatial panel's nearest at any distance, whichever is nearer; a unit with no event in the
+    month gets no such clause."""
+    from sahel_pipeline.core.spatial import _closest, nearest_by_month
+
+    months = [dt.date(2026, m, 1) for m in range(1, 7)]
+    unit = {"source": "ACLED", "level": "group", "group_id": "G1", "country": COUNTRY}
+    quiet = unit | {"group_id": "G2"}
+    ring = [(unit, OUAGA["place_id"], m, km) for m, km in zip(months, [80.0, 60, 90, 95, 70, 65], strict=True)]
+    ring += [(quiet, OUAGA["place_id"], months[2], 10.0)]
+    buffers = pl.DataFrame(
+        [{**u, "place_id": p, "radius_km": r, "month": m, "nearest_km": km if r == 100 else None}
+         for u, p, m, km in ring for r in RADII_KM],
+        schema_overrides={"nearest_km": pl.Float64},
+    )  # fmt: skip
+    # the panel's nearest to the capital at any distance: nearer than the ring's in March (55 km), none in June
+    capital_km = [85.0, 62, 55, 99, 72, None]
+    where = pl.DataFrame(
+        [{**unit, "month": m, "nearest_capital_km": km} for m, km in zip(months, capital_km, strict=True)],
+        schema_overrides={"nearest_capital_km": pl.Float64},
+    )  # fmt: skip
+    nearest = nearest_by_month(buffers, where, PLACES, months[-1])
+    assert _closest(nearest, unit, OUAGA["place_id"], months[-1]) == (
+        "; the nearest 65 km from the city, the closest since March 2026"
+    )
+    assert _closest(nearest, quiet, OUAGA["place_id"], months[-1]) == ""
+    first = nearest_by_month(buffers, where, PLACES, months[1])
+    assert _closest(first, unit, OUAGA["place_id"], months[1]) == (
+        "; the nearest 60 km from the city, the closest in the data"
+    )

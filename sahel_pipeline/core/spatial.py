@@ -659,7 +659,7 @@ def spatial_alerts(
     where = where.join(names, on=["source", "group_id", "country"], how="left", nulls_equal=True).filter(
         (pl.col("level") == "country") | pl.col("group_type").is_in(list(config.alerted_types))
     )
-    nearest = nearest_by_month(buffers, where, places)
+    nearest = nearest_by_month(buffers, where, places, month)
     # One approach alert per unit and month, the count rule's before the trend's (places near each other share
     # their rings' events: one rise would otherwise be alerted once per town).
     approach = [
@@ -676,19 +676,26 @@ def spatial_alerts(
     return pl.DataFrame(rows, schema=SPATIAL_ALERT_SCHEMA) if rows else pl.DataFrame(schema=SPATIAL_ALERT_SCHEMA)
 
 
-def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.DataFrame) -> pl.DataFrame:
+def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.DataFrame, month: dt.date) -> pl.DataFrame:
     """The nearest event to each place per unit and month: within the largest ring from the buffers, and to the
-    capital at any distance from the spatial panel."""
-    capital = where.join(capitals(places).select("country", "capital_id"), on="country").select(
-        *UNIT_KEY, place_id="capital_id", month="month", nearest_km="nearest_capital_km"
-    )
+    capital at any distance from the spatial panel; for the units and places with events in `month` only (the
+    alerts' sentences compare that month's with the earlier ones: _closest)."""
+    unit = pl.struct(UNIT_KEY).hash()  # one integer, not four text keys, to filter and group on
     ringed = buffers.filter(pl.col("radius_km") == pl.col("radius_km").max()).select(
-        *UNIT_KEY, "place_id", "month", "nearest_km"
+        *UNIT_KEY, "place_id", "month", "nearest_km", _unit=unit
+    )
+    capital = where.filter(pl.col("nearest_capital_km").is_not_null()).select(
+        *UNIT_KEY, "month", nearest_km="nearest_capital_km", _unit=unit
+    )
+    now = pl.concat([frame.filter(pl.col("month") == month)["_unit"] for frame in (ringed, capital)]).unique()
+    capital = capital.filter(pl.col("_unit").is_in(now.implode())).join(
+        capitals(places).select("country", place_id="capital_id"), on="country"
     )
     return (
-        pl.concat([capital.filter(pl.col("nearest_km").is_not_null()), ringed])
-        .group_by(*UNIT_KEY, "place_id", "month")
-        .agg(pl.col("nearest_km").min())
+        pl.concat([capital, ringed.filter(pl.col("_unit").is_in(now.implode()))], how="diagonal")
+        .group_by("_unit", "place_id", "month")
+        .agg(pl.col(UNIT_KEY).first(), pl.col("nearest_km").min())
+        .select(*UNIT_KEY, "place_id", "month", "nearest_km")
     )
 
 
