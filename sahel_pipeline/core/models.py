@@ -36,7 +36,7 @@ from functools import cached_property
 from pathlib import Path
 
 import numpy as np
-from scipy import optimize, special
+from scipy import special
 
 from sahel_pipeline.core import negbin
 from sahel_pipeline.core.actor_types import ARMED_TYPES
@@ -360,6 +360,10 @@ def _anscombe_weights(y: np.ndarray, mu: np.ndarray, X: np.ndarray, threshold: f
 
 def estimate_alpha(y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> tuple[float, float]:
     """Maximum-likelihood NB2 dispersion given the means, and the likelihood-ratio statistic against Poisson."""
+    # Imported here: scipy.optimize is 0.6 s of import that every process starting the pipeline paid, and only the
+    # fitting workers (which preload it with statsmodels) need.
+    from scipy import optimize
+
     poisson = float(np.sum(weights * nb_logpmf(y, mu, 0.0)))
     result = optimize.minimize_scalar(
         lambda log_a: -float(np.sum(weights * nb_logpmf(y, mu, math.exp(log_a)))),
