@@ -23,6 +23,7 @@ import polars as pl
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
 from sahel_pipeline.core.models import (
     BaselineFit,
+    ChunkScores,
     ModelConfig,
     SeriesTask,
     input_keys,
@@ -198,51 +199,100 @@ def series_tasks(series: pl.LazyFrame, month: dt.date, config: ModelConfig) -> t
     return tasks, skipped
 
 
-# Milliseconds per series measured on this project's machine: a full fit, and a refit whose baseline fit is reused.
-FULL_FIT_MS, REUSED_FIT_MS = 3.0, 0.4
+# Milliseconds of a worker's CPU per series, measured on the benchmark's weekly update (chunks of 64 to 1,000): a
+# full fit (7.5-9.6), and a rescore on a kept baseline fit (0.9-1.6: the detector's levels kept too, and often the
+# forecast filter's run up to the last month).
+FULL_FIT_MS, REUSED_FIT_MS = 8.0, 1.0
 # Below this much work, starting other processes costs more than it saves; once they run, feeding them costs little.
 POOL_WORTH_MS, STARTED_POOL_WORTH_MS = 3000, 100
+# Chunks a worker gets, of about equal work: a weekly update's few refits would otherwise fall in a handful of
+# chunks of 64 and keep one worker busy while the other idles. More chunks balance better and cost more to send.
+CHUNKS_PER_WORKER = 4
+MAX_CHUNK = 512  # series a chunk at most: its arrays (months x candidates a series) stay small
+
+
+def task_work(task: SeriesTask) -> float:
+    """Milliseconds a task is expected to cost."""
+    return REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS
+
+
+def balanced_chunks(tasks: list[SeriesTask], workers: int) -> list[list[int]]:
+    """The tasks (by position) in chunks of about equal work, the dearest tasks first: the workers take the chunks in
+    turn, so each ends with light ones and they finish together."""
+    work = [task_work(task) for task in tasks]
+    target = sum(work) / (CHUNKS_PER_WORKER * workers)
+    chunks: list[list[int]] = [[]]
+    held = 0.0
+    for i in sorted(range(len(tasks)), key=lambda i: -work[i]):
+        if chunks[-1] and (held >= target or len(chunks[-1]) >= MAX_CHUNK):
+            chunks.append([])
+            held = 0.0
+        chunks[-1].append(i)
+        held += work[i]
+    return chunks if tasks else []
 
 
 def score_tasks(
     tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print
 ) -> MonthScores:
-    """Fit every task, on the pool when there is enough work for it. Logs progress as chunks finish."""
-    chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
-    work_ms = sum(REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS for task in tasks)
+    """Fit every task, on the pool when there is enough work for it. Logs progress as chunks finish. The rows come in
+    the tasks' order."""
+    work_ms = sum(task_work(task) for task in tasks)
     started = time.perf_counter()
-    results: list = []
-    if pool is not None and work_ms > (STARTED_POOL_WORTH_MS if pool.started else POOL_WORTH_MS):
+    use_pool = pool is not None and work_ms > (STARTED_POOL_WORTH_MS if pool.started else POOL_WORTH_MS)
+    order = balanced_chunks(tasks, pool.workers if pool is not None and use_pool else 1)
+    chunks = [[tasks[i] for i in chunk] for chunk in order]
+    if pool is not None and use_pool:
         done_chunks = pool.executor().map(partial(score_chunk, config=config), chunks)
     else:
         done_chunks = (score_chunk(chunk, config) for chunk in chunks)
-    for done in done_chunks:
-        results.extend(done)
-        _progress(len(results), len(tasks), started, log)
-    return _frames(results)
+    results: list[ChunkScores] = []
+    done = 0
+    for result in done_chunks:
+        results.append(result)
+        done += len(result.keys)
+        _progress(done, len(result.keys), len(tasks), started, log)
+    return _frames(results, np.array([i for chunk in order for i in chunk], dtype=np.int64))
 
 
-def _progress(done: int, total: int, started: float, log: Log) -> None:
+def _progress(done: int, last_chunk: int, total: int, started: float, log: Log) -> None:
     every = max(CHUNK, total // 10)
-    if done == total or done % every < CHUNK:
+    if done == total or done // every > (done - last_chunk) // every:
         elapsed = time.perf_counter() - started
         log(f"fitted {done:,} of {total:,} series ({done / max(elapsed, 1e-9):.0f} series/s)")
 
 
-def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
-    score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
-    scores = pl.DataFrame(score_rows, schema={**KEY_SCHEMA, **SCORE_SCHEMA})
-    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], FORECAST_SCHEMA)
-    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], EXCEEDANCE_SCHEMA)
-    return MonthScores(scores, forecasts, exceedance)
+def _frames(chunks: list[ChunkScores], positions: np.ndarray) -> MonthScores:
+    """The chunks' columns as frames, their series put back in the tasks' order (`positions`: the task of each
+    series, chunk after chunk)."""
+    keys = pl.DataFrame([key for chunk in chunks for key in chunk.keys], schema=KEY_SCHEMA, orient="row")
+    columns = {
+        name: [value for chunk in chunks for value in chunk.scores.get(name, [None] * len(chunk.keys))]
+        for name in SCORE_SCHEMA
+    }
+    scores = pl.concat([keys, pl.DataFrame(columns, schema=SCORE_SCHEMA)], how="horizontal")
+    forecasts = _rows_frame(keys, positions, [(c.forecasts, c.forecast_rows) for c in chunks], FORECAST_SCHEMA)
+    exceedance = _rows_frame(keys, positions, [(c.exceedance, c.exceedance_rows) for c in chunks], EXCEEDANCE_SCHEMA)
+    return MonthScores(scores[np.argsort(positions)], forecasts, exceedance)
 
 
-def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: Mapping[str, PolarsDataType]) -> pl.DataFrame:
-    """Per-series rows under their series key, with month numbers (models give them so) as dates."""
-    rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
+def _rows_frame(
+    keys: pl.DataFrame,
+    positions: np.ndarray,
+    parts: list[tuple[dict[str, np.ndarray], np.ndarray]],
+    schema: Mapping[str, PolarsDataType],
+) -> pl.DataFrame:
+    """Per-series rows (each chunk's columns, and its series' numbers of rows) under their series key, the series in
+    the tasks' order, with month numbers (models give them so) as dates."""
     months = [column for column, dtype in schema.items() if dtype == pl.Date]
-    frame = pl.DataFrame(rows, schema={**KEY_SCHEMA, **schema, **{c: pl.Int64 for c in months}})
-    return frame.with_columns(index_month_expr(c).alias(c) for c in months)
+    rows = np.concatenate([n for _, n in parts]) if parts else np.zeros(0, dtype=np.int64)
+    held = [part for part, n in parts if n.sum()]
+    columns = {name: np.concatenate([part[name] for part in held]) for name in schema} if held else None
+    values = pl.DataFrame(columns, schema={**schema, **dict.fromkeys(months, pl.Int64)})
+    frame = pl.concat([keys[np.repeat(np.arange(len(rows)), rows)], values], how="horizontal")
+    # stable: each series' rows stay in their order
+    in_order = frame[np.argsort(np.repeat(positions, rows), kind="stable")]
+    return in_order.with_columns(index_month_expr(c).alias(c) for c in months)
 
 
 def score_month(
