@@ -185,16 +185,18 @@ def series_tasks(series: pl.LazyFrame, month: dt.date, config: ModelConfig) -> t
     skipped = collected.filter(pl.col("reason").is_not_null()).select(
         *SERIES_COLUMNS, model=pl.lit("skipped"), note="reason", recent_sum=pl.lit(None, pl.Int64)
     )
+    # Each series' months are a slice of flat arrays: a series' lists taken to Python one by one cost more than
+    # scoring it again on its kept fit.
+    ready = collected.filter(pl.col("reason").is_null())
+    ends = np.cumsum(ready["counts"].list.len().to_numpy())
+    starts = ends - ready["counts"].list.len().to_numpy()
+    months = ready["months"].explode().to_numpy().astype(np.int64)
+    counts = ready["counts"].explode().to_numpy().astype(float)
+    exposure = ready["exposure"].explode().to_numpy().astype(float)
+    indicator, country = SERIES_COLUMNS.index("indicator"), SERIES_COLUMNS.index("country")
     tasks = [
-        SeriesTask(
-            key=tuple(row[k] for k in SERIES_COLUMNS),
-            indicator=row["indicator"],
-            country=row["country"],
-            months=np.asarray(row["months"], dtype=np.int64),
-            counts=np.asarray(row["counts"], dtype=float),
-            exposure=np.asarray(row["exposure"], dtype=float),
-        )
-        for row in collected.filter(pl.col("reason").is_null()).iter_rows(named=True)
+        SeriesTask(key, key[indicator], key[country], months[a:b], counts[a:b], exposure[a:b])
+        for key, a, b in zip(ready.select(SERIES_COLUMNS).rows(), starts.tolist(), ends.tolist(), strict=True)
     ]
     return tasks, skipped
 
