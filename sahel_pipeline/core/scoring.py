@@ -314,8 +314,12 @@ def score_month(
     and one whose baseline is unchanged keeps its baseline fit. The results are the same as without it, only faster.
     """
     tasks, skipped = build_tasks(group_panel, country_panel, month, config, indicators, shard)
-    keys = {task.key: input_keys(task, config) for task in tasks}
-    kept, tasks = reuse_earlier(tasks, keys, previous)
+    digests = pl.DataFrame(
+        [(*task.key, *input_keys(task, config)) for task in tasks],
+        schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
+        orient="row",
+    )
+    kept, tasks = reuse_earlier(tasks, digests, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
     reused_levels = sum(task.cached_level is not None for task in tasks)
     reused_detection = sum(task.cached_detection is not None for task in tasks)
@@ -328,11 +332,6 @@ def score_month(
     )
     fitted = score_tasks(tasks, config, pool, log)
     if fitted.scores.height:
-        digests = pl.DataFrame(
-            [(*key, *digest) for key, digest in keys.items()],
-            schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
-            orient="row",
-        )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
     scores = pl.concat([fitted.scores, *kept.scores, skipped], how="diagonal_relaxed")
     forecasts = pl.concat([fitted.forecasts, *kept.forecasts], how="diagonal_relaxed")
@@ -365,44 +364,69 @@ class Kept:
 
 
 def reuse_earlier(
-    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str, str]], previous: MonthScores | None
+    tasks: list[SeriesTask], digests: pl.DataFrame, previous: MonthScores | None
 ) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
     carrying their earlier baseline fit and the detector's filtered levels when the baseline data have not changed,
-    and their forecast filter's state at the last month when the months before it have not."""
+    and their forecast filter's state at the last month when the months before it have not. `digests` has a row a
+    task, in their order: the key and this run's `input_keys`."""
     if previous is None or not {*DIGEST_COLUMNS, "level_state", *SERIES_COLUMNS} <= set(previous.scores.columns):
         return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     # scores stored before the detector's levels were kept have no detection_state: those series filter again
     states = [c for c in ("level_state", "detection_state") if c in previous.scores.columns]
-    columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, *states, *BaselineFit.SCORE_COLUMNS]
-    by_key = {tuple(row[k] for k in SERIES_COLUMNS): row for row in earlier.select(columns).iter_rows(named=True)}
-    unchanged, to_fit = [], []
-    for task in tasks:
-        row = by_key.get(task.key)
-        baseline, level, everything = keys[task.key]
-        if row is None:
+    now = digests.rename({k: f"{k}_now" for k in DIGEST_COLUMNS})
+    both = now.join(
+        earlier.select(*SERIES_COLUMNS, *DIGEST_COLUMNS, *states, *BaselineFit.SCORE_COLUMNS),
+        on=SERIES_COLUMNS, how="left", nulls_equal=True, maintain_order="left",
+    )
+    fitted = pl.col("model").is_in(["negbin", "poisson", "zero-baseline"])
+    unchanged = pl.col("window_key") == pl.col("window_key_now")
+    same_baseline = ~unchanged & fitted & (pl.col("baseline_key") == pl.col("baseline_key_now"))
+    both = both.with_columns(
+        _unchanged=unchanged.fill_null(False),
+        _fit=same_baseline.fill_null(False),
+        _level=(~unchanged & fitted & (pl.col("level_key") == pl.col("level_key_now")))
+        .and_(pl.col("level_state").is_not_null())
+        .fill_null(False),
+        _detection=(same_baseline & pl.col("detection_state").is_not_null()).fill_null(False)
+        if "detection_state" in states
+        else pl.lit(False),
+    )
+    fits = iter(
+        BaselineFit.from_score(row)
+        for row in both.filter("_fit").select(BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
+    )
+    levels = iter(_rows_of(both.filter("_level")["level_state"]))
+    detections = iter(_rows_of(both.filter("_detection")["detection_state"]) if "detection_state" in states else [])
+    to_fit = []
+    flags = both.select("_unchanged", "_fit", "_level", "_detection").rows()
+    for task, (same, fit, level, detection) in zip(tasks, flags, strict=True):
+        if same:
+            continue
+        if not (fit or level):
             to_fit.append(task)
             continue
-        if row["window_key"] == everything:
-            unchanged.append(task.key)
-            continue
-        fitted = row["model"] in ("negbin", "poisson", "zero-baseline")
-        same_baseline = fitted and row["baseline_key"] == baseline
-        detection = row.get("detection_state") if same_baseline else None
         to_fit.append(
             replace(
                 task,
-                cached_fit=BaselineFit.from_score(row) if same_baseline else None,
-                cached_level=row["level_state"] if fitted and row["level_key"] == level else None,
-                cached_detection=None if detection is None else np.asarray(detection, dtype=float),
+                cached_fit=next(fits) if fit else None,
+                cached_level=next(levels) if level else None,
+                cached_detection=next(detections) if detection else None,
             )
         )
-    if not unchanged:
+    if len(to_fit) == len(tasks):
         return Kept(), to_fit
-    chosen = pl.DataFrame(unchanged, schema=KEY_SCHEMA, orient="row")
+    chosen = both.filter("_unchanged").select(SERIES_COLUMNS)
 
     def kept(frame: pl.DataFrame) -> list[pl.DataFrame]:
         return [frame.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)]
 
     return Kept(kept(earlier), kept(previous.forecasts), kept(previous.exceedance)), to_fit
+
+
+def _rows_of(lists: pl.Series) -> list[np.ndarray]:
+    """A list column whose lists have one length as the rows of an array (the filters' kept states)."""
+    if lists.is_empty():
+        return []
+    return list(lists.explode().to_numpy().astype(float).reshape(len(lists), -1))
