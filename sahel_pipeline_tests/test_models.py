@@ -523,3 +523,21 @@ def test_a_weekly_rescoring_equals_scoring_each_series_alone():
     same(weekly.scores, scores, SCORE_SCHEMA)
     same(weekly.forecasts, forecasts, FORECAST_SCHEMA, "horizon")
     same(weekly.exceedance, exceedance, EXCEEDANCE_SCHEMA, "months", "basis", "at_least")
+
+
+def test_the_workers_get_chunks_of_about_equal_work_the_refits_first():
+    """A weekly update's few refits cost several times a rescore: chunks are cut by work, not by count, so that the
+    two workers finish together; the dearest go first, so that each worker ends on light chunks."""
+    from sahel_pipeline.core.models import BaselineFit
+    from sahel_pipeline.core.scoring import CHUNKS_PER_WORKER, FULL_FIT_MS, balanced_chunks, task_work
+
+    fit = BaselineFit("poisson", 0.0, 1.0, 0.1, False, 0.0, 1.0, 0)
+    series = task(np.full(39, 3.0))
+    tasks = [series if i % 30 == 0 else dataclasses.replace(series, cached_fit=fit) for i in range(600)]
+    chunks = balanced_chunks(tasks, 2)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(600))
+    work = [sum(task_work(tasks[i]) for i in chunk) for chunk in chunks]
+    assert len(chunks) == 2 * CHUNKS_PER_WORKER
+    assert max(work[:-1]) - min(work[:-1]) <= FULL_FIT_MS and work[-1] <= min(work[:-1])  # the last: what is left
+    assert [i for chunk in chunks for i in chunk][:20] == list(range(0, 600, 30))  # the refits first
+    assert balanced_chunks([], 2) == []

@@ -210,7 +210,9 @@ POOL_WORTH_MS, STARTED_POOL_WORTH_MS = 3000, 100
 # Chunks a worker gets, of about equal work: a weekly update's few refits would otherwise fall in a handful of
 # chunks of 64 and keep one worker busy while the other idles. More chunks balance better and cost more to send.
 CHUNKS_PER_WORKER = 4
-MAX_CHUNK = 512  # series a chunk at most: its arrays (months x candidates a series) stay small
+# Work of a chunk at most: a cold run's refits in chunks of about 64 as before (the last chunks finish close
+# together), and its arrays (months x candidates a series) stay small.
+MAX_CHUNK_MS = 500
 
 
 def task_work(task: SeriesTask) -> float:
@@ -222,11 +224,11 @@ def balanced_chunks(tasks: list[SeriesTask], workers: int) -> list[list[int]]:
     """The tasks (by position) in chunks of about equal work, the dearest tasks first: the workers take the chunks in
     turn, so each ends with light ones and they finish together."""
     work = [task_work(task) for task in tasks]
-    target = sum(work) / (CHUNKS_PER_WORKER * workers)
+    target = min(sum(work) / (CHUNKS_PER_WORKER * workers), MAX_CHUNK_MS)
     chunks: list[list[int]] = [[]]
     held = 0.0
     for i in sorted(range(len(tasks)), key=lambda i: -work[i]):
-        if chunks[-1] and (held >= target or len(chunks[-1]) >= MAX_CHUNK):
+        if chunks[-1] and held >= target:
             chunks.append([])
             held = 0.0
         chunks[-1].append(i)
