@@ -533,11 +533,11 @@ def test_the_workers_get_chunks_of_about_equal_work_the_refits_first():
 
     fit = BaselineFit("poisson", 0.0, 1.0, 0.1, False, 0.0, 1.0, 0)
     series = task(np.full(39, 3.0))
-    tasks = [series if i % 30 == 0 else dataclasses.replace(series, cached_fit=fit) for i in range(600)]
+    tasks = [series if i % 30 == 0 else dataclasses.replace(series, cached_fit=fit) for i in range(1200)]
     chunks = balanced_chunks(tasks, 2)
-    assert sorted(i for chunk in chunks for i in chunk) == list(range(600))
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(1200))
     work = [sum(task_work(tasks[i]) for i in chunk) for chunk in chunks]
     assert len(chunks) == 2 * CHUNKS_PER_WORKER
     assert max(work[:-1]) - min(work[:-1]) <= FULL_FIT_MS and work[-1] <= min(work[:-1])  # the last: what is left
-    assert [i for chunk in chunks for i in chunk][:20] == list(range(0, 600, 30))  # the refits first
-    assert balanced_chunks([], 2) == []
+    assert [i for chunk in chunks for i in chunk][:40] == list(range(0, 1200, 30))  # the refits first
+    assert balanced_chunks([], 2) == [] and len(balanced_chunks(tasks[:90], 2)) == 2  # little work: fewer chunks
