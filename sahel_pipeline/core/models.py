@@ -867,8 +867,8 @@ def looked_again(p: float, looks: int) -> float:
 
 @dataclass
 class ChunkScores:
-    """A chunk's results as columns, what a worker sends back: the month's frames are made a column at a time, where
-    a dict a row cost the run's process more than rescoring the series had cost the workers."""
+    """A chunk's results as columns, what a worker sends back: the month's frames are made a column at a time (made
+    from a dict a row, they were a quarter of the run's process's time in a weekly update)."""
 
     keys: list[tuple]
     scores: dict[str, list]  # score columns, a value a series (None where it has none: a skipped series' fit)
