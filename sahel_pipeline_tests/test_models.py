@@ -438,3 +438,106 @@ def test_forecast_and_exceedance_rows_have_the_columns_of_their_schemas():
     assert all(list(row) == list(FORECAST_SCHEMA) for row in forecasts)
     exceedance = forecast_chunk([task(rng.poisson(6.0, 48))], CONFIG)[0].exceedance
     assert exceedance and all(list(row) == list(EXCEEDANCE_SCHEMA) for row in exceedance)
+
+
+
+def test_a_weekly_rescoring_equals_scoring_each_series_alone():
+    """score_month with an earlier run (chunks of equal work, results as columns, the earlier scores matched by a
+    join) gives what scoring each series alone gives, for every kind of series: refitted (a baseline month revised),
+    rescored on its kept fit (its last month, or a recent month, revised), kept (nothing changed), skipped (sparse, a
+    type not alerted) and too short to model."""
+    from sahel_pipeline.core.models import forecast_chunk, judge_chunk
+    from sahel_pipeline.core.months import index_month_expr
+    from sahel_pipeline.core.scoring import (
+        EXCEEDANCE_SCHEMA,
+        FORECAST_SCHEMA,
+        KEY_SCHEMA,
+        SCORE_SCHEMA,
+        build_tasks,
+        score_month,
+    )
+    from sahel_pipeline.core.series import SERIES_COLUMNS
+
+    rng = np.random.default_rng(11)
+    months = pl.date_range(dt.date(2018, 1, 1), dt.date(2024, 12, 1), "1mo", eager=True)
+    month, config = months[-1], ModelConfig(breaks=(Break("Niger", dt.date(2023, 7, 26), "the coup"),))
+    kinds = {"refit": 6, "last": 6, "recent": 4, "kept": 6, "sparse": 3, "civilians": 2, "short": 3}
+    group = pl.concat(
+        pl.DataFrame({
+            "source": "ACLED", "group_id": f"{kind}-{i}", "group_name": f"{kind} {i}",
+            "group_type": "civilians" if kind == "civilians" else "rebel group", "country": ["Niger", "Mali"][i % 2],
+            "month": months, "events": negbin(rng, 0.05 if kind == "sparse" else 3 + 4 * i, 0.3, len(months)),
+            "kind": kind,
+        }).tail(12 if kind == "short" else len(months))
+        for kind, n in kinds.items()
+        for i in range(n)
+    ).with_columns(days_covered=pl.col("month").dt.month_end().dt.day().cast(pl.Int64))
+    # the month the update revises: in the baseline, the last month, the month before it
+    revised = {"refit": months[-10], "last": month, "recent": months[-2]}
+    updated = group.with_columns(
+        events=pl.when(pl.col("month") == pl.col("kind").replace_strict(revised, default=None))
+        .then(pl.col("events") + 3)
+        .otherwise("events")
+    )
+
+    def panels(group: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        country = group.group_by("source", "country", "month").agg(pl.first("days_covered"), pl.sum("events"))
+        return group.drop("kind"), country
+
+    earlier = score_month(*panels(group), month, config, log=lambda _: None, indicators=["events"])
+    weekly = score_month(*panels(updated), month, config, log=lambda _: None, indicators=["events"], previous=earlier)
+    # every kind is there; the two countries' series are refitted, their baselines' sums having changed
+    assert weekly.reuse["series_fitted"] == kinds["refit"] + 2
+    assert weekly.reuse["baseline_fits_reused"] == kinds["last"] + kinds["recent"]
+    assert weekly.reuse["forecast_filters_reused"] == kinds["last"]
+    assert weekly.reuse["scores_reused"] == kinds["kept"] + kinds["short"]
+    notes = dict(weekly.scores.filter(pl.col("model") == "skipped").select("group_id", "note").iter_rows())
+    for kind, note in (("sparse", "sparse"), ("civilians", "type not alerted"), ("short", "short history")):
+        assert {k for k, n in notes.items() if n.startswith(note)} == {f"{kind}-{i}" for i in range(kinds[kind])}
+
+    # the reference: each series scored alone, its rows made into frames one dict a row
+    tasks, _ = build_tasks(*panels(updated), month, config, ["events"])
+    scores, forecasts, exceedance = [], [], []
+    for t in tasks:
+        score, ahead = score_series(t, config)
+        key = dict(zip(SERIES_COLUMNS, t.key, strict=True))
+        if ahead:
+            forecast = forecast_chunk([t], config)[0]
+            score |= {"level_state": forecast.level_state}
+            score |= {"detection_state": judge_chunk([t], config)[0].detection_state}
+            forecasts += [key | row for row in ahead]
+            exceedance += [key | row for row in forecast.exceedance]
+        scores.append(key | score)
+
+    def same(got: pl.DataFrame, rows: list[dict], schema: dict, *order: str) -> None:
+        # the forecast and exceedance rows give months as month numbers, a score its break month as a date
+        dates = [c for c, dtype in schema.items() if dtype == pl.Date and schema is not SCORE_SCHEMA]
+        want = pl.DataFrame(rows, schema={**KEY_SCHEMA, **schema, **dict.fromkeys(dates, pl.Int64)})
+        want = want.with_columns(index_month_expr(c).alias(c) for c in dates)
+        got = got.filter(pl.col("model") != "skipped") if "model" in schema else got
+        want = want.filter(pl.col("model") != "skipped") if "model" in schema else want
+        assert got.height == want.height > 0
+        keys = [*SERIES_COLUMNS, *order]
+        assert got.select(want.columns).sort(keys, nulls_last=True).equals(want.sort(keys, nulls_last=True))
+
+    same(weekly.scores, scores, SCORE_SCHEMA)
+    same(weekly.forecasts, forecasts, FORECAST_SCHEMA, "horizon")
+    same(weekly.exceedance, exceedance, EXCEEDANCE_SCHEMA, "months", "basis", "at_least")
+
+
+def test_the_workers_get_chunks_of_about_equal_work_the_refits_first():
+    """A weekly update's few refits cost several times a rescore: chunks are cut by work, not by count, so that the
+    two workers finish together; the dearest go first, so that each worker ends on light chunks."""
+    from sahel_pipeline.core.models import BaselineFit
+    from sahel_pipeline.core.scoring import CHUNKS_PER_WORKER, FULL_FIT_MS, balanced_chunks, task_work
+
+    fit = BaselineFit("poisson", 0.0, 1.0, 0.1, False, 0.0, 1.0, 0)
+    series = task(np.full(39, 3.0))
+    tasks = [series if i % 30 == 0 else dataclasses.replace(series, cached_fit=fit) for i in range(1200)]
+    chunks = balanced_chunks(tasks, 2)
+    assert sorted(i for chunk in chunks for i in chunk) == list(range(1200))
+    work = [sum(task_work(tasks[i]) for i in chunk) for chunk in chunks]
+    assert len(chunks) == 2 * CHUNKS_PER_WORKER
+    assert max(work[:-1]) - min(work[:-1]) <= FULL_FIT_MS and work[-1] <= min(work[:-1])  # the last: what is left
+    assert [i for chunk in chunks for i in chunk][:40] == list(range(0, 1200, 30))  # the refits first
+    assert balanced_chunks([], 2) == [] and len(balanced_chunks(tasks[:90], 2)) == 2  # little work: fewer chunks

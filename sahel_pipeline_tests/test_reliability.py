@@ -73,8 +73,8 @@ def test_score_rows_have_exactly_the_declared_columns():
     months = np.arange(600, 640)
     task = SeriesTask(("ACLED", "country", None, None, None, "Niger", "events"), "events", "Niger", months,
                       np.full(40, 4.0), np.ones(40))
-    [(_, score, forecasts, _)] = score_chunk([task], ModelConfig())
-    assert forecasts and set(score) == set(SCORE_SCHEMA)
+    chunk = score_chunk([task], ModelConfig())
+    assert chunk.forecast_rows.tolist() == [ModelConfig().horizons] and set(chunk.scores) == set(SCORE_SCHEMA)
 
 
 # A fresh process starts the ingest's warm-up of Great Expectations while its main thread does what Dagster's storage

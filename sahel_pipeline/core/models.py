@@ -190,11 +190,21 @@ class ModelConfig:
         return repr({f.name: getattr(self, f.name) for f in fields(self) if f.name not in (*RULE_SETTINGS, "breaks")})
 
     @cached_property
+    def country_breaks(self) -> dict[str, tuple[Break, ...]]:
+        """Each country's breaks, in the configured order: a series looks up its own where scanning every break cost
+        a weekly update thousands of series times the regime periods' 140 breaks."""
+        found: dict[str, list[Break]] = {}
+        for b in self.breaks:
+            found.setdefault(b.country, []).append(b)
+        return {country: tuple(breaks) for country, breaks in found.items()}
+
+    @cached_property
     def _breaks_by_country(self) -> dict[str, str]:
-        countries = {b.country for b in self.breaks}
         # by date: the regime periods' table order is not part of what a series depends on
-        ordered = sorted(self.breaks, key=lambda b: (b.date, b.label, b.origin))
-        return {c: repr(tuple(b for b in ordered if b.country == c)) for c in countries}
+        return {
+            country: repr(tuple(sorted(breaks, key=lambda b: (b.date, b.label, b.origin))))
+            for country, breaks in self.country_breaks.items()
+        }
 
 
 # --- distributions --------------------------------------------------------------------------------------------------
@@ -560,10 +570,22 @@ def score_series(
     forecast: SeriesForecast | None = None,
     judged: SeriesJudgement | None = None,
 ) -> tuple[dict, list[dict]]:
-    """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows).
+    """Exceedance, rate ratios and forecasts of one series at its last month. Returns (score, forecast rows); a
+    series not modelled (short history, failed fit) has no forecast.
 
     `forecast` and `judged` are the series' parts of `forecast_chunk` and `judge_chunk` when the caller computed a
     chunk's at once."""
+    score = series_score(task, config, judged)
+    if score["model"] in UNMODELLED:
+        return score, []
+    return score, (forecast or forecast_chunk([task], config)[0]).months
+
+
+UNMODELLED = ("skipped", "failed")  # the models a score without forecasts names
+
+
+def series_score(task: SeriesTask, config: ModelConfig, judged: SeriesJudgement | None = None) -> dict:
+    """The score of one series at its last month (`score_series` without the forecast rows)."""
     y, exposure = task.counts.astype(float), task.exposure.astype(float)
     recent = slice(max(0, len(y) - config.recent_months), len(y))
     start = max(0, len(y) - config.window_months)
@@ -581,12 +603,12 @@ def score_series(
         "baseline_mean": float(y[baseline].sum() / exposure[baseline].sum()) if n_baseline else math.nan,
     }
     if n_baseline < config.min_baseline_months:
-        return {**score, "model": "skipped", "note": f"short history: {n_baseline} baseline months"}, []
+        return {**score, "model": "skipped", "note": f"short history: {n_baseline} baseline months"}
     t = (np.arange(start, recent.start) - (len(y) - 1)) / 12.0
     try:
         fit = task.cached_fit or fit_baseline(y[baseline], exposure[baseline], t, config)
     except (np.linalg.LinAlgError, ValueError, FloatingPointError) as err:  # numerically degenerate series
-        return {**score, "model": "failed", "note": f"fit failed: {err}"}, []
+        return {**score, "model": "failed", "note": f"fit failed: {err}"}
     judged = judged or judge_chunk([task], config)[0]
     ratio = rate_ratio(
         y[baseline], exposure[baseline], y[recent], exposure[recent], fit.alpha, config.exact_ratio_below
@@ -610,7 +632,7 @@ def score_series(
         # level a break brings
         **_break_ratio(task, config, judged.now["level_alpha"]),
     )
-    return score, (forecast or forecast_chunk([task], config)[0]).months
+    return score
 
 
 @dataclass
@@ -689,8 +711,8 @@ def _chunk_arrays(tasks: list[SeriesTask], width: int, config: ModelConfig):
     for i, task in enumerate(tasks):
         y, e, months = task.counts[-width:], task.exposure[-width:], task.months[-width:]
         counts[i, width - len(y):], exposure[i, width - len(y):] = y, e
-        for brk in config.breaks:
-            if brk.country == task.country and months[0] <= month_index(brk.date) <= months[-1]:
+        for brk in config.country_breaks.get(task.country, ()):
+            if months[0] <= month_index(brk.date) <= months[-1]:
                 breaks[i, width - len(y) + month_index(brk.date) - months[0]] = True
     return counts, exposure, breaks
 
@@ -705,10 +727,43 @@ class SeriesForecast:
     level_state: list[float]
 
 
-def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesForecast]:
+@dataclass
+class ChunkForecast:
+    """The forecasts of a chunk's series as columns, series after series: `months` (the forecast rows, `horizons`
+    a series) and `exceedance` (its rows, `exceedance_rows` a series); indexed, one series' `SeriesForecast`."""
+
+    months: dict[str, np.ndarray]
+    exceedance: dict[str, np.ndarray]
+    exceedance_rows: np.ndarray
+    level_state: list[list[float]]
+
+    def __len__(self) -> int:
+        return len(self.level_state)
+
+    def __getitem__(self, i: int) -> SeriesForecast:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        horizons = len(self.months["horizon"]) // len(self)
+        first = int(self.exceedance_rows[:i].sum())
+        return SeriesForecast(
+            _rows(self.months, slice(i * horizons, (i + 1) * horizons)),
+            _rows(self.exceedance, slice(first, first + int(self.exceedance_rows[i]))),
+            self.level_state[i],
+        )
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+def _rows(columns: dict[str, np.ndarray], rows: slice) -> list[dict]:
+    values = {name: column[rows].tolist() for name, column in columns.items()}
+    return [dict(zip(values, row, strict=True)) for row in zip(*values.values(), strict=True)]
+
+
+def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> ChunkForecast:
     """Forecasts of several series at once: their last 39 months through the level filter, vectorised over series."""
     if not tasks:
-        return []
+        return ChunkForecast({}, {}, np.zeros(0, dtype=np.int64), [])
     # a break in the last month itself widens the forecast
     counts, exposure, breaks = _chunk_arrays(tasks, config.window_months, config)
     ladders = [config.exceedance_counts.get(task.indicator, ()) for task in tasks]
@@ -719,42 +774,35 @@ def forecast_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[SeriesF
         month_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, year.max())]
         three = np.convolve(year, np.ones(TOTAL_MONTHS), mode="valid") if len(year) >= TOTAL_MONTHS else year.sum()
         total_k[i, : len(ladders[i]) + 1] = [*ladders[i], max(1.0, three.max())]
+    last = np.array([task.months[-1] for task in tasks], dtype=np.int64)
     level, states = _filtered(tasks, counts, exposure, breaks, config)
     view = outlook(level, config.horizons, month_k, total_k)
-    # Python lists once for the chunk: element by element, numpy's conversions cost more than the forecast itself.
-    quantiles, mean, sd = view.quantiles.tolist(), view.mean.tolist(), view.rate_log_sd.tolist()
-    rate, alpha = view.rate.tolist(), view.alpha.tolist()
-    spans = ((1, month_k.tolist(), view.p_month.tolist()), (TOTAL_MONTHS, total_k.tolist(), view.p_total.tolist()))
-    forecasts = []
-    for i, task in enumerate(tasks):
-        last = int(task.months[-1])
-        months = [
-            {
-                "horizon": h + 1,
-                "target_month": last + h + 1,
-                "mean": mean[i][h],
-                **dict(zip(QUANTILE_COLUMNS, quantiles[i][h], strict=True)),
-                "rate": rate[i],
-                "rate_log_sd": sd[i][h],
-                "alpha": alpha[i],
-            }
-            for h in range(config.horizons)
-        ]
-        fixed = len(ladders[i])
-        exceedance = [
-            {
-                "months": span,
-                "first_month": last + 1,
-                "last_month": last + span,
-                "basis": "fixed" if j < fixed else "12-month high",
-                "at_least": int(thresholds[i][j]),
-                "probability": probabilities[i][j],
-            }
-            for span, thresholds, probabilities in spans
-            for j in range(fixed + 1)
-        ]
-        forecasts.append(SeriesForecast(months, exceedance, states[i]))
-    return forecasts
+    ahead = np.arange(1, config.horizons + 1)
+    months = {
+        "horizon": np.tile(ahead, len(tasks)),
+        "target_month": (last[:, None] + ahead).ravel(),
+        "mean": view.mean.ravel(),
+        **{name: view.quantiles[:, :, q].ravel() for q, name in enumerate(QUANTILE_COLUMNS)},
+        "rate": np.repeat(view.rate, config.horizons),
+        "rate_log_sd": view.rate_log_sd.ravel(),
+        "alpha": np.repeat(view.alpha, config.horizons),
+    }
+    # every series' rungs (its ladder, then the 12-month high) next month and over the next three, as (n, 2, rungs)
+    fixed = np.array([len(ladder) for ladder in ladders])
+    spans = np.array([1, TOTAL_MONTHS])[None, :, None]
+    shape = (len(tasks), 2, rungs)
+    held = np.broadcast_to((np.arange(rungs)[None, :] <= fixed[:, None])[:, None, :], shape)
+    exceedance = {
+        "months": np.broadcast_to(spans, shape)[held],
+        "first_month": np.broadcast_to(last[:, None, None] + 1, shape)[held],
+        "last_month": np.broadcast_to(last[:, None, None] + spans, shape)[held],
+        "basis": np.broadcast_to(
+            np.where(np.arange(rungs)[None, None, :] < fixed[:, None, None], "fixed", "12-month high"), shape
+        )[held],
+        "at_least": np.stack([month_k, total_k], axis=1)[held].astype(np.int64),
+        "probability": np.stack([view.p_month, view.p_total], axis=1)[held],
+    }
+    return ChunkForecast(months, exceedance, 2 * (fixed + 1), states)
 
 
 def _filtered(tasks: list[SeriesTask], counts, exposure, breaks, config: ModelConfig) -> tuple[Level, list]:
@@ -784,7 +832,7 @@ def _break_ratio(task: SeriesTask, config: ModelConfig, alpha: float) -> dict:
     the month scored (a later coup, seen from a backfill) is not yet known then. The p-value is given while the
     break is at most `break_before_months` old: the break rule's business is the months after it, before the recent
     level has followed the change."""
-    breaks = [b for b in config.breaks if b.country == task.country and month_index(b.date) < task.months[-1]]
+    breaks = [b for b in config.country_breaks.get(task.country, ()) if month_index(b.date) < task.months[-1]]
     empty = {
         "break_label": None, "break_month": None, "break_rate_ratio": None, "break_low": None, "break_high": None,
         "break_before": None, "break_p_value": None,
@@ -821,15 +869,41 @@ def looked_again(p: float, looks: int) -> float:
     return min(1.0, p * max(1, looks))
 
 
-def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> list[tuple[tuple, dict, list[dict], list[dict]]]:
-    """Score several series: the unit of work sent to a worker process. Returns (key, score, forecast rows,
-    exceedance rows) per series; a series not modelled (short history, failed fit) has no forecast."""
-    results = []
-    chunk = zip(tasks, forecast_chunk(tasks, config), judge_chunk(tasks, config), strict=True)
-    for task, forecast, judged in chunk:
-        score, months = score_series(task, config, forecast, judged)
-        if months:  # modelled: its filters' states are kept for the next run over the same months
-            score["level_state"] = forecast.level_state
-            score["detection_state"] = judged.detection_state
-        results.append((task.key, score, months, forecast.exceedance if months else []))
-    return results
+@dataclass
+class ChunkScores:
+    """A chunk's results as columns, what a worker sends back: the month's frames are made a column at a time (made
+    from a dict a row, they were a quarter of the run's process's time in a weekly update)."""
+
+    keys: list[tuple]
+    scores: dict[str, list]  # score columns, a value a series (None where it has none: a skipped series' fit)
+    # the forecast and exceedance rows of the modelled series, series after series, and each series' number of rows
+    # (0: not modelled)
+    forecasts: dict[str, np.ndarray]
+    forecast_rows: np.ndarray
+    exceedance: dict[str, np.ndarray]
+    exceedance_rows: np.ndarray
+
+
+def score_chunk(tasks: list[SeriesTask], config: ModelConfig) -> ChunkScores:
+    """Score several series: the unit of work sent to a worker process. A series not modelled (short history, failed
+    fit) has no forecast."""
+    forecast, judged = forecast_chunk(tasks, config), judge_chunk(tasks, config)
+    scores = []
+    for task, level_state, judgement in zip(tasks, forecast.level_state, judged, strict=True):
+        score = series_score(task, config, judgement)
+        if score["model"] not in UNMODELLED:  # its filters' states are kept for the next run over the same months
+            score["level_state"] = level_state
+            score["detection_state"] = judgement.detection_state
+        scores.append(score)
+    modelled = np.array([score["model"] not in UNMODELLED for score in scores], dtype=bool)
+    forecast_rows = modelled * config.horizons
+    exceedance_rows = np.where(modelled, forecast.exceedance_rows, 0)
+    names = dict.fromkeys(name for score in scores for name in score)
+    return ChunkScores(
+        [task.key for task in tasks],
+        {name: [score.get(name) for score in scores] for name in names},
+        {name: column[np.repeat(modelled, config.horizons)] for name, column in forecast.months.items()},
+        forecast_rows,
+        {name: column[np.repeat(modelled, forecast.exceedance_rows)] for name, column in forecast.exceedance.items()},
+        exceedance_rows,
+    )

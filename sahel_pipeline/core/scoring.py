@@ -23,6 +23,7 @@ import polars as pl
 from sahel_pipeline.core.forecast import QUANTILE_COLUMNS
 from sahel_pipeline.core.models import (
     BaselineFit,
+    ChunkScores,
     ModelConfig,
     SeriesTask,
     input_keys,
@@ -184,65 +185,119 @@ def series_tasks(series: pl.LazyFrame, month: dt.date, config: ModelConfig) -> t
     skipped = collected.filter(pl.col("reason").is_not_null()).select(
         *SERIES_COLUMNS, model=pl.lit("skipped"), note="reason", recent_sum=pl.lit(None, pl.Int64)
     )
+    # Each series' months are a slice of flat arrays (its lists taken to Python row by row were an eighth of the run's
+    # process's time in a weekly update).
+    ready = collected.filter(pl.col("reason").is_null())
+    ends = np.cumsum(ready["counts"].list.len().to_numpy())
+    starts = ends - ready["counts"].list.len().to_numpy()
+    months = ready["months"].explode().to_numpy().astype(np.int64)
+    counts = ready["counts"].explode().to_numpy().astype(float)
+    exposure = ready["exposure"].explode().to_numpy().astype(float)
+    indicator, country = SERIES_COLUMNS.index("indicator"), SERIES_COLUMNS.index("country")
     tasks = [
-        SeriesTask(
-            key=tuple(row[k] for k in SERIES_COLUMNS),
-            indicator=row["indicator"],
-            country=row["country"],
-            months=np.asarray(row["months"], dtype=np.int64),
-            counts=np.asarray(row["counts"], dtype=float),
-            exposure=np.asarray(row["exposure"], dtype=float),
-        )
-        for row in collected.filter(pl.col("reason").is_null()).iter_rows(named=True)
+        SeriesTask(key, key[indicator], key[country], months[a:b], counts[a:b], exposure[a:b])
+        for key, a, b in zip(ready.select(SERIES_COLUMNS).rows(), starts.tolist(), ends.tolist(), strict=True)
     ]
     return tasks, skipped
 
 
-# Milliseconds per series measured on this project's machine: a full fit, and a refit whose baseline fit is reused.
-FULL_FIT_MS, REUSED_FIT_MS = 3.0, 0.4
+# Milliseconds of a worker's CPU per series, measured on the benchmark's weekly update (chunks of 64 to 1,000): a
+# full fit (7.5-9.6), and a rescore on a kept baseline fit (0.9-1.6: the detector's levels kept too, and often the
+# forecast filter's run up to the last month).
+FULL_FIT_MS, REUSED_FIT_MS = 8.0, 1.0
 # Below this much work, starting other processes costs more than it saves; once they run, feeding them costs little.
 POOL_WORTH_MS, STARTED_POOL_WORTH_MS = 3000, 100
+# Chunks a worker gets, of about equal work: a weekly update's few refits would otherwise fall in a handful of
+# chunks of 64 and keep one worker busy while the other idles. More chunks balance better and cost more to send.
+CHUNKS_PER_WORKER = 4
+# Work of a chunk at most: a cold run's refits in chunks of about 64 as before (the last chunks finish close
+# together), and its arrays (months x candidates a series) stay small. At least: each chunk filters its months once
+# whatever its size (a shard of 400 ms of work cut in eight took the workers 0.1-0.2 s more CPU than in four).
+MIN_CHUNK_MS, MAX_CHUNK_MS = 100, 500
+
+
+def task_work(task: SeriesTask) -> float:
+    """Milliseconds a task is expected to cost."""
+    return REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS
+
+
+def balanced_chunks(tasks: list[SeriesTask], workers: int) -> list[list[int]]:
+    """The tasks (by position) in chunks of about equal work, the dearest tasks first: the workers take the chunks in
+    turn, so each ends with light ones and they finish together."""
+    work = [task_work(task) for task in tasks]
+    target = min(max(sum(work) / (CHUNKS_PER_WORKER * workers), MIN_CHUNK_MS), MAX_CHUNK_MS)
+    chunks: list[list[int]] = [[]]
+    held = 0.0
+    for i in sorted(range(len(tasks)), key=lambda i: -work[i]):
+        if chunks[-1] and held >= target:
+            chunks.append([])
+            held = 0.0
+        chunks[-1].append(i)
+        held += work[i]
+    return chunks if tasks else []
 
 
 def score_tasks(
     tasks: list[SeriesTask], config: ModelConfig, pool: FittingPool | None = None, log: Log = print
 ) -> MonthScores:
-    """Fit every task, on the pool when there is enough work for it. Logs progress as chunks finish."""
-    chunks = [tasks[i : i + CHUNK] for i in range(0, len(tasks), CHUNK)]
-    work_ms = sum(REUSED_FIT_MS if task.cached_fit else FULL_FIT_MS for task in tasks)
+    """Fit every task, on the pool when there is enough work for it. Logs progress as chunks finish. The rows come in
+    the tasks' order."""
+    work_ms = sum(task_work(task) for task in tasks)
     started = time.perf_counter()
-    results: list = []
-    if pool is not None and work_ms > (STARTED_POOL_WORTH_MS if pool.started else POOL_WORTH_MS):
+    use_pool = pool is not None and work_ms > (STARTED_POOL_WORTH_MS if pool.started else POOL_WORTH_MS)
+    order = balanced_chunks(tasks, pool.workers if pool is not None and use_pool else 1)
+    chunks = [[tasks[i] for i in chunk] for chunk in order]
+    if pool is not None and use_pool:
         done_chunks = pool.executor().map(partial(score_chunk, config=config), chunks)
     else:
         done_chunks = (score_chunk(chunk, config) for chunk in chunks)
-    for done in done_chunks:
-        results.extend(done)
-        _progress(len(results), len(tasks), started, log)
-    return _frames(results)
+    results: list[ChunkScores] = []
+    done = 0
+    for result in done_chunks:
+        results.append(result)
+        done += len(result.keys)
+        _progress(done, len(result.keys), len(tasks), started, log)
+    return _frames(results, np.array([i for chunk in order for i in chunk], dtype=np.int64))
 
 
-def _progress(done: int, total: int, started: float, log: Log) -> None:
+def _progress(done: int, last_chunk: int, total: int, started: float, log: Log) -> None:
     every = max(CHUNK, total // 10)
-    if done == total or done % every < CHUNK:
+    if done == total or done // every > (done - last_chunk) // every:
         elapsed = time.perf_counter() - started
         log(f"fitted {done:,} of {total:,} series ({done / max(elapsed, 1e-9):.0f} series/s)")
 
 
-def _frames(results: list[tuple[tuple, dict, list[dict], list[dict]]]) -> MonthScores:
-    score_rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | score for key, score, _, _ in results]
-    scores = pl.DataFrame(score_rows, schema={**KEY_SCHEMA, **SCORE_SCHEMA})
-    forecasts = _rows_frame([(key, rows) for key, _, rows, _ in results], FORECAST_SCHEMA)
-    exceedance = _rows_frame([(key, rows) for key, _, _, rows in results], EXCEEDANCE_SCHEMA)
-    return MonthScores(scores, forecasts, exceedance)
+def _frames(chunks: list[ChunkScores], positions: np.ndarray) -> MonthScores:
+    """The chunks' columns as frames, their series put back in the tasks' order (`positions`: the task of each
+    series, chunk after chunk)."""
+    keys = pl.DataFrame([key for chunk in chunks for key in chunk.keys], schema=KEY_SCHEMA, orient="row")
+    columns = {
+        name: [value for chunk in chunks for value in chunk.scores.get(name, [None] * len(chunk.keys))]
+        for name in SCORE_SCHEMA
+    }
+    scores = pl.concat([keys, pl.DataFrame(columns, schema=SCORE_SCHEMA)], how="horizontal")
+    forecasts = _rows_frame(keys, positions, [(c.forecasts, c.forecast_rows) for c in chunks], FORECAST_SCHEMA)
+    exceedance = _rows_frame(keys, positions, [(c.exceedance, c.exceedance_rows) for c in chunks], EXCEEDANCE_SCHEMA)
+    return MonthScores(scores[np.argsort(positions)], forecasts, exceedance)
 
 
-def _rows_frame(rows_by_key: list[tuple[tuple, list[dict]]], schema: Mapping[str, PolarsDataType]) -> pl.DataFrame:
-    """Per-series rows under their series key, with month numbers (models give them so) as dates."""
-    rows = [dict(zip(SERIES_COLUMNS, key, strict=True)) | row for key, keyed in rows_by_key for row in keyed]
+def _rows_frame(
+    keys: pl.DataFrame,
+    positions: np.ndarray,
+    parts: list[tuple[dict[str, np.ndarray], np.ndarray]],
+    schema: Mapping[str, PolarsDataType],
+) -> pl.DataFrame:
+    """Per-series rows (each chunk's columns, and its series' numbers of rows) under their series key, the series in
+    the tasks' order, with month numbers (models give them so) as dates."""
     months = [column for column, dtype in schema.items() if dtype == pl.Date]
-    frame = pl.DataFrame(rows, schema={**KEY_SCHEMA, **schema, **{c: pl.Int64 for c in months}})
-    return frame.with_columns(index_month_expr(c).alias(c) for c in months)
+    rows = np.concatenate([n for _, n in parts]) if parts else np.zeros(0, dtype=np.int64)
+    held = [part for part, n in parts if n.sum()]
+    columns = {name: np.concatenate([part[name] for part in held]) for name in schema} if held else None
+    values = pl.DataFrame(columns, schema={**schema, **dict.fromkeys(months, pl.Int64)})
+    frame = pl.concat([keys[np.repeat(np.arange(len(rows)), rows)], values], how="horizontal")
+    # stable: each series' rows stay in their order
+    in_order = frame[np.argsort(np.repeat(positions, rows), kind="stable")]
+    return in_order.with_columns(index_month_expr(c).alias(c) for c in months)
 
 
 def score_month(
@@ -262,8 +317,12 @@ def score_month(
     and one whose baseline is unchanged keeps its baseline fit. The results are the same as without it, only faster.
     """
     tasks, skipped = build_tasks(group_panel, country_panel, month, config, indicators, shard)
-    keys = {task.key: input_keys(task, config) for task in tasks}
-    kept, tasks = reuse_earlier(tasks, keys, previous)
+    digests = pl.DataFrame(
+        [(*task.key, *input_keys(task, config)) for task in tasks],
+        schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
+        orient="row",
+    )
+    kept, tasks = reuse_earlier(tasks, digests, previous)
     reused_fits = sum(task.cached_fit is not None for task in tasks)
     reused_levels = sum(task.cached_level is not None for task in tasks)
     reused_detection = sum(task.cached_detection is not None for task in tasks)
@@ -276,11 +335,6 @@ def score_month(
     )
     fitted = score_tasks(tasks, config, pool, log)
     if fitted.scores.height:
-        digests = pl.DataFrame(
-            [(*key, *digest) for key, digest in keys.items()],
-            schema={**KEY_SCHEMA, **{k: pl.String for k in DIGEST_COLUMNS}},
-            orient="row",
-        )
         fitted.scores = fitted.scores.join(digests, on=SERIES_COLUMNS, how="left", nulls_equal=True)
     scores = pl.concat([fitted.scores, *kept.scores, skipped], how="diagonal_relaxed")
     forecasts = pl.concat([fitted.forecasts, *kept.forecasts], how="diagonal_relaxed")
@@ -313,44 +367,69 @@ class Kept:
 
 
 def reuse_earlier(
-    tasks: list[SeriesTask], keys: dict[tuple, tuple[str, str, str]], previous: MonthScores | None
+    tasks: list[SeriesTask], digests: pl.DataFrame, previous: MonthScores | None
 ) -> tuple[Kept, list[SeriesTask]]:
     """Split tasks into series whose earlier score still holds (returned as frames) and series to fit, the latter
     carrying their earlier baseline fit and the detector's filtered levels when the baseline data have not changed,
-    and their forecast filter's state at the last month when the months before it have not."""
+    and their forecast filter's state at the last month when the months before it have not. `digests` has a row a
+    task, in their order: the key and this run's `input_keys`."""
     if previous is None or not {*DIGEST_COLUMNS, "level_state", *SERIES_COLUMNS} <= set(previous.scores.columns):
         return Kept(), tasks
     earlier = previous.scores.filter(pl.col("window_key").is_not_null())
     # scores stored before the detector's levels were kept have no detection_state: those series filter again
     states = [c for c in ("level_state", "detection_state") if c in previous.scores.columns]
-    columns = [*SERIES_COLUMNS, *DIGEST_COLUMNS, *states, *BaselineFit.SCORE_COLUMNS]
-    by_key = {tuple(row[k] for k in SERIES_COLUMNS): row for row in earlier.select(columns).iter_rows(named=True)}
-    unchanged, to_fit = [], []
-    for task in tasks:
-        row = by_key.get(task.key)
-        baseline, level, everything = keys[task.key]
-        if row is None:
+    now = digests.rename({k: f"{k}_now" for k in DIGEST_COLUMNS})
+    both = now.join(
+        earlier.select(*SERIES_COLUMNS, *DIGEST_COLUMNS, *states, *BaselineFit.SCORE_COLUMNS),
+        on=SERIES_COLUMNS, how="left", nulls_equal=True, maintain_order="left",
+    )
+    fitted = pl.col("model").is_in(["negbin", "poisson", "zero-baseline"])
+    unchanged = pl.col("window_key") == pl.col("window_key_now")
+    same_baseline = ~unchanged & fitted & (pl.col("baseline_key") == pl.col("baseline_key_now"))
+    both = both.with_columns(
+        _unchanged=unchanged.fill_null(False),
+        _fit=same_baseline.fill_null(False),
+        _level=(~unchanged & fitted & (pl.col("level_key") == pl.col("level_key_now")))
+        .and_(pl.col("level_state").is_not_null())
+        .fill_null(False),
+        _detection=(same_baseline & pl.col("detection_state").is_not_null()).fill_null(False)
+        if "detection_state" in states
+        else pl.lit(False),
+    )
+    fits = iter(
+        BaselineFit.from_score(row)
+        for row in both.filter("_fit").select(BaselineFit.SCORE_COLUMNS).iter_rows(named=True)
+    )
+    levels = iter(_rows_of(both.filter("_level")["level_state"]))
+    detections = iter(_rows_of(both.filter("_detection")["detection_state"]) if "detection_state" in states else [])
+    to_fit = []
+    flags = both.select("_unchanged", "_fit", "_level", "_detection").rows()
+    for task, (same, fit, level, detection) in zip(tasks, flags, strict=True):
+        if same:
+            continue
+        if not (fit or level):
             to_fit.append(task)
             continue
-        if row["window_key"] == everything:
-            unchanged.append(task.key)
-            continue
-        fitted = row["model"] in ("negbin", "poisson", "zero-baseline")
-        same_baseline = fitted and row["baseline_key"] == baseline
-        detection = row.get("detection_state") if same_baseline else None
         to_fit.append(
             replace(
                 task,
-                cached_fit=BaselineFit.from_score(row) if same_baseline else None,
-                cached_level=row["level_state"] if fitted and row["level_key"] == level else None,
-                cached_detection=None if detection is None else np.asarray(detection, dtype=float),
+                cached_fit=next(fits) if fit else None,
+                cached_level=next(levels) if level else None,
+                cached_detection=next(detections) if detection else None,
             )
         )
-    if not unchanged:
+    if len(to_fit) == len(tasks):
         return Kept(), to_fit
-    chosen = pl.DataFrame(unchanged, schema=KEY_SCHEMA, orient="row")
+    chosen = both.filter("_unchanged").select(SERIES_COLUMNS)
 
     def kept(frame: pl.DataFrame) -> list[pl.DataFrame]:
         return [frame.join(chosen, on=SERIES_COLUMNS, nulls_equal=True).drop("month", strict=False)]
 
     return Kept(kept(earlier), kept(previous.forecasts), kept(previous.exceedance)), to_fit
+
+
+def _rows_of(lists: pl.Series) -> list[np.ndarray]:
+    """A list column whose lists have one length as the rows of an array (the filters' kept states)."""
+    if lists.is_empty():
+        return []
+    return list(lists.explode().to_numpy().astype(float).reshape(len(lists), -1))

@@ -166,11 +166,10 @@ class CurrentRule:
             done = (score_chunk(chunk, config) for chunk in chunks)
         rows = []
         for results in done:
-            rows += [
-                {"series_id": key[0], "index": key[1], "indicator": by_id[key[0]].indicator, **score}
-                for key, score, *_ in results
-            ]
-            progress.advance(len(results))
+            for key, values in zip(results.keys, zip(*results.scores.values(), strict=True), strict=True):
+                score = dict(zip(results.scores, values, strict=True))
+                rows.append({"series_id": key[0], "index": key[1], "indicator": by_id[key[0]].indicator, **score})
+            progress.advance(len(results.keys))
         if not rows:
             return [Detection(self.name, self.label, pl.DataFrame(schema=DETECTION_SCHEMA))]
         scores = apply_alert_rule(pl.DataFrame(rows, infer_schema_length=None), config)
