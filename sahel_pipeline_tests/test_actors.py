@@ -316,6 +316,26 @@ def test_a_closed_period_and_its_earlier_open_name_are_one_period(aliases):
     ]
 
 
+def test_a_period_renamed_between_files_is_named_after_its_latest_name_whatever_the_rows_order(aliases):
+    """A week's export says "(2018-2018)", the next week's update "(2018-2024)" of the same regime: the later name is
+    the period's, in whatever order the rows come (it was the one of the two that the group's order gave, so a run
+    could refit a country's series the run before had kept)."""
+    rows = [
+        ("2018-03-10", "Military Forces of Brunei (2018-2018)"),
+        ("2018-06-10", "Military Forces of Brunei (2018-2024)"),
+        ("2019-02-01", "Military Forces of Brunei (2018-2024)"),
+    ]
+    for ordered in (rows, rows[::-1], rows[1:] + rows[:1]):
+        events = events_frame(
+            [
+                {"event_id": f"E{i}", "event_date": dt.date.fromisoformat(d), "country": "Brunei", "actor1": a}
+                for i, (d, a) in enumerate(ordered)
+            ]
+        )
+        periods = regime_periods(build_panels(events, aliases).counts.actors, ())
+        assert periods.select("period", "first_seen", "mentions").rows() == [("2018-2024", dt.date(2018, 3, 10), 3)]
+
+
 PERIOD = re.compile(r"\(\d{4}-(\d{4})?\)")
 
 

@@ -152,8 +152,12 @@ def regime_periods(
         evidence.join(state, left_on=["actor", "country"], right_on=["actor", "event_country"])
         .group_by("source", "country", "start")
         .agg(
-            # a closed period ("2015-2022") is the later name of an open one ("2015-"): the later name is shown
-            period=pl.col("period").sort_by(pl.col("period").str.len_chars()).last(),
+            # a closed period ("2015-2022") is the later name of an open one ("2015-"): the later name is shown; of two
+            # closed ones (an export's "2018-2018", the next week's "2018-2024"), the one seen last, then the later
+            # end. Every tie is broken: the label is part of the break, which the fits' cache keys hash.
+            period=pl.col("period")
+            .sort_by(pl.col("period").str.len_chars(), pl.col("last_seen"), pl.col("period"), maintain_order=True)
+            .last(),
             first_seen=pl.col("first_seen").min(),
             last_seen=pl.col("last_seen").max(),
             mentions=pl.col("mentions").sum(),
