@@ -541,3 +541,24 @@ def test_the_workers_get_chunks_of_about_equal_work_the_refits_first():
     assert max(work[:-1]) - min(work[:-1]) <= FULL_FIT_MS and work[-1] <= min(work[:-1])  # the last: what is left
     assert [i for chunk in chunks for i in chunk][:40] == list(range(0, 1200, 30))  # the refits first
     assert balanced_chunks([], 2) == [] and len(balanced_chunks(tasks[:90], 2)) == 2  # little work: fewer chunks
+
+
+def test_series_come_to_be_scored_in_the_order_of_their_keys_whatever_the_rows_order():
+    """The tasks (and so the rows of the stored scores) are in the series keys' order: a group_by gives its groups
+    in any order, and the same inputs stored their buffer scores in a different order from one run to the next."""
+    import datetime as dt
+
+    from sahel_pipeline.core.scoring import series_tasks
+
+    month = dt.date(2026, 10, 1)
+    months = [dt.date(2024 + (m // 12), m % 12 + 1, 1) for m in range(22, 34)]  # Nov 2025 .. Oct 2026
+    rows = [
+        {"source": "ACLED", "level": "group", "group_id": f"G{g:04d}", "group_name": f"G{g:04d}", "group_type":
+         "rebel group", "country": f"C{g % 7}", "indicator": "events", "month": m, "count": 5 + g % 3,
+         "days_covered": 28}
+        for g in range(1500) for m in months
+    ]  # fmt: skip
+    frame = pl.DataFrame(rows).sample(fraction=1.0, shuffle=True, seed=3)
+    tasks, _ = series_tasks(frame.lazy(), month, ModelConfig())
+    keys = [task.key for task in tasks]
+    assert len(keys) == 1500 and keys == sorted(keys)

@@ -170,6 +170,7 @@ def series_tasks(series: pl.LazyFrame, month: dt.date, config: ModelConfig) -> t
             last_month=pl.col("month").max(),
             window_sum=pl.col("count").filter(pl.col("month") >= window_first).sum(),
         )
+        .sort(SERIES_COLUMNS)  # the groups come in any order: the stored scores' rows would change from run to run
         .collect()
     )
     min_counts = pl.col("indicator").replace_strict(config.min_counts, default=5)
