@@ -17,7 +17,7 @@ running `sahel run` moves on at every step, and its last event is in the file wh
 A new run's database is made by Dagster's `_initdb` (its tables, write-ahead log mode, the Alembic revision stamped):
 about 0.3 s a run on a slow host, and `sahel run` starts three or four runs. The first new run's database of a
 process is made so and kept as a template in memory (about 100 KB); the others are written from it, which is the
-same file for a thousandth of the time.
+same file in 2-7 ms.
 
 `sahel run` records into the project-local instance with it (`runner.recording_instance`); a `dagster.yaml` can name
 it too (module `sahel_pipeline.instance_storage`, class `PooledSqliteEventLogStorage`, `config: {base_dir: ...}`, the
