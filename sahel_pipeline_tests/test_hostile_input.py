@@ -199,14 +199,14 @@ def test_formulas_are_quoted_in_the_csv_and_kept_in_json_and_parquet(hostile_run
 @pytest.mark.slow  # draws four plots: matplotlib's import and drawing take over a second
 def test_plot_titles_are_text_not_tex():
     from sahel_pipeline.core.models import ModelConfig
-    from sahel_pipeline.core.report.plots import plot_series
+    from sahel_pipeline.core.report.plots import SeriesSettings, plot_series
 
     history = pl.DataFrame({"month": [MONTH], "count": [3]})
     score = {"month": MONTH, "indicator": "events", "expected": 1.0, "upper": 4, "days_covered": 31}
     forecasts = pl.DataFrame(schema={"target_month": pl.Date, "median": pl.Int64, "lo80": pl.Int64,
                                      "hi80": pl.Int64, "lo95": pl.Int64, "hi95": pl.Int64})
     for name in (HOSTILE_NAMES["tex"], r"$\frac{1}{$ unbalanced", HOSTILE_NAMES["very long"], "x^2_{y}$"):
-        png = plot_series(history, score, forecasts, ModelConfig(), f"{name} - Niger (ACLED)")
+        png = plot_series(history, score, forecasts, SeriesSettings.of(ModelConfig()), f"{name} - Niger (ACLED)")
         assert png.startswith(b"\x89PNG")
 
 

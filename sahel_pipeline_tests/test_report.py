@@ -218,3 +218,47 @@ def test_the_report_draws_on_the_fitting_workers_only_when_they_run():
     assert ModelSettings(workers=1).plot_executor is None  # no pool: drawn in the run's process
     idle = ModelSettings(workers=3)  # a pool no test starts
     assert idle.plot_executor is None and not fitting_pool(3).started  # not started for the plots (3-4 s)
+
+
+# --- a plot's digest: what it draws, and nothing else ------------------------------------------------------------
+
+
+def test_a_series_plot_digest_changes_with_what_is_drawn_and_only_with_it():
+    import dataclasses
+    import datetime as dt
+
+    from sahel_pipeline.core.models import ModelConfig
+    from sahel_pipeline.core.report.plots import series_plot
+
+    month = dt.date(2024, 12, 1)
+    history = pl.DataFrame({"month": [dt.date(2024, 11, 1), month], "count": [3, 9], "days_covered": [30, 31],
+                            "group_id": ["JNIM", "JNIM"]})  # fmt: skip
+    score = {"month": month, "indicator": "events", "expected": 3.2, "upper": 8, "days_covered": 31,
+             "p_value": 0.001, "exceedance": [{"months": 1, "at_least": 1, "probability": 0.99}]}  # fmt: skip
+    forecasts = pl.DataFrame({"target_month": [dt.date(2025, 1, 1)], "mean": [4.1], "q025": [0], "q05": [1],
+                              "q10": [1], "q50": [4], "q90": [8], "q95": [10], "q975": [11]})  # fmt: skip
+    config, breaks = ModelConfig(), ((dt.date(2023, 7, 1), "coup"),)
+
+    def digest(history=history, score=score, forecasts=forecasts, config=config, breaks=breaks) -> str:
+        return series_plot("alert1", "JNIM in Niger (ACLED): events", "alt", history, score, forecasts, config,
+                           breaks).digest  # fmt: skip
+
+    same = digest()
+    # not drawn: the score's other fields, the history's other columns, the forecast's unplotted quantiles, the
+    # alert rule's settings
+    assert digest(score=score | {"p_value": 0.2, "exceedance": []}) == same
+    assert digest(history=history.with_columns(days_covered=pl.lit(28))) == same
+    assert digest(forecasts=forecasts.with_columns(mean=pl.lit(9.0), q05=pl.lit(3))) == same
+    assert digest(config=dataclasses.replace(config, alert_p=0.01)) == same
+    # drawn: every one of these is on the plot
+    drawn_changes = [
+        digest(score=score | {"upper": 9}),
+        digest(score=score | {"expected": 3.0}),
+        digest(score=score | {"days_covered": 15}),
+        digest(history=history.with_columns(count=pl.Series([3, 10]))),
+        digest(forecasts=forecasts.with_columns(q90=pl.lit(9))),
+        digest(config=dataclasses.replace(config, recent_months=6)),
+        digest(config=dataclasses.replace(config, bound_quantile=0.99)),
+        digest(breaks=()),
+    ]
+    assert same not in drawn_changes and len(set(drawn_changes)) == len(drawn_changes)

@@ -331,12 +331,8 @@ def card_plots(inputs: ReportInputs, card: AlertCard, position: int, events: pl.
         forecasts = inputs.forecasts.filter(*matching(card, card.indicator))
         breaks = tuple((b.date, b.label) for b in config.breaks if b.country == card.country)
         title = f"{card.unit} ({card.source}): {card.indicator_label}"
-        digest = plots.plot_digest(history, score, forecasts, repr(config), title, breaks)
-        drawn_from = (history, score, forecasts, config, title, breaks)
         alt = plots.series_alt(card.unit, card.indicator, history, score, forecasts, config)
-        planned.append(
-            Plot(plot_name(position), title, plots.plot_series, drawn_from, alt, plots.SERIES_CAPTION, digest)
-        )
+        planned.append(plots.series_plot(plot_name(position), title, alt, history, score, forecasts, config, breaks))
     drawn_map = card_map(inputs.maps, card) if card.kind in SPATIAL_KINDS else None
     if drawn_map is not None:
         planned.append(spatial_map_plot(card, position, drawn_map))
@@ -347,12 +343,12 @@ def card_plots(inputs: ReportInputs, card: AlertCard, position: int, events: pl.
             inputs.places.filter(pl.col("country") == card.country) if inputs.places is not None else pl.DataFrame(
                 schema={"name": pl.String, "kind": pl.String, "latitude": pl.Float64, "longitude": pl.Float64})
         )  # fmt: skip
-        columns = ["event_date", "latitude", "longitude", "fatalities", "admin1"]
         title = f"{card.unit}: events, {split:%b %Y}-{inputs.month:%b %Y} against the baseline"
         shown = places.select("name", "kind", "latitude", "longitude")
-        drawn = (recent.select(columns), baseline.select(columns), shown)
+        # what the map draws (a revision of an event's date within its window or of its admin1 leaves it as it was)
+        drawn = (recent.select(plots.MAP_EVENT_COLUMNS), baseline.select(plots.MAP_EVENT_COLUMNS), shown)
         digest = plots.plot_digest(*drawn, title)
-        alt = plots.map_alt(card.unit, *drawn)
+        alt = plots.map_alt(card.unit, recent.select(*plots.MAP_EVENT_COLUMNS, "admin1"), *drawn[1:])
         planned.append(
             Plot(f"{plot_name(position)}-map", title, plots.plot_map, (*drawn, title), alt, plots.MAP_CAPTION, digest)
         )

@@ -145,11 +145,54 @@ SERIES_CAPTION = (
 )
 
 
-def plot_series(
+@dataclass(frozen=True)
+class SeriesSettings:
+    """The model's settings a series plot draws (its windows, its bound's level, the forecast's months): the plot's
+    digest holds these, not the whole ModelConfig, which holds settings the drawing does not show."""
+
+    window_months: int
+    recent_months: int
+    bound_quantile: float
+    horizons: int
+
+    @classmethod
+    def of(cls, config: ModelConfig) -> SeriesSettings:
+        return cls(config.window_months, config.recent_months, config.bound_quantile, config.horizons)
+
+
+SERIES_SCORE_FIELDS = ("month", "indicator", "expected", "days_covered", "upper")  # what plot_series reads of a score
+SERIES_FORECAST_COLUMNS = ("target_month", "q025", "q10", "q50", "q90", "q975")
+
+
+def series_plot(
+    name: str,
+    title: str,
+    alt: str,
     history: pl.DataFrame,
     score: dict,
     forecasts: pl.DataFrame,
     config: ModelConfig,
+    breaks: tuple[tuple[dt.date, str], ...],
+) -> Plot:
+    """A card's series plot, planned from what plot_series draws and nothing more, so that its digest changes when
+    the drawing does: digested whole, a score's other fields (its exceedance probabilities, its p-values) and the
+    model's other settings redrew, in a weekly update, 9 of a month's 11 series plots that looked the same."""
+    drawn_from = (
+        history.select("month", "count"),
+        {field: score[field] for field in SERIES_SCORE_FIELDS if field in score},
+        forecasts.select(SERIES_FORECAST_COLUMNS),
+        SeriesSettings.of(config),
+        title,
+        breaks,
+    )
+    return Plot(name, title, plot_series, drawn_from, alt, SERIES_CAPTION, plot_digest(*drawn_from))
+
+
+def plot_series(
+    history: pl.DataFrame,
+    score: dict,
+    forecasts: pl.DataFrame,
+    config: SeriesSettings,
     title: str,
     breaks: tuple[tuple[dt.date, str], ...] = (),
 ) -> bytes:
@@ -210,6 +253,9 @@ MAP_CAPTION = (
     "Small grey dots: the baseline's events; orange circles: the recent window's, sized by fatalities. Star: the "
     "capital; squares: major cities (GeoNames). Longitude and latitude in degrees; no borders are drawn."
 )
+
+
+MAP_EVENT_COLUMNS = ("latitude", "longitude", "fatalities")  # what plot_map draws of an event
 
 
 RING_CAPTION = " Dashed circles: the rings (km) around the place the alert is about."
