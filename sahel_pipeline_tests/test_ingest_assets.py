@@ -22,11 +22,14 @@ from sahel_pipeline_tests.fixtures import BAD_FILES
 INGEST = [ingest_defs.ingested_events]  # its checks run in its step
 
 
-def materialize_ingest(settings: PipelineSettings) -> dg.ExecuteInProcessResult:
+def materialize_ingest(
+    settings: PipelineSettings, instance: dg.DagsterInstance | None = None
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         INGEST,
         resources={"settings": settings, "io_manager": parquet_warehouse},
         raise_on_error=False,
+        instance=instance,
     )
 
 
@@ -37,7 +40,8 @@ def checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
 @pytest.mark.slow  # materializes the sample's ingest
 def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
     settings = PipelineSettings(raw_paths=str(sample_dir), output_dir=str(tmp_path), sample_fallback=False)
-    result = materialize_ingest(settings)
+    instance = dg.DagsterInstance.ephemeral()
+    result = materialize_ingest(settings, instance)
     assert result.success
     assert checks(result) == {
         "raw_files_are_readable": True,
@@ -51,6 +55,10 @@ def test_sample_ingest_materializes_with_passing_checks(tmp_path, sample_dir):
     assert metadata["canonical_events"]["dagster/row_count"].value == events.height
     assert metadata["canonical_events"]["deleted_events"].value == 5
     assert metadata["raw_file_manifest"]["files"].value == 3
+    # The suite runs on a thread beside the writes; what it says is logged by the step, once, as the check describes it
+    said = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.is_dagster_event is False]
+    described = great_expectations_evaluation(result).description
+    assert [m for m in said if m.startswith("Great Expectations:")] == [f"Great Expectations: {described}"]
 
 
 @pytest.mark.slow  # materializes the sample's ingest
