@@ -73,7 +73,7 @@ def ingested_events(context: dg.AssetExecutionContext, settings: PipelineSetting
         warn=context.log.warning,
     )
     # The suite runs on a thread while the tables are written and described: it is Python and pandas, the writes are
-    # Polars, which leaves the interpreter to it. Its lines are logged from this thread, after it.
+    # Polars, which leaves the interpreter to it. What it says is logged once it is done, by the step's own thread.
     said: list[str] = []
     with ThreadPoolExecutor(1, thread_name_prefix="great-expectations") as validating:
         validated = validating.submit(

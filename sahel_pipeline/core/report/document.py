@@ -348,7 +348,7 @@ def card_plots(inputs: ReportInputs, card: AlertCard, position: int, events: pl.
         # what the map draws (a revision of an event's date within its window or of its admin1 leaves it as it was)
         drawn = (recent.select(plots.MAP_EVENT_COLUMNS), baseline.select(plots.MAP_EVENT_COLUMNS), shown)
         digest = plots.plot_digest(*drawn, title)
-        alt = plots.map_alt(card.unit, recent.select(*plots.MAP_EVENT_COLUMNS, "admin1"), *drawn[1:])
+        alt = plots.map_alt(card.unit, recent, *drawn[1:])  # the words name the recent events' admin1 too
         planned.append(
             Plot(f"{plot_name(position)}-map", title, plots.plot_map, (*drawn, title), alt, plots.MAP_CAPTION, digest)
         )
