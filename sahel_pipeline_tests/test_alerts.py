@@ -276,6 +276,17 @@ def test_high_needs_a_small_q_value_among_the_months_series():
     assert among["severity_reason"].startswith("medium: the month above its 99.9% bound, the last three months' total")
 
 
+def test_the_severity_reason_gives_a_tiny_q_value_as_a_reader_reads_it():
+    # A month of 179 deaths against an expectation of 0.03 had a q-value of 1.1e-128, whose shortest decimal after
+    # rounding to two figures is 1.0999999999999997e-128: what the report printed.
+    tiny = apply_alert_rule(pl.DataFrame([{**BASE, "p_value": 1.1e-128, "window_p_value": 1e-130}]), CONFIG)
+    assert tiny["severity_reason"][0].endswith("; q-value < 0.001 among the month's series")
+    crowd = [{**BASE, "p_value": p} for p in np.linspace(0.02, 1, 29)]
+    plain = apply_alert_rule(pl.DataFrame([{**BASE, "p_value": 0.0004}, *crowd]), CONFIG)
+    # 0.0004 x 2 tests x 30 series
+    assert plain["severity_reason"][0].endswith("; q-value 0.024 among the month's series")
+
+
 def test_q_values_are_benjamini_hochbergs_within_each_month():
     p = np.array([0.01, 0.04, 0.03, 0.005, 0.5])
     scores = pl.DataFrame({"p_value": p, "month": [dt.date(2024, 1, 1)] * 5})

@@ -6,6 +6,7 @@ import datetime as dt
 import email
 import email.policy
 import json
+import re
 from concurrent.futures import Executor
 
 import dagster as dg
@@ -151,6 +152,13 @@ def test_report_reads_on_its_own(run):
     assert "Data quality" in page and "deleted events: 5" in page and "Forecasts" in page
     assert "data vintage: none recorded" in page and "input digest: " in page
     markdown = (out / "reports" / "2024-12.md").read_text()
+    # a card's figures and its sentence to paste give the expectation alike (once 0.0 against 0.03, 23.4 against 23)
+    for card in markdown.split("\n## ")[1:]:
+        said = re.search(r"against (\S+) expected for the month", card)
+        pasted = re.search(r"^> To paste: .*? against (\S+) expected", card, re.MULTILINE)
+        if said and pasted:
+            assert said.group(1) == pasted.group(1), card[:200]
+    assert re.search(r"against \S+ expected for the month", markdown)
     images = [line.split("](")[1].rstrip(")") for line in markdown.splitlines() if line.startswith("![")]
     assert images and all((out / "reports" / image).exists() for image in images)
     assert sorted(p.name for p in (out / "reports" / "2024-12").glob("*.png")) == sorted(

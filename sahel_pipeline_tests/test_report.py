@@ -12,7 +12,7 @@ from polars.exceptions import ColumnNotFoundError
 
 from sahel_pipeline.core.alerts import ALERT_COLUMNS, spatial_reasons
 from sahel_pipeline.core.cards import alert_cards
-from sahel_pipeline.core.report.document import Card, Document, Paragraph, Table
+from sahel_pipeline.core.report.document import Card, Document, Paragraph, Table, chance_words
 from sahel_pipeline.core.report.plots import Plot, PlotError, drawn_figures
 from sahel_pipeline.core.report.render import render_html, render_markdown
 from sahel_pipeline.core.report.selection import changes
@@ -262,3 +262,11 @@ def test_a_series_plot_digest_changes_with_what_is_drawn_and_only_with_it():
         digest(breaks=()),
     ]
     assert same not in drawn_changes and len(set(drawn_changes)) == len(drawn_changes)
+
+
+def test_the_alerts_expected_by_chance_read_as_a_count_never_as_about_zero():
+    # 45 series at the rules' 0.65% a month: 0.29 by chance, which a rounded "about 0" says is none at all
+    assert chance_words(45 * 0.0065) == "fewer than one"
+    assert chance_words(0.9) == "fewer than one"
+    assert chance_words(200 * 0.0065) == "about 1"
+    assert chance_words(4880 * 0.0065) == "about 32"

@@ -521,7 +521,7 @@ def test_binomial_tail_equals_scipy_stats_on_every_edge():
 def test_the_nearest_event_sentence_names_the_last_month_as_close():
     """'the nearest 65 km from the city, the closest since February': from the largest ring's nearest event and,
     for the capital, the spatial panel's nearest at any distance, whichever is nearer; a unit with no event in the
-    month gets no such clause."""
+    month gets no such clause; an analyst's place is named by its kind, not called a city."""
     from sahel_pipeline.core.spatial import _closest, nearest_by_month
 
     months = [dt.date(2026, m, 1) for m in range(1, 7)]
@@ -541,11 +541,14 @@ def test_the_nearest_event_sentence_names_the_last_month_as_close():
         schema_overrides={"nearest_capital_km": pl.Float64},
     )  # fmt: skip
     nearest = nearest_by_month(buffers, where, PLACES, months[-1])
-    assert _closest(nearest, unit, OUAGA["place_id"], months[-1]) == (
+    assert _closest(nearest, unit, OUAGA["place_id"], months[-1], "capital") == (
         "; the nearest 65 km from the city, the closest since March 2026"
     )
-    assert _closest(nearest, quiet, OUAGA["place_id"], months[-1]) == ""
+    assert _closest(nearest, unit, OUAGA["place_id"], months[-1], "mine") == (
+        "; the nearest 65 km from the mine, the closest since March 2026"
+    )
+    assert _closest(nearest, quiet, OUAGA["place_id"], months[-1], "capital") == ""
     first = nearest_by_month(buffers, where, PLACES, months[1])
-    assert _closest(first, unit, OUAGA["place_id"], months[1]) == (
+    assert _closest(first, unit, OUAGA["place_id"], months[1], "city") == (
         "; the nearest 60 km from the city, the closest in the data"
     )

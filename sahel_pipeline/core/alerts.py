@@ -118,7 +118,11 @@ def apply_alert_rule(scores: pl.DataFrame, config: ModelConfig) -> pl.DataFrame:
                   f"the months since the break at p < {config.break_p:g}"),
     }
     said = [pl.when(strong[r]).then(pl.lit(wording[r][0])).when(fired[r]).then(pl.lit(wording[r][1])) for r in RULES]
-    q_text = pl.col("q_value").round_sig_figs(2).cast(pl.String)
+    # Below 0.001 the figure says nothing more to a reader, and its shortest decimal can be 1.0999999999999997e-128.
+    q_text = (
+        pl.when(pl.col("q_value") < 0.001).then(pl.lit("< 0.001"))
+        .otherwise(pl.col("q_value").round_sig_figs(2).cast(pl.String))
+    )
     caveat = (
         pl.when((points >= 3) & ~high)
         .then(pl.format("; q-value {} among the month's series, not high (high needs {})", q_text,

@@ -34,6 +34,7 @@ from sahel_pipeline.core.alerts import (
     TREND_INDICATOR,
     apply_alert_rule,
     benjamini_hochberg,
+    count_text,
     finite_or_none,
     percent,
     spatial_reasons,
@@ -49,7 +50,7 @@ from sahel_pipeline.core.months import (
     shift_month,
     window_start,
 )
-from sahel_pipeline.core.places import CAPITAL, KM_PER_DEGREE, capitals, haversine_km
+from sahel_pipeline.core.places import CAPITAL, CITY, KM_PER_DEGREE, capitals, haversine_km
 from sahel_pipeline.core.scoring import FittingPool, Log, MonthScores, score_tasks, series_tasks
 from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
 
@@ -699,8 +700,9 @@ def nearest_by_month(buffers: pl.DataFrame, where: pl.DataFrame, places: pl.Data
     )
 
 
-def _closest(nearest: pl.DataFrame, unit: dict, place_id: str, month: dt.date) -> str:
-    """'the nearest 38 km from the city, the closest since March 2021' (or 'the closest yet' when none was as close)."""
+def _closest(nearest: pl.DataFrame, unit: dict, place_id: str, month: dt.date, kind: str) -> str:
+    """'the nearest 38 km from the city, the closest since March 2021' (or 'the closest in the data' when none was
+    as close); an analyst's place is named by its kind: 'from the mine'."""
     keyed = nearest.filter(
         *[(pl.col(k) == unit[k]) if unit[k] is not None else pl.col(k).is_null() for k in UNIT_KEY],
         pl.col("place_id") == place_id,
@@ -711,7 +713,7 @@ def _closest(nearest: pl.DataFrame, unit: dict, place_id: str, month: dt.date) -
     km = float(now[0])
     earlier = keyed.filter(pl.col("month") < month, pl.col("nearest_km") <= km)["month"]
     since = f"the closest since {month_label(earlier.max())}" if len(earlier) else "the closest in the data"  # type: ignore[arg-type]
-    return f"; the nearest {km:.0f} km from the city, {since}"
+    return f"; the nearest {km:.0f} km from the {'city' if kind in (CAPITAL, CITY) else kind}, {since}"
 
 
 def _who(row: dict) -> str:
@@ -817,9 +819,9 @@ def approach_count_alerts(
     for row in flagged.iter_rows(named=True):
         text = (
             f"{_who(row)} ({row['source']}): {row['observed']} events within {row['radius_km']} km of "
-            f"{row['place']} in {month_label(month)} against {row['expected']:.1f} expected "
+            f"{row['place']} in {month_label(month)} against {count_text(row['expected'])} expected "
             f"({percent(config.bound_quantile)} bound {row['upper']})"
-            f"{_closest(nearest, row, row['place_id'], month)}."
+            f"{_closest(nearest, row, row['place_id'], month, row['place_kind'])}."
         )
         rows.append(
             _alert_row(
@@ -961,7 +963,7 @@ def approach_trend_alerts(
     flagged = (
         flagged.join(names, on=UNIT_KEY, nulls_equal=True)
         .join(before, on=TREND_KEY, how="left", nulls_equal=True)
-        .join(places.select("place_id", place="name"), on="place_id")
+        .join(places.select("place_id", place="name", place_kind="kind"), on="place_id")
         .sort("y_now", "unit_p", "place")
     )
     rows = []
@@ -973,7 +975,7 @@ def approach_trend_alerts(
             f"{rule.trend_months} months to {month_label(month)}: the median distance from about {row['start']:.0f} km "
             f"in {month_label(row['first_month'])} to {row['y_now']:.0f} km ({row['slope']:.0f} km a month, "
             f"Theil-Sen; Mann-Kendall p = {row['p_value']:.2g}{tested}, {row['events']} located events)"
-            f"{_closest(nearest, row, row['place_id'], month)}."
+            f"{_closest(nearest, row, row['place_id'], month, row['place_kind'])}."
         )
         rows.append(
             _alert_row(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import polars as pl
 
 import sahel_pipeline.core.report.plots as plots
-from sahel_pipeline.core.alerts import SPATIAL_KINDS, chance_alerts
+from sahel_pipeline.core.alerts import SPATIAL_KINDS, chance_alerts, count_text
 from sahel_pipeline.core.cards import SYNTHETIC_NOTICE, AlertCard, Rise, plot_name, severity_counts
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import month_label, shift_month, window_start
@@ -225,9 +225,15 @@ def summary_sentence(inputs: ReportInputs, cards: list[AlertCard]) -> str:
     return (
         f"{len(cards)} escalation alert{'s' if len(cards) != 1 else ''} for {month} ({severity_counts(cards)}), "
         f"over {rows} indicator{'s' if rows != 1 else ''} that rose; {new} new, {len(cards) - new} continuing from "
-        f"the month before. {crossed} of the {judged} series judged crossed a rule; about {chance:.0f} would by "
+        f"the month before. {crossed} of the {judged} series judged crossed a rule; {chance_words(chance)} would by "
         "chance alone, at the rules' levels."
     )
+
+
+def chance_words(chance: float) -> str:
+    """How many of the month's series would cross a rule by chance, as a reader says it: 'about 3', or 'fewer than
+    one' where a rounded 'about 0' would read as none at all."""
+    return "fewer than one" if chance < 1 else f"about {chance:.0f}"
 
 
 def change_blocks(month: dt.date, changed: Changes | None) -> list[Block]:
@@ -291,8 +297,8 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
     if rise.expected is not None:
         made_of = f"the series' recent level before the last {config.recent_months} months"
         text += (
-            f", against {rise.expected:.1f} expected for the month ({made_of}; {config.bound_quantile:.1%} bound "
-            f"{rise.upper})."
+            f", against {count_text(rise.expected)} expected for the month ({made_of}; "
+            f"{config.bound_quantile:.1%} bound {rise.upper})."
         )
     if mean is not None:
         text += f" The baseline, {baseline_span} ({config.baseline_months} months), averaged {mean:.1f} a month."

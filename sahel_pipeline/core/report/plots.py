@@ -29,6 +29,7 @@ from pathlib import Path
 
 import polars as pl
 
+from sahel_pipeline.core.alerts import count_text
 from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.models import ModelConfig
 from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_label, window_start
@@ -353,7 +354,7 @@ def series_alt(
             text += f"; {month_label(month)} {now[0]}"
     expected = score.get("expected")
     if expected is not None and not math.isnan(expected):
-        text += f" against {expected:.1f} expected ({config.bound_quantile:.1%} bound {score.get('upper')})"
+        text += f" against {count_text(expected)} expected ({config.bound_quantile:.1%} bound {score.get('upper')})"
     baseline = history.filter(
         pl.col("month") >= window_start(month, config.window_months),
         pl.col("month") < window_start(month, config.recent_months),
