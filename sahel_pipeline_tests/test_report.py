@@ -270,3 +270,23 @@ def test_the_alerts_expected_by_chance_read_as_a_count_never_as_about_zero():
     assert chance_words(0.9) == "fewer than one"
     assert chance_words(200 * 0.0065) == "about 1"
     assert chance_words(4880 * 0.0065) == "about 32"
+
+
+def test_a_sparse_baseline_mean_reads_as_the_small_count_it_is_never_as_zero():
+    import datetime as dt
+
+    from sahel_pipeline.core.alerts import count_text
+    from sahel_pipeline.core.models import ModelConfig
+    from sahel_pipeline.core.months import shift_month
+    from sahel_pipeline.core.report.plots import series_alt
+
+    assert [count_text(v) for v in (38.2, 2.44, 0.0278, 0.0042, 0.0004, 0.0)] == ["38", "2.4", "0.03", "0.004",
+                                                                                   "< 0.001", "0"]  # fmt: skip
+    config, month = ModelConfig(), dt.date(2024, 12, 1)
+    months = [shift_month(month, -k) for k in range(config.window_months - 1, -1, -1)]
+    counts = [0] * len(months)
+    counts[0], counts[-1] = 1, 9  # one event in the baseline's first month, then the alerted month
+    history = pl.DataFrame({"month": months, "count": counts})
+    score = {"month": month, "expected": 0.2, "upper": 3}
+    text = series_alt("JNIM in Niger (ACLED)", "events", history, score, pl.DataFrame(), config)
+    assert f"the baseline's {config.baseline_months} months averaged {count_text(1 / config.baseline_months)}." in text

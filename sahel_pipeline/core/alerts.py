@@ -623,8 +623,14 @@ def ratio_text(value: float) -> str:
 
 
 def count_text(value: float) -> str:
+    """Expected and mean counts as a reader says them: 38, 2.4, 0.03, "< 0.001", 0. Below 0.1 one significant
+    figure, so that one event in a 36-month baseline reads 0.03 a month, not 0.0."""
+    if value == 0:
+        return "0"
+    if value < 0.001:
+        return "< 0.001"
     if value < 0.1:
-        return f"{value:.2f}"
+        return f"{value:.1g}"
     return f"{value:.1f}" if value < 10 else f"{value:.0f}"
 
 

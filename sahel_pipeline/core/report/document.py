@@ -301,7 +301,9 @@ def rise_text(inputs: ReportInputs, card: AlertCard, rise: Rise) -> str:
             f"{config.bound_quantile:.1%} bound {rise.upper})."
         )
     if mean is not None:
-        text += f" The baseline, {baseline_span} ({config.baseline_months} months), averaged {mean:.1f} a month."
+        text += (
+            f" The baseline, {baseline_span} ({config.baseline_months} months), averaged {count_text(mean)} a month."
+        )
     if score.get("rate_ratio_method") == "exact" and score.get("baseline_sum") is not None:
         total = recent_total(history, month, config)
         text += (

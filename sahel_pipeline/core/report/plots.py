@@ -32,9 +32,10 @@ import polars as pl
 from sahel_pipeline.core.alerts import count_text
 from sahel_pipeline.core.imports import wait_for_import
 from sahel_pipeline.core.models import ModelConfig
-from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_label, window_start
+from sahel_pipeline.core.months import days_in_month, index_month, month_index, month_label
 from sahel_pipeline.core.panels import INDICATOR_LABELS
 from sahel_pipeline.core.places import CAPITAL, KM_PER_DEGREE
+from sahel_pipeline.core.report.selection import baseline_mean
 from sahel_pipeline.core.storage import UNREADABLE, Log, discarded, is_whole_png
 from sahel_pipeline.core.text import plot_text
 
@@ -355,13 +356,9 @@ def series_alt(
     expected = score.get("expected")
     if expected is not None and not math.isnan(expected):
         text += f" against {count_text(expected)} expected ({config.bound_quantile:.1%} bound {score.get('upper')})"
-    baseline = history.filter(
-        pl.col("month") >= window_start(month, config.window_months),
-        pl.col("month") < window_start(month, config.recent_months),
-    )
-    if baseline.height:
-        mean = baseline["count"].sum() / config.baseline_months
-        text += f"; the baseline's {config.baseline_months} months averaged {mean:.1f}"
+    mean = baseline_mean(history, month, config)
+    if mean is not None:
+        text += f"; the baseline's {config.baseline_months} months averaged {count_text(mean)}"
     if forecasts.height:
         f = forecasts.sort("horizon").row(0, named=True)
         text += f"; next month's forecast median {f['q50']:.0f} (80%: {f['q10']:.0f} to {f['q90']:.0f})"
