@@ -243,10 +243,9 @@ def print_steps(data: Path, workers: int) -> None:
 def compare_ui_style(runs: int) -> dict[str, float]:
     """The sample's cold run of one month from the command line and as the UI launches it, interleaved so that both
     meet the machine in the same state; medians, and the median of the runs' ratios."""
-    import dagster as dg
-
     from sahel_pipeline import DATA_DIR, PROJECT_DIR, SAMPLE_DIR
     from sahel_pipeline.defs.partitions import MONTHS
+    from sahel_pipeline.instance_storage import sqlite_instance
 
     bin_dir = Path(sys.executable).parent
     cli, ui, loads = [], [], []
@@ -260,7 +259,7 @@ def compare_ui_style(runs: int) -> dict[str, float]:
                 shutil.copyfile(PROJECT_DIR / "deploy" / "dagster-local.yaml", home / "dagster.yaml")
             # In the UI the month is a partition once a first run has ingested the data; here it is added beforehand,
             # so that the launched run does the command line's work: ingest, panels and the month, from nothing.
-            with dg.DagsterInstance.from_config(str(homes["ui"])) as instance:
+            with sqlite_instance(homes["ui"]) as instance:
                 assert MONTHS.name is not None
                 instance.add_dynamic_partitions(MONTHS.name, [SAMPLE_MONTH])
             env = {**os.environ, "SAHEL_ALLOWED_ROOTS": os.pathsep.join([str(scratch), str(DATA_DIR)])}

@@ -1,6 +1,7 @@
 """The command line's event log storage: Dagster's SQLite files, written with their connections kept open."""
 
 import time
+from pathlib import Path
 
 import dagster as dg
 import pytest
@@ -111,9 +112,23 @@ def test_the_command_lines_sqlite_instance_records_through_it_and_the_ui_reads_t
     with recording_instance() as instance:
         assert isinstance(instance.event_log_storage, PooledSqliteEventLogStorage)
         assert dg.materialize([counted], instance=instance).success
-    with dg.DagsterInstance.get() as ui:  # $DAGSTER_HOME as the webserver loads it: Dagster's default storage
-        assert type(ui.event_log_storage) is SqliteEventLogStorage
+    runs = own_dagster_home / "history" / "runs"
+    with dg.DagsterInstance.get() as ui:  # $DAGSTER_HOME as the webserver, the daemon and UI runs load it
+        assert type(ui.event_log_storage) is PooledSqliteEventLogStorage  # the local yaml names it
+        assert Path(ui.event_log_storage._base_dir) == runs  # where Dagster's own keeps a home's runs
         assert ui.get_latest_materialization_event(dg.AssetKey("counted")) is not None
+    (own_dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")  # a home of Dagster's defaults
+    with dg.DagsterInstance.get() as stock:
+        assert type(stock.event_log_storage) is SqliteEventLogStorage
+        assert stock.get_latest_materialization_event(dg.AssetKey("counted")) is not None
+
+
+def test_named_without_a_folder_it_needs_dagster_home_and_says_so(monkeypatch, tmp_path):
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with pytest.raises(ValueError, match="DAGSTER_HOME is not set"):
+        PooledSqliteEventLogStorage.from_config_value(None, {})
+    given = PooledSqliteEventLogStorage.from_config_value(None, {"base_dir": str(tmp_path / "runs")})
+    assert given._base_dir == str(tmp_path / "runs")
 
 
 def test_a_dagster_yaml_that_names_a_storage_is_used_as_it_is(own_dagster_home):

@@ -105,10 +105,13 @@ def test_weekly_job_is_recorded_in_postgres(postgres_server: Server, production_
 
 
 @pytest.mark.slow  # runs a job on a local instance
-def test_local_config_keeps_sqlite_and_one_run_at_a_time(tmp_path: Path):
-    # deploy/dagster-local.yaml is what `dagster dev` reads from .dagster_home: no PostgreSQL needed.
+def test_local_config_keeps_sqlite_and_one_run_at_a_time(tmp_path: Path, monkeypatch):
+    # deploy/dagster-local.yaml is what `dagster dev` reads from .dagster_home ($DAGSTER_HOME): no PostgreSQL needed.
     shutil.copyfile(DEPLOY_DIR / "dagster-local.yaml", tmp_path / "dagster.yaml")
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+        assert type(instance.event_log_storage).__name__ == "PooledSqliteEventLogStorage"
+        assert Path(instance.event_log_storage._base_dir) == tmp_path / "history" / "runs"
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 1

@@ -47,11 +47,12 @@ def webserver(tmp_path: Path, env: dict[str, str] | None = None) -> Iterator[int
     port = free_port()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # Runs start at once, without a daemon to take them off Dagster's default queue.
-    (home / "dagster.yaml").write_text(
-        "run_coordinator:\n  module: dagster.core.run_coordinator\n  class: DefaultRunCoordinator\n"
-        "telemetry:\n  enabled: false\n"
-    )
+    # The local instance's settings (its event log storage included), but runs start at once, without a daemon to
+    # take them off the queue.
+    queued = "class: QueuedRunCoordinator\n  config:\n    max_concurrent_runs: 1\n"
+    local = (PROJECT_DIR / "deploy" / "dagster-local.yaml").read_text()
+    assert queued in local
+    (home / "dagster.yaml").write_text(local.replace(queued, "class: DefaultRunCoordinator\n"))
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),
@@ -160,6 +161,9 @@ def test_a_run_launched_with_a_path_outside_the_allowed_roots_is_refused(tmp_pat
                 break
             time.sleep(1)
     assert run["status"] == "FAILURE"
+    # written by the run's process and read by the webserver through the local yaml's event log storage, in the
+    # folder Dagster's default keeps a home's runs in
+    assert (tmp_path / "dagster_home" / "history" / "runs" / f"{run_id}.db").exists()
     messages = " ".join(text for e in run["eventConnection"]["events"] for text in event_texts(e))
     assert f"output_dir {allowed}/../escaped resolves to {escaped}, outside the allowed roots {allowed}" in messages
     assert not escaped.exists()
