@@ -165,11 +165,10 @@ def sqlite_instance(home: Path) -> DagsterInstance:
     return DagsterInstance.from_ref(InstanceRef.from_dir(str(home), overrides={"event_log_storage": pooled}))
 
 
-def is_pooled(storage: dict, without_base_dir: bool = False) -> bool:
-    """Whether a dagster.yaml's `event_log_storage` names this storage (`without_base_dir`: and leaves its folder to
-    the default)."""
+def names_this_in_the_default_folder(storage: dict) -> bool:
+    """Whether a dagster.yaml's `event_log_storage` names this storage and leaves its folder to the default."""
     named = (storage.get("module"), storage.get("class")) == (__name__, PooledSqliteEventLogStorage.__name__)
-    return named and not (without_base_dir and (storage.get("config") or {}).get("base_dir"))
+    return named and not (storage.get("config") or {}).get("base_dir")
 
 
 def _sync_at_checkpoints(connection: Any, _record: Any) -> None:

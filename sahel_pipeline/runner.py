@@ -26,7 +26,7 @@ from sahel_pipeline.defs.delivery import alert_notifications
 from sahel_pipeline.defs.ingest import ingested_events
 from sahel_pipeline.defs.partitions import MONTHS
 from sahel_pipeline.defs.resources import DeliverySettings, EvaluationSettings, ModelSettings, PipelineSettings
-from sahel_pipeline.instance_storage import is_pooled, sqlite_instance
+from sahel_pipeline.instance_storage import names_this_in_the_default_folder, sqlite_instance
 from sahel_pipeline.runlog import log_file_path, run_loggers
 from sahel_pipeline.startup import compile_check_records, freeze_start_up_objects, warm_up_fitting_pool
 
@@ -59,7 +59,7 @@ def recording_instance() -> dg.DagsterInstance:
             shutil.copyfile(LOCAL_INSTANCE_CONFIG, home / "dagster.yaml")
     config, _ = dagster_instance_config(str(home))
     named = [key for key in ("storage", "event_log_storage", "run_storage", "schedule_storage") if config.get(key)]
-    if named == ["event_log_storage"] and is_pooled(config["event_log_storage"], without_base_dir=True):
+    if named == ["event_log_storage"] and names_this_in_the_default_folder(config["event_log_storage"]):
         named = []  # the local yaml's: this storage in the home's folder, which it finds from $DAGSTER_HOME only
     if named:  # a storage the yaml chooses is used as it is
         return dg.DagsterInstance.from_config(str(home))
