@@ -12,7 +12,15 @@ import pytest
 from sahel_pipeline import ALIAS_TABLE
 from sahel_pipeline.core.actors import INTER_DTYPE
 from sahel_pipeline.core.groups import load_alias_table
-from sahel_pipeline.core.panels import COUNTRY_KEYS, GROUP_KEYS, Panels, build_panels, load_counts, save_counts
+from sahel_pipeline.core.panels import (
+    COUNTRY_KEYS,
+    GROUP_KEYS,
+    Panels,
+    build_panels,
+    in_months,
+    load_counts,
+    save_counts,
+)
 from sahel_pipeline.core.reference import VIOLENT_EVENT_TYPES
 from sahel_pipeline_tests.fixtures import canonical, real_file, requires_real_data
 
@@ -224,6 +232,17 @@ def test_recounting_only_the_changed_months_on_real_files(aliases, tmp_path):
         [real_file("acled_burkina_1997-2020.csv"), real_file("ucdp_ged_burkina_2016-2023.csv")], tmp_path
     )
     check_recount_equals_full_count(events, aliases, tmp_path / "counts")
+
+
+def test_a_recounted_month_is_one_source_s_month_never_the_same_month_of_another_source():
+    jan, feb = dt.date(2024, 1, 1), dt.date(2024, 2, 1)
+    rows = pl.DataFrame(
+        {"source": ["ACLED", "ACLED", "UCDP", "UCDP"], "month": [jan, feb, jan, feb], "n": [1, 2, 3, 4]}
+    )
+    changed = pl.DataFrame({"source": ["ACLED", "UCDP"], "month": [jan, feb]})
+    assert rows.filter(in_months(changed))["n"].to_list() == [1, 4]
+    assert rows.filter(~in_months(changed))["n"].to_list() == [2, 3]
+    assert rows.filter(in_months(changed.clear())).height == 0
 
 
 def test_a_changed_alias_table_or_setting_recounts_every_month(aliases, sample_events):
