@@ -56,7 +56,6 @@ from sahel_pipeline.core.series import SERIES_COLUMNS, UNIT_KEY, long_series
 
 RADII_KM = (25, 50, 100)
 ENTRY_KEY_LIMIT = 2**64  # attributed_parts' entries sort one integer key when units x areas x months fit in it
-UNIT_MONTH_LIMIT = 2**32  # and its unit rows one integer key of unit-month and event when the unit-months fit in this
 ENTERED_QUIET_MONTHS = 12  # an admin2 area is entered when the unit had no event there in this many months before
 SPATIAL_EVENT_COLUMNS = [
     "source", "event_date", "country", "admin2", "latitude", "longitude", "geo_precision", "fatalities",
@@ -259,20 +258,14 @@ def attributed_parts(
     sc = per_event["_sc"]
     unit = pl.concat([(attributed["_group"].cast(pl.UInt64) + 1) * n_sc + sc.gather(attributed["_event"]), sc])
     event = pl.concat([attributed["_event"], pl.int_range(events.height, dtype=pl.UInt32, eager=True)])
-    # In unit-month order, and by event within a unit-month: a grouping on a sorted key takes each group as a slice,
-    # not gathered row by row, which made the measures' two quantiles a third of their cost (at 2.57 M events 0.8 s
-    # -> 0.3 s). A unit has an event once, so the unit-month and the event make one 64-bit key when the unit-months
-    # fit in 32 bits, and sorting it costs half a stable sort of the two columns (0.12 s against 0.40).
-    um = unit * months + (per_event["_m"].gather(event) - first).cast(pl.UInt64)
-    if (um.max() or 0) < UNIT_MONTH_LIMIT:  # type: ignore[operator]
-        key = (um * 2**32 + event.cast(pl.UInt64)).sort()
-        in_order = pl.DataFrame({"_event": (key % 2**32).cast(pl.UInt32), "_um": key // 2**32})
-    else:
-        in_order = pl.DataFrame({"_event": event, "_um": um}).sort("_um", "_event")
+    # In the order of unit_rows (the groups' rows, then the events'): the means and variances sum in that order.
+    # (Sorted by unit-month, a grouping takes each unit-month as a slice and the measures cost a third, but Polars'
+    # variance over slices is not the same to the last bit from run to run: the spread of some countries' months
+    # changed between two runs of the same events.)
     rows = (
-        per_event.select("precise", "lat", "lon", "km", "admin2")[in_order["_event"]]
-        .with_columns(in_order)
-        .with_columns(pl.col("_um").set_sorted())
+        per_event.select("precise", "lat", "lon", "km", "admin2", "_m")[event]
+        .with_columns(_event=event, _um=unit * months + (pl.col("_m") - first).cast(pl.UInt64))
+        .drop("_m")
     )
     place_of = per_event.select("_sc", "source", "country").unique("_sc")
     is_country = pl.col("_unit") < n_sc
@@ -320,8 +313,8 @@ def attributed_parts(
     # and the code, and the entries take the window over a hash of unit x area.
     area_code = pl.col("admin2").to_physical().cast(pl.UInt64)
     with_area = rows.lazy().filter(pl.col("admin2").is_not_null())
-    names = with_area.select(pl.col("admin2").unique()).with_columns(_code=area_code).collect().lazy()
-    codes = cast(int, rows["admin2"].to_physical().max() or 0) + 1
+    names = with_area.select(pl.col("admin2").unique()).with_columns(_code=area_code).collect()
+    codes = cast(int, names["_code"].max() or 0) + 1
     ordered = (cast(int, rows["_um"].max() or 0) // months + 1) * codes * months < ENTRY_KEY_LIMIT
     if ordered:
         keyed = (
@@ -337,7 +330,7 @@ def attributed_parts(
         located = with_area.select("_um", _code=area_code).unique().collect().lazy()
     areas = (
         located.join(keys.lazy(), on="_um")
-        .join(names, on="_code")
+        .join(names.lazy(), on="_code")
         .select(*UNIT_KEY, pl.col("admin2").cast(pl.String), "month")
         .collect()
         .cast(AREA_SCHEMA)  # type: ignore[arg-type]
@@ -353,7 +346,7 @@ def attributed_parts(
             coded = located.select(
                 "_code", _unit=pl.col("_um") // months, m=(pl.col("_um") % months).cast(pl.Int64) + first,
             ).with_columns(_area=pl.struct("_unit", "_code").hash())  # fmt: skip
-        coded = coded.join(names, on="_code", how="left", maintain_order="left").with_columns(
+        coded = coded.join(names.lazy(), on="_code", how="left", maintain_order="left").with_columns(
             unit_first=pl.col("m").min().over("_unit")
         )
         parts["entered"] = (
