@@ -10,8 +10,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from sahel_pipeline import SAMPLE_DIR
 from sahel_pipeline.core.schema import CANONICAL_COLUMNS
-from sahel_pipeline.core.sources import SourceError, read_source_file
+from sahel_pipeline.core.sources import SourceError, csv_text, read_source_file
+from sahel_pipeline.core.sources.csv_text import RawTable
 from sahel_pipeline.core.sources.layouts import detect_layout
 from sahel_pipeline_tests.fixtures import BAD_FILES, real_file, requires_real_data
 
@@ -43,7 +45,9 @@ def test_mali_monadic_export_collapses_to_one_row_per_event_keeping_every_actor(
     assert collapsed == actors_per_event
     katiba = source.events.filter(pl.col("event_id") == "ACLED:MLI4682").row(0, named=True)
     assert (katiba["actor1"], katiba["assoc_actor_1"], katiba["actor2"]) == (
-        "Katiba Macina", "JNIM: Group for Support of Islam and Muslims", "Civilians (Mali)",
+        "Katiba Macina",
+        "JNIM: Group for Support of Islam and Muslims",
+        "Civilians (Mali)",
     )
     assert katiba["event_date"] == dt.date(2020, 12, 31)
 
@@ -103,8 +107,12 @@ def test_ucdp_ged_with_one_field_more_than_its_header():
 
 @pytest.mark.parametrize(
     "written, expected",
-    [("2024-05-15", dt.date(2024, 5, 15)), ("15-05-2024", dt.date(2024, 5, 15)), ("15 May 2024", dt.date(2024, 5, 15)),
-     ("5 May 2024", dt.date(2024, 5, 5))],
+    [
+        ("2024-05-15", dt.date(2024, 5, 15)),
+        ("15-05-2024", dt.date(2024, 5, 15)),
+        ("15 May 2024", dt.date(2024, 5, 15)),
+        ("5 May 2024", dt.date(2024, 5, 5)),
+    ],
 )
 def test_acled_date_formats(tmp_path, written, expected):
     path = tmp_path / "acled_niger.csv"
@@ -147,8 +155,79 @@ def test_the_parse_takes_its_buffers_from_jemalloc_not_mimalloc(tmp_path):
     path.write_text(
         "event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n"
         + "".join(f"NIG{i},2024-05-15,Battles,Islamic State (Sahel),Civilians,Niger,{i % 7}\n" for i in range(2000))
+        + "NIG2000,2024-05-15\n"  # a short record: only pyarrow's parse says which, so this file takes it
     )
     before = jemalloc.num_allocations()
-    assert read_source_file(path).events.height == 2000
+    source = read_source_file(path)
+    assert source.events.height == 2000 and source.quarantine["source_row"].to_list() == [2002]
     assert parsing_pool().backend_name == "jemalloc"
     assert jemalloc.num_allocations() > before
+
+
+def _read_by_pyarrow_only(path: Path, monkeypatch) -> RawTable:
+    with monkeypatch.context() as patched:
+        patched.setattr(csv_text, "_regular_records", lambda *_: None)
+        return csv_text.read_csv_text(path, path.name)
+
+
+def _same_table(a: RawTable, b: RawTable) -> bool:
+    return (
+        (a.header, a.layout, a.notes) == (b.header, b.layout, b.notes)
+        and a.frame.equals(b.frame)
+        and (a.bad_rows.equals(b.bad_rows))
+    )
+
+
+def test_polars_reader_gives_the_values_pyarrow_gives_quotes_line_breaks_and_missing_texts(tmp_path, monkeypatch):
+    path = tmp_path / "acled_niger.csv"
+    path.write_bytes(
+        b"\xef\xbb\xbfevent_id_cnty,event_date,event_type,actor1,actor2,country,notes,fatalities\r\n"
+        b'NIG1,2024-05-15,Battles,"JNIM, a coalition",NA,Niger,"two lines:\r\nan ambush near ""Tera""",3\r\n'
+        b'NIG2,2024-05-16,Battles,"NA","",Niger,n/a, 0\r\n'
+        b"NIG3,2024-05-17,Riots,Rioters (Niger),,Niger,,1"  # no line break at the end
+    )
+    raw = csv_text.read_csv_text(path, path.name)
+    assert csv_text._regular_records(path, raw.header) is not None  # the fast reader took it
+    assert _same_table(raw, _read_by_pyarrow_only(path, monkeypatch))
+    assert raw.frame["notes"].to_list() == ['two lines:\r\nan ambush near "Tera"', None, None]
+    assert raw.frame["actor1"].to_list() == ["JNIM, a coalition", None, "Rioters (Niger)"]
+    assert raw.frame["fatalities"].to_list() == ["3", " 0", "1"] and raw.frame["source_row"].to_list() == [2, 3, 4]
+
+
+def test_a_short_record_in_the_middle_is_quarantined_not_filled_with_nulls(tmp_path):
+    # Polars' reader would read the short record with a missing fatalities count: the empty last column sends the
+    # file to pyarrow's parse, which sets the record aside with its number.
+    path = tmp_path / "acled_niger.csv"
+    path.write_text(
+        "event_id_cnty,event_date,event_type,actor1,actor2,country,fatalities\n"
+        "NIG1,2024-05-15,Battles,JNIM,Civilians,Niger,3\n"
+        "NIG2,2024-05-16,Battles,JNIM\n"
+        "NIG3,2024-05-17,Battles,JNIM,Civilians,Niger,0\n"
+    )
+    source = read_source_file(path)
+    assert source.events["event_id"].to_list() == ["ACLED:NIG1", "ACLED:NIG3"]
+    assert source.quarantine["source_row"].to_list() == [3]
+    assert "stops before column 'actor2'" in source.quarantine["reason"][0]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "acled_burkina_1997-2020.csv",
+        "acled_mali_2017-2020_actor-rows.csv",
+        "acled_burkina_1997-2023_subset-columns.csv",
+    ],
+)
+@requires_real_data
+def test_both_readers_give_the_real_exports_the_same_records(name, monkeypatch):
+    path = real_file(name)
+    raw = csv_text.read_csv_text(path, name)
+    assert csv_text._regular_records(path, raw.header) is not None
+    assert raw.frame.height > 1000 and _same_table(raw, _read_by_pyarrow_only(path, monkeypatch))
+
+
+def test_both_readers_give_the_bundled_sample_the_same_records(monkeypatch):
+    for path in sorted(SAMPLE_DIR.glob("*.csv")):
+        raw = csv_text.read_csv_text(path, path.name)
+        assert csv_text._regular_records(path, raw.header) is not None, path.name
+        assert _same_table(raw, _read_by_pyarrow_only(path, monkeypatch)), path.name
