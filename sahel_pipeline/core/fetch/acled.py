@@ -26,9 +26,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import polars as pl
 
 from sahel_pipeline.core import vintages
@@ -43,6 +42,9 @@ from sahel_pipeline.core.fetch.http import (
 )
 from sahel_pipeline.core.fetch.pages import Page, Progress, PulledQuery, pull_pages, write_raw_csv
 from sahel_pipeline.core.reference import ACLED_COUNTRIES
+
+if TYPE_CHECKING:
+    import httpx
 
 ACLED_URL = "https://acleddata.com"
 PAGE_SIZE = 5000  # the most ACLED returns per page

@@ -64,8 +64,8 @@ def read_csv_text(path: Path, name: str) -> RawTable:
 
     regular = _regular_records(path, header)
     if regular is not None:
-        frame = regular.with_columns(source_row=_good_row_numbers(regular.height, []))
-        return RawTable(header, frame, empty_quarantine(), notes, layout)
+        numbered = regular.with_columns(source_row=_good_row_numbers(regular.height, []))
+        return RawTable(header, numbered, empty_quarantine(), notes, layout)
     source: str | io.BytesIO = str(path)
     try:
         table, bad = _read_records(source, header)
