@@ -302,3 +302,35 @@ def test_spatial_alerts_carry_the_events_behind_them_in_the_feeds():
     titles = [e.title for e in parsed.entries]
     assert len(titles) == 2 and any(f"closing in on {approach['place']}" in t for t in titles), titles
     assert any("new ground" in t for t in titles), titles
+
+
+def test_hot_spots_whose_rises_tie_are_listed_by_name_whatever_order_the_rows_come_in():
+    """Two of Burkina Faso's regions with the same rise for one alert: the GeoJSON lists them by name every time (on
+    the real files, two runs of the same data once listed a month's tied hot spots in different orders)."""
+    from sahel_pipeline.core.feeds import hot_spots
+    from sahel_pipeline.core.models import ModelConfig
+
+    config, month = ModelConfig(), dt.date(2023, 5, 1)
+    unit = {"source": "ACLED", "level": "group", "group_id": "JNIM", "country": "Burkina Faso", "indicator": "events"}
+    regions = ["Sahel", "Centre Ouest", "Cascades", "Est"]
+    months = [dt.date(2020 + (m // 12), m % 12 + 1, 1) for m in range(5, 41)]  # the 36 months to 2023-05
+    admin1 = pl.DataFrame(
+        [{**unit, "admin1": r, "month": m, "count": 4 if m >= dt.date(2023, 3, 1) and r != "Est" else 0}
+         for r in regions for m in months]
+    )  # fmt: skip
+    located = pl.DataFrame(
+        [{**{k: v for k, v in unit.items() if k != "indicator"}, "admin1": r, "latitude": 12.0 + i,
+          "longitude": -1.0 - i, "indicators": ["events"]} for i, r in enumerate(regions)]
+    )  # fmt: skip
+    alerts = pl.DataFrame(
+        [{"source": "ACLED", "group": "JNIM", "country": "Burkina Faso", "indicator": "events",
+          "group_name": "JNIM", "severity": "high"}]
+    )  # fmt: skip
+    orders = []
+    for seed in range(6):
+        spots = hot_spots(
+            alerts, admin1.sample(fraction=1.0, shuffle=True, seed=seed), located.reverse() if seed % 2 else located,
+            month, config,
+        )  # fmt: skip
+        orders.append(spots["admin1"].to_list())
+    assert orders == [["Cascades", "Centre Ouest", "Sahel"]] * 6

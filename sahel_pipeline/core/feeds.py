@@ -278,7 +278,9 @@ def hot_spots(
     return (
         rises.join(places, on=[*SERIES_KEY, "admin1"], nulls_equal=True)
         .join(_keyed(alerts), on=SERIES_KEY, nulls_equal=True)
-        .sort(*SERIES_KEY, "rise", descending=[False] * len(SERIES_KEY) + [True], nulls_last=False)
+        # units whose rises tie by name, as the alert sentence and the report list them: the joins' order is not the
+        # same from run to run
+        .sort(*SERIES_KEY, "rise", "admin1", descending=[False] * len(SERIES_KEY) + [True, False], nulls_last=False)
     )
 
 
