@@ -415,6 +415,34 @@ def test_the_trend_tests_poisson_fit_is_statsmodels_glm(seed):
         assert ours.df_resid == theirs.df_resid
 
 
+@pytest.mark.parametrize("seed", [5, 8, 13])
+def test_the_negative_binomial_fit_starts_at_its_maximum_and_statsmodels_confirms_it_at_once(seed):
+    """A series with years of zeros and then events (a group appearing): a steep trend, a large dispersion. From the
+    Poisson fit statsmodels' IRLS crawls; from `negbin_start` (Newton's method on the same likelihood) it confirms
+    the maximum in a few iterations, and that maximum is statsmodels' own, run to a far tighter tolerance."""
+    import statsmodels.api as sm
+
+    from sahel_pipeline.core.models import negbin_start, poisson_glm
+
+    rng = np.random.default_rng(seed)
+    t = (np.arange(36) - 35) / 12.0
+    y = np.r_[np.zeros(23), negbin(rng, 15, 1.5, 13)].astype(float)
+    X, offset = np.column_stack([np.ones(36), t]), np.zeros(36)
+    weights = np.where(np.arange(36) == 27, 0.15, 1.0)
+    poisson = poisson_glm(y, X, offset, weights, start=np.array([math.log(y.mean()), 0.0])).params
+    family = sm.families.NegativeBinomial(alpha=2.0)
+    exact = sm.GLM(y, X, family=family, offset=offset, var_weights=weights).fit(
+        start_params=poisson, tol=1e-14, maxiter=1000
+    )
+    start = negbin_start(y, X, offset, 2.0, weights, poisson)
+    assert start == pytest.approx(exact.params, rel=1e-7)
+    from_poisson = sm.GLM(y, X, family=family, offset=offset, var_weights=weights).fit(start_params=poisson)
+    from_start = sm.GLM(y, X, family=family, offset=offset, var_weights=weights).fit(start_params=start)
+    assert from_start.converged and from_start.fit_history["iteration"] <= 3 < from_poisson.fit_history["iteration"]
+    assert from_start.params == pytest.approx(exact.params, rel=1e-7)
+    assert from_start.bse == pytest.approx(exact.bse, rel=1e-6)
+
+
 def test_heavy_imports_start_in_the_background_once():
     import sys
 

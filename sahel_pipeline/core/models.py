@@ -349,6 +349,29 @@ def poisson_glm(
     )
 
 
+def negbin_start(y: np.ndarray, X: np.ndarray, offset: np.ndarray, alpha: float, weights: np.ndarray,
+                 start: np.ndarray) -> np.ndarray:
+    """Starting values for statsmodels' negative-binomial IRLS at this dispersion: Newton's method on the NB2
+    log-likelihood (concave in the coefficients for a fixed dispersion), from `start`, the Poisson fit. From the
+    Poisson fit itself, IRLS took 2 to 34 iterations, 12.5 on average, on the benchmark's series with a trend (a
+    steep one after years of zeros, a large dispersion, converges slowly by scoring); statsmodels then confirms this
+    start in two or three, and its answer is the fit. `start` when Newton's method does not get there."""
+    beta = np.array(start, dtype=float)
+    try:
+        for _ in range(50):
+            mu = np.exp(X @ beta + offset)
+            spread = 1.0 + alpha * mu
+            score = X.T @ (weights * (y - mu) / spread)
+            hessian = (X * (weights * mu * (1.0 + alpha * y) / spread**2)[:, None]).T @ X
+            step = np.linalg.solve(hessian, score)
+            beta = beta + np.clip(step, -5.0, 5.0)
+            if np.max(np.abs(step)) < 1e-10:
+                return beta if np.all(np.isfinite(beta)) else np.array(start, dtype=float)
+    except np.linalg.LinAlgError:
+        pass
+    return np.array(start, dtype=float)
+
+
 def _log_rate(y: np.ndarray, exposure: np.ndarray, weights: np.ndarray | None = None) -> float:
     """log of the (weighted) events per full month: the intercept-only Poisson fit, used as a starting value."""
     events, months = (y.sum(), exposure.sum()) if weights is None else (weights @ y, weights @ exposure)
@@ -434,7 +457,8 @@ def fit_baseline(y: np.ndarray, exposure: np.ndarray, t: np.ndarray, config: Mod
         if trend_fit is None:
             (log_mu, se), model, note = group_rate(y, exposure, alpha, weights), "negbin", ""
         else:
-            nb = _glm(y, X, offset, _families()[1].NegativeBinomial(alpha=alpha), weights, start=trend_fit.params)
+            start = negbin_start(y, X, offset, alpha, weights, trend_fit.params)
+            nb = _glm(y, X, offset, _families()[1].NegativeBinomial(alpha=alpha), weights, start=start)
             if nb.converged and np.all(np.isfinite(nb.bse)):
                 log_mu, se, params, model, note = float(nb.params[0]), float(nb.bse[0]), nb.params, "negbin", ""
             else:
