@@ -278,8 +278,8 @@ def hot_spots(
     return (
         rises.join(places, on=[*SERIES_KEY, "admin1"], nulls_equal=True)
         .join(_keyed(alerts), on=SERIES_KEY, nulls_equal=True)
-        # units whose rises tie by name, as the alert sentence and the report list them: the joins' order is not the
-        # same from run to run
+        # units whose rises tie are listed by name, as in the alert sentence and the report: the joins' order is not
+        # the same from run to run
         .sort(*SERIES_KEY, "rise", "admin1", descending=[False] * len(SERIES_KEY) + [True, False], nulls_last=False)
     )
 

@@ -355,7 +355,7 @@ def negbin_start(y: np.ndarray, X: np.ndarray, offset: np.ndarray, alpha: float,
     log-likelihood (concave in the coefficients for a fixed dispersion), from `start`, the Poisson fit. From the
     Poisson fit itself, IRLS took 2 to 34 iterations, 12.5 on average, on the benchmark's series with a trend (a
     steep one after years of zeros, a large dispersion, converges slowly by scoring); statsmodels then confirms this
-    start in two or three, and its answer is the fit. `start` when Newton's method does not get there."""
+    start in one iteration, and its answer is the fit. `start` when Newton's method does not get there."""
     beta = np.array(start, dtype=float)
     try:
         for _ in range(50):

@@ -127,12 +127,9 @@ def _regular_records(path: Path, names: list[str]) -> pl.DataFrame | None:
     return frame if frame.width == len(names) and frame[names[-1]].null_count() == 0 else None
 
 
-# pyarrow's defaults for a text column that can be null (pyarrow.csv.ConvertOptions().null_values), which
-# `_read_records` keeps: both readers give a file the same missing values.
-MISSING_VALUE_TEXTS = [
-    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "N/A", "NA", "NULL",
-    "NaN", "n/a", "nan", "null",
-]  # fmt: skip
+# The texts pyarrow reads as missing in a column that can be null (its defaults, which `_read_records` keeps): both
+# readers give a file the same missing values.
+MISSING_VALUE_TEXTS: list[str] = pacsv.ConvertOptions().null_values
 
 
 def _read_records(source: str | io.BytesIO, names: list[str]) -> tuple[pa.Table, list[tuple[int | None, int, str]]]:
