@@ -124,7 +124,7 @@ def _regular_records(path: Path, names: list[str]) -> pl.DataFrame | None:
         )
     except pl.exceptions.PolarsError:
         return None
-    return frame if frame.width == len(names) and frame[names[-1]].null_count() == 0 else None
+    return frame if frame[names[-1]].null_count() == 0 else None
 
 
 # The texts pyarrow reads as missing in a column that can be null (its defaults, which `_read_records` keeps): both
