@@ -77,6 +77,20 @@ def test_zero_to_one_is_not_an_alert_but_zero_to_eight_is():
 
 
 @pytest.mark.slow  # hundreds of simulated series
+def test_the_dispersion_search_likelihood_is_the_pmfs_sum_to_the_bit():
+    from sahel_pipeline.core import negbin as nb
+
+    rng = np.random.default_rng(11)
+    for n in (1, 3, 36, 39):
+        mu = rng.gamma(1.5, 4.0, n)
+        y = rng.poisson(mu * rng.gamma(2.0, 0.5, n)).astype(float)
+        weights = rng.uniform(0.2, 1.0, n)
+        mu[0] = 0.0  # a mean of zero is floored as logpmf floors it
+        loglik = nb.weighted_loglik(y, mu, weights)
+        for dispersion in (0.0, 1e-9, nb.POISSON, 1e-4, 0.013, 0.4, 1.0, 7.5, 50.0):
+            assert loglik(dispersion) == float(np.sum(weights * nb.logpmf(y, mu, dispersion)))
+
+
 def test_poisson_fallback_on_equidispersed_data_and_negbin_on_overdispersed():
     rng = np.random.default_rng(3)
     poisson = scored([task(rng.poisson(12, 39)) for _ in range(100)])

@@ -397,9 +397,10 @@ def estimate_alpha(y: np.ndarray, mu: np.ndarray, weights: np.ndarray) -> tuple[
     # fitting workers (which preload it with statsmodels) need.
     from scipy import optimize
 
-    poisson = float(np.sum(weights * nb_logpmf(y, mu, 0.0)))
+    loglik = negbin.weighted_loglik(y, mu, weights)
+    poisson = loglik(0.0)
     result = optimize.minimize_scalar(
-        lambda log_a: -float(np.sum(weights * nb_logpmf(y, mu, math.exp(log_a)))),
+        lambda log_a: -loglik(math.exp(log_a)),
         bounds=(math.log(1e-4), math.log(50.0)),
         method="bounded",
         options={"xatol": 1e-3},
