@@ -131,7 +131,7 @@ def test_every_kind_of_corrupt_cache_file_heals_with_a_warning(clean, tmp_path):
     shutil.copytree(clean, out)
     warehouse = out / "warehouse"
     broken = [
-        next((warehouse / "_ingest_cache").glob("*.events.parquet")),
+        next((warehouse / "_ingest_cache").glob("*.events.0000.parquet")),
         warehouse / "_ingest_cache" / "manifest.json",
         next((warehouse / "_panel_counts").glob("counts-*/admin1.parquet")),
         next((warehouse / "series_scores").glob(f"shard_*/{MONTH}.parquet")),

@@ -6,10 +6,12 @@ import csv
 import datetime as dt
 import shutil
 from collections import Counter
+from pathlib import Path
 
 import polars as pl
 import pytest
 
+from sahel_pipeline.core import ingest as ingest_module
 from sahel_pipeline.core.ingest import duplicated, find_csv_files, ingest, synthetic_reason
 from sahel_pipeline_tests.fixtures import BAD_FILES, TODAY, real_file, requires_real_data
 
@@ -269,17 +271,27 @@ def test_the_manifest_says_which_files_are_synthetic(tmp_path, sample_dir):
     assert dict(again.manifest.select("file", "synthetic").iter_rows()) == flags
 
 
-def test_the_only_file_s_cache_entry_is_named_as_the_table_when_the_merge_removes_nothing(tmp_path):
-    """IngestResult.events_file lets the warehouse copy the cache entry instead of encoding 2.5 M events again: it
-    must hold exactly the table, and be named only when it does."""
+def test_the_table_s_parts_are_the_cache_s_files_where_the_merge_removed_none_of_their_rows(tmp_path, monkeypatch):
+    """IngestResult.events_parts lets the warehouse copy the cache's files instead of encoding 2.5 M events again:
+    a file must hold exactly its part of the table, and be named only when it does."""
+    monkeypatch.setattr(ingest_module, "EVENT_PART_ROWS", 2)  # SNAPSHOT_B's 7 events in four parts
+
+    def stored(parts) -> pl.DataFrame:
+        return pl.concat([pl.read_parquet(p) if isinstance(p, Path) else p for p in parts])
+
     raw, cache = tmp_path / "raw", tmp_path / "cache"
     raw.mkdir()
     (raw / "acled_niger.csv").write_text(snapshot(SNAPSHOT_B))
     for _ in ("read now", "from the cache"):
         result = run(raw, cache)
-        assert result.events_file is not None and result.events_file.parent == cache
-        assert pl.read_parquet(result.events_file).equals(result.events)
+        parts = result.events_parts
+        assert len(parts) == 4 and all(isinstance(p, Path) and p.parent == cache for p in parts)
+        assert stored(parts).equals(result.events)
 
-    (raw / "acled_deletions.csv").write_text(DELETIONS)  # a second file, which removes NIG4
+    (raw / "acled_deletions.csv").write_text(DELETIONS)  # a second file, which removes NIG4 of the second part
     result = run(raw, cache)
-    assert result.events_file is None and result.events.height == len(SNAPSHOT_B) - 1
+    first, second, *rest = result.events_parts
+    assert isinstance(first, Path) and all(isinstance(p, Path) for p in rest) and len(rest) == 2
+    assert isinstance(second, pl.DataFrame) and second["event_id"].to_list() == ["ACLED:NIG3"]
+    assert stored(result.events_parts).equals(result.events) and result.events.height == len(SNAPSHOT_B) - 1
+

@@ -11,6 +11,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import SAMPLE_DIR
+from sahel_pipeline.core import ingest as ingest_module
 from sahel_pipeline.core.ingest import raw_path_list
 from sahel_pipeline.defs import ingest as ingest_defs
 from sahel_pipeline.defs import io_manager
@@ -156,9 +157,11 @@ def test_great_expectations_check_on_a_cached_rerun_reports_the_whole_table(tmp_
 
 
 @pytest.mark.slow  # materializes the ingest
-def test_a_single_file_s_table_is_its_cache_entry_copied_and_more_files_are_written(tmp_path, sample_dir, monkeypatch):
-    """The warehouse's canonical_events is the cache entry copied (not linked: writing into the warehouse file
-    must not change the cache) when one file makes the table, and the merge written when several do."""
+def test_the_table_is_the_cache_s_parts_copied_where_the_merge_kept_them_whole(tmp_path, sample_dir, monkeypatch):
+    """The warehouse's canonical_events is a folder of parts: the cache's part files copied (not linked: nothing
+    written into the warehouse may change the cache) where the merge kept every row of them, the kept rows written
+    where it did not; the link to the folder is swapped whole and the earlier folder removed."""
+    monkeypatch.setattr(ingest_module, "EVENT_PART_ROWS", 4_000)  # the export's 12,454 events in four parts
     copied: list[Path] = []
     copy = io_manager.copyfile
     monkeypatch.setattr(io_manager, "copyfile", lambda source, target: copied.append(source) or copy(source, target))
@@ -169,14 +172,49 @@ def test_a_single_file_s_table_is_its_cache_entry_copied_and_more_files_are_writ
     settings = PipelineSettings(raw_paths=str(raw), output_dir=str(tmp_path / "out"), sample_fallback=False)
     assert materialize_ingest(settings).success
     stored = settings.warehouse / "canonical_events.parquet"
-    (entry,) = settings.ingest_cache.glob("*.events.parquet")
-    assert copied == [entry]
-    assert stored.read_bytes() == entry.read_bytes() and not stored.samefile(entry)
-    pl.DataFrame({"x": [1]}).write_parquet(stored)  # writing into the warehouse's file ...
-    assert pl.read_parquet(entry).height > 1  # ... leaves the cache as it was
+    entries = sorted(settings.ingest_cache.glob("*.events.*.parquet"))
+    parts = sorted(stored.glob("*.parquet"))
+    assert len(entries) == 4 and copied == entries and stored.is_symlink()
+    assert [p.read_bytes() for p in parts] == [e.read_bytes() for e in entries]
+    assert not any(p.samefile(e) for p, e in zip(parts, entries, strict=True))
+    exported = pl.read_parquet(entries)
+    assert pl.read_parquet(stored).equals(exported)
 
-    for other in others:
+    for other in others:  # the weekly update revises recent events (the export's last part) and a deletion
         shutil.copy(other, raw)
+    copied.clear()
     assert materialize_ingest(settings).success
-    assert copied == [entry]  # nothing copied this time: the merge is written
-    assert pl.read_parquet(stored).height > pl.read_parquet(entry).height
+    merged = pl.read_parquet(stored)
+    assert 0 < len(set(copied) & set(entries)) < 4  # the export's parts the merge kept whole, copied again
+    assert merged.height > exported.height and merged["event_id"].is_unique().all()
+    assert len(list(settings.warehouse.glob("canonical_events.parquet*"))) == 2  # the link and its one folder
+
+
+def test_a_table_in_parts_and_a_table_in_one_file_replace_each_other_whole(tmp_path):
+    """canonical_events is stored as a folder of parts behind a link, other tables as one file: each form replaces
+    the other (and a folder copied where the link was), reads back as the table it was given, and leaves no earlier
+    folder behind."""
+    manager = io_manager.PolarsParquetIOManager(tmp_path)
+    key = dg.AssetKey("canonical_events")
+    stored = tmp_path / "canonical_events.parquet"
+    cached = tmp_path / "cached.parquet"
+    head, tail = pl.DataFrame({"id": ["a", "b"], "n": [1, 2]}), pl.DataFrame({"id": ["c"], "n": [3]})
+    head.write_parquet(cached)
+
+    def store(value) -> pl.DataFrame:
+        manager.handle_output(dg.build_output_context(asset_key=key), value)
+        return manager.load_input(dg.build_input_context(asset_key=key, dagster_type=dg.DagsterType(
+            lambda _, value: True, name="frame", typing_type=pl.DataFrame)))  # fmt: skip
+
+    def folders() -> list[Path]:
+        return [p for p in tmp_path.glob("canonical_events.parquet.*") if p.is_dir()]
+
+    assert store(io_manager.StoredParts((cached, tail), head.schema)).equals(pl.concat([head, tail]))
+    assert stored.is_symlink() and len(folders()) == 1 and pl.read_parquet(cached).equals(head)
+    assert store(tail).equals(tail) and stored.is_file() and folders() == []
+    assert store(io_manager.StoredParts((), head.schema)).equals(head.clear())  # no rows left: still the columns
+    shutil.copytree(stored, tmp_path / "copied", symlinks=False)
+    stored.unlink()
+    (tmp_path / "copied").rename(stored)  # a copy of the warehouse that followed the link
+    assert store(io_manager.StoredParts((tail, cached), head.schema)).equals(pl.concat([tail, head]))
+    assert stored.is_symlink() and len(folders()) == 1

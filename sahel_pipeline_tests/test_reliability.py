@@ -242,7 +242,7 @@ def truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
 
 
-@pytest.mark.parametrize("part", ["events.parquet", "quarantine.parquet", "json", "manifest"])
+@pytest.mark.parametrize("part", ["events.0000.parquet", "quarantine.parquet", "json", "manifest"])
 def test_a_corrupt_ingest_cache_file_is_discarded_with_a_warning_and_the_file_read_again(tmp_path, part):
     raw, cache = few_events_file(tmp_path / "raw").parent, tmp_path / "cache"
     first = ingest(find_csv_files([raw]), cache, TODAY, log=lambda _: None)

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from sahel_pipeline.core.schema import (
@@ -43,6 +44,10 @@ DEFAULT_RAW_PATHS = "data/raw"  # where a fresh clone looks for exports; empty t
 
 # Bump when normalisation, the row rules or what the cache records change, so cached files are read again.
 PARSER_VERSION = "6"
+# A file's validated events are cached in parts of this many rows, in the file's order: a weekly update's revisions
+# are of recent events, at the end of an export in date order, so the canonical table takes the other parts as they
+# are (IngestResult.events_parts) and only the parts it lost rows from are written again.
+EVENT_PART_ROWS = 250_000
 OVERLAP_KEY = ["source", "event_date", "_location_key", "event_type", "fatalities"]
 
 MANIFEST_SCHEMA: dict[str, pl.DataType] = {
@@ -71,9 +76,9 @@ class IngestResult:
     manifest: pl.DataFrame
     overlaps: pl.DataFrame  # id-less rows reported as the same event as one with an id
     stats: dict[str, int] = field(default_factory=dict)
-    # A Parquet file that holds exactly `events`, row for row: the cache entry of the only file, when the merge
-    # removed nothing. A writer can copy it rather than write 2.5 M events again (about 2 s of a cold run).
-    events_file: Path | None = None
+    # `events` in parts, in order: a cache file that holds exactly its part of the rows (the merge removed none of
+    # them), or the rows a part kept. A writer can copy the files rather than write 2.5 M events again (about 1.5 s).
+    events_parts: list[Path | pl.DataFrame] | None = None
 
     def unreadable_files(self) -> pl.DataFrame:
         return self.manifest.filter(pl.col("error").is_not_null())
@@ -209,7 +214,7 @@ def ingest(
     entries: list[dict] = []
     problems: list[dict] = []  # manifest rows of paths that could not be read or are gone, not of files read
     event_frames: list[pl.DataFrame] = []
-    event_files: list[Path] = []  # each frame's cache file, which holds exactly its rows
+    event_parts: list[tuple[Path, int]] = []  # the frames' cache files in order, and the rows each holds
     deletion_frames: list[pl.DataFrame] = []
     quarantine_frames: list[pl.DataFrame] = []
     for skipped in unreadable:
@@ -236,9 +241,12 @@ def ingest(
             if cached is None:
                 cached = _validate_and_cache(cache_dir, _cache_key(name, entry["sha256"]), name, source, today)
         events, deletions, quarantine, info = cached
-        entries.append({**entry, **info, "error": None})
-        event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32)))
-        event_files.append(_cache_part(cache_dir, _cache_key(name, entry["sha256"]), "events"))
+        parts = _event_parts(cache_dir, _cache_key(name, entry["sha256"]), info)
+        entries.append({**entry, **{k: v for k, v in info.items() if k != "event_parts"}, "error": None})
+        part_of_row = np.repeat(np.arange(len(event_parts), len(event_parts) + len(parts), dtype=np.int32),
+                                [rows for _, rows in parts])  # fmt: skip
+        event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32), _part=part_of_row))
+        event_parts += parts
         deletion_frames.append(deletions)
         quarantine_frames.append(quarantine)
     vanished = _vanished(previous, {e["file"] for e in entries} | {p["file"] for p in problems})
@@ -249,8 +257,9 @@ def ingest(
     _save_manifest(cache_dir, entries)
 
     result = consolidate(event_frames, deletion_frames, quarantine_frames)
-    if len(event_frames) == 1 and result.events.height == event_frames[0].height:
-        result.events_file = event_files[0]  # the merge only ever removes rows: none removed, the file is the table
+    if event_parts:
+        result.events_parts = _kept_parts(result.events["_part"].to_numpy(), event_parts, result.events)
+    result.events = result.events.drop("_part", strict=False)
     manifest = _manifest_frame(entries + problems + vanished, result.quarantine)
     result.manifest = manifest
     result.stats.update(
@@ -344,8 +353,9 @@ def consolidate(
     quarantine_frames: list[pl.DataFrame],
 ) -> IngestResult:
     """Merge validated files (given in file order, with `_file_order`) into canonical events: newest revisions,
-    deletions, and overlaps of id-less extracts. Each step only removes rows and keeps the others' order, so a merge
-    that removes none returns its files' rows as they came (`ingest` relies on it: IngestResult.events_file)."""
+    deletions, and overlaps of id-less extracts. Each step only removes rows and keeps the others' order, so the
+    events are each file's kept rows in turn (`ingest` relies on it: it gives the rows their cache part in `_part`,
+    which the events keep, to find the parts the merge left whole)."""
     all_events = pl.concat(event_frames, how="vertical_relaxed") if event_frames else _no_events()
     quarantine = (
         pl.concat(quarantine_frames, how="vertical_relaxed").select(list(QUARANTINE_SCHEMA))
@@ -366,9 +376,8 @@ def consolidate(
         "replaced_ucdp_events": replaced,
         "overlapping_rows": overlaps.height,
     }
-    return IngestResult(
-        events.select(CANONICAL_COLUMNS), quarantine, pl.DataFrame(schema=MANIFEST_SCHEMA), overlaps, stats
-    )
+    kept = [*CANONICAL_COLUMNS, *(["_part"] if "_part" in events.columns else [])]
+    return IngestResult(events.select(kept), quarantine, pl.DataFrame(schema=MANIFEST_SCHEMA), overlaps, stats)
 
 
 def keep_newest_revisions(events: pl.DataFrame) -> tuple[pl.DataFrame, int, int]:
@@ -480,8 +489,34 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-CACHE_PARTS = ("events", "deletions", "quarantine")
+CACHE_PARTS = ("deletions", "quarantine")  # besides the events' parts (_event_parts)
 CACHE_INFO_KEYS = ("layout", "rows", "events", "deletions", "notes")
+
+
+def _event_parts(cache_dir: Path, key: str, info: dict) -> list[tuple[Path, int]]:
+    """A cache entry's event files in order, and the rows each holds (an entry written before the events were kept
+    in parts has one file)."""
+    if "event_parts" not in info:
+        return [(_cache_part(cache_dir, key, "events"), int(info["events"]))]
+    return [(_cache_part(cache_dir, key, f"events.{n:04d}"), int(rows)) for n, rows in enumerate(info["event_parts"])]
+
+
+def _kept_parts(
+    part_of_row: np.ndarray, parts: list[tuple[Path, int]], events: pl.DataFrame
+) -> list[Path | pl.DataFrame]:
+    """The merged events (each part's kept rows in turn, `part_of_row` naming each row's part) as the parts' files
+    where a part kept every row, and the kept rows themselves where it lost some; a part with no row left (or none
+    to begin with: a deletions file's) is left out."""
+    kept = np.bincount(part_of_row, minlength=len(parts))
+    out: list[Path | pl.DataFrame] = []
+    start = 0
+    for (path, rows), n in zip(parts, kept.tolist(), strict=True):
+        if n and n == rows:
+            out.append(path)
+        elif n:
+            out.append(events.slice(start, n).drop("_part"))
+        start += n
+    return out
 
 
 def _read_cache(
@@ -497,16 +532,20 @@ def _read_cache(
         info = json.loads(info_path.read_text())
         if not isinstance(info, dict) or not set(CACHE_INFO_KEYS) <= set(info):
             raise ValueError("not a cache entry's description")
+        event_frames = []
+        for reading, _ in _event_parts(cache_dir, key, info):
+            event_frames.append(pl.read_parquet(reading))
         frames = []
         for part in CACHE_PARTS:
             reading = _cache_part(cache_dir, key, part)
             frames.append(pl.read_parquet(reading))
     except UNREADABLE as err:
         discarded(reading, err, f"its cache entry is dropped and {name} is read again", warn)
-        for path in (info_path, *(_cache_part(cache_dir, key, part) for part in CACHE_PARTS)):
+        for path in (info_path, *cache_dir.glob(f"{key}.*.parquet")):
             path.unlink(missing_ok=True)
         return None
-    events, deletions, quarantine = frames
+    deletions, quarantine = frames
+    events = pl.concat(event_frames) if len(event_frames) > 1 else event_frames[0]
     return events, deletions, quarantine, info
 
 
@@ -522,9 +561,14 @@ def _write_cache(
         "synthetic": synthetic is not None,
         "notes": "; ".join([*source.notes, *([f"synthetic: {synthetic}"] if synthetic else [])]),
     }
+    # at least one part, so that a file without events still gives the table its columns
+    parts = list(source.events.iter_slices(EVENT_PART_ROWS)) or [source.events]
+    info["event_parts"] = [part.height for part in parts]
     with written_aside() as aside:
-        for part, frame in zip(CACHE_PARTS, (source.events, source.deletions, source.quarantine), strict=True):
-            frame.write_parquet(aside(_cache_part(cache_dir, key, part)), compression="lz4")
+        for n, part in enumerate(parts):
+            part.write_parquet(aside(_cache_part(cache_dir, key, f"events.{n:04d}")), compression="lz4")
+        for name_of_part, frame in zip(CACHE_PARTS, (source.deletions, source.quarantine), strict=True):
+            frame.write_parquet(aside(_cache_part(cache_dir, key, name_of_part)), compression="lz4")
         # The info file is put in place last: its presence means the cache entry is complete.
         aside(cache_dir / f"{key}.json").write_text(json.dumps(info))
     return source.events, source.deletions, source.quarantine, info

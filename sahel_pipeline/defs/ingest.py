@@ -18,7 +18,7 @@ from sahel_pipeline.core.validation import (
     warm_up_great_expectations,
 )
 from sahel_pipeline.defs.fetch import acled_pull, ucdp_pull
-from sahel_pipeline.defs.io_manager import StoredTable, parquet_tables
+from sahel_pipeline.defs.io_manager import StoredParts, parquet_tables
 from sahel_pipeline.defs.metadata import markdown_table, table_preview
 from sahel_pipeline.defs.resources import PipelineSettings
 
@@ -113,7 +113,9 @@ def _materializations(
     )
     yield dg.MaterializeResult(
         asset_key="canonical_events",
-        value=StoredTable(result.events_file, result.events.schema) if result.events_file else result.events,
+        value=StoredParts(tuple(result.events_parts), result.events.schema)
+        if result.events_parts is not None
+        else result.events,
         metadata={
             "dagster/row_count": result.events.height,
             "rows_read": stats["rows_read"],
