@@ -295,3 +295,19 @@ def test_the_table_s_parts_are_the_cache_s_files_where_the_merge_removed_none_of
     assert isinstance(second, pl.DataFrame) and second["event_id"].to_list() == ["ACLED:NIG3"]
     assert stored(result.events_parts).equals(result.events) and result.events.height == len(SNAPSHOT_B) - 1
 
+
+
+def test_a_part_in_other_column_types_than_the_table_is_written_again_not_copied(tmp_path):
+    """A folder of parts reads as one table only when its parts agree: a cache part whose columns the merge relaxed
+    (a count stored as Int32 beside another file's Int64) is written with the table's types."""
+    from sahel_pipeline.core.ingest import _kept_parts
+
+    narrow = pl.DataFrame({"id": ["a", "b"], "n": [1, 2]}, schema={"id": pl.String, "n": pl.Int32})
+    wide = pl.DataFrame({"id": ["c"], "n": [3]}, schema={"id": pl.String, "n": pl.Int64})
+    paths = [tmp_path / "narrow.parquet", tmp_path / "wide.parquet"]
+    for frame, path in zip((narrow, wide), paths, strict=True):
+        frame.write_parquet(path)
+    table = pl.concat([narrow, wide], how="vertical_relaxed").with_columns(_part=pl.Series([0, 0, 1], dtype=pl.Int32))
+    parts = _kept_parts(table["_part"].to_numpy(), [(paths[0], 2, narrow.schema), (paths[1], 1, wide.schema)], table)
+    assert isinstance(parts[0], pl.DataFrame) and parts[0].schema == wide.schema and parts[1] == paths[1]
+    assert pl.concat([parts[0], pl.read_parquet(parts[1])]).equals(table.drop("_part"))

@@ -214,7 +214,7 @@ def ingest(
     entries: list[dict] = []
     problems: list[dict] = []  # manifest rows of paths that could not be read or are gone, not of files read
     event_frames: list[pl.DataFrame] = []
-    event_parts: list[tuple[Path, int]] = []  # the frames' cache files in order, and the rows each holds
+    event_parts: list[tuple[Path, int, pl.Schema]] = []  # the frames' cache files in order, their rows and columns
     deletion_frames: list[pl.DataFrame] = []
     quarantine_frames: list[pl.DataFrame] = []
     for skipped in unreadable:
@@ -246,7 +246,7 @@ def ingest(
         part_of_row = np.repeat(np.arange(len(event_parts), len(event_parts) + len(parts), dtype=np.int32),
                                 [rows for _, rows in parts])  # fmt: skip
         event_frames.append(events.with_columns(_file_order=pl.lit(order, pl.Int32), _part=part_of_row))
-        event_parts += parts
+        event_parts += [(path, rows, events.schema) for path, rows in parts]
         deletion_frames.append(deletions)
         quarantine_frames.append(quarantine)
     vanished = _vanished(previous, {e["file"] for e in entries} | {p["file"] for p in problems})
@@ -502,19 +502,21 @@ def _event_parts(cache_dir: Path, key: str, info: dict) -> list[tuple[Path, int]
 
 
 def _kept_parts(
-    part_of_row: np.ndarray, parts: list[tuple[Path, int]], events: pl.DataFrame
+    part_of_row: np.ndarray, parts: list[tuple[Path, int, pl.Schema]], events: pl.DataFrame
 ) -> list[Path | pl.DataFrame]:
     """The merged events (each part's kept rows in turn, `part_of_row` naming each row's part) as the parts' files
-    where a part kept every row, and the kept rows themselves where it lost some; a part with no row left (or none
-    to begin with: a deletions file's) is left out."""
+    where a part kept every row in the table's own column types, and the kept rows themselves otherwise (a folder of
+    parts is read as one table only when they agree); a part with no row left (or none to begin with: a deletions
+    file's) is left out."""
+    table = events.drop("_part")
     kept = np.bincount(part_of_row, minlength=len(parts))
     out: list[Path | pl.DataFrame] = []
     start = 0
-    for (path, rows), n in zip(parts, kept.tolist(), strict=True):
-        if n and n == rows:
+    for (path, rows, schema), n in zip(parts, kept.tolist(), strict=True):
+        if n and n == rows and schema == table.schema:
             out.append(path)
         elif n:
-            out.append(events.slice(start, n).drop("_part"))
+            out.append(table.slice(start, n))
         start += n
     return out
 
