@@ -308,6 +308,7 @@ def test_a_part_in_other_column_types_than_the_table_is_written_again_not_copied
     for frame, path in zip((narrow, wide), paths, strict=True):
         frame.write_parquet(path)
     table = pl.concat([narrow, wide], how="vertical_relaxed").with_columns(_part=pl.Series([0, 0, 1], dtype=pl.Int32))
-    parts = _kept_parts(table["_part"].to_numpy(), [(paths[0], 2, narrow.schema), (paths[1], 1, wide.schema)], table)
+    merged = table.drop("_part")
+    parts = _kept_parts(table["_part"].to_numpy(), [(paths[0], 2, narrow.schema), (paths[1], 1, wide.schema)], merged)
     assert isinstance(parts[0], pl.DataFrame) and parts[0].schema == wide.schema and parts[1] == paths[1]
-    assert pl.concat([parts[0], pl.read_parquet(parts[1])]).equals(table.drop("_part"))
+    assert pl.concat([parts[0], pl.read_parquet(parts[1])]).equals(merged)

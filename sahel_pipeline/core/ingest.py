@@ -257,9 +257,10 @@ def ingest(
     _save_manifest(cache_dir, entries)
 
     result = consolidate(event_frames, deletion_frames, quarantine_frames)
+    table = result.events.drop("_part", strict=False)
     if event_parts:
-        result.events_parts = _kept_parts(result.events["_part"].to_numpy(), event_parts, result.events)
-    result.events = result.events.drop("_part", strict=False)
+        result.events_parts = _kept_parts(result.events["_part"].to_numpy(), event_parts, table)
+    result.events = table
     manifest = _manifest_frame(entries + problems + vanished, result.quarantine)
     result.manifest = manifest
     result.stats.update(
@@ -502,13 +503,12 @@ def _event_parts(cache_dir: Path, key: str, info: dict) -> list[tuple[Path, int]
 
 
 def _kept_parts(
-    part_of_row: np.ndarray, parts: list[tuple[Path, int, pl.Schema]], events: pl.DataFrame
+    part_of_row: np.ndarray, parts: list[tuple[Path, int, pl.Schema]], table: pl.DataFrame
 ) -> list[Path | pl.DataFrame]:
-    """The merged events (each part's kept rows in turn, `part_of_row` naming each row's part) as the parts' files
+    """The merged table (each part's kept rows in turn, `part_of_row` naming each row's part) as the parts' files
     where a part kept every row in the table's own column types, and the kept rows themselves otherwise (a folder of
     parts is read as one table only when they agree); a part with no row left (or none to begin with: a deletions
     file's) is left out."""
-    table = events.drop("_part")
     kept = np.bincount(part_of_row, minlength=len(parts))
     out: list[Path | pl.DataFrame] = []
     start = 0
@@ -547,8 +547,7 @@ def _read_cache(
             path.unlink(missing_ok=True)
         return None
     deletions, quarantine = frames
-    events = pl.concat(event_frames) if len(event_frames) > 1 else event_frames[0]
-    return events, deletions, quarantine, info
+    return pl.concat(event_frames), deletions, quarantine, info
 
 
 def _write_cache(
