@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import signal
 import socket
 import time
@@ -19,6 +20,12 @@ TESTS_DIR = Path(__file__).resolve().parent
 BAD_FILES = TESTS_DIR / "bad_files"
 REAL_DIR = TESTS_DIR.parents[1] / "shared" / "data" / "real"
 TODAY = dt.date(2026, 11, 21)
+# The one line of a report that names the time it was made: two reports of the same inputs differ only there.
+GENERATED = re.compile(rb"Generated \d{1,2} \w+ \d{4}, \d\d:\d\d UTC")
+
+
+def without_report_time(page: bytes) -> bytes:
+    return GENERATED.sub(b"Generated (time)", page)
 
 Test = TypeVar("Test", bound=Callable)
 

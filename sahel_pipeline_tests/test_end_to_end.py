@@ -31,7 +31,7 @@ from sahel_pipeline.defs import alerts as alerts_assets
 from sahel_pipeline.defs.alerts import month_alerts
 from sahel_pipeline.defs.partitions import MODEL_SHARDS
 from sahel_pipeline.defs.resources import ModelSettings, PipelineSettings
-from sahel_pipeline_tests.fixtures import materialize_upstream
+from sahel_pipeline_tests.fixtures import materialize_upstream, without_report_time
 
 # The columns the issue asks for, in this order, the place of a spatial alert (issue 13), and the synthetic flag
 # (issue 11) last.
@@ -377,7 +377,7 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     plots = out / "reports" / "2024-12"
     index = json.loads((plots / report_plots.PLOT_INDEX).read_text())
     assert len(index) >= 2
-    before = (out / "reports" / "2024-12.html").read_text()
+    before = without_report_time((out / "reports" / "2024-12.html").read_bytes())
     dropped = sorted(index)[0]  # as if that series had changed since
     (plots / report_plots.PLOT_INDEX).write_text(json.dumps({k: v for k, v in index.items() if k != dropped}))
     drawn = []
@@ -392,7 +392,7 @@ def test_report_of_a_month_run_again_redraws_only_plots_whose_inputs_changed(run
     assert again.success
     assert len(drawn) == 1
     assert json.loads((plots / report_plots.PLOT_INDEX).read_text()) == index
-    assert (out / "reports" / "2024-12.html").read_text() == before
+    assert without_report_time((out / "reports" / "2024-12.html").read_bytes()) == before  # its minute may be the next
 
 
 class CountedExecutor(Executor):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -20,7 +19,7 @@ import polars as pl
 import pytest
 
 from sahel_pipeline import SAMPLE_DIR
-from sahel_pipeline_tests.fixtures import outliving
+from sahel_pipeline_tests.fixtures import outliving, without_report_time
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +50,9 @@ def run(out: Path, raw: Path = SAMPLE_DIR, *extra: str) -> subprocess.CompletedP
     )
 
 
-# The one line of a report that names the time it was made: every other byte must equal the clean run's.
-GENERATED = re.compile(rb"Generated \d{1,2} \w+ \d{4}, \d\d:\d\d UTC")
-
-
 def outputs(out: Path) -> dict[str, bytes]:
-    return {name: GENERATED.sub(b"Generated (time)", (out / name).read_bytes()) for name in COMPARED}
+    """Every compared output, the report's time of making aside: every other byte must equal the clean run's."""
+    return {name: without_report_time((out / name).read_bytes()) for name in COMPARED}
 
 
 def descendants(pid: int) -> list[int]:
