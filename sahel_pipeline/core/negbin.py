@@ -34,20 +34,12 @@ def weighted_loglik(y, mu, weights) -> Callable[[float], float]:
     mu = np.maximum(np.asarray(mu, dtype=float), 1e-300)
     weights = np.asarray(weights, dtype=float)
     shared, log_mu = special.gammaln(y + 1), np.log(mu)
-    poisson = float(np.sum(weights * (y * log_mu - mu - shared)))
+    poisson = float(np.sum(weights * _poisson_terms(y, mu, log_mu, shared)))
 
     def loglik(dispersion: float) -> float:
         if dispersion <= POISSON:
             return poisson
-        size = 1.0 / dispersion
-        nb = (
-            special.gammaln(y + size)
-            - special.gammaln(size)
-            - shared
-            - size * np.log1p(mu / size)
-            + y * (log_mu - np.log(size + mu))
-        )
-        return float(np.sum(weights * nb))
+        return float(np.sum(weights * _nb_terms(y, mu, log_mu, 1.0 / dispersion, shared)))
 
     return loglik
 
@@ -62,18 +54,27 @@ def logpmf(y, mu, dispersion, weights=None, factorial=True):
     y, mu, d = (np.asarray(a, dtype=float) for a in (y, mu, dispersion))
     mu = np.maximum(mu, 1e-300)
     shared = special.gammaln(y + 1) if factorial else 0.0
+    log_mu = np.log(mu)
     poisson = d <= POISSON
     if poisson.all():
-        return y * np.log(mu) - mu - shared
-    size = 1.0 / np.maximum(d, POISSON)
-    nb = (
+        return _poisson_terms(y, mu, log_mu, shared)
+    nb = _nb_terms(y, mu, log_mu, 1.0 / np.maximum(d, POISSON), shared)
+    return np.where(poisson, _poisson_terms(y, mu, log_mu, shared), nb) if poisson.any() else nb
+
+
+def _poisson_terms(y, mu, log_mu, shared):
+    return y * log_mu - mu - shared
+
+
+def _nb_terms(y, mu, log_mu, size, shared):
+    """The negative binomial's log-probabilities at size 1 / dispersion (`shared`: log y!, or 0 without it)."""
+    return (
         special.gammaln(y + size)
         - special.gammaln(size)
         - shared
         - size * np.log1p(mu / size)
-        + y * (np.log(mu) - np.log(size + mu))
+        + y * (log_mu - np.log(size + mu))
     )
-    return np.where(poisson, y * np.log(mu) - mu - shared, nb) if poisson.any() else nb
 
 
 def cdf(k, mu, dispersion, weights=None):
